@@ -1,0 +1,136 @@
+"""Errors of the Audit Logs API and how callers should react to them.
+
+Every failure is sorted into one of three kinds, because that is the only decision a caller has
+to make:
+
+- ``permanent``: retrying cannot help (bad token, missing scope, plan without audit logs, a bad
+  filter or range). Fail fast and tell the user what to fix.
+- ``transient``: the same request may succeed later (429, 5xx, a dropped connection, a garbled
+  body). Retry, within a budget.
+- ``cursor``: the pagination cursor expired or was rejected. Re-read the interval from its start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Literal
+
+import aiohttp
+
+if TYPE_CHECKING:
+    from .response import AuditLogsResponse
+
+ErrorKind = Literal["permanent", "transient", "cursor"]
+
+# What to do about each documented error code; the message of the error carries it.
+_HINTS: dict[str, str] = {
+    "missing_authentication": "the request carried no token: set the connection's password to an org "
+    "owner's user token (xoxp-...)",
+    "invalid_authentication": "the token was rejected: check the connection's password is a valid, "
+    "unrevoked org owner token (xoxp-...)",
+    "not_authed": "the request carried no token: set the connection's password (xoxp-...)",
+    "invalid_auth": "the token was rejected: check the connection's password (xoxp-...)",
+    "feature_not_enabled": "audit logs need an Enterprise Grid org with the feature enabled",
+    "team_not_authorized": "the token's team may not read audit logs: use a token of an org owner "
+    "installed at the org level",
+    "user_not_authorized": "the token's user is not an org owner or lacks the auditlogs:read scope",
+    "invalid_action": "one of the action names is unknown: check them against the `actions` endpoint",
+    "invalid_range": "oldest/latest are outside the data the org has (no data before 2018-03-01 or "
+    "before the org enabled audit logs, and none in the future)",
+    "invalid_workspace": "the workspace filter names no workspace of this org",
+    "bad_endpoint": "the URL is not an Audit Logs endpoint: check the connection's base_url",
+    "method_not_allowed": "the endpoint only accepts GET",
+    "invalid_cursor": "the cursor expired or was altered: restart the query from its first page",
+    "rate_limited": "the org-wide budget (about 50 requests/minute) is spent: wait for Retry-After",
+    "ratelimited": "the org-wide budget (about 50 requests/minute) is spent: wait for Retry-After",
+    "invalid_response": "the server answered with a body that is not an Audit Logs page",
+}
+
+_PERMANENT_CODES = frozenset(
+    {
+        "missing_authentication",
+        "invalid_authentication",
+        "not_authed",
+        "invalid_auth",
+        "feature_not_enabled",
+        "team_not_authorized",
+        "user_not_authorized",
+        "invalid_action",
+        "invalid_range",
+        "invalid_workspace",
+        "bad_endpoint",
+        "method_not_allowed",
+    }
+)
+_TRANSIENT_CODES = frozenset({"rate_limited", "ratelimited", "invalid_response"})
+_TRANSIENT_STATUSES = frozenset({408, 425, 429})
+
+
+def classify(status_code: int | None, error: str | None) -> ErrorKind:
+    """Sort an API failure by what a caller should do about it.
+
+    The status wins for 5xx and 429 (a proxy's 502 may carry any body); the Slack error code decides
+    for the rest; an unknown 4xx is permanent, because repeating a request the server refused
+    only spends the org-wide rate budget.
+    """
+    if error == "invalid_cursor":
+        return "cursor"
+    if status_code is not None and (status_code >= 500 or status_code in _TRANSIENT_STATUSES):
+        return "transient"
+    if error in _TRANSIENT_CODES:
+        return "transient"
+    return "permanent"
+
+
+def hint(error: str | None) -> str:
+    """What to do about an error code, or an empty string when there is no advice."""
+    return _HINTS.get(error or "", "")
+
+
+class SlackAuditLogsApiError(Exception):
+    """A failed Audit Logs API call.
+
+    Attributes:
+        response: the response, when there was one (``None`` for errors raised before a request).
+        status_code: the HTTP status, when there was a response.
+        error: Slack's error code (``invalid_authentication``, ``rate_limited``, ...), or a code of
+            ours (``invalid_response``) when the body was not what the API sends.
+        kind: ``permanent``, ``transient`` or ``cursor``; see the module docstring.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        response: AuditLogsResponse | None = None,
+        *,
+        error: str | None = None,
+        status_code: int | None = None,
+        kind: ErrorKind | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.response = response
+        self.status_code = status_code if status_code is not None else getattr(response, "status_code", None)
+        self.error = error
+        self.kind: ErrorKind = kind if kind is not None else classify(self.status_code, error)
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+def classify_exception(exc: BaseException) -> ErrorKind | None:
+    """The kind of any exception an Audit Logs call can raise, or ``None`` when it is not ours.
+
+    Connection failures, timeouts and storage ``OSError`` are transient: the same work may succeed
+    on the next try. Argument errors (``ValueError``/``TypeError``) are permanent.
+    """
+    if isinstance(exc, SlackAuditLogsApiError):
+        return exc.kind
+    if isinstance(exc, aiohttp.ClientError | asyncio.TimeoutError | TimeoutError | OSError):
+        return "transient"
+    if isinstance(exc, ValueError | TypeError):
+        return "permanent"
+    return None
+
+
+__all__ = ["ErrorKind", "SlackAuditLogsApiError", "classify", "classify_exception", "hint"]

@@ -1,0 +1,176 @@
+"""The response of an Audit Logs call: raw bytes kept, every view decoded lazily and at most once."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any, NamedTuple
+
+import msgspec
+
+from .errors import SlackAuditLogsApiError, hint
+from .logs import LogsResponse
+
+
+class RawEntry(NamedTuple):
+    """One audit entry as the API sent it, with the two fields the landing path needs decoded."""
+
+    id: str
+    date_create: int
+    raw: msgspec.Raw  # the entry's exact bytes (supports the buffer protocol: b"\n".join works)
+
+
+class RawPage(NamedTuple):
+    entries: list[RawEntry]
+    next_cursor: str  # "" on the last page
+
+
+class _Metadata(msgspec.Struct):
+    next_cursor: str = ""
+
+
+class _Page(msgspec.Struct):
+    entries: list[msgspec.Raw]
+    response_metadata: _Metadata | None = None
+
+
+class _EntryKey(msgspec.Struct):
+    id: str
+    date_create: int
+
+
+_page_decoder = msgspec.json.Decoder(_Page)
+_key_decoder = msgspec.json.Decoder(_EntryKey)
+_any_decoder = msgspec.json.Decoder()
+
+
+class AuditLogsResponse:
+    """An HTTP response of the Audit Logs API, compatible with slack_sdk's ``AuditLogsResponse``.
+
+    ``content`` holds the bytes as received. ``raw_body`` (text), ``body`` (a dict when the body is a
+    JSON object, else ``None``), ``typed_body`` (a :class:`LogsResponse`, never raising) and
+    :meth:`raw_page` (the fast landing view) are each computed on first use.
+    """
+
+    url: str
+    status_code: int
+    headers: Mapping[str, Any]
+    content: bytes
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        status_code: int,
+        raw_body: str | bytes | None,
+        headers: Mapping[str, Any],
+    ) -> None:
+        self.url = url
+        self.status_code = status_code
+        self.headers = headers
+        if raw_body is None:
+            self.content = b""
+        elif isinstance(raw_body, str):
+            self.content = raw_body.encode("utf-8")
+        else:
+            self.content = bytes(raw_body)
+
+    def __repr__(self) -> str:
+        return f"<AuditLogsResponse {self.status_code} {self.url} ({len(self.content)} bytes)>"
+
+    @cached_property
+    def raw_body(self) -> str | None:
+        """The body as text (``None`` when empty), like slack_sdk's ``raw_body``."""
+        return self.content.decode("utf-8", errors="replace") if self.content else None
+
+    @cached_property
+    def body(self) -> dict[str, Any] | None:
+        """The body parsed as JSON when it is a JSON object; ``None`` otherwise (empty, HTML, garbled)."""
+        if not self.content.lstrip().startswith(b"{"):
+            return None
+        try:
+            value = _any_decoder.decode(self.content)
+        except msgspec.DecodeError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    @property
+    def typed_body(self) -> LogsResponse | None:
+        """The body as a :class:`LogsResponse`; errors, schemas and actions give a model too.
+
+        ``None`` only when the body is not a JSON object. slack_sdk raises here on any body
+        without ``entries``.
+        """
+        body = self.body
+        return None if body is None else LogsResponse(**body)
+
+    @property
+    def ok(self) -> bool:
+        """True for a 2xx response. (Success bodies of this API carry no ``ok`` field.)"""
+        return 200 <= self.status_code < 300
+
+    @property
+    def error(self) -> str | None:
+        """Slack's error code from an error body, when there is one."""
+        body = self.body
+        code = body.get("error") if body is not None else None
+        return code if isinstance(code, str) else None
+
+    def validate(self) -> AuditLogsResponse:
+        """Return self for a 2xx response; raise :class:`SlackAuditLogsApiError` otherwise."""
+        if self.ok:
+            return self
+        code = self.error
+        advice = hint(code)
+        what = f"error {code!r}" if code else "no Slack error code (body is not a JSON error)"
+        message = f"Audit Logs API returned HTTP {self.status_code} with {what} for {_path(self.url)}"
+        raise SlackAuditLogsApiError(f"{message}: {advice}" if advice else message, self, error=code)
+
+    def raw_page(self) -> RawPage:
+        """The page's entries as raw bytes plus their ``id`` and ``date_create``, and the next cursor.
+
+        Only the envelope and two keys per entry are decoded: moving an entry costs a slice, not
+        a dict. A 2xx body that is not a page raises a transient ``invalid_response`` error (a
+        retry may get a good body; a committed interval must never hold a garbled one).
+        """
+        return self._raw_page
+
+    @property
+    def next_cursor(self) -> str:
+        """The cursor of the next page, ``""`` on the last one."""
+        return self._raw_page.next_cursor
+
+    @cached_property
+    def _raw_page(self) -> RawPage:
+        self.validate()
+        try:
+            page = _page_decoder.decode(self.content)
+        except msgspec.DecodeError as e:
+            raise self._invalid(f"the body is not an Audit Logs page ({e})") from None
+        entries: list[RawEntry] = []
+        for position, raw in enumerate(page.entries):
+            try:
+                key = _key_decoder.decode(raw)
+            except msgspec.DecodeError as e:
+                raise self._invalid(
+                    f"entry {position} of the page has no valid id/date_create ({e})"
+                ) from None
+            entries.append(RawEntry(key.id, key.date_create, raw))
+        metadata = page.response_metadata
+        return RawPage(entries, metadata.next_cursor if metadata is not None else "")
+
+    def _invalid(self, detail: str) -> SlackAuditLogsApiError:
+        return SlackAuditLogsApiError(
+            f"Audit Logs API returned HTTP {self.status_code} for {_path(self.url)} but {detail}: "
+            f"{hint('invalid_response')}; retry later",
+            self,
+            error="invalid_response",
+        )
+
+
+def _path(url: str) -> str:
+    """The URL without its query (cursors and filters make messages long and add nothing)."""
+    return url.split("?", 1)[0]
+
+
+__all__ = ["AuditLogsResponse", "RawEntry", "RawPage"]
