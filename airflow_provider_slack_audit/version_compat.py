@@ -10,26 +10,39 @@ from __future__ import annotations
 from airflow.providers.common.compat.sdk import (
     AirflowException,
     AirflowFailException,
+    AirflowNotFoundException,
     Asset,
     BaseHook,
     BaseOperator,
+    Connection,
     Context,
     ObjectStoragePath,
     TaskDeferred,
     conf,
+    mask_secret,
+    redact,
 )
+
+# Airflow 3.1+: masks through the supervisor with asend(), safe on an event loop (a trigger) where the
+# synchronous mask_secret could raise DeadlockImminentError. Airflow 2 would alias mask_secret here.
+from airflow.sdk.log import amask_secret
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 __all__ = [
     "AirflowException",
     "AirflowFailException",
+    "AirflowNotFoundException",
     "Asset",
     "BaseHook",
     "BaseOperator",
     "BaseTrigger",
+    "Connection",
     "Context",
     "ObjectStoragePath",
     "TaskDeferred",
     "TriggerEvent",
+    "amask_secret",
     "conf",
+    "mask_secret",
+    "redact",
 ]

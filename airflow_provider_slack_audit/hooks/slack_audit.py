@@ -1,0 +1,260 @@
+"""The hook: turns an Airflow connection into an Audit Logs client.
+
+The token lives only in ``Connection.password``; there is deliberately no ``token=`` argument, so a
+token can never end up in a DAG file, a rendered template or trigger kwargs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_provider_slack_audit import CONNECTION_FIELDS, CONNECTION_UI_FIELD_BEHAVIOUR
+from airflow_provider_slack_audit.client import (
+    AsyncAuditLogsClient,
+    SlackAuditLogsApiError,
+    default_retry_handlers,
+)
+from airflow_provider_slack_audit.client.errors import hint
+from airflow_provider_slack_audit.version_compat import (
+    BaseHook,
+    Connection,
+    amask_secret,
+    mask_secret,
+)
+
+
+def _default(field: str) -> Any:
+    """The default a connection form field declares (the form and the hook cannot disagree)."""
+    return CONNECTION_FIELDS[field]["schema"].get("default")
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """The client settings a connection's extra holds, parsed and checked.
+
+    Extras arrive as JSON numbers from an ``AIRFLOW_CONN_*`` JSON variable but as strings from some
+    secrets backends and older UIs, so every field accepts both.
+    """
+
+    base_url: str = _default("base_url")
+    timeout: int = _default("timeout")
+    proxy: str | None = None
+    max_retry_wait: float = _default("max_retry_wait")
+    requests_per_minute: float | None = None
+    allow_insecure_http: bool = _default("allow_insecure_http")
+
+    @classmethod
+    def from_extra(cls, extra: dict[str, Any], conn_id: str) -> ClientOptions:
+        """Parse a connection's extra; a bad value names the connection, the field and the fix."""
+        reader = _ExtraReader(extra, conn_id)
+        return cls(
+            base_url=reader.string("base_url") or cls.base_url,
+            timeout=reader.positive_int("timeout", default=cls.timeout),
+            proxy=reader.string("proxy"),
+            max_retry_wait=reader.non_negative_number("max_retry_wait", default=cls.max_retry_wait),
+            requests_per_minute=reader.optional_positive_number("requests_per_minute"),
+            allow_insecure_http=reader.boolean("allow_insecure_http", default=cls.allow_insecure_http),
+        )
+
+
+class _ExtraReader:
+    """Typed access to a connection's extra, accepting plain and ``extra__slack_audit__`` keys.
+
+    The prefixed form is what Airflow's pre-3 connection form saved; reading it too means a
+    connection created there keeps working.
+    """
+
+    def __init__(self, extra: dict[str, Any], conn_id: str) -> None:
+        self._extra = extra
+        self._conn_id = conn_id
+
+    def _raw(self, field: str) -> Any:
+        value = self._extra.get(field)
+        if value is None or value == "":
+            value = self._extra.get(f"extra__{SlackAuditLogsHook.conn_type}__{field}")
+        return None if value == "" else value
+
+    def _invalid(self, field: str, value: Any, expected: str) -> ValueError:
+        return ValueError(
+            f"Connection {self._conn_id!r}: extra {field!r} must be {expected}, got {value!r}. "
+            "Fix it in the connection (Admin > Connections, or the AIRFLOW_CONN_* JSON)."
+        )
+
+    def string(self, field: str) -> str | None:
+        value = self._raw(field)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self._invalid(field, value, "a string")
+        return value.strip() or None
+
+    def _number(self, field: str, value: Any, expected: str) -> float:
+        if isinstance(value, bool):  # bool is an int subclass; True seconds is a typo, not a number
+            raise self._invalid(field, value, expected)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise self._invalid(field, value, expected) from None
+        if not math.isfinite(number):
+            raise self._invalid(field, value, expected)
+        return number
+
+    def positive_int(self, field: str, *, default: int) -> int:
+        value = self._raw(field)
+        if value is None:
+            return default
+        expected = "a whole number of seconds > 0"
+        number = self._number(field, value, expected)
+        if number <= 0 or not number.is_integer():
+            raise self._invalid(field, value, expected)
+        return int(number)
+
+    def non_negative_number(self, field: str, *, default: float) -> float:
+        value = self._raw(field)
+        if value is None:
+            return default
+        number = self._number(field, value, "a number of seconds >= 0")
+        if number < 0:
+            raise self._invalid(field, value, "a number of seconds >= 0")
+        return number
+
+    def optional_positive_number(self, field: str) -> float | None:
+        value = self._raw(field)
+        if value is None:
+            return None
+        number = self._number(field, value, "a number > 0 (or empty for no client-side pacing)")
+        if number <= 0:
+            raise self._invalid(field, value, "a number > 0 (or empty for no client-side pacing)")
+        return number
+
+    def boolean(self, field: str, *, default: bool) -> bool:
+        value = self._raw(field)
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
+            return value.strip().lower() == "true"
+        raise self._invalid(field, value, "true or false")
+
+
+class SlackAuditLogsHook(BaseHook):
+    """Build :class:`AsyncAuditLogsClient` instances from a ``slack_audit`` connection.
+
+    The connection's password is an org owner's user token (``xoxp-…``) with the ``auditlogs:read``
+    scope; its extra may set ``base_url``, ``timeout``, ``proxy``, ``max_retry_wait`` (the total
+    seconds one request may spend waiting on 429s, 5xx and dropped connections),
+    ``requests_per_minute`` and ``allow_insecure_http``.
+
+    :param slack_audit_conn_id: the connection to read.
+    """
+
+    conn_name_attr = "slack_audit_conn_id"
+    default_conn_name = "slack_audit_default"
+    conn_type = "slack_audit"
+    hook_name = "Slack Audit Logs"
+
+    def __init__(self, slack_audit_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.slack_audit_conn_id = slack_audit_conn_id
+
+    async def get_async_client(self) -> AsyncAuditLogsClient:
+        """A client built with Airflow's async connection API: safe on a triggerer's event loop."""
+        conn = await self.aget_connection(self.slack_audit_conn_id)
+        token = self._token(conn)
+        await amask_secret(token)
+        return self._build_client(token, ClientOptions.from_extra(await conn.aextra_dejson(), conn.conn_id))
+
+    def get_client(self) -> AsyncAuditLogsClient:
+        """A client built with the synchronous connection API, for worker code outside an event loop."""
+        conn = self.get_connection(self.slack_audit_conn_id)
+        token = self._token(conn)
+        mask_secret(token)
+        return self._build_client(token, ClientOptions.from_extra(conn.extra_dejson, conn.conn_id))
+
+    def get_conn(self) -> AsyncAuditLogsClient:
+        """Airflow's generic accessor; the same as :meth:`get_client`."""
+        return self.get_client()
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Make one authenticated request (``logs?limit=1``) and report Slack's verdict.
+
+        Airflow calls this from the connection form's Test button, in a worker thread of the API
+        server, so running a private event loop here is safe.
+        """
+        try:
+            client = self.get_client()
+            asyncio.run(self._fetch_one_entry(client))
+        except SlackAuditLogsApiError as exc:
+            return False, f"{exc.error or exc.status_code}: {hint(exc.error) or exc.message}"
+        except Exception as exc:
+            return False, f"{type(exc).__name__}: {exc}"
+        return True, "Authenticated: the token can read the org's audit logs."
+
+    @staticmethod
+    async def _fetch_one_entry(client: AsyncAuditLogsClient) -> None:
+        response = await client.logs(limit=1)
+        response.validate()
+
+    @staticmethod
+    def _token(conn: Connection) -> str:
+        token = conn.password
+        if not token or not token.strip():
+            raise ValueError(
+                f"Connection {conn.conn_id!r} has no password: set it to an org owner's user token "
+                "(xoxp-…) with the auditlogs:read scope."
+            )
+        return str(token.strip())
+
+    @staticmethod
+    def _build_client(token: str, options: ClientOptions) -> AsyncAuditLogsClient:
+        return AsyncAuditLogsClient(
+            token,
+            timeout=options.timeout,
+            proxy=options.proxy,
+            base_url=options.base_url,
+            retry_handlers=default_retry_handlers(max_wait_seconds=options.max_retry_wait),
+            requests_per_minute=options.requests_per_minute,
+            allow_insecure_http=options.allow_insecure_http,
+        )
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The form's hidden fields, labels and placeholders (Airflow < 3.2 reads them from here).
+
+        Airflow 3.2+ takes the same declaration from ``get_provider_info()``.
+        """
+        behaviour = CONNECTION_UI_FIELD_BEHAVIOUR
+        return {
+            "hidden_fields": list(behaviour["hidden-fields"]),
+            "relabeling": dict(behaviour["relabeling"]),
+            "placeholders": dict(behaviour["placeholders"]),
+        }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The extra fields as WTForms widgets, for the Flask UI of Airflow < 3.2.
+
+        Airflow 3.2+ renders ``conn-fields`` from ``get_provider_info()`` and never calls this; the
+        imports are local because Airflow 3 does not install WTForms.
+        """
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import BooleanField, StringField
+
+        widgets: dict[str, Any] = {}
+        for name, field in CONNECTION_FIELDS.items():
+            label = lazy_gettext(field["label"])
+            description = field.get("description", "")
+            if "boolean" in field["schema"]["type"]:
+                widgets[name] = BooleanField(
+                    label, description=description, default=field["schema"].get("default", False)
+                )
+            else:
+                # Numbers travel as text too: the older form's IntegerField rejects "0.5" and the hook
+                # parses both forms anyway.
+                widgets[name] = StringField(label, description=description, widget=BS3TextFieldWidget())
+        return widgets

@@ -1,0 +1,280 @@
+"""The operator: land every audit event of a window (by default the run's data interval) exactly once.
+
+``execute`` resolves and validates the window, then either defers to
+:class:`~airflow_provider_slack_audit.triggers.slack_audit.SlackAuditLogsTrigger` (the default) or runs
+the same ingest in the worker. Both end in :meth:`SlackAuditLogsOperator.execute_complete`, which turns
+the outcome into a small XCom summary or the exception that tells Airflow whether to retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from airflow_provider_slack_audit.hooks.slack_audit import SlackAuditLogsHook
+from airflow_provider_slack_audit.ingest.pipeline import IngestSpec
+from airflow_provider_slack_audit.ingest.windows import Window, parse_datetime
+from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger, ingest_event
+from airflow_provider_slack_audit.version_compat import (
+    AirflowException,
+    AirflowFailException,
+    Asset,
+    BaseOperator,
+    Context,
+    ObjectStoragePath,
+    conf,
+)
+
+_EMPTY_DATA_INTERVAL_FIX = (
+    "This happens with a cron string schedule such as '@daily', which Airflow 3 runs with "
+    "CronTriggerTimetable. Schedule the DAG with a data-interval timetable, e.g. "
+    "schedule=CronDataIntervalTimetable('0 0 * * *', timezone='UTC') or "
+    "DeltaDataIntervalTimetable(timedelta(days=1)), or pass explicit oldest/latest."
+)
+
+
+def default_deferrable() -> bool:
+    """``[operators] default_deferrable`` when the deployment sets it, else True.
+
+    Airflow ships that option with a built-in default of false, so ``conf.getboolean(..., fallback=True)``
+    would never fall back: the value's source is what tells a deliberate setting from Airflow's default.
+    """
+    try:
+        _, source = conf.as_dict(display_source=True)["operators"]["default_deferrable"]
+    except KeyError:
+        return True
+    if source == "default":
+        return True
+    return bool(conf.getboolean("operators", "default_deferrable"))
+
+
+class SlackAuditLogsOperator(BaseOperator):
+    """Land the Slack audit events of ``[oldest, latest)`` under ``destination``, one file per interval.
+
+    Each interval is committed on its own, so a retry, a rerun or a restarted triggerer skips what is
+    already landed; with ``overwrite=True`` a rerun rewrites every interval (to pick up late events).
+    The task returns a small summary (window, intervals landed and skipped, events, pages, bytes,
+    manifest path) and emits an asset event for ``destination`` carrying the manifest and window.
+
+    :param destination: base URL (or ``ObjectStoragePath``) to land under, e.g.
+        ``s3://aws_default@bucket/slack_audit`` or ``file:///data/slack_audit``. (templated)
+    :param slack_audit_conn_id: the ``slack_audit`` connection holding the org owner token.
+    :param oldest: start of the window, inclusive: an aware datetime or an ISO-8601 string.
+        Default: the run's ``data_interval_start``. (templated)
+    :param latest: end of the window, exclusive. Default: the run's ``data_interval_end``. (templated)
+    :param destination_conn_id: connection for the destination storage, when the URL names none.
+    :param interval: length of each landed (and committed) piece of the window.
+    :param action: an action name or a list of up to 30 names to keep; default all.
+    :param actor: keep only events of this user id.
+    :param entity: keep only events on this entity id.
+    :param settle_lag: how long after an interval's end to wait before reading it, so events Slack
+        records late are not missed.
+    :param compression: ``"gzip"`` (default) or ``None`` for plain ``.jsonl``.
+    :param overwrite: rewrite committed intervals instead of skipping them; ``True``/``False`` or the
+        rendered strings ``"True"``/``"False"``. (templated)
+    :param deferrable: wait on the triggerer instead of holding a worker slot. Default: the
+        deployment's ``[operators] default_deferrable`` when it sets one, else true.
+    """
+
+    template_fields: Sequence[str] = ("oldest", "latest", "destination", "overwrite")
+    ui_color = "#ecb22e"
+
+    def __init__(
+        self,
+        *,
+        destination: str | ObjectStoragePath,
+        slack_audit_conn_id: str = SlackAuditLogsHook.default_conn_name,
+        oldest: datetime | str | None = None,
+        latest: datetime | str | None = None,
+        destination_conn_id: str | None = None,
+        interval: timedelta = timedelta(hours=1),
+        action: str | Sequence[str] | None = None,
+        actor: str | None = None,
+        entity: str | None = None,
+        settle_lag: timedelta = timedelta(minutes=5),
+        compression: Literal["gzip"] | None = "gzip",
+        overwrite: bool | str = False,
+        deferrable: bool = default_deferrable(),
+        **kwargs: Any,
+    ) -> None:
+        if "outlets" not in kwargs:
+            kwargs["outlets"] = _default_outlets(destination)
+        super().__init__(**kwargs)
+        self.destination = destination
+        self.slack_audit_conn_id = slack_audit_conn_id
+        self.oldest = oldest
+        self.latest = latest
+        self.destination_conn_id = destination_conn_id
+        self.interval = interval
+        self.action = action
+        self.actor = actor
+        self.entity = entity
+        self.settle_lag = settle_lag
+        self.compression = compression
+        self.overwrite = overwrite
+        self.deferrable = deferrable
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        spec = self.build_spec(context)
+        self.log.info(
+            "Landing Slack audit events of [%s, %s) in %s intervals under %s",
+            spec.window.start.isoformat(),
+            spec.window.end.isoformat(),
+            self.interval,
+            spec.destination,
+        )
+        if self.deferrable:
+            self.defer(
+                trigger=SlackAuditLogsTrigger(
+                    slack_audit_conn_id=self.slack_audit_conn_id, spec=spec.to_json()
+                ),
+                method_name="execute_complete",
+                timeout=self.execution_timeout,
+            )
+        hook = SlackAuditLogsHook(slack_audit_conn_id=self.slack_audit_conn_id)
+        # The sync connection API runs in a thread, never on the loop; the ingest is the very coroutine
+        # the trigger runs, so both modes land, summarize and fail the same way.
+        event = asyncio.run(ingest_event(lambda: asyncio.to_thread(hook.get_client), spec.to_json()))
+        return self.execute_complete(context, event)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Return the summary of a landed window, or raise what tells Airflow whether to retry.
+
+        A transient failure raises ``AirflowException`` (the task's retries apply, and the next try
+        skips committed intervals); anything else raises ``AirflowFailException``, because another
+        try would fail the same way.
+        """
+        if event.get("status") != "success":
+            raise _failure(event)
+        summary: dict[str, Any] = event["summary"]
+        self._record_asset_events(context, summary)
+        self.log.info(
+            "Landed window %s: %s intervals landed, %s skipped, %s events, %s pages, %s bytes; manifest %s",
+            summary.get("window"),
+            summary.get("intervals_landed"),
+            summary.get("intervals_skipped"),
+            summary.get("events"),
+            summary.get("pages"),
+            summary.get("bytes"),
+            summary.get("manifest"),
+        )
+        return summary
+
+    def build_spec(self, context: Context) -> IngestSpec:
+        """Resolve the rendered arguments into a validated spec, before any request is made.
+
+        Every problem found here is a configuration error no retry can fix, so it fails the task
+        without retrying.
+        """
+        try:
+            destination, destination_conn_id = self._destination()
+            spec = IngestSpec(
+                window=self._window(context),
+                interval=self.interval,
+                destination=destination,
+                destination_conn_id=destination_conn_id,
+                action=_actions(self.action),
+                actor=self.actor,
+                entity=self.entity,
+                compression=self.compression,
+                settle_lag=self.settle_lag,
+                overwrite=_as_bool(self.overwrite, "overwrite"),
+            )
+            spec.validate()
+        except (ValueError, TypeError) as exc:
+            raise AirflowFailException(f"Invalid arguments for task {self.task_id!r}: {exc}") from exc
+        return spec
+
+    def _window(self, context: Context) -> Window:
+        start = self.oldest if self.oldest is not None else context.get("data_interval_start")
+        end = self.latest if self.latest is not None else context.get("data_interval_end")
+        if start is None or end is None:
+            raise ValueError(
+                "this run has no data interval (a manual run of a DAG with schedule=None?) and "
+                "oldest/latest are not both set: pass oldest and latest, or schedule the DAG with a "
+                "data-interval timetable"
+            )
+        if self.oldest is None and self.latest is None and start == end:
+            raise ValueError(
+                f"the run's data interval [{start}, {end}) is empty, so there is no window to land. "
+                f"{_EMPTY_DATA_INTERVAL_FIX}"
+            )
+        return Window(parse_datetime(start, "oldest"), parse_datetime(end, "latest"))
+
+    def _destination(self) -> tuple[str, str | None]:
+        """The destination URL and its storage connection id (the argument wins over the path's)."""
+        destination = self.destination
+        if isinstance(destination, ObjectStoragePath):
+            return str(destination), self.destination_conn_id or destination.conn_id
+        if not isinstance(destination, str) or not destination.strip():
+            raise ValueError(
+                f"destination must be a URL such as 's3://bucket/slack_audit' or an ObjectStoragePath, "
+                f"got {destination!r}"
+            )
+        return destination.strip(), self.destination_conn_id
+
+    def _record_asset_events(self, context: Context, summary: dict[str, Any]) -> None:
+        """Attach the manifest and window to the outlet asset events, for data-aware DAGs downstream."""
+        outlet_events = context.get("outlet_events")
+        if outlet_events is None:
+            return
+        extra = {"manifest": summary.get("manifest"), "window": summary.get("window")}
+        for outlet in self.outlets:
+            if isinstance(outlet, Asset):
+                outlet_events[outlet].extra.update(extra)
+
+
+def _default_outlets(destination: str | ObjectStoragePath) -> list[Asset]:
+    """The destination as an Asset, when it is known when the DAG is parsed (not a template)."""
+    url = str(destination)
+    if not url.strip() or "{{" in url or "{%" in url:
+        return []
+    return [Asset(_asset_uri(url))]
+
+
+def _asset_uri(url: str) -> str:
+    """The destination URL without a connection id: the data's identity does not depend on who reads it."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _actions(action: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """Normalize one name, a comma-separated string or a list of names into a tuple."""
+    if action is None:
+        return None
+    names = action.split(",") if isinstance(action, str) else list(action)
+    cleaned = tuple(name.strip() for name in names if isinstance(name, str) and name.strip())
+    if len(cleaned) != len(names):
+        raise ValueError(f"action must be a name or a list of non-empty names, got {action!r}")
+    return cleaned
+
+
+def _as_bool(value: bool | str, name: str) -> bool:
+    """A flag given as a bool or as a rendered template ("True", "false", ...)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
+        return value.strip().lower() == "true"
+    raise ValueError(f"{name} must be True or False (or the string 'True'/'False'), got {value!r}")
+
+
+def _failure(event: dict[str, Any]) -> AirflowException:
+    """The exception for an error event: only ``transient`` errors are worth another try."""
+    kind = event.get("kind") or "unknown"
+    error = event.get("error") or "unknown_error"
+    message = event.get("message") or "(no message)"
+    if kind == "transient":
+        return AirflowException(
+            f"Slack audit ingest hit a transient error ({error}): {message}. Airflow retries the task "
+            "if it has retries left, and the next try skips the intervals already committed. If this "
+            "keeps happening, raise the connection's max_retry_wait or the task's retries."
+        )
+    return AirflowFailException(
+        f"Slack audit ingest failed with a {kind} error ({error}): {message}. Not retrying, since "
+        "another try would fail the same way: fix the cause, then clear the task."
+    )

@@ -1,0 +1,299 @@
+"""SlackAuditLogsOperator: window resolution, validation before any request, deferral, outcomes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from airflow.sdk.execution_time.context import OutletEventAccessors
+
+from airflow_provider_slack_audit.client import AsyncAuditLogsClient, SlackAuditLogsApiError
+from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, IngestSummary
+from airflow_provider_slack_audit.operators.slack_audit import SlackAuditLogsOperator, default_deferrable
+from airflow_provider_slack_audit.triggers import slack_audit as trigger_module
+from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger
+from airflow_provider_slack_audit.version_compat import (
+    AirflowException,
+    AirflowFailException,
+    Asset,
+    ObjectStoragePath,
+    TaskDeferred,
+)
+
+TOKEN = "xoxp-operator-test-token-4242"
+DAY_START = datetime(2026, 1, 4, tzinfo=timezone.utc)
+DAY_END = datetime(2026, 1, 5, tzinfo=timezone.utc)
+DESTINATION = "file:///tmp/slack_audit_operator_test"
+
+
+@pytest.fixture(autouse=True)
+def slack_audit_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = {"conn_type": "slack_audit", "password": TOKEN, "extra": {"base_url": "http://127.0.0.1:9/"}}
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_AUDIT_DEFAULT", json.dumps(conn))
+
+
+def make_operator(**kwargs: Any) -> SlackAuditLogsOperator:
+    arguments: dict[str, Any] = {"task_id": "land", "destination": DESTINATION, **kwargs}
+    return SlackAuditLogsOperator(**arguments)
+
+
+def run_context(start: datetime | None = DAY_START, end: datetime | None = DAY_END) -> dict[str, Any]:
+    return {"data_interval_start": start, "data_interval_end": end, "outlet_events": OutletEventAccessors()}
+
+
+def deferred_spec(operator: SlackAuditLogsOperator, context: dict[str, Any]) -> IngestSpec:
+    with pytest.raises(TaskDeferred) as excinfo:
+        operator.execute(context)  # type: ignore[arg-type]
+    trigger = excinfo.value.trigger
+    assert isinstance(trigger, SlackAuditLogsTrigger)
+    return IngestSpec.from_json(trigger.spec)
+
+
+def summary_of(spec_window_start: datetime = DAY_START) -> IngestSummary:
+    return IngestSummary(
+        window={"start": spec_window_start.isoformat(), "end": DAY_END.isoformat()},
+        manifest=f"{DESTINATION}/_manifests/slack_audit_x.manifest.json",
+        intervals_landed=24,
+        events=120,
+    )
+
+
+def fake_ingest(
+    outcome: IngestSummary | BaseException, calls: list[IngestSpec]
+) -> Callable[[AsyncAuditLogsClient, IngestSpec], Awaitable[IngestSummary]]:
+    async def ingest_window(client: AsyncAuditLogsClient, spec: IngestSpec) -> IngestSummary:
+        assert client.token == TOKEN
+        calls.append(spec)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    return ingest_window
+
+
+# Deferral -------------------------------------------------------------------------------------------
+
+
+def test_execute_defers_once_to_the_trigger_with_the_task_timeout() -> None:
+    operator = make_operator(execution_timeout=timedelta(minutes=40), slack_audit_conn_id="audit_conn")
+
+    with pytest.raises(TaskDeferred) as excinfo:
+        operator.execute(run_context())  # type: ignore[arg-type]
+
+    deferred = excinfo.value
+    assert isinstance(deferred.trigger, SlackAuditLogsTrigger)
+    assert deferred.trigger.slack_audit_conn_id == "audit_conn"
+    assert deferred.method_name == "execute_complete"
+    assert deferred.timeout == timedelta(minutes=40)
+
+
+def test_window_defaults_to_the_data_interval_and_carries_every_option() -> None:
+    operator = make_operator(
+        interval=timedelta(minutes=30),
+        action=["user_login", "user_logout"],
+        actor="W1",
+        entity="C2",
+        settle_lag=timedelta(minutes=1),
+        compression=None,
+        destination_conn_id="fs_conn",
+    )
+
+    spec = deferred_spec(operator, run_context())
+
+    assert spec == IngestSpec(
+        window=spec.window,
+        interval=timedelta(minutes=30),
+        destination=DESTINATION,
+        destination_conn_id="fs_conn",
+        action=("user_login", "user_logout"),
+        actor="W1",
+        entity="C2",
+        compression=None,
+        settle_lag=timedelta(minutes=1),
+    )
+    assert (spec.window.start, spec.window.end) == (DAY_START, DAY_END)
+
+
+def test_explicit_oldest_and_latest_strings_override_the_data_interval() -> None:
+    operator = make_operator(oldest="2026-02-01T06:00:00Z", latest="2026-02-01T12:00:00+00:00")
+
+    spec = deferred_spec(operator, run_context())
+
+    assert spec.window.start == datetime(2026, 2, 1, 6, tzinfo=timezone.utc)
+    assert spec.window.end == datetime(2026, 2, 1, 12, tzinfo=timezone.utc)
+
+
+def test_a_comma_separated_action_string_is_split() -> None:
+    spec = deferred_spec(make_operator(action="user_login, user_logout"), run_context())
+
+    assert spec.action == ("user_login", "user_logout")
+
+
+@pytest.mark.parametrize(("rendered", "expected"), [("True", True), ("false", False), (True, True)])
+def test_overwrite_accepts_rendered_template_strings(rendered: bool | str, expected: bool) -> None:
+    spec = deferred_spec(make_operator(overwrite=rendered), run_context())
+
+    assert spec.overwrite is expected
+
+
+def test_an_object_storage_path_destination_brings_its_connection_id() -> None:
+    path = ObjectStoragePath("file:///tmp/slack_audit_operator_test", conn_id="fs_conn")
+
+    spec = deferred_spec(make_operator(destination=path), run_context())
+
+    assert (spec.destination, spec.destination_conn_id) == (str(path), "fs_conn")
+
+
+def test_templated_fields_are_the_window_the_destination_and_overwrite() -> None:
+    assert set(SlackAuditLogsOperator.template_fields) == {"oldest", "latest", "destination", "overwrite"}
+
+
+# Validation before any request ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"oldest": "2026-01-05T00:00:00Z", "latest": "2026-01-04T00:00:00Z"}, "is not before latest"),
+        ({"oldest": "2017-12-31T00:00:00Z"}, "before 2018-03-01"),
+        ({"oldest": datetime(2026, 1, 4)}, "has no timezone"),
+        ({"interval": timedelta(0)}, "interval"),
+        ({"compression": "zstd"}, "compression must be 'gzip' or None"),
+        ({"action": [f"action_{n}" for n in range(31)]}, "30"),
+        ({"overwrite": "maybe"}, "overwrite must be True or False"),
+        ({"destination": ""}, "destination"),
+    ],
+)
+def test_bad_arguments_fail_the_task_before_any_request(arguments: dict[str, Any], message: str) -> None:
+    operator = make_operator(**arguments)
+
+    with pytest.raises(AirflowFailException, match=message):
+        operator.execute(run_context())  # type: ignore[arg-type]
+
+
+def test_an_empty_data_interval_names_the_timetables_that_fix_it() -> None:
+    operator = make_operator()
+
+    with pytest.raises(AirflowFailException) as excinfo:
+        operator.execute(run_context(start=DAY_START, end=DAY_START))  # type: ignore[arg-type]
+
+    message = str(excinfo.value)
+    assert "empty" in message
+    assert "CronDataIntervalTimetable" in message
+    assert "DeltaDataIntervalTimetable" in message
+    assert "oldest/latest" in message
+
+
+def test_a_run_without_data_interval_asks_for_oldest_and_latest() -> None:
+    with pytest.raises(AirflowFailException, match="pass oldest and latest"):
+        make_operator().execute(run_context(start=None, end=None))  # type: ignore[arg-type]
+
+
+# execute_complete -----------------------------------------------------------------------------------
+
+
+def test_success_returns_the_summary_and_annotates_the_asset_event() -> None:
+    operator = make_operator()
+    context = run_context()
+    summary = summary_of().to_json()
+
+    result = operator.execute_complete(context, {"status": "success", "summary": summary})  # type: ignore[arg-type]
+
+    assert result == summary
+    assert context["outlet_events"][Asset(DESTINATION)].extra == {
+        "manifest": summary["manifest"],
+        "window": summary["window"],
+    }
+
+
+def test_a_transient_error_raises_a_retryable_exception() -> None:
+    event = {"status": "error", "kind": "transient", "error": "rate_limited", "message": "429 for logs"}
+
+    with pytest.raises(AirflowException, match="rate_limited") as excinfo:
+        make_operator().execute_complete(run_context(), event)  # type: ignore[arg-type]
+
+    assert not isinstance(excinfo.value, AirflowFailException)
+    assert "max_retry_wait" in str(excinfo.value)
+
+
+@pytest.mark.parametrize("kind", ["permanent", "cursor", None])
+def test_any_other_error_fails_without_retrying(kind: str | None) -> None:
+    event = {"status": "error", "kind": kind, "error": "invalid_authentication", "message": "token rejected"}
+
+    with pytest.raises(AirflowFailException, match=r"invalid_authentication.*token rejected"):
+        make_operator().execute_complete(run_context(), event)  # type: ignore[arg-type]
+
+
+# Outlets --------------------------------------------------------------------------------------------
+
+
+def test_the_destination_is_the_default_outlet_without_its_connection_id() -> None:
+    operator = make_operator(destination="s3://aws_conn@bucket/slack_audit")
+
+    assert operator.outlets == [Asset("s3://bucket/slack_audit")]
+
+
+def test_a_templated_destination_has_no_default_outlet() -> None:
+    assert make_operator(destination="file:///tmp/{{ ds }}").outlets == []
+
+
+def test_explicit_outlets_win() -> None:
+    chosen = Asset("s3://bucket/elsewhere")
+
+    assert make_operator(outlets=[chosen]).outlets == [chosen]
+
+
+# deferrable=False -----------------------------------------------------------------------------------
+
+
+def test_sync_mode_runs_the_same_ingest_in_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[IngestSpec] = []
+    summary = summary_of()
+    monkeypatch.setattr(trigger_module, "ingest_window", fake_ingest(summary, calls))
+
+    result = make_operator(deferrable=False).execute(run_context())  # type: ignore[arg-type]
+
+    assert result == summary.to_json()
+    ((spec),) = calls
+    assert (spec.window.start, spec.window.end, spec.destination) == (DAY_START, DAY_END, DESTINATION)
+
+
+def test_sync_mode_maps_errors_like_the_deferred_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    error = SlackAuditLogsApiError("HTTP 401", error="invalid_authentication", status_code=401)
+    monkeypatch.setattr(trigger_module, "ingest_window", fake_ingest(error, []))
+
+    with pytest.raises(AirflowFailException, match="invalid_authentication"):
+        make_operator(deferrable=False).execute(run_context())  # type: ignore[arg-type]
+
+
+def test_sync_mode_retries_transient_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    error = SlackAuditLogsApiError("HTTP 503", error=None, status_code=503)
+    monkeypatch.setattr(trigger_module, "ingest_window", fake_ingest(error, []))
+
+    with pytest.raises(AirflowException) as excinfo:
+        make_operator(deferrable=False).execute(run_context())  # type: ignore[arg-type]
+
+    assert not isinstance(excinfo.value, AirflowFailException)
+
+
+# Default mode ---------------------------------------------------------------------------------------
+
+
+def test_deferrable_is_the_default_unless_the_deployment_chooses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", raising=False)
+
+    assert default_deferrable() is True
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("False", False), ("true", True)])
+def test_the_deployments_default_deferrable_setting_wins(
+    monkeypatch: pytest.MonkeyPatch, setting: str, expected: bool
+) -> None:
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", setting)
+
+    assert default_deferrable() is expected
