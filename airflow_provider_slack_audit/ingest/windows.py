@@ -1,0 +1,229 @@
+"""Half-open time windows and their split into API-sized intervals.
+
+A window ``[start, end)`` is what a DAG run asks for (usually its data interval); the pipeline splits
+it into intervals and lands each one as a file, so a failed run resumes at the first interval that is
+not committed. The Audit Logs API takes integer Unix seconds with *inclusive* bounds, so an interval
+``[start, end)`` is queried as ``oldest = ceil(start)`` and ``latest = ceil(end) - 1``: adjacent
+intervals never share a second, and every second of the window belongs to exactly one interval.
+
+All arithmetic runs on integer microseconds: a float timestamp cannot represent every microsecond
+of this century exactly, and an off-by-one ``ceil`` would land an event twice or never.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+__all__ = ["EARLIEST", "Interval", "Window", "parse_datetime"]
+
+EARLIEST = datetime(2018, 3, 1, tzinfo=timezone.utc)
+"""The Audit Logs API holds no data before this instant."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+_MICROS_PER_SECOND = 1_000_000
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_datetime(value: datetime | str, name: str) -> datetime:
+    """
+    Return ``value`` as an aware UTC datetime; ``name`` is the parameter it came from, for errors.
+
+    Accepts aware datetimes and ISO-8601 strings: ``"2026-01-04T00:00:00Z"``, ``"...+02:00"``, and a
+    bare date ``"2026-01-04"``, which means that day's midnight UTC (a date names a whole UTC day in
+    this provider, like Airflow's logical dates). A naive datetime is refused rather than guessed: a
+    wrong guess shifts the window by hours, silently.
+    """
+    if isinstance(value, datetime):
+        return _require_aware(value, name).astimezone(timezone.utc)
+    if isinstance(value, str):
+        return _parse_iso(value, name)
+    raise TypeError(
+        f"{name} must be a datetime or an ISO-8601 string such as '2026-01-04T00:00:00Z', "
+        f"got {type(value).__name__} {value!r}"
+    )
+
+
+def _parse_iso(text: str, name: str) -> datetime:
+    stripped = text.strip()
+    if _DATE_ONLY.fullmatch(stripped):
+        return datetime.combine(date.fromisoformat(stripped), time(), tzinfo=timezone.utc)
+    # Python 3.10's fromisoformat does not know the "Z" suffix.
+    if stripped[-1:] in ("Z", "z"):
+        stripped = stripped[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(stripped)
+    except ValueError:
+        raise ValueError(
+            f"{name} {text!r} is not an ISO-8601 datetime; use e.g. '2026-01-04T00:00:00Z' or '2026-01-04'"
+        ) from None
+    return _require_aware(parsed, name).astimezone(timezone.utc)
+
+
+def _require_aware(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(
+            f"{name} {value.isoformat()} has no timezone; pass an aware datetime, "
+            f"e.g. {name}.replace(tzinfo=timezone.utc), or a string with an offset such as "
+            f"'{value.isoformat()}Z'"
+        )
+    return value
+
+
+def _to_micros(value: datetime) -> int:
+    """Unix time of an aware datetime in whole microseconds, exactly (timedelta floor division)."""
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def _from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def _ceil_seconds(micros: int) -> int:
+    return -(-micros // _MICROS_PER_SECOND)
+
+
+def _format_instant(value: datetime) -> str:
+    """
+    Compact, filename-safe UTC instant, e.g. ``20260104T000000Z``.
+
+    Microseconds appear only when non-zero, after ``_`` rather than ISO's ``.``: ``.`` sorts before
+    ``Z`` and would put ``00:00:00.5`` ahead of ``00:00:00``; ``_`` sorts after it, so keys sort by time.
+    """
+    whole = (
+        f"{value.year:04d}{value.month:02d}{value.day:02d}"
+        f"T{value.hour:02d}{value.minute:02d}{value.second:02d}"
+    )
+    fraction = f"_{value.microsecond:06d}" if value.microsecond else ""
+    return f"{whole}{fraction}Z"
+
+
+class _Bounds:
+    """What intervals and windows share: API bounds, key and JSON form of ``[start, end)``."""
+
+    start: datetime
+    end: datetime
+
+    @property
+    def oldest(self) -> int:
+        """First whole Unix second inside the bounds: ``ceil(start)`` (the API's inclusive ``oldest``)."""
+        return _ceil_seconds(_to_micros(self.start))
+
+    @property
+    def latest(self) -> int:
+        """Last whole Unix second inside the bounds: ``ceil(end) - 1``, since ``end`` is exclusive."""
+        return _ceil_seconds(_to_micros(self.end)) - 1
+
+    @property
+    def is_empty(self) -> bool:
+        """True when no whole second falls inside the bounds, so there is nothing to ask the API for."""
+        return self.oldest > self.latest
+
+    @property
+    def key(self) -> str:
+        """Deterministic, sortable, filename-safe name, e.g. ``20260104T000000Z_20260104T010000Z``."""
+        return f"{_format_instant(self.start)}_{_format_instant(self.end)}"
+
+    def to_json(self) -> dict[str, Any]:
+        """ISO bounds (exact to the microsecond) plus the API bounds, for markers and manifests."""
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "oldest": self.oldest,
+            "latest": self.latest,
+        }
+
+
+def _validated_bounds(
+    start: datetime, end: datetime, start_name: str, end_name: str
+) -> tuple[datetime, datetime]:
+    start = parse_datetime(start, start_name)
+    end = parse_datetime(end, end_name)
+    if start == end:
+        raise ValueError(
+            f"{start_name} {start.isoformat()} is not before {end_name} {end.isoformat()}: they are "
+            f"equal, an empty window since {end_name} is exclusive; pass a {end_name} after {start_name}"
+        )
+    if start > end:
+        raise ValueError(
+            f"{start_name} {start.isoformat()} is not before {end_name} {end.isoformat()}; "
+            f"swap them or fix the wrong one"
+        )
+    return start, end
+
+
+@dataclass(frozen=True, order=True)
+class Interval(_Bounds):
+    """
+    One half-open slice ``[start, end)`` of a window, landed as one file.
+
+    Ordering compares ``(start, end)``, so sorted intervals are in time order.
+    """
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        start, end = _validated_bounds(self.start, self.end, "start", "end")
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "end", end)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Interval:
+        """Inverse of :meth:`to_json`; ``oldest``/``latest`` are derived, so they are not read."""
+        return cls(parse_datetime(data["start"], "start"), parse_datetime(data["end"], "end"))
+
+
+@dataclass(frozen=True)
+class Window(_Bounds):
+    """
+    The half-open time range ``[start, end)`` one ingest covers, validated and normalized to UTC.
+
+    Errors name the operator's parameters (``oldest``/``latest``) because that is where users set them.
+    """
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        start, end = _validated_bounds(self.start, self.end, "oldest", "latest")
+        if start < EARLIEST:
+            raise ValueError(
+                f"oldest {start.isoformat()} is before {EARLIEST.isoformat()}, the earliest audit data the "
+                f"Audit Logs API holds; start the window at {EARLIEST.date().isoformat()} or later"
+            )
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "end", end)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Window:
+        """Inverse of :meth:`to_json`; ``oldest``/``latest`` are derived, so they are not read."""
+        return cls(parse_datetime(data["start"], "oldest"), parse_datetime(data["end"], "latest"))
+
+    def intervals(self, step: timedelta) -> list[Interval]:
+        """
+        Split the window on a grid of ``step`` starting at ``start``; the last interval ends at ``end``.
+
+        Intervals that hold no whole second (possible only for sub-second pieces) are dropped: the API
+        has nothing to return for them, and the kept intervals still cover every second of the window
+        exactly once.
+        """
+        if not isinstance(step, timedelta):
+            raise TypeError(
+                f"interval length must be a timedelta such as timedelta(hours=1), got {type(step).__name__}"
+            )
+        step_micros = step // _MICROSECOND
+        if step_micros <= 0:
+            raise ValueError(f"interval length {step!r} is not positive; pass e.g. timedelta(hours=1)")
+        start, end = _to_micros(self.start), _to_micros(self.end)
+        intervals = []
+        for lower in range(start, end, step_micros):
+            upper = min(lower + step_micros, end)
+            # Same test as Interval.is_empty, on integers, before building the object.
+            if _ceil_seconds(lower) < _ceil_seconds(upper):
+                intervals.append(Interval(_from_micros(lower), _from_micros(upper)))
+        return intervals
