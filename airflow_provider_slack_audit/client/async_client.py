@@ -23,6 +23,7 @@ import logging
 import os
 import platform
 import sys
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from ssl import SSLContext
 from typing import Any
@@ -163,6 +164,10 @@ class AsyncAuditLogsClient:
             list(retry_handlers) if retry_handlers is not None else list(default_retry_handlers())
         )
         self.allow_insecure_http = allow_insecure_http
+        # Counters for callers' logs and benchmarks: HTTP requests sent, seconds spent waiting
+        # (rate limiter slots and retry back-offs).
+        self.request_count = 0
+        self.wait_seconds = 0.0
         self.rate_limiter = (
             shared_rate_limiter(self.base_url, token, requests_per_minute) if requests_per_minute else None
         )
@@ -318,7 +323,8 @@ class AsyncAuditLogsClient:
         for _attempt in range(MAX_ATTEMPTS):
             state.next_attempt_requested = False
             if self.rate_limiter is not None:
-                await self.rate_limiter.acquire()
+                self.wait_seconds += await self.rate_limiter.acquire()
+            self.request_count += 1
             self._debug_request(http_verb, url, params, headers)
             try:
                 response = await self._send(session, http_verb, url, params, data, headers)
@@ -385,9 +391,11 @@ class AsyncAuditLogsClient:
                     what,
                     type(handler).__name__,
                 )
+                started = time.monotonic()
                 await handler.prepare_for_next_attempt_async(
                     state=state, request=request, response=response, error=error
                 )
+                self.wait_seconds += time.monotonic() - started
                 return state.next_attempt_requested
         return False
 
