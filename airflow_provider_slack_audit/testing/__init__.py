@@ -1,0 +1,54 @@
+"""A fake Slack Audit Logs API for tests, demos and benchmarks (``python -m`` runs it standalone).
+
+It imports nothing from Airflow: anything that speaks HTTP can use it.
+"""
+
+from __future__ import annotations
+
+from .events import (
+    ACTION_CATALOGUE,
+    AUDIT_LOGS_EPOCH,
+    GENERATED_ACTIONS,
+    KNOWN_ACTIONS,
+    EntryFilter,
+    EventSet,
+    RenderedEntries,
+    UnknownActionError,
+    default_span,
+    to_unix_seconds,
+)
+from .server import (
+    API_PREFIX,
+    DEFAULT_LIMIT,
+    ERROR_STATUS,
+    FAULT_KINDS,
+    MAX_LIMIT,
+    FakeAuditLogsServer,
+    FaultKind,
+    FaultPlan,
+    ManualClock,
+    RecordedRequest,
+)
+
+__all__ = [
+    "ACTION_CATALOGUE",
+    "API_PREFIX",
+    "AUDIT_LOGS_EPOCH",
+    "DEFAULT_LIMIT",
+    "ERROR_STATUS",
+    "FAULT_KINDS",
+    "GENERATED_ACTIONS",
+    "KNOWN_ACTIONS",
+    "MAX_LIMIT",
+    "EntryFilter",
+    "EventSet",
+    "FakeAuditLogsServer",
+    "FaultKind",
+    "FaultPlan",
+    "ManualClock",
+    "RecordedRequest",
+    "RenderedEntries",
+    "UnknownActionError",
+    "default_span",
+    "to_unix_seconds",
+]

@@ -1,0 +1,725 @@
+"""Deterministic audit events for the fake server: generation, filtering and rendering.
+
+An :class:`EventSet` holds up to millions of events in a few parallel arrays of small integers
+(one event costs ~17 bytes) and renders an entry's JSON only when it is served. Everything is
+derived from the generation parameters, so the same parameters always give the same entries,
+byte for byte, in any process.
+
+Events are stored in API order: newest first, and inside a second in a fixed order. An event's
+position in that order (its *index*) is therefore both its identity and the tiebreak that makes
+pagination inside a crowded second well defined.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Literal
+
+import msgspec
+
+EntityType = Literal["user", "channel", "file", "app", "workspace", "enterprise"]
+
+#: The day the Audit Logs API starts having data; also the fake server's default ``enabled_at``.
+AUDIT_LOGS_EPOCH = datetime(2018, 3, 1, tzinfo=timezone.utc)
+
+# Real action names, grouped the way the `actions` endpoint groups them. Filters accept every name
+# here, including the ones the generator never produces (they simply match nothing).
+ACTION_CATALOGUE: dict[str, tuple[str, ...]] = {
+    "workspace_or_org": (
+        "workspace_created",
+        "workspace_deleted",
+        "organization_created",
+        "organization_renamed",
+        "emoji_added",
+        "emoji_removed",
+        "manual_export_started",
+        "manual_export_completed",
+        "corporate_exports_approved",
+        "pref.sso_setting_changed",
+        "pref.two_factor_auth_changed",
+        "pref.session_duration_changed",
+        "pref.file_retention_changed",
+        "pref.who_can_create_public_channels",
+    ),
+    "user": (
+        "user_created",
+        "user_deactivated",
+        "user_reactivated",
+        "user_login",
+        "user_login_failed",
+        "user_logout",
+        "role_change_to_admin",
+        "role_change_to_owner",
+        "role_change_to_user",
+        "guest_created",
+        "user_session_reset_by_admin",
+    ),
+    "file": (
+        "file_downloaded",
+        "file_uploaded",
+        "file_shared",
+        "file_public_link_created",
+        "file_public_link_revoked",
+        "file_downloaded_blocked",
+    ),
+    "channel": (
+        "user_channel_join",
+        "user_channel_leave",
+        "guest_channel_join",
+        "public_channel_created",
+        "private_channel_created",
+        "public_channel_archive",
+        "private_channel_archive",
+        "channel_renamed",
+        "public_channel_converted_to_private",
+        "external_shared_channel_connected",
+    ),
+    "app": (
+        "app_installed",
+        "app_uninstalled",
+        "app_scopes_expanded",
+        "app_approved",
+        "app_restricted",
+        "bot_token_upgraded",
+    ),
+    "workflow_builder": ("workflow_created", "workflow_published", "workflow_deleted"),
+    "barrier": ("barrier_created", "barrier_updated", "barrier_deleted"),
+    "message": ("message_tombstoned", "message_restored"),
+}
+
+KNOWN_ACTIONS: frozenset[str] = frozenset(name for names in ACTION_CATALOGUE.values() for name in names)
+
+
+@dataclass(frozen=True)
+class _ActionProfile:
+    """How the generator produces one action: how often, on what, and from where."""
+
+    name: str
+    entity_type: EntityType
+    weight: float
+    # For user entities: the actor acts on themself (login) or on someone else (role change).
+    targets_self: bool = False
+    # Org-level settings happen at the enterprise, everything else in the actor's workspace.
+    org_level: bool = False
+
+
+# The actions the generator draws from, with a realistic mix: logins and file traffic dominate,
+# admin changes are rare. The order is part of the determinism contract: append only.
+_PROFILES: tuple[_ActionProfile, ...] = (
+    _ActionProfile("user_login", "user", 30, targets_self=True),
+    _ActionProfile("user_logout", "user", 14, targets_self=True),
+    _ActionProfile("user_login_failed", "user", 3, targets_self=True),
+    _ActionProfile("file_downloaded", "file", 20),
+    _ActionProfile("file_uploaded", "file", 12),
+    _ActionProfile("file_shared", "file", 4),
+    _ActionProfile("user_channel_join", "channel", 8),
+    _ActionProfile("user_channel_leave", "channel", 3),
+    _ActionProfile("public_channel_created", "channel", 2),
+    _ActionProfile("private_channel_created", "channel", 1),
+    _ActionProfile("app_installed", "app", 0.6, org_level=True),
+    _ActionProfile("app_scopes_expanded", "app", 0.4, org_level=True),
+    _ActionProfile("role_change_to_admin", "user", 0.3),
+    _ActionProfile("user_created", "user", 0.8),
+    _ActionProfile("workspace_created", "workspace", 0.05, org_level=True),
+    _ActionProfile("pref.sso_setting_changed", "enterprise", 0.1, org_level=True),
+)
+GENERATED_ACTIONS: tuple[str, ...] = tuple(profile.name for profile in _PROFILES)
+_ACTION_CODES: dict[str, int] = {name: code for code, name in enumerate(GENERATED_ACTIONS)}
+_ACTION_JSON: tuple[bytes, ...] = tuple(msgspec.json.encode(name) for name in GENERATED_ACTIONS)
+
+# Per-event flag bits.
+_LATE = 1  # arrives late: invisible until date_create + late_delay
+_SCHEMA_V2 = 2  # carries an unknown top-level field
+_CLIENT_INFO = 4  # carries an unknown nested field in context
+_VIA_APP = 8  # performed through an app: context.app is present (file uploads only)
+
+_SCHEMA_V2_SHARE = 0.05
+_CLIENT_INFO_SHARE = 0.05
+_VIA_APP_SHARE = 0.2
+
+# Field order is fixed here once; every entry is one %-format of pre-encoded JSON fragments.
+_ENTRY_TEMPLATE = (
+    b'{"id":"%s","date_create":%d,"action":%s,"actor":%s,"entity":%s,'
+    b'"context":{"location":%s,"ua":%s,"ip_address":%s,"session_id":%d%s}%s}'
+)
+
+_USER_AGENTS: tuple[bytes, ...] = tuple(
+    msgspec.json.encode(ua)
+    for ua in (
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/124.0.0.0 Safari/537.36",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/124.0.0.0 Safari/537.36 Edg/124.0.2478.80",
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Slack/4.38.125 Chrome/122.0.6261.156 Electron/29.4.0 Safari/537.36 AppleWebKit/537.36 Sonic",
+        "com.tinyspeck.chatlyio/24.05.10 (iPhone; iOS 17.5; Scale/3.00)",
+        "Slack/24.05.10.0 (Android 14; Pixel 8)",
+        "Mozilla/5.0 (X11; Linux x86_64; rv:126.0) Gecko/20100101 Firefox/126.0",
+    )
+)
+_CLIENT_INFO_JSON: tuple[bytes, ...] = (
+    b'{"platform":"desktop","version":"4.38.125"}',
+    b'{"platform":"ios","version":"24.05.10"}',
+    b'{"platform":"android","version":"24.05.10.0"}',
+)
+
+_FIRST_NAMES = (
+    "ada", "alan", "barbara", "claude", "dennis", "donald", "edsger", "frances", "grace", "guido",
+    "hedy", "ivan", "john", "katherine", "ken", "leslie", "linus", "margaret", "niklaus", "radia",
+    "rich", "shafi", "sophie", "tim",
+)  # fmt: skip
+_LAST_NAMES = ("adams", "baker", "chen", "diaz", "evans", "fischer", "garcia", "hughes")
+_WORKSPACE_NAMES = ("Engineering", "Sales", "Support", "Marketing", "Finance", "People")
+_CHANNEL_TOPICS = (
+    "general", "random", "eng", "sales", "support", "incidents", "deploys", "design", "hiring",
+    "security", "finance", "launch", "oncall", "data", "infra", "mobile",
+)  # fmt: skip
+_FILE_KINDS = (("pdf", "Quarterly report"), ("png", "Screenshot"), ("csv", "Export"), ("docx", "Proposal"),
+               ("xlsx", "Forecast"), ("zip", "Logs bundle"), ("mp4", "Screen recording"))  # fmt: skip
+_APP_NAMES = (
+    "Google Drive", "Jira Cloud", "GitHub", "PagerDuty", "Zoom", "Salesforce", "Asana", "Datadog",
+    "Figma", "Loom", "Polly", "Donut", "Workday", "Okta", "Box", "Notion", "Trello", "Zendesk",
+)  # fmt: skip
+_APP_SCOPES = (
+    "channels:read", "chat:write", "files:read", "files:write", "users:read", "users:read.email",
+    "groups:read", "commands", "incoming-webhook", "reactions:read", "team:read", "im:history",
+)  # fmt: skip
+
+_USER_COUNT = 48
+_CHANNEL_COUNT = 300
+_FILE_COUNT = 4000
+_BURST_SIZE = (10, 200)
+_UUID_VERSION_BITS = bytes((byte & 0x0F) | 0x40 for byte in range(256))
+_UUID_VARIANT_BITS = bytes((byte & 0x3F) | 0x80 for byte in range(256))
+_ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+def to_unix_seconds(value: datetime | int) -> int:
+    """Return ``value`` as whole Unix seconds, rounding a datetime up like the API's ``oldest`` mapping.
+
+    Naive datetimes are refused: an audit window that silently follows the machine's time zone is a
+    bug waiting to happen.
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"{value.isoformat()} has no time zone: pass an aware datetime (e.g. UTC)")
+        return math.ceil(value.timestamp())
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an aware datetime or int Unix seconds, got {type(value).__name__}")
+    return value
+
+
+def default_span(today: date | None = None) -> tuple[int, int]:
+    """Return ``[start, end)`` covering the three whole UTC days before ``today`` (default: now).
+
+    A daily DAG run for today's logical date reads yesterday, so the demo always finds data.
+    """
+    today = today or datetime.now(timezone.utc).date()
+    end = datetime(today.year, today.month, today.day, tzinfo=timezone.utc)
+    return to_unix_seconds(end - timedelta(days=3)), to_unix_seconds(end)
+
+
+class _Directory:
+    """The org the events happen in: one enterprise, its workspaces, users, channels, files and apps.
+
+    Every object is JSON-encoded once here; rendering an entry then only concatenates bytes.
+    """
+
+    def __init__(self, rng: random.Random) -> None:
+        self._used_ids: set[str] = set()
+        enterprise = {"id": self._new_id(rng, "E"), "name": "Acme Corp", "domain": "acme"}
+        workspaces = [
+            {"id": self._new_id(rng, "T"), "name": name, "domain": f"acme-{name.lower()}"}
+            for name in _WORKSPACE_NAMES
+        ]
+        self.workspace_ids: list[str] = [workspace["id"] for workspace in workspaces]
+        self.enterprise_location = msgspec.json.encode({"type": "enterprise", **enterprise})
+        self.users = [self._make_user(rng, number, enterprise["id"]) for number in range(_USER_COUNT)]
+        self.user_ids: list[str] = [user["id"] for user in self.users]
+        # Each user works in one home workspace: where their non-org-level actions happen.
+        self.actor_location = [
+            msgspec.json.encode({"type": "workspace", **workspaces[rng.randrange(len(workspaces))]})
+            for _ in self.users
+        ]
+        # Two addresses per user (office and home), from the documentation ranges of RFC 5737.
+        self.actor_ips_json = [
+            (
+                msgspec.json.encode(f"203.0.113.{rng.randrange(1, 255)}"),
+                msgspec.json.encode(f"198.51.100.{rng.randrange(1, 255)}"),
+            )
+            for _ in self.users
+        ]
+        self.actor_json = [msgspec.json.encode({"type": "user", "user": user}) for user in self.users]
+        channels = [self._make_channel(rng, number) for number in range(_CHANNEL_COUNT)]
+        files = [self._make_file(rng, number) for number in range(_FILE_COUNT)]
+        self.apps = [self._make_app(rng, name) for name in _APP_NAMES]
+        objects: dict[EntityType, list[dict[str, Any]]] = {
+            "user": self.users,
+            "channel": channels,
+            "file": files,
+            "app": self.apps,
+            "workspace": workspaces,
+            "enterprise": [enterprise],
+        }
+        self.entity_json: dict[EntityType, list[bytes]] = {
+            kind: [msgspec.json.encode({"type": kind, kind: obj}) for obj in pool]
+            for kind, pool in objects.items()
+        }
+        self.entity_ids: dict[EntityType, list[str]] = {
+            kind: [obj["id"] for obj in pool] for kind, pool in objects.items()
+        }
+        self.entity_index: dict[str, tuple[EntityType, int]] = {
+            entity_id: (kind, number)
+            for kind, ids in self.entity_ids.items()
+            for number, entity_id in enumerate(ids)
+        }
+        self.app_json = [msgspec.json.encode(app) for app in self.apps]
+
+    def _new_id(self, rng: random.Random, prefix: str) -> str:
+        """Draw a Slack-looking id (prefix + 10 characters) no other object of the org has."""
+        while True:
+            candidate = prefix + "".join(rng.choices(_ID_ALPHABET, k=10))
+            if candidate not in self._used_ids:
+                self._used_ids.add(candidate)
+                return candidate
+
+    def _make_user(self, rng: random.Random, number: int, enterprise_id: str) -> dict[str, Any]:
+        first = _FIRST_NAMES[number % len(_FIRST_NAMES)]
+        last = _LAST_NAMES[number // len(_FIRST_NAMES) % len(_LAST_NAMES)]
+        return {
+            "id": self._new_id(rng, "W"),
+            "name": f"{first}.{last}",
+            "email": f"{first}.{last}@acme.example.com",
+            "team": enterprise_id,
+        }
+
+    def _make_channel(self, rng: random.Random, number: int) -> dict[str, Any]:
+        privacy = "private" if rng.random() < 0.3 else "public"
+        is_shared = rng.random() < 0.1
+        channel: dict[str, Any] = {
+            "id": self._new_id(rng, "C" if privacy == "public" else "G"),
+            "privacy": privacy,
+            "name": f"{_CHANNEL_TOPICS[number % len(_CHANNEL_TOPICS)]}-{number}",
+            "is_shared": is_shared,
+            "is_org_shared": rng.random() < 0.2,
+        }
+        if is_shared:
+            channel["teams_shared_with"] = rng.sample(self.workspace_ids, 2)
+        return channel
+
+    def _make_file(self, rng: random.Random, number: int) -> dict[str, Any]:
+        filetype, title = _FILE_KINDS[rng.randrange(len(_FILE_KINDS))]
+        return {
+            "id": self._new_id(rng, "F"),
+            "name": f"{title.lower().replace(' ', '-')}-{number}.{filetype}",
+            "filetype": filetype,
+            "title": f"{title} {number}",
+        }
+
+    def _make_app(self, rng: random.Random, name: str) -> dict[str, Any]:
+        return {
+            "id": self._new_id(rng, "A"),
+            "name": name,
+            "is_distributed": rng.random() < 0.8,
+            "is_directory_approved": rng.random() < 0.6,
+            "is_workflow_app": False,
+            "scopes": sorted(rng.sample(_APP_SCOPES, rng.randrange(2, 6))),
+        }
+
+
+@dataclass(frozen=True)
+class EntryFilter:
+    """The ``action``/``actor``/``entity`` filters of a logs query, resolved to event codes.
+
+    ``None`` means "not filtered". An actor or entity id the org does not have resolves to a filter
+    that matches nothing (the real API answers such a query with an empty page, not an error).
+    """
+
+    action_codes: frozenset[int] | None = None
+    actor: int | None = None
+    entity: tuple[EntityType, int] | None = None
+    matches_nothing: bool = False
+
+    @property
+    def is_empty(self) -> bool:
+        """True when no filter is set, so every event in the range matches."""
+        return (
+            self.action_codes is None
+            and self.actor is None
+            and self.entity is None
+            and not self.matches_nothing
+        )
+
+
+class UnknownActionError(ValueError):
+    """An ``action`` filter names an action the API does not know."""
+
+
+@dataclass(frozen=True)
+class RenderedEntries:
+    """Every entry of an event set rendered once, for serving at memory speed (bench mode).
+
+    ``buffer`` holds all entries in API order separated by commas, so the entries ``i..j-1`` are the
+    single slice ``buffer[offsets[i]:offsets[j] - 1]`` — a page body needs no join.
+    """
+
+    buffer: bytearray
+    offsets: array[int]
+
+    def entry(self, index: int) -> memoryview:
+        """The bytes of one entry."""
+        return memoryview(self.buffer)[self.offsets[index] : self.offsets[index + 1] - 1]
+
+    def run(self, begin: int, end: int) -> memoryview:
+        """The comma-separated entries ``begin..end-1``, ready to sit between ``[`` and ``]``."""
+        return memoryview(self.buffer)[self.offsets[begin] : self.offsets[end] - 1]
+
+
+class EventSet:
+    """A fixed, deterministic set of audit events in API order (newest first).
+
+    Build one with :meth:`generate`. Indexes run from 0 (newest) to ``len - 1`` (oldest).
+    """
+
+    def __init__(
+        self,
+        *,
+        neg_dates: array[int],
+        actions: bytearray,
+        actors: array[int],
+        entities: array[int],
+        variants: bytes,
+        flags: bytearray,
+        directory: _Directory,
+        id_bytes: bytes,
+        late_delay: int,
+        span: tuple[int, int],
+    ) -> None:
+        # Dates are stored negated so that API order (date descending) is ascending for bisect.
+        self._neg_dates = neg_dates
+        self._actions = actions
+        self._actors = actors
+        self._entities = entities
+        self._variants = variants
+        self._flags = flags
+        self._directory = directory
+        self._id_bytes = id_bytes
+        self.late_delay = late_delay
+        self.span = span
+        has_late = any(flag & _LATE for flag in flags)
+        newest = -neg_dates[0] if neg_dates else span[0]
+        #: The first instant at which every event is visible; before it, visibility is per event.
+        self.all_visible_at = newest + (late_delay if has_late else 0)
+
+    @classmethod
+    def generate(
+        cls,
+        *,
+        events: int,
+        seed: int,
+        start: datetime | int,
+        end: datetime | int,
+        late_fraction: float = 0.0,
+        late_delay: int = 0,
+        burst_fraction: float = 0.2,
+    ) -> EventSet:
+        """Generate ``events`` events in ``[start, end)``, the same ones for the same arguments.
+
+        About ``burst_fraction`` of the events come in bursts of 10-200 events sharing one second;
+        the first bursts sit on the first and the last second of the span, and a few single events
+        always land on exactly ``start`` and ``end - 1``, so boundary and pagination bugs show.
+        ``late_fraction`` of the events arrive late: invisible until ``date_create + late_delay``.
+        """
+        start_s, end_s = to_unix_seconds(start), to_unix_seconds(end)
+        if events < 0:
+            raise ValueError(f"events must be >= 0, got {events}")
+        if end_s <= start_s:
+            raise ValueError(f"end ({end_s}) must be after start ({start_s}): the span is [start, end)")
+        if not 0.0 <= late_fraction <= 1.0 or not 0.0 <= burst_fraction <= 1.0:
+            raise ValueError("late_fraction and burst_fraction are shares: pass values between 0 and 1")
+        if late_delay < 0:
+            raise ValueError(f"late_delay is a delay in seconds: it must be >= 0, got {late_delay}")
+        params = f"v1:{seed}:{events}:{start_s}:{end_s}:{late_fraction}:{burst_fraction}"
+        rng = random.Random(params)
+        directory = _Directory(random.Random(f"directory:{seed}"))
+        seconds = _draw_seconds(rng, events, start_s, end_s, burst_fraction)
+        seconds.sort(reverse=True)
+        actions = bytearray(
+            rng.choices(range(len(_PROFILES)), weights=[p.weight for p in _PROFILES], k=events)
+        )
+        actors = array("H", rng.choices(range(_USER_COUNT), weights=_zipf_weights(_USER_COUNT), k=events))
+        entities = array("I", _draw_entities(rng, actions, actors, directory))
+        return cls(
+            neg_dates=array("q", (-second for second in seconds)),
+            actions=actions,
+            actors=actors,
+            entities=entities,
+            variants=rng.randbytes(events),
+            flags=_draw_flags(rng, actions, late_fraction),
+            directory=directory,
+            id_bytes=_draw_uuid4_bytes(rng, events),
+            late_delay=late_delay,
+            span=(start_s, end_s),
+        )
+
+    def __len__(self) -> int:
+        return len(self._neg_dates)
+
+    def date_create(self, index: int) -> int:
+        """The event's ``date_create`` (Unix seconds)."""
+        return -self._neg_dates[index]
+
+    def entry_id(self, index: int) -> str:
+        """The event's ``id``: a random (version 4) UUID drawn from the seed."""
+        h = self._id_bytes[index * 16 : index * 16 + 16].hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+    def action(self, index: int) -> str:
+        """The event's ``action`` name."""
+        return GENERATED_ACTIONS[self._actions[index]]
+
+    def is_late(self, index: int) -> bool:
+        """Whether the event arrives ``late_delay`` seconds after it happened."""
+        return bool(self._flags[index] & _LATE)
+
+    def visible_at(self, index: int) -> int:
+        """The first instant the API returns the event: when it happened, or later if it is late."""
+        return self.date_create(index) + (self.late_delay if self._flags[index] & _LATE else 0)
+
+    def index_range(self, oldest: int, latest: int) -> range:
+        """The indexes of the events with ``oldest <= date_create <= latest`` (both inclusive)."""
+        return range(bisect_left(self._neg_dates, -latest), bisect_right(self._neg_dates, -oldest))
+
+    def second_end(self, index: int) -> int:
+        """The index just after the last event sharing ``index``'s second."""
+        return bisect_right(self._neg_dates, self._neg_dates[index], lo=index)
+
+    def actor_ids(self) -> list[str]:
+        """The user ids of the org (every actor is one of them)."""
+        return list(self._directory.user_ids)
+
+    def entity_ids(self, entity_type: EntityType) -> list[str]:
+        """The ids of the org's objects of one entity type."""
+        return list(self._directory.entity_ids[entity_type])
+
+    def actor_id(self, index: int) -> str:
+        """The user id of the event's actor."""
+        return self._directory.user_ids[self._actors[index]]
+
+    def entity_id(self, index: int) -> str:
+        """The id of the event's target entity."""
+        entity_type = _PROFILES[self._actions[index]].entity_type
+        return self._directory.entity_ids[entity_type][self._entities[index]]
+
+    def compile_filter(
+        self,
+        action: str | Sequence[str] | None = None,
+        actor: str | None = None,
+        entity: str | None = None,
+    ) -> EntryFilter:
+        """Resolve the query's filters; raise :class:`UnknownActionError` for an unknown action name.
+
+        ``action`` is the comma-separated string the API takes, or a sequence of names.
+        """
+        codes: frozenset[int] | None = None
+        if action:
+            names = [name.strip() for name in action.split(",")] if isinstance(action, str) else list(action)
+            unknown = sorted(name for name in names if name not in KNOWN_ACTIONS)
+            if unknown:
+                raise UnknownActionError(f"unknown action(s) {', '.join(unknown)}: see the actions endpoint")
+            codes = frozenset(_ACTION_CODES[name] for name in names if name in _ACTION_CODES)
+        actor_code: int | None = None
+        entity_code: tuple[EntityType, int] | None = None
+        nothing = codes is not None and not codes
+        if actor:
+            actor_entity = self._directory.entity_index.get(actor)
+            nothing = nothing or actor_entity is None or actor_entity[0] != "user"
+            actor_code = actor_entity[1] if actor_entity else -1
+        if entity:
+            entity_code = self._directory.entity_index.get(entity)
+            nothing = nothing or entity_code is None
+        return (
+            EntryFilter(codes, actor_code, entity_code, nothing)
+            if (action or actor or entity)
+            else EntryFilter()
+        )
+
+    def matches(self, index: int, entry_filter: EntryFilter) -> bool:
+        """Whether the event passes the filter (the date range is checked by :meth:`index_range`)."""
+        if entry_filter.matches_nothing:
+            return False
+        action = self._actions[index]
+        if entry_filter.action_codes is not None and action not in entry_filter.action_codes:
+            return False
+        if entry_filter.actor is not None and self._actors[index] != entry_filter.actor:
+            return False
+        if entry_filter.entity is not None:
+            kind, number = entry_filter.entity
+            return _PROFILES[action].entity_type == kind and self._entities[index] == number
+        return True
+
+    def select(self, indexes: Iterable[int], entry_filter: EntryFilter, now: float | None) -> Iterator[int]:
+        """Yield the indexes that pass the filter and, unless ``now`` is None, are visible at ``now``."""
+        # Past all_visible_at every event is visible: skip the per-event check on the hot path.
+        horizon = now if now is not None and now < self.all_visible_at else None
+        for index in indexes:
+            if horizon is not None and self.visible_at(index) > horizon:
+                continue
+            if entry_filter.is_empty or self.matches(index, entry_filter):
+                yield index
+
+    def render(self, index: int) -> bytes:
+        """Render the event as the API's JSON entry. The same event always gives the same bytes."""
+        d = self._directory
+        code = self._actions[index]
+        profile = _PROFILES[code]
+        actor = self._actors[index]
+        entity = self._entities[index]
+        variant = self._variants[index]
+        flags = self._flags[index]
+        created = -self._neg_dates[index]
+        context_extra = b""
+        if flags & _VIA_APP:
+            context_extra += b',"app":' + d.app_json[variant % len(d.app_json)]
+        if flags & _CLIENT_INFO:
+            context_extra += b',"client_info":' + _CLIENT_INFO_JSON[variant % len(_CLIENT_INFO_JSON)]
+        tail = b""
+        details_builder = _DETAIL_BUILDERS.get(profile.name)
+        details = details_builder(variant, entity, d) if details_builder else None
+        if details is not None:
+            tail += b',"details":' + msgspec.json.encode(details)
+        if flags & _SCHEMA_V2:
+            tail += b',"schema_version":2'
+        # One %-format instead of a list join: rendering is the fake server's hot path.
+        return _ENTRY_TEMPLATE % (
+            self.entry_id(index).encode(),
+            created,
+            _ACTION_JSON[code],
+            d.actor_json[actor],
+            d.entity_json[profile.entity_type][entity],
+            d.enterprise_location if profile.org_level else d.actor_location[actor],
+            _USER_AGENTS[variant % len(_USER_AGENTS)],
+            d.actor_ips_json[actor][variant & 1],
+            # A session lasts eight hours per user: realistic repetition, derived, never stored.
+            1_600_000_000_000 + actor * 7_919_003 + created // 28_800,
+            context_extra,
+            tail,
+        )
+
+    def render_all(self) -> RenderedEntries:
+        """Render every entry once, for serving without per-request work (bench mode).
+
+        Entries are appended to one buffer, never held as a million separate objects: a million
+        entries take ~650 MB rendered, and a second copy would double that.
+        """
+        offsets = array("Q", [0])
+        buffer = bytearray()
+        for index in range(len(self)):
+            buffer += self.render(index)
+            buffer += b","
+            offsets.append(len(buffer))
+        return RenderedEntries(buffer=buffer, offsets=offsets)
+
+
+def _draw_seconds(rng: random.Random, count: int, start: int, end: int, burst_fraction: float) -> list[int]:
+    """Draw ``count`` event seconds in ``[start, end)``: boundary events, bursts, then uniform noise."""
+    last = end - 1
+    seconds = [start, last, start, last][: min(count, 4)]
+    burst_budget = int((count - len(seconds)) * burst_fraction)
+    burst_anchors = iter((last, start))  # the first bursts sit on the boundary seconds
+    while burst_budget > 0:
+        size = min(rng.randint(*_BURST_SIZE), burst_budget)
+        second = next(burst_anchors, None)
+        seconds += [rng.randrange(start, end) if second is None else second] * size
+        burst_budget -= size
+    seconds += (rng.randrange(start, end) for _ in range(count - len(seconds)))
+    return seconds
+
+
+def _draw_uuid4_bytes(rng: random.Random, count: int) -> bytes:
+    """Draw ``count`` random UUIDs at once as 16-byte records (16 MB for a million events)."""
+    raw = bytearray(rng.randbytes(16 * count))
+    # Stamp the version (4) and variant (RFC 4122) bits, one table lookup per affected byte.
+    raw[6::16] = raw[6::16].translate(_UUID_VERSION_BITS)
+    raw[8::16] = raw[8::16].translate(_UUID_VARIANT_BITS)
+    return bytes(raw)
+
+
+def _zipf_weights(count: int) -> list[float]:
+    """A few heavy users and a long tail, like any real org."""
+    return [1.0 / (rank + 1) for rank in range(count)]
+
+
+def _draw_entities(
+    rng: random.Random, actions: bytearray, actors: array[int], directory: _Directory
+) -> Iterator[int]:
+    """Draw each event's target in the pool of its action's entity type."""
+    pool_sizes = {kind: len(pool) for kind, pool in directory.entity_json.items()}
+    for action, actor in zip(actions, actors, strict=True):
+        profile = _PROFILES[action]
+        yield actor if profile.targets_self else rng.randrange(pool_sizes[profile.entity_type])
+
+
+def _draw_flags(rng: random.Random, actions: bytearray, late_fraction: float) -> bytearray:
+    """Draw each event's flags: late arrival, unknown fields, performed through an app."""
+    uploaded = _ACTION_CODES["file_uploaded"]
+    flags = bytearray(len(actions))
+    for index, action in enumerate(actions):
+        flag = _LATE if late_fraction and rng.random() < late_fraction else 0
+        draw = rng.random()
+        if draw < _SCHEMA_V2_SHARE:
+            flag |= _SCHEMA_V2
+        elif draw < _SCHEMA_V2_SHARE + _CLIENT_INFO_SHARE:
+            flag |= _CLIENT_INFO
+        if action == uploaded and rng.random() < _VIA_APP_SHARE:
+            flag |= _VIA_APP
+        flags[index] = flag
+    return flags
+
+
+def _app_scopes_expanded_details(variant: int, app: int, directory: _Directory) -> dict[str, Any]:
+    scopes = directory.apps[app]["scopes"]
+    return {
+        "new_scopes": [*scopes, _APP_SCOPES[variant % len(_APP_SCOPES)]],
+        "previous_scopes": scopes,
+        "is_internal_integration": False,
+        "is_token_rotation_enabled_app": bool(variant & 2),
+    }
+
+
+def _app_installed_details(variant: int, app: int, directory: _Directory) -> dict[str, Any]:
+    return {
+        "app_owner_id": directory.user_ids[variant % len(directory.user_ids)],
+        "scopes": directory.apps[app]["scopes"],
+        "is_internal_integration": bool(variant & 4),
+    }
+
+
+def _sso_setting_details(variant: int, _enterprise: int, _directory: _Directory) -> dict[str, Any]:
+    values = ("optional", "required", "disabled")
+    return {"previous_value": values[variant % 3], "new_value": values[(variant + 1) % 3]}
+
+
+def _channel_join_details(variant: int, _channel: int, directory: _Directory) -> dict[str, Any] | None:
+    # Half the joins are invitations; the others are self-service and carry no details.
+    return {"inviter": directory.users[variant % len(directory.users)]} if variant & 1 else None
+
+
+def _login_failed_details(variant: int, _user: int, _directory: _Directory) -> dict[str, Any]:
+    return {"reason": ("bad_password", "sso_failure", "two_factor_failure")[variant % 3]}
+
+
+# The actions that carry a ``details`` object; the others have none.
+_DETAIL_BUILDERS: dict[str, Callable[[int, int, _Directory], dict[str, Any] | None]] = {
+    "app_scopes_expanded": _app_scopes_expanded_details,
+    "app_installed": _app_installed_details,
+    "pref.sso_setting_changed": _sso_setting_details,
+    "user_channel_join": _channel_join_details,
+    "user_login_failed": _login_failed_details,
+}

@@ -1,0 +1,843 @@
+"""An aiohttp.web server that behaves like the Slack Audit Logs API, for tests, demos and benchmarks.
+
+The server follows the API facts of DESIGN.md: inclusive ``oldest``/``latest``, newest-first
+entries, an optimistic ``limit`` that never splits a second, an opaque stateless cursor, success
+bodies without ``ok`` and ``{"ok": false, "error": ...}`` errors with a non-2xx status. On top of
+that it can misbehave on purpose — an org-wide rate limit, late-arriving events, expiring cursors
+and a menu of transport and payload faults — and it records every request it receives (never the
+token) so tests can assert on what a client actually sent.
+
+It knows nothing of Airflow: the client, the pipeline and the benchmarks all talk to it over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import ipaddress
+import math
+import os
+import random
+import struct
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Literal, get_args
+
+import msgspec
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from multidict import MultiMapping
+
+from .events import (
+    ACTION_CATALOGUE,
+    AUDIT_LOGS_EPOCH,
+    EntryFilter,
+    EventSet,
+    RenderedEntries,
+    UnknownActionError,
+    default_span,
+    to_unix_seconds,
+)
+
+API_PREFIX = "/audit/v1/"
+DEFAULT_LIMIT = 200
+MAX_LIMIT = 9999
+MAX_ACTIONS = 30
+
+#: The HTTP status the API answers each error code with.
+ERROR_STATUS: dict[str, int] = {
+    "invalid_arguments": 400,
+    "invalid_range": 400,
+    "invalid_cursor": 400,
+    "invalid_action": 400,
+    "invalid_workspace": 400,
+    "missing_authentication": 401,
+    "invalid_authentication": 401,
+    "feature_not_enabled": 403,
+    "team_not_authorized": 403,
+    "user_not_authorized": 403,
+    "bad_endpoint": 404,
+    "method_not_allowed": 405,
+    "rate_limited": 429,
+    "internal_error": 500,
+    "bad_gateway": 502,
+    "service_unavailable": 503,
+    "gateway_timeout": 504,
+}
+
+#: The codes a token can be configured to be refused with (see ``denied_tokens``).
+DENIAL_CODES = frozenset(
+    {"feature_not_enabled", "team_not_authorized", "user_not_authorized", "invalid_workspace"}
+)
+
+FaultKind = Literal[
+    "http_500",
+    "http_502",
+    "http_503",
+    "http_504",
+    "drop",
+    "slow",
+    "truncated",
+    "html_200",
+    "html_502",
+    "empty_200",
+    "bad_entries",
+    "missing_id",
+    "invalid_cursor",
+]
+FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
+
+_HTTP_FAULT_CODES: dict[str, str] = {
+    "http_500": "internal_error",
+    "http_502": "bad_gateway",
+    "http_503": "service_unavailable",
+    "http_504": "gateway_timeout",
+}
+_HTML_ERROR_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Slack is having trouble</title></head>"
+    b"<body><h1>Something went wrong</h1><p>Please try again in a few moments.</p></body></html>"
+)
+
+_SCHEMAS_BODY = msgspec.json.encode(
+    {
+        "schemas": [
+            {"type": "workspace", "workspace": {"id": "string", "name": "string", "domain": "string"}},
+            {"type": "enterprise", "enterprise": {"id": "string", "name": "string", "domain": "string"}},
+            {"type": "user", "user": {"id": "string", "name": "string", "email": "string", "team": "string"}},
+            {
+                "type": "file",
+                "file": {"id": "string", "name": "string", "filetype": "string", "title": "string"},
+            },
+            {
+                "type": "channel",
+                "channel": {
+                    "id": "string",
+                    "name": "string",
+                    "privacy": "string",
+                    "is_shared": "bool",
+                    "is_org_shared": "bool",
+                    "teams_shared_with": "Optional: varray<string>",
+                },
+            },
+            {
+                "type": "app",
+                "app": {
+                    "id": "string",
+                    "name": "string",
+                    "is_distributed": "bool",
+                    "is_directory_approved": "bool",
+                    "is_workflow_app": "bool",
+                    "scopes": "array",
+                },
+            },
+            {"type": "workflow", "workflow": {"id": "string", "name": "string"}},
+            {"type": "message", "message": {"team": "string", "channel": "string", "timestamp": "string"}},
+        ]
+    }
+)
+_ACTIONS_BODY = msgspec.json.encode(
+    {"actions": {group: list(names) for group, names in ACTION_CATALOGUE.items()}}
+)
+
+
+class ApiError(Exception):
+    """An error answer of the API: its code, and for ``rate_limited`` the seconds to wait."""
+
+    def __init__(self, code: str, *, retry_after: int | None = None) -> None:
+        super().__init__(code)
+        self.code = code
+        self.retry_after = retry_after
+
+    def response(self) -> web.Response:
+        """The API's error answer: ``{"ok": false, "error": code}`` with the code's status."""
+        headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else None
+        return web.Response(
+            status=ERROR_STATUS[self.code],
+            body=msgspec.json.encode({"ok": False, "error": self.code}),
+            content_type="application/json",
+            headers=headers,
+        )
+
+
+class ManualClock:
+    """A clock tests move by hand: pass it as ``clock=`` and call :meth:`advance`."""
+
+    def __init__(self, now: datetime | float) -> None:
+        self.now = float(to_unix_seconds(now)) if isinstance(now, datetime) else float(now)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward by ``seconds``."""
+        self.now += seconds
+
+
+class FaultPlan:
+    """Which ``logs`` requests fail, and how: a scripted queue first, then seeded random rates.
+
+    ``push("http_503", count=3)`` makes the next three ``logs`` requests answer 503; ``rates`` (e.g.
+    ``{"drop": 0.01}``) make every request fail with that probability, drawn from a seeded RNG so
+    that a failing run can be replayed. Faults never move anything: the server is stateless, so a
+    retried request gets exactly the page it would have got.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        rates: Mapping[str, float] | None = None,
+        slow_seconds: float = 5.0,
+        truncate_at: float = 0.5,
+    ) -> None:
+        self._rng = random.Random(seed)
+        self._queue: deque[FaultKind] = deque()
+        self._rates: dict[FaultKind, float] = {}
+        for kind, rate in (rates or {}).items():
+            self.set_rate(kind, rate)
+        #: How long a ``slow`` answer waits before it is sent (make it exceed the client's timeout).
+        self.slow_seconds = slow_seconds
+        #: The share of a ``truncated`` body that is sent before the connection closes.
+        self.truncate_at = truncate_at
+        #: How many faults of each kind were injected so far.
+        self.injected: Counter[str] = Counter()
+
+    def push(self, kind: str, count: int = 1) -> None:
+        """Make the next ``count`` ``logs`` requests (after those already queued) fail with ``kind``."""
+        self._queue.extend([_fault_kind(kind)] * count)
+
+    def set_rate(self, kind: str, rate: float) -> None:
+        """Make each ``logs`` request fail with ``kind`` with probability ``rate`` (0 turns it off)."""
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"the rate of {kind} is a probability: pass a value between 0 and 1, not {rate}")
+        self._rates[_fault_kind(kind)] = rate
+        if sum(self._rates.values()) > 1.0:
+            raise ValueError(f"fault rates add up to more than 1: {self._rates}")
+
+    def clear(self) -> None:
+        """Drop the queued faults and the rates."""
+        self._queue.clear()
+        self._rates.clear()
+
+    @property
+    def pending(self) -> int:
+        """How many scripted faults are still queued."""
+        return len(self._queue)
+
+    def next_fault(self) -> FaultKind | None:
+        """The fault the next ``logs`` request suffers, or None for a normal answer."""
+        kind = self._queue.popleft() if self._queue else self._draw()
+        if kind is not None:
+            self.injected[kind] += 1
+        return kind
+
+    def _draw(self) -> FaultKind | None:
+        if not self._rates:
+            return None
+        draw = self._rng.random()
+        for kind, rate in self._rates.items():
+            if draw < rate:
+                return kind
+            draw -= rate
+        return None
+
+
+def _fault_kind(kind: str) -> FaultKind:
+    for known in FAULT_KINDS:
+        if kind == known:
+            return known
+    raise ValueError(f"unknown fault {kind!r}: use one of {', '.join(FAULT_KINDS)}")
+
+
+class TokenBucket:
+    """The org-wide rate limit: ``per_minute`` requests refill continuously, up to ``burst`` saved."""
+
+    def __init__(self, per_minute: float, burst: int, clock: Callable[[], float]) -> None:
+        if per_minute <= 0 or burst < 1:
+            raise ValueError(f"the rate limit needs per_minute > 0 and burst >= 1, got {per_minute}, {burst}")
+        self._per_second = per_minute / 60.0
+        self._burst = float(burst)
+        self._clock = clock
+        self._tokens = float(burst)
+        self._updated = clock()
+
+    def acquire(self) -> float:
+        """Take a token: return 0 when granted, else the seconds until one is available."""
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._per_second)
+        self._updated = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        return (1.0 - self._tokens) / self._per_second
+
+
+class CursorCodec:
+    """Opaque cursors: the position of the next entry, signed so a forged or altered one is refused.
+
+    A cursor is ``base64url(version, date_create, index, HMAC)``. It carries no query: the query of
+    each request applies as sent, and the page starts at the cursor's position.
+    """
+
+    _LAYOUT = struct.Struct(">BqI")
+    _VERSION = 1
+    _MAC_BYTES = 12
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def encode(self, date_create: int, index: int) -> str:
+        """The cursor pointing at the entry ``index`` (which happened at ``date_create``)."""
+        payload = self._LAYOUT.pack(self._VERSION, date_create, index)
+        return base64.urlsafe_b64encode(payload + self._mac(payload)).rstrip(b"=").decode()
+
+    def decode(self, cursor: str) -> tuple[int, int]:
+        """Return ``(date_create, index)``; raise ``ApiError("invalid_cursor")`` unless we signed it."""
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        except ValueError:
+            raise ApiError("invalid_cursor") from None
+        payload, mac = raw[: self._LAYOUT.size], raw[self._LAYOUT.size :]
+        if len(raw) != self._LAYOUT.size + self._MAC_BYTES or not hmac.compare_digest(
+            mac, self._mac(payload)
+        ):
+            raise ApiError("invalid_cursor")
+        version, date_create, index = self._LAYOUT.unpack(payload)
+        if version != self._VERSION:
+            raise ApiError("invalid_cursor")
+        return date_create, index
+
+    def _mac(self, payload: bytes) -> bytes:
+        return hmac.new(self._secret, payload, hashlib.sha256).digest()[: self._MAC_BYTES]
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the server saw it. The token is never stored: only whether one was sent."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    has_authorization: bool
+    time: float
+    #: The status sent; None when no answer was sent (a dropped connection, or still in progress).
+    status: int | None = None
+    #: The fault injected into this request, if any.
+    fault: str | None = None
+
+
+@dataclass(frozen=True)
+class LogsQuery:
+    """A validated ``logs`` query: inclusive bounds, page size, filters and the cursor's position."""
+
+    oldest: int
+    latest: int
+    limit: int
+    entry_filter: EntryFilter
+    start_index: int = 0
+
+
+@dataclass(frozen=True)
+class Page:
+    """The entries of one page (indexes in API order) and the index the next page starts at."""
+
+    indexes: Sequence[int]
+    next_index: int | None
+
+
+class FakeAuditLogsServer:
+    """A local Slack Audit Logs API with deterministic data and scriptable failures.
+
+    Use it as an async context manager (``async with FakeAuditLogsServer(events=1000, seed=1) as
+    server``) or from synchronous code with :meth:`start_in_thread` / :meth:`stop`. It listens on
+    127.0.0.1 only; :attr:`base_url` is the value for a client's ``base_url``.
+
+    Data: ``events`` events from ``seed`` in ``[start, end)`` (default: the three whole UTC days
+    before today), ``late_fraction`` of them invisible until ``late_delay`` seconds after they
+    happened; or a ready ``event_set`` to share between servers (the generation arguments are then
+    ignored). ``clock`` is the server's "now" (Unix seconds): it decides which events are visible and
+    which ranges lie in the future; pass a :class:`ManualClock` to move time by hand.
+
+    Access: ``tokens`` are accepted; ``denied_tokens`` maps a token to the code it is refused with
+    (``feature_not_enabled``, ``team_not_authorized``, ``user_not_authorized``, ``invalid_workspace``).
+    ``enabled_at`` is when the org enabled audit logs: a range ending before it is ``invalid_range``.
+
+    Misbehaviour: ``requests_per_minute`` (None: unlimited) with ``rate_limit_burst`` (default: a
+    minute's worth) limits ``logs`` for all tokens together, on ``rate_limit_clock``; ``faults`` is the
+    :class:`FaultPlan` (reachable as :attr:`faults`); ``expire_cursor_uses`` lists which cursor uses,
+    counted from 1, answer ``invalid_cursor``. ``cursor_secret`` fixes the key cursors are signed with
+    (random by default), so two servers can hand out the same cursors.
+
+    Speed: ``pre_render`` renders every entry at construction (~650 MB and a few seconds per million
+    events) so pages are served as slices of one buffer — for benchmarks.
+    """
+
+    def __init__(
+        self,
+        *,
+        events: int = 1000,
+        seed: int = 0,
+        start: datetime | int | None = None,
+        end: datetime | int | None = None,
+        tokens: Iterable[str] = ("xoxp-test",),
+        denied_tokens: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+        enabled_at: datetime | int = AUDIT_LOGS_EPOCH,
+        late_fraction: float = 0.0,
+        late_delay: int = 0,
+        requests_per_minute: float | None = None,
+        rate_limit_burst: int | None = None,
+        rate_limit_clock: Callable[[], float] = time.monotonic,
+        faults: FaultPlan | None = None,
+        expire_cursor_uses: Collection[int] = (),
+        pre_render: bool = False,
+        cursor_secret: bytes | None = None,
+        event_set: EventSet | None = None,
+    ) -> None:
+        if event_set is None:
+            default_start, default_end = default_span()
+            event_set = EventSet.generate(
+                events=events,
+                seed=seed,
+                start=default_start if start is None else start,
+                end=default_end if end is None else end,
+                late_fraction=late_fraction,
+                late_delay=late_delay,
+            )
+        #: The events served; also what the ``expected_*`` oracles read.
+        self.event_set = event_set
+        self._tokens = frozenset(tokens)
+        self._denied_tokens = dict(denied_tokens or {})
+        unknown_denials = set(self._denied_tokens.values()) - DENIAL_CODES
+        if unknown_denials:
+            raise ValueError(
+                f"denied_tokens codes must be among {sorted(DENIAL_CODES)}, got {unknown_denials}"
+            )
+        #: The server's "now" in Unix seconds; assign another callable to move time.
+        self.clock = clock
+        self.enabled_at = to_unix_seconds(enabled_at)
+        self.faults = faults if faults is not None else FaultPlan(seed=seed)
+        self._bucket = (
+            None
+            if requests_per_minute is None
+            else TokenBucket(
+                requests_per_minute, rate_limit_burst or math.ceil(requests_per_minute), rate_limit_clock
+            )
+        )
+        self._expire_cursor_uses = frozenset(expire_cursor_uses)
+        self._cursors = CursorCodec(cursor_secret if cursor_secret is not None else os.urandom(32))
+        self._rendered: RenderedEntries | None = event_set.render_all() if pre_render else None
+        self._requests: list[RecordedRequest] = []
+        #: How many ``logs`` requests carried a cursor (``expire_cursor_uses`` counts these, from 1).
+        self.cursor_uses = 0
+        #: How many 429 answers were sent.
+        self.rate_limited_count = 0
+        self._runner: web.AppRunner | None = None
+        self._base_url: str | None = None
+        self._thread: threading.Thread | None = None
+        self._thread_loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def make_app(self) -> web.Application:
+        """The aiohttp application (for embedding, e.g. in ``aiohttp.test_utils.TestServer``)."""
+        app = web.Application(middlewares=[self._record_request])
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        return app
+
+    async def start(self, port: int = 0, host: str = "127.0.0.1") -> str:
+        """Start listening (``port=0``: an ephemeral port) and return :attr:`base_url`."""
+        if not ipaddress.ip_address(host).is_loopback:
+            raise ValueError(f"the fake server only listens on loopback addresses, not {host}")
+        if self._runner is not None:
+            raise RuntimeError("the server is already running: call close() before starting it again")
+        # handler_cancellation: a client that gives up on a `slow` answer frees its handler;
+        # shutdown_timeout: closing never waits long for such a handler.
+        runner = web.AppRunner(
+            self.make_app(), access_log=None, handler_cancellation=True, shutdown_timeout=1.0
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        self._runner = runner
+        bound_host, bound_port = runner.addresses[0][:2]
+        self._base_url = f"http://{bound_host}:{bound_port}{API_PREFIX}"
+        return self._base_url
+
+    async def close(self) -> None:
+        """Stop listening and close open connections."""
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def __aenter__(self) -> FakeAuditLogsServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def start_in_thread(self, port: int = 0) -> str:
+        """Run the server on its own event loop in a daemon thread; return :attr:`base_url`.
+
+        For synchronous tests and tools (``airflow dags test`` runs its own loop). Call :meth:`stop`.
+        """
+        if self._thread is not None:
+            raise RuntimeError("the server already runs in a thread: call stop() first")
+        loop = asyncio.new_event_loop()
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        def serve() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self.start(port))
+            except BaseException as error:  # handed to the caller below
+                failure.append(error)
+                started.set()
+                loop.close()
+                return
+            started.set()
+            loop.run_forever()
+            loop.run_until_complete(self.close())
+            loop.close()
+
+        thread = threading.Thread(target=serve, name="fake-audit-logs-server", daemon=True)
+        thread.start()
+        started.wait()
+        if failure:
+            thread.join()
+            raise failure[0]
+        self._thread, self._thread_loop = thread, loop
+        return self.base_url
+
+    def stop(self) -> None:
+        """Stop a server started with :meth:`start_in_thread` and wait for its thread to end."""
+        if self._thread is None or self._thread_loop is None:
+            return
+        self._thread_loop.call_soon_threadsafe(self._thread_loop.stop)
+        self._thread.join()
+        self._thread = self._thread_loop = None
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/audit/v1/`` once started."""
+        if self._base_url is None:
+            raise RuntimeError("the server is not started: use `async with` or start()/start_in_thread()")
+        return self._base_url
+
+    # -- request log -----------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received so far, in arrival order."""
+        return list(self._requests)
+
+    def logs_requests(self) -> list[RecordedRequest]:
+        """The requests to the ``logs`` endpoint, in arrival order."""
+        return [request for request in self._requests if request.path == API_PREFIX + "logs"]
+
+    def reset_log(self) -> None:
+        """Forget the requests recorded so far (counters of faults and 429s are kept)."""
+        self._requests.clear()
+
+    # -- oracle ----------------------------------------------------------------------------------
+
+    def expected_entries(
+        self,
+        oldest: int,
+        latest: int,
+        *,
+        action: str | Sequence[str] | None = None,
+        actor: str | None = None,
+        entity: str | None = None,
+        visible_only: bool = True,
+    ) -> list[bytes]:
+        """The entries a complete read of ``[oldest, latest]`` (inclusive) returns, in API order."""
+        return [
+            self._entry_bytes(index)
+            for index in self._expected_indexes(oldest, latest, action, actor, entity, visible_only)
+        ]
+
+    def expected_ids(
+        self,
+        oldest: int,
+        latest: int,
+        *,
+        action: str | Sequence[str] | None = None,
+        actor: str | None = None,
+        entity: str | None = None,
+        visible_only: bool = True,
+    ) -> set[str]:
+        """The ids a complete read of ``[oldest, latest]`` (inclusive, same filters) returns."""
+        events = self.event_set
+        indexes = self._expected_indexes(oldest, latest, action, actor, entity, visible_only)
+        return {events.entry_id(index) for index in indexes}
+
+    def pending_ids(self, oldest: int, latest: int) -> set[str]:
+        """The ids of late events in ``[oldest, latest]`` that exist but are not visible yet."""
+        now = self.clock()
+        events = self.event_set
+        return {
+            events.entry_id(index)
+            for index in events.index_range(oldest, latest)
+            if events.visible_at(index) > now
+        }
+
+    def _expected_indexes(
+        self,
+        oldest: int,
+        latest: int,
+        action: str | Sequence[str] | None,
+        actor: str | None,
+        entity: str | None,
+        visible_only: bool,
+    ) -> list[int]:
+        events = self.event_set
+        entry_filter = events.compile_filter(action, actor, entity)
+        now = self.clock() if visible_only else None
+        return list(events.select(events.index_range(oldest, latest), entry_filter, now))
+
+    def _entry_bytes(self, index: int) -> bytes:
+        if self._rendered is not None:
+            return bytes(self._rendered.entry(index))
+        return self.event_set.render(index)
+
+    # -- HTTP ------------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _record_request(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Record every request, and once answered its status and fault (the token is never read)."""
+        record = RecordedRequest(
+            method=request.method,
+            path=request.path,
+            query=dict(request.query),
+            has_authorization="Authorization" in request.headers,
+            time=self.clock(),
+        )
+        self._requests.append(record)
+        try:
+            response = await handler(request)
+        finally:
+            # Also when the client gave up on a `slow` answer and the handler was cancelled.
+            record.fault = request.get("fault")
+        record.status = None if record.fault == "drop" else response.status
+        return response
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        endpoint = request.path[len(API_PREFIX) :] if request.path.startswith(API_PREFIX) else None
+        if endpoint not in ("logs", "schemas", "actions"):
+            return ApiError("bad_endpoint").response()
+        if request.method != "GET":
+            return ApiError("method_not_allowed").response()
+        if endpoint == "schemas":
+            return web.Response(body=_SCHEMAS_BODY, content_type="application/json")
+        if endpoint == "actions":
+            return web.Response(body=_ACTIONS_BODY, content_type="application/json")
+        return await self._logs(request)
+
+    async def _logs(self, request: web.Request) -> web.StreamResponse:
+        fault = self.faults.next_fault()
+        request["fault"] = fault
+        if fault is None:
+            return self._answer_logs(request.headers.get("Authorization"), request.query)
+        if fault == "slow":
+            await asyncio.sleep(self.faults.slow_seconds)
+        if fault in ("slow", "truncated", "missing_id"):
+            # These faults damage the real answer, so compute it (auth and rate limit included).
+            response = self._answer_logs(request.headers.get("Authorization"), request.query)
+            if fault == "truncated":
+                return await self._send_truncated(request, response)
+            return _without_ids(response) if fault == "missing_id" else response
+        return _broken_response(request, fault)
+
+    def _answer_logs(self, authorization: str | None, params: MultiMapping[str]) -> web.Response:
+        """Answer a ``logs`` request the way the API does: a page, or an error."""
+        try:
+            self._authenticate(authorization)
+            self._take_rate_limit_token()
+            query = self._parse_query(params)
+            page = self._select_page(query)
+        except ApiError as error:
+            if error.code == "rate_limited":
+                self.rate_limited_count += 1
+            return error.response()
+        return web.Response(body=self._page_body(page), content_type="application/json")
+
+    def _authenticate(self, authorization: str | None) -> None:
+        if not authorization:
+            raise ApiError("missing_authentication")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError("invalid_authentication")
+        token = token.strip()
+        if token in self._denied_tokens:
+            raise ApiError(self._denied_tokens[token])
+        if token not in self._tokens:
+            raise ApiError("invalid_authentication")
+
+    def _take_rate_limit_token(self) -> None:
+        if self._bucket is None:
+            return
+        wait = self._bucket.acquire()
+        if wait > 0:
+            raise ApiError("rate_limited", retry_after=max(1, math.ceil(wait)))
+
+    def _parse_query(self, params: MultiMapping[str]) -> LogsQuery:
+        """Validate the query string as the API does; raise :class:`ApiError` with its code."""
+        now = self.clock()
+        oldest = _int_param(params, "oldest", self.enabled_at, error="invalid_range")
+        latest = _int_param(params, "latest", math.floor(now), error="invalid_range")
+        # No data before the org enabled audit logs, and none from the future.
+        if oldest > latest or oldest > now or latest < self.enabled_at:
+            raise ApiError("invalid_range")
+        limit = _int_param(params, "limit", DEFAULT_LIMIT, error="invalid_arguments")
+        if limit < 1:
+            raise ApiError("invalid_arguments")
+        action = params.get("action") or None
+        if action is not None and len(action.split(",")) > MAX_ACTIONS:
+            raise ApiError("invalid_action")
+        try:
+            entry_filter = self.event_set.compile_filter(action, params.get("actor"), params.get("entity"))
+        except UnknownActionError:
+            raise ApiError("invalid_action") from None
+        return LogsQuery(
+            oldest=max(oldest, self.enabled_at),
+            latest=latest,
+            limit=min(limit, MAX_LIMIT),
+            entry_filter=entry_filter,
+            start_index=self._cursor_position(params.get("cursor")),
+        )
+
+    def _cursor_position(self, cursor: str | None) -> int:
+        """The index a cursor points at (0 without one), counting uses for ``expire_cursor_uses``."""
+        if not cursor:
+            return 0
+        self.cursor_uses += 1
+        if self.cursor_uses in self._expire_cursor_uses:
+            raise ApiError("invalid_cursor")
+        date_create, index = self._cursors.decode(cursor)
+        events = self.event_set
+        if index >= len(events) or events.date_create(index) != date_create:
+            raise ApiError("invalid_cursor")
+        return index
+
+    def _select_page(self, query: LogsQuery) -> Page:
+        """The entries of the page starting at the query's position, and where the next one starts.
+
+        ``limit`` is optimistic: once ``limit`` entries are taken, the page still takes every further
+        entry of the last entry's second, so a page never ends in the middle of a second.
+        """
+        events = self.event_set
+        window = events.index_range(query.oldest, query.latest)
+        begin = max(window.start, query.start_index)
+        if begin >= window.stop:
+            return Page(range(0), None)
+        now = self.clock()
+        if query.entry_filter.is_empty and now >= events.all_visible_at:
+            # Every event in the window matches: the page is a slice, found by bisection.
+            stop = min(events.second_end(min(begin + query.limit, window.stop) - 1), window.stop)
+            return Page(range(begin, stop), stop if stop < window.stop else None)
+        taken: list[int] = []
+        for index in events.select(range(begin, window.stop), query.entry_filter, now):
+            if len(taken) >= query.limit and events.date_create(index) != events.date_create(taken[-1]):
+                return Page(taken, index)
+            taken.append(index)
+        return Page(taken, None)
+
+    def _page_body(self, page: Page) -> bytes:
+        if page.next_index is None:
+            cursor = b""
+        else:
+            date_create = self.event_set.date_create(page.next_index)
+            cursor = self._cursors.encode(date_create, page.next_index).encode()
+        return b"".join(
+            (
+                b'{"entries":[',
+                self._entries_json(page.indexes),
+                b'],"response_metadata":{"next_cursor":"',
+                cursor,
+                b'"}}',
+            )
+        )
+
+    def _entries_json(self, indexes: Sequence[int]) -> bytes | memoryview:
+        """The page's entries, comma-separated. Pre-rendered contiguous pages are one zero-copy slice."""
+        if not indexes:
+            return b""
+        if self._rendered is not None:
+            if isinstance(indexes, range):
+                return self._rendered.run(indexes.start, indexes.stop)
+            return b",".join([self._rendered.entry(index) for index in indexes])
+        render = self.event_set.render
+        return b",".join([render(index) for index in indexes])
+
+    async def _send_truncated(self, request: web.Request, response: web.Response) -> web.StreamResponse:
+        """Send the answer's status and full Content-Length, then only part of the body, then close."""
+        body = bytes(response.body) if isinstance(response.body, (bytes, bytearray, memoryview)) else b""
+        stream = web.StreamResponse(status=response.status, headers={"Content-Type": response.content_type})
+        stream.content_length = len(body)
+        await stream.prepare(request)
+        await stream.write(body[: int(len(body) * self.faults.truncate_at)])
+        _close_connection(request)
+        return stream
+
+
+def _int_param(params: MultiMapping[str], name: str, default: int, *, error: str) -> int:
+    """Read an integer query parameter; a value that is not an integer answers ``error``."""
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ApiError(error) from None
+
+
+def _close_connection(request: web.Request) -> None:
+    if request.transport is not None:
+        request.transport.close()
+
+
+def _broken_response(request: web.Request, fault: FaultKind) -> web.Response:
+    """The answer of a fault that replaces the API's answer entirely."""
+    if fault in _HTTP_FAULT_CODES:
+        return ApiError(_HTTP_FAULT_CODES[fault]).response()
+    if fault == "invalid_cursor":
+        return ApiError("invalid_cursor").response()
+    if fault in ("html_200", "html_502"):
+        return web.Response(status=int(fault[-3:]), body=_HTML_ERROR_PAGE, content_type="text/html")
+    if fault == "empty_200":
+        return web.Response(status=200, body=b"", content_type="application/json")
+    if fault == "bad_entries":
+        body = b'{"entries":{"error":"not a list"},"response_metadata":{"next_cursor":""}}'
+        return web.Response(status=200, body=body, content_type="application/json")
+    if fault == "drop":
+        # Abort (not close): nothing buffered may leave, and the response below is never sent.
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response(status=200)
+    raise AssertionError(f"fault {fault} is not a replacing fault")
+
+
+def _without_ids(response: web.Response) -> web.Response:
+    """The same page with the ``id`` of every entry removed and no next cursor."""
+    if response.status != 200 or not isinstance(response.body, bytes):
+        return response
+    page = msgspec.json.decode(response.body)
+    for entry in page["entries"]:
+        entry.pop("id", None)
+    page["response_metadata"]["next_cursor"] = ""
+    return web.Response(status=200, body=msgspec.json.encode(page), content_type="application/json")
