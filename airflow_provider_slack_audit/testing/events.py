@@ -1,9 +1,9 @@
 """Deterministic audit events for the fake server: generation, filtering and rendering.
 
 An :class:`EventSet` holds up to millions of events in a few parallel arrays of small integers
-(one event costs ~17 bytes) and renders an entry's JSON only when it is served. Everything is
-derived from the generation parameters, so the same parameters always give the same entries,
-byte for byte, in any process.
+(~33 bytes an event, its uuid included) and renders an entry's JSON only when it is served.
+Everything is derived from the generation parameters, so the same parameters always give the same
+entries, byte for byte, in any process.
 
 Events are stored in API order: newest first, and inside a second in a fixed order. An event's
 position in that order (its *index*) is therefore both its identity and the tiebreak that makes
@@ -347,7 +347,7 @@ class EntryFilter:
     matches_nothing: bool = False
 
     @property
-    def is_empty(self) -> bool:
+    def selects_everything(self) -> bool:
         """True when no filter is set, so every event in the range matches."""
         return (
             self.action_codes is None
@@ -527,28 +527,28 @@ class EventSet:
 
         ``action`` is the comma-separated string the API takes, or a sequence of names.
         """
-        codes: frozenset[int] | None = None
-        if action:
-            names = [name.strip() for name in action.split(",")] if isinstance(action, str) else list(action)
-            unknown = sorted(name for name in names if name not in KNOWN_ACTIONS)
-            if unknown:
-                raise UnknownActionError(f"unknown action(s) {', '.join(unknown)}: see the actions endpoint")
-            codes = frozenset(_ACTION_CODES[name] for name in names if name in _ACTION_CODES)
-        actor_code: int | None = None
-        entity_code: tuple[EntityType, int] | None = None
-        nothing = codes is not None and not codes
-        if actor:
-            actor_entity = self._directory.entity_index.get(actor)
-            nothing = nothing or actor_entity is None or actor_entity[0] != "user"
-            actor_code = actor_entity[1] if actor_entity else -1
-        if entity:
-            entity_code = self._directory.entity_index.get(entity)
-            nothing = nothing or entity_code is None
-        return (
-            EntryFilter(codes, actor_code, entity_code, nothing)
-            if (action or actor or entity)
-            else EntryFilter()
+        if not (action or actor or entity):
+            return EntryFilter()
+        codes = self._action_codes(action) if action else None
+        actor_ref = self._directory.entity_index.get(actor) if actor else None
+        entity_ref = self._directory.entity_index.get(entity) if entity else None
+        unknown_actor = bool(actor) and (actor_ref is None or actor_ref[0] != "user")
+        unknown_entity = bool(entity) and entity_ref is None
+        return EntryFilter(
+            action_codes=codes,
+            actor=actor_ref[1] if actor_ref else None,
+            entity=entity_ref,
+            matches_nothing=(codes is not None and not codes) or unknown_actor or unknown_entity,
         )
+
+    @staticmethod
+    def _action_codes(action: str | Sequence[str]) -> frozenset[int]:
+        """The codes of the named actions the generator produces (known but never generated: none)."""
+        names = [name.strip() for name in action.split(",")] if isinstance(action, str) else list(action)
+        unknown = sorted(name for name in names if name not in KNOWN_ACTIONS)
+        if unknown:
+            raise UnknownActionError(f"unknown action(s) {', '.join(unknown)}: see the actions endpoint")
+        return frozenset(_ACTION_CODES[name] for name in names if name in _ACTION_CODES)
 
     def matches(self, index: int, entry_filter: EntryFilter) -> bool:
         """Whether the event passes the filter (the date range is checked by :meth:`index_range`)."""
@@ -571,7 +571,7 @@ class EventSet:
         for index in indexes:
             if horizon is not None and self.visible_at(index) > horizon:
                 continue
-            if entry_filter.is_empty or self.matches(index, entry_filter):
+            if entry_filter.selects_everything or self.matches(index, entry_filter):
                 yield index
 
     def render(self, index: int) -> bytes:

@@ -359,6 +359,13 @@ class FakeAuditLogsServer:
     server``) or from synchronous code with :meth:`start_in_thread` / :meth:`stop`. It listens on
     127.0.0.1 only; :attr:`base_url` is the value for a client's ``base_url``.
 
+    Queries follow DESIGN.md's API facts. Where the API leaves a choice open, this server picks:
+    a non-integer ``oldest``/``latest`` is ``invalid_range``; a non-integer or non-positive ``limit``
+    is ``invalid_arguments`` and one above 9999 is clamped; more than 30 actions is
+    ``invalid_action``; an unknown ``actor``/``entity`` id matches nothing (an empty page);
+    ``oldest`` before ``enabled_at`` is clamped to it. Authentication is checked before the rate
+    limit, so only authenticated requests spend the org's budget.
+
     Data: ``events`` events from ``seed`` in ``[start, end)`` (default: the three whole UTC days
     before today), ``late_fraction`` of them invisible until ``late_delay`` seconds after they
     happened; or a ready ``event_set`` to share between servers (the generation arguments are then
@@ -746,7 +753,7 @@ class FakeAuditLogsServer:
         if begin >= window.stop:
             return Page(range(0), None)
         now = self.clock()
-        if query.entry_filter.is_empty and now >= events.all_visible_at:
+        if query.entry_filter.selects_everything and now >= events.all_visible_at:
             # Every event in the window matches: the page is a slice, found by bisection.
             stop = min(events.second_end(min(begin + query.limit, window.stop) - 1), window.stop)
             return Page(range(begin, stop), stop if stop < window.stop else None)
