@@ -183,7 +183,8 @@ class ManualClock:
 class FaultPlan:
     """Which ``logs`` requests fail, and how: a scripted queue first, then seeded random rates.
 
-    ``push("http_503", count=3)`` makes the next three ``logs`` requests answer 503; ``rates`` (e.g.
+    The script is a queue of the next ``logs`` requests' fates: ``push("http_503", count=3)`` makes
+    the next three answer 503, ``push("invalid_cursor", after=2)`` lets two through first. ``rates`` (e.g.
     ``{"drop": 0.01}``) make every request fail with that probability, drawn from a seeded RNG so
     that a failing run can be replayed. Faults never move anything: the server is stateless, so a
     retried request gets exactly the page it would have got.
@@ -198,7 +199,8 @@ class FaultPlan:
         truncate_at: float = 0.5,
     ) -> None:
         self._rng = random.Random(seed)
-        self._queue: deque[FaultKind] = deque()
+        # None in the script: that request is answered normally (see `after`).
+        self._queue: deque[FaultKind | None] = deque()
         self._rates: dict[FaultKind, float] = {}
         for kind, rate in (rates or {}).items():
             self.set_rate(kind, rate)
@@ -209,9 +211,15 @@ class FaultPlan:
         #: How many faults of each kind were injected so far.
         self.injected: Counter[str] = Counter()
 
-    def push(self, kind: str, count: int = 1) -> None:
-        """Make the next ``count`` ``logs`` requests (after those already queued) fail with ``kind``."""
-        self._queue.extend([_fault_kind(kind)] * count)
+    def push(self, kind: str, count: int = 1, *, after: int = 0) -> None:
+        """Script ``after`` normal answers, then ``count`` answers failing with ``kind``.
+
+        The script runs after what is already scripted; with an empty script, ``after=2`` makes the
+        third ``logs`` request from now fail.
+        """
+        if count < 1 or after < 0:
+            raise ValueError(f"push needs count >= 1 and after >= 0, got count={count}, after={after}")
+        self._queue.extend([None] * after + [_fault_kind(kind)] * count)
 
     def set_rate(self, kind: str, rate: float) -> None:
         """Make each ``logs`` request fail with ``kind`` with probability ``rate`` (0 turns it off)."""
@@ -228,11 +236,12 @@ class FaultPlan:
 
     @property
     def pending(self) -> int:
-        """How many scripted faults are still queued."""
-        return len(self._queue)
+        """How many scripted faults have not struck yet."""
+        return sum(kind is not None for kind in self._queue)
 
     def next_fault(self) -> FaultKind | None:
         """The fault the next ``logs`` request suffers, or None for a normal answer."""
+        # A scripted request (fault or normal answer) is never also subject to the random rates.
         kind = self._queue.popleft() if self._queue else self._draw()
         if kind is not None:
             self.injected[kind] += 1

@@ -210,6 +210,18 @@ async def test_scripted_faults_hit_only_the_next_n_logs_requests(
     assert [request.fault for request in server.logs_requests()] == ["http_503", "http_503", None]
 
 
+async def test_a_fault_pushed_with_after_lets_that_many_requests_through_first(
+    fetch: Fetch, server: FakeAuditLogsServer
+) -> None:
+    server.faults.push("invalid_cursor", after=2)
+    server.faults.push("http_500", count=2, after=1)
+
+    statuses = [(await fetch(**WINDOW)).status for _ in range(7)]
+
+    assert statuses == [200, 200, 400, 200, 500, 500, 200]
+    assert server.faults.pending == 0
+
+
 async def test_a_retry_after_a_fault_gets_the_page_it_asked_for(
     fetch: Fetch, server: FakeAuditLogsServer
 ) -> None:
