@@ -1,0 +1,431 @@
+"""SlackAuditLogsToSqlOperator against real databases: a SQLite file and a PostgreSQL server.
+
+Every test taking the ``warehouse`` fixture runs on both. Windows are landed with the ingest's own
+``Landing``, so the operator reads exactly what the landing operator writes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from audit_entries import (
+    SAMPLE_ENTRIES,
+    WINDOW,
+    entry_line,
+    land_window,
+    lines_in_date_order,
+    make_entry,
+    sample_lines,
+)
+from warehouses import Warehouse
+
+from airflow_provider_slack_audit.ingest.landing import read_manifest
+from airflow_provider_slack_audit.transfers._dialects import PostgresDialect, SqliteDialect
+from airflow_provider_slack_audit.transfers.slack_audit_to_sql import SlackAuditLogsToSqlOperator
+from airflow_provider_slack_audit.version_compat import AirflowFailException
+
+
+def load(warehouse: Warehouse, source: Any, **kwargs: Any) -> dict[str, Any]:
+    operator = SlackAuditLogsToSqlOperator(
+        task_id="load", source=source, conn_id=warehouse.conn_id, table=warehouse.table, **kwargs
+    )
+    result: dict[str, Any] = operator.execute(context={})  # type: ignore[arg-type]
+    return result
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
+def as_json(value: Any) -> Any:
+    """A JSON column's value as Python data: SQLite returns text, PostgreSQL (JSONB) parsed data."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def as_utc(value: Any) -> datetime:
+    """``date_create`` as an aware datetime: SQLite holds ISO-8601 text, PostgreSQL a timestamptz."""
+    if isinstance(value, str):
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    assert isinstance(value, datetime)
+    return value.astimezone(timezone.utc)
+
+
+_ACTOR_ALICE = {
+    "actor_type": "user",
+    "actor_user_id": "W0ALICE",
+    "actor_user_name": "alice",
+    "actor_user_email": "alice@example.com",
+    "actor_user_team": "E0ACME",
+}
+_CONTEXT_ACME = {
+    "location_type": "enterprise",
+    "location_id": "E0ACME",
+    "location_name": "Acme Corp",
+    "location_domain": "acme",
+    "ua": "Mozilla/5.0 (Macintosh) Slack/4.41",
+    "ip_address": "203.0.113.7",
+    "session_id": "8412335931",
+    "app_id": None,
+    "app_name": None,
+}
+
+#: The row each sample entry must become (all columns but ``id`` and ``raw``).
+EXPECTED_ROWS: dict[str, dict[str, Any]] = {
+    "user": {
+        "date_create": utc("2026-01-04T00:01:00"),
+        "action": "user_login",
+        **_ACTOR_ALICE,
+        "entity_type": "user",
+        "entity_id": "W0BOB",
+        "entity_name": "bob",
+        **_CONTEXT_ACME,
+        "details": None,
+    },
+    "channel": {
+        "date_create": utc("2026-01-04T01:00:00"),
+        "action": "private_channel_created",
+        **_ACTOR_ALICE,
+        "entity_type": "channel",
+        "entity_id": "C0SECRET",
+        "entity_name": "project-x",
+        **_CONTEXT_ACME,
+        "details": {"is_internal_integration": False},
+    },
+    "file": {
+        "date_create": utc("2026-01-04T02:00:00"),
+        "action": "file_downloaded",
+        **_ACTOR_ALICE,
+        "entity_type": "file",
+        "entity_id": "F0REPORT",
+        "entity_name": "q4.csv",
+        **_CONTEXT_ACME,
+        "app_id": "A0EXPORT",
+        "app_name": "Exporter",
+        "details": None,
+    },
+    "app": {
+        "date_create": utc("2026-01-04T06:00:00"),
+        "action": "app_scopes_expanded",
+        **_ACTOR_ALICE,
+        "entity_type": "app",
+        "entity_id": "A0EXPORT",
+        "entity_name": "Exporter",
+        **_CONTEXT_ACME,
+        "details": {"new_scopes": ["files:read", "users:read.email"], "previous_scopes": ["files:read"]},
+    },
+    "workspace": {
+        "date_create": utc("2026-01-04T12:00:00"),
+        "action": "pref.sso_setting_changed",
+        **_ACTOR_ALICE,
+        "entity_type": "workspace",
+        "entity_id": "T0SALES",
+        "entity_name": "Sales",
+        **_CONTEXT_ACME,
+        "location_type": "workspace",
+        "location_id": "T0SALES",
+        "location_name": "Sales",
+        "location_domain": None,
+        "details": None,
+    },
+    "enterprise": {
+        "date_create": utc("2026-01-04T18:00:00"),
+        "action": "manual_export_started",
+        **_ACTOR_ALICE,
+        "entity_type": "enterprise",
+        "entity_id": "E0ACME",
+        "entity_name": "Acme Corp",
+        **_CONTEXT_ACME,
+        "details": {"export_type": "standard", "path": "C:\\exports\\q4\tfinal\nv2"},
+    },
+    "unknown_type_and_fields": {
+        "date_create": utc("2026-01-04T19:26:40"),
+        "action": "canvas_shared",
+        "actor_type": "user",
+        "actor_user_id": "W0ZOE",
+        "actor_user_name": "Zoë 東京",
+        "actor_user_email": None,
+        "actor_user_team": "E0ACME",
+        "entity_type": "canvas",
+        "entity_id": "F0CANVAS",
+        "entity_name": "Roadmap 🚀",
+        **_CONTEXT_ACME,
+        "ua": None,
+        "ip_address": "2001:db8::1",
+        "session_id": None,
+        "details": None,
+    },
+    "minimal": {
+        "date_create": utc("2026-01-04T23:59:59"),
+        "action": "message_tombstoned",
+        "actor_type": "app",
+        "actor_user_id": None,
+        "actor_user_name": None,
+        "actor_user_email": None,
+        "actor_user_team": None,
+        "entity_type": "message",
+        "entity_id": None,
+        "entity_name": None,
+        "location_type": None,
+        "location_id": None,
+        "location_name": None,
+        "location_domain": None,
+        "ua": None,
+        "ip_address": None,
+        "session_id": None,
+        "app_id": None,
+        "app_name": None,
+        "details": None,
+    },
+}
+
+
+@pytest.fixture
+def sample_manifest(landing_dir: Path) -> str:
+    return land_window(landing_dir, sample_lines())
+
+
+def test_row_count_equals_the_windows_distinct_ids(
+    warehouse: Warehouse, landing_dir: Path, tmp_path: Path
+) -> None:
+    # The same entry landed in two intervals (a late copy): one row, holding the later copy.
+    first = make_entry("dup-1", seconds=100, action="user_login", entity={"type": "user", "user": {}})
+    later = {**first, "date_create": first["date_create"] + 30_000, "details": {"copy": 2}}
+    manifest = land_window(landing_dir, lines_in_date_order([*SAMPLE_ENTRIES.values(), first, later]))
+
+    result = load(warehouse, manifest)
+
+    assert warehouse.count() == len(SAMPLE_ENTRIES) + 1
+    assert result["rows"] == len(SAMPLE_ENTRIES) + 2
+    assert as_json(warehouse.rows_by_id()["dup-1"]["details"]) == {"copy": 2}
+
+
+@pytest.mark.parametrize("name", list(SAMPLE_ENTRIES))
+def test_columns_hold_the_entrys_values(warehouse: Warehouse, sample_manifest: str, name: str) -> None:
+    load(warehouse, sample_manifest)
+
+    entry = SAMPLE_ENTRIES[name]
+    row = warehouse.rows_by_id()[entry["id"]]
+    found = {
+        **row,
+        "date_create": as_utc(row["date_create"]),
+        "details": as_json(row["details"]),
+    }
+    del found["id"], found["raw"]
+    assert found == EXPECTED_ROWS[name]
+
+
+def test_raw_holds_the_entry_with_fields_this_provider_does_not_know(
+    warehouse: Warehouse, sample_manifest: str
+) -> None:
+    load(warehouse, sample_manifest)
+
+    entry = SAMPLE_ENTRIES["unknown_type_and_fields"]
+    raw = warehouse.rows_by_id()[entry["id"]]["raw"]
+    if warehouse.kind == "sqlite":
+        assert raw == entry_line(entry).decode()  # byte for byte as landed
+    else:
+        assert raw == entry  # JSONB keeps the content; it normalizes key order and whitespace
+    assert as_json(raw)["labels"] == {"sensitivity": "high"}
+
+
+@pytest.mark.parametrize("warehouse", ["sqlite"], indirect=True)
+def test_sqlite_stores_date_create_as_iso_utc_text_that_sorts_by_time(
+    warehouse: Warehouse, sample_manifest: str
+) -> None:
+    load(warehouse, sample_manifest)
+
+    stored = [row[0] for row in warehouse.query("SELECT date_create FROM {table} ORDER BY date_create")]
+
+    assert stored[0] == "2026-01-04T00:01:00Z"
+    assert stored[-1] == "2026-01-04T23:59:59Z"
+    assert stored == sorted(as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ") for value in stored)
+
+
+def test_loading_a_window_twice_leaves_identical_rows(warehouse: Warehouse, sample_manifest: str) -> None:
+    first = load(warehouse, sample_manifest)
+    content = warehouse.dump()
+
+    second = load(warehouse, sample_manifest)
+
+    assert warehouse.dump() == content
+    assert (first["inserted"], first["updated"], first["unchanged"]) == (len(SAMPLE_ENTRIES), 0, 0)
+    assert (second["inserted"], second["updated"], second["unchanged"]) == (0, 0, len(SAMPLE_ENTRIES))
+
+
+@pytest.mark.parametrize("warehouse", ["postgres"], indirect=True)
+def test_reloading_on_postgres_rewrites_no_row_versions(warehouse: Warehouse, sample_manifest: str) -> None:
+    load(warehouse, sample_manifest)
+    row_versions = "SELECT id, xmin::text, ctid::text FROM {table} ORDER BY id"
+    versions = warehouse.query(row_versions)
+
+    load(warehouse, sample_manifest)
+
+    assert warehouse.query(row_versions) == versions
+
+
+def test_reloading_a_relanded_window_updates_only_changed_entries(
+    warehouse: Warehouse, landing_dir: Path, tmp_path: Path
+) -> None:
+    load(warehouse, land_window(landing_dir, sample_lines()))
+    changed = {**SAMPLE_ENTRIES["app"], "details": {"new_scopes": ["admin"]}}
+    relanded = [
+        entry_line(changed) if json.loads(line)["id"] == changed["id"] else line for line in sample_lines()
+    ]
+
+    result = load(warehouse, land_window(tmp_path / "relanded", relanded))
+
+    assert (result["inserted"], result["updated"], result["unchanged"]) == (0, 1, len(SAMPLE_ENTRIES) - 1)
+    assert as_json(warehouse.rows_by_id()[changed["id"]]["details"]) == {"new_scopes": ["admin"]}
+
+
+def test_a_failure_mid_load_rolls_the_table_back(
+    warehouse: Warehouse, landing_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load(warehouse, land_window(landing_dir, sample_lines("user", "channel")))
+    before = warehouse.dump()
+    calls = 0
+
+    def write_batch_failing_on_the_third(self: Any, cursor: Any, rows: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise ConnectionError("server closed the connection unexpectedly")
+        return original[type(self)](self, cursor, rows)
+
+    original = {cls: cls.write_batch for cls in (PostgresDialect, SqliteDialect)}
+    for cls in original:
+        monkeypatch.setattr(cls, "write_batch", write_batch_failing_on_the_third)
+    # The new window updates both stored rows and inserts six, two per batch: the third batch fails.
+    changed = lines_in_date_order(
+        [{**entry, "action": f"{entry['action']}_v2"} for entry in SAMPLE_ENTRIES.values()]
+    )
+
+    with pytest.raises(ConnectionError):
+        load(warehouse, land_window(tmp_path / "second", changed), batch_size=2)
+
+    assert calls == 3
+    assert warehouse.dump() == before
+
+
+def test_a_data_file_that_differs_from_its_manifest_fails_and_loads_nothing(
+    warehouse: Warehouse, sample_manifest: str
+) -> None:
+    # Tampered evidence: same entries, one of them edited, recompressed.
+    data_path = Path(read_manifest(sample_manifest).intervals[0].data_path.path)
+    lines = gzip.decompress(data_path.read_bytes()).replace(b"alice@example.com", b"mallory@example.com")
+    data_path.write_bytes(gzip.compress(lines))
+
+    with pytest.raises(AirflowFailException, match="does not match its manifest") as failure:
+        load(warehouse, sample_manifest)
+
+    assert str(data_path) in str(failure.value)
+    assert warehouse.count() == 0
+
+
+def test_a_landed_line_that_is_not_an_entry_fails_naming_file_and_line(
+    warehouse: Warehouse, landing_dir: Path
+) -> None:
+    not_an_entry = json.dumps({"id": "x", "date_create": WINDOW.oldest + 5}).encode()  # no action
+    manifest = land_window(landing_dir, [not_an_entry])
+
+    with pytest.raises(AirflowFailException, match=r"line 1 of .*slack_audit_.*\.jsonl\.gz is not"):
+        load(warehouse, manifest)
+
+
+def test_creates_the_table_with_indexes_on_date_create_and_action(
+    warehouse: Warehouse, sample_manifest: str
+) -> None:
+    load(warehouse, sample_manifest)
+
+    if warehouse.kind == "sqlite":
+        sql = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = '{table}'"
+    else:
+        sql = "SELECT indexname FROM pg_indexes WHERE tablename = '{table}'"
+    indexes = {row[0] for row in warehouse.query(sql)}
+    assert {f"{warehouse.table}_date_create_idx", f"{warehouse.table}_action_idx"} <= indexes
+
+
+@pytest.mark.parametrize("warehouse", ["postgres"], indirect=True)
+def test_postgres_columns_have_native_types(warehouse: Warehouse, sample_manifest: str) -> None:
+    load(warehouse, sample_manifest)
+
+    types = dict(
+        warehouse.query(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = '{table}'"
+        )
+    )
+    assert types["date_create"] == "timestamp with time zone"
+    assert types["details"] == types["raw"] == "jsonb"
+    assert types["id"] == types["action"] == types["entity_name"] == "text"
+
+
+def test_an_empty_window_creates_the_table_and_loads_nothing(warehouse: Warehouse, landing_dir: Path) -> None:
+    result = load(warehouse, land_window(landing_dir, []))
+
+    assert result["rows"] == 0
+    assert warehouse.count() == 0
+
+
+def test_returns_what_the_load_did(warehouse: Warehouse, sample_manifest: str) -> None:
+    result = load(warehouse, {"manifest": sample_manifest, "window": {"start": "ignored"}})
+
+    assert result == {
+        "rows": len(SAMPLE_ENTRIES),
+        "inserted": len(SAMPLE_ENTRIES),
+        "updated": 0,
+        "unchanged": 0,
+        "table": warehouse.table,
+        "window": WINDOW.to_json(),
+        "manifest": sample_manifest,
+    }
+
+
+@pytest.mark.parametrize("warehouse", ["postgres"], indirect=True)
+def test_loads_into_the_given_schema(warehouse: Warehouse, sample_manifest: str) -> None:
+    schema = f"s_{warehouse.table}"
+    warehouse.hook().run(f"CREATE SCHEMA {schema}")
+    try:
+        result = load(warehouse, sample_manifest, schema=schema)
+
+        assert result["table"] == f"{schema}.{warehouse.table}"
+        in_schema = Warehouse(warehouse.kind, warehouse.conn_id, f"{schema}.{warehouse.table}")
+        assert in_schema.count() == len(SAMPLE_ENTRIES)
+    finally:
+        warehouse.hook().run(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.mark.parametrize("warehouse", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("table", ["audit; DROP TABLE x", "1audit", "audit-logs", ""])
+def test_refuses_a_table_name_that_is_not_a_plain_identifier(
+    warehouse: Warehouse, sample_manifest: str, table: str
+) -> None:
+    operator = SlackAuditLogsToSqlOperator(
+        task_id="load", source=sample_manifest, conn_id=warehouse.conn_id, table=table
+    )
+
+    with pytest.raises(ValueError, match="is not a plain SQL identifier"):
+        operator.execute(context={})  # type: ignore[arg-type]
+
+
+def test_refuses_a_connection_that_is_not_a_sql_database(
+    monkeypatch: pytest.MonkeyPatch, sample_manifest: str
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_NOT_SQL", json.dumps({"conn_type": "fs", "extra": {"path": "/tmp"}}))
+    operator = SlackAuditLogsToSqlOperator(task_id="load", source=sample_manifest, conn_id="not_sql")
+
+    with pytest.raises(TypeError, match="'not_sql' gives a FSHook, which is not a common-sql DbApiHook"):
+        operator.execute(context={})  # type: ignore[arg-type]
+
+
+def test_refuses_a_batch_size_below_one() -> None:
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        SlackAuditLogsToSqlOperator(task_id="load", source="x", conn_id="c", batch_size=0)
+
+
+def test_source_and_table_are_templated() -> None:
+    assert {"source", "table"} <= set(SlackAuditLogsToSqlOperator.template_fields)

@@ -1,0 +1,64 @@
+"""The databases the warehouse load tests run against, as the tests see them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_provider_slack_audit.version_compat import BaseHook
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    host: str
+    port: int
+    user: str
+    database: str
+
+    def connection_json(self) -> str:
+        """An ``AIRFLOW_CONN_<ID>`` value for this server."""
+        return json.dumps(
+            {
+                "conn_type": "postgres",
+                "host": self.host,
+                "port": self.port,
+                "login": self.user,
+                "schema": self.database,
+            }
+        )
+
+
+@dataclass
+class Warehouse:
+    """A database under test, reached through an Airflow connection, with a table of its own."""
+
+    kind: str  # "sqlite" or "postgres"
+    conn_id: str
+    table: str
+
+    def hook(self) -> Any:
+        return BaseHook.get_connection(self.conn_id).get_hook()
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows of ``sql``, in which ``{table}`` stands for this warehouse's table."""
+        return [tuple(row) for row in self.hook().get_records(sql.format(table=self.table))]
+
+    def dump(self) -> list[tuple[Any, ...]]:
+        """Every row of the table, every column, ordered by id: the table's full content."""
+        return self.query("SELECT * FROM {table} ORDER BY id")
+
+    def rows_by_id(self) -> dict[str, dict[str, Any]]:
+        """Rows as ``{id: {column: value}}``, with values as the database returns them."""
+        hook = self.hook()
+        conn = hook.get_conn()
+        try:
+            cursor = conn.cursor()
+            cursor.execute(f"SELECT * FROM {self.table}")  # noqa: S608
+            names = [column[0] for column in cursor.description]
+            return {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+        finally:
+            conn.close()
+
+    def count(self) -> int:
+        return int(self.query("SELECT COUNT(*) FROM {table}")[0][0])
