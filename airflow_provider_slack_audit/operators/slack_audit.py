@@ -9,8 +9,9 @@ the outcome into a small XCom summary or the exception that tells Airflow whethe
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -28,6 +29,7 @@ from airflow_provider_slack_audit.version_compat import (
     conf,
 )
 
+_DEFAULT_DEFERRABLE_ENV = "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE"
 _EMPTY_DATA_INTERVAL_FIX = (
     "This happens with a cron string schedule such as '@daily', which Airflow 3 runs with "
     "CronTriggerTimetable. Schedule the DAG with a data-interval timetable, e.g. "
@@ -37,18 +39,16 @@ _EMPTY_DATA_INTERVAL_FIX = (
 
 
 def default_deferrable() -> bool:
-    """``[operators] default_deferrable`` when the deployment sets it, else True.
+    """Whether the operator defers when the DAG does not say: yes, unless the deployment opted out.
 
-    Airflow ships that option with a built-in default of false, so ``conf.getboolean(..., fallback=True)``
-    would never fall back: the value's source is what tells a deliberate setting from Airflow's default.
+    Airflow ships ``[operators] default_deferrable = false`` and writes that value into every generated
+    airflow.cfg, so a false read from the config cannot be told from "never set"; reading it would make
+    every deployment run this operator in a worker. An explicit
+    ``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE`` is the deployment's choice and wins.
     """
-    try:
-        _, source = conf.as_dict(display_source=True)["operators"]["default_deferrable"]
-    except KeyError:
-        return True
-    if source == "default":
-        return True
-    return bool(conf.getboolean("operators", "default_deferrable"))
+    if _DEFAULT_DEFERRABLE_ENV in os.environ:
+        return bool(conf.getboolean("operators", "default_deferrable"))
+    return True
 
 
 class SlackAuditLogsOperator(BaseOperator):
@@ -75,8 +75,8 @@ class SlackAuditLogsOperator(BaseOperator):
     :param compression: ``"gzip"`` (default) or ``None`` for plain ``.jsonl``.
     :param overwrite: rewrite committed intervals instead of skipping them; ``True``/``False`` or the
         rendered strings ``"True"``/``"False"``. (templated)
-    :param deferrable: wait on the triggerer instead of holding a worker slot. Default: the
-        deployment's ``[operators] default_deferrable`` when it sets one, else true.
+    :param deferrable: wait on the triggerer instead of holding a worker slot. Default: true, unless
+        the deployment sets ``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE`` (see :func:`default_deferrable`).
     """
 
     template_fields: Sequence[str] = ("oldest", "latest", "destination", "overwrite")
@@ -202,7 +202,7 @@ class SlackAuditLogsOperator(BaseOperator):
                 f"the run's data interval [{start}, {end}) is empty, so there is no window to land. "
                 f"{_EMPTY_DATA_INTERVAL_FIX}"
             )
-        return Window(parse_datetime(start, "oldest"), parse_datetime(end, "latest"))
+        return Window(_plain_utc(start, "oldest"), _plain_utc(end, "latest"))
 
     def _destination(self) -> tuple[str, str | None]:
         """The destination URL and its storage connection id (the argument wins over the path's)."""
@@ -225,6 +225,25 @@ class SlackAuditLogsOperator(BaseOperator):
         for outlet in self.outlets:
             if isinstance(outlet, Asset):
                 outlet_events[outlet].extra.update(extra)
+
+
+def _plain_utc(value: datetime | str, name: str) -> datetime:
+    """``value`` as a stdlib UTC datetime.
+
+    Airflow's context holds pendulum DateTimes, whose differences are pendulum Intervals that do not
+    divide by a stdlib timedelta; the window is plain datetimes so its arithmetic is the stdlib's.
+    """
+    parsed = parse_datetime(value, name)
+    return datetime(
+        parsed.year,
+        parsed.month,
+        parsed.day,
+        parsed.hour,
+        parsed.minute,
+        parsed.second,
+        parsed.microsecond,
+        tzinfo=timezone.utc,
+    )
 
 
 def _default_outlets(destination: str | ObjectStoragePath) -> list[Asset]:

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import pendulum
 import pytest
 from airflow.sdk.execution_time.context import OutletEventAccessors
 
@@ -297,3 +298,15 @@ def test_the_deployments_default_deferrable_setting_wins(
     monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", setting)
 
     assert default_deferrable() is expected
+
+
+def test_pendulum_data_intervals_become_a_plain_utc_window() -> None:
+    context = run_context(
+        start=pendulum.datetime(2026, 1, 4, 1, tz="Europe/Paris"), end=pendulum.datetime(2026, 1, 5, tz="UTC")
+    )
+
+    spec = make_operator().build_spec(context)  # type: ignore[arg-type]
+
+    assert type(spec.window.start) is datetime
+    assert spec.window.start == datetime(2026, 1, 4, 0, tzinfo=timezone.utc)
+    assert len(spec.window.intervals(timedelta(hours=1))) == 24

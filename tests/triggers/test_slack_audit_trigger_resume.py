@@ -1,0 +1,84 @@
+"""A cancelled trigger, re-created from its serialized form, resumes at the first uncommitted interval.
+
+Runs the real pipeline against FakeAuditLogsServer on loopback, as the triggerer would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timedelta, timezone
+from importlib import import_module
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_slack_audit.ingest.landing import read_manifest
+from airflow_provider_slack_audit.ingest.pipeline import IngestSpec
+from airflow_provider_slack_audit.ingest.windows import Window
+from airflow_provider_slack_audit.testing import FakeAuditLogsServer
+from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger
+from airflow_provider_slack_audit.version_compat import TriggerEvent
+
+WINDOW = Window(datetime(2026, 1, 4, tzinfo=timezone.utc), datetime(2026, 1, 4, 4, tzinfo=timezone.utc))
+
+
+def rebuild(trigger: SlackAuditLogsTrigger) -> SlackAuditLogsTrigger:
+    """What the triggerer does: import the class path and call it with the stored kwargs."""
+    classpath, kwargs = trigger.serialize()
+    module_name, _, class_name = classpath.rpartition(".")
+    rebuilt: SlackAuditLogsTrigger = getattr(import_module(module_name), class_name)(
+        **json.loads(json.dumps(kwargs))
+    )
+    return rebuilt
+
+
+def commit_markers(destination: Path) -> list[Path]:
+    return sorted(destination.rglob("*.commit.json"))
+
+
+async def wait_for_first_commit(destination: Path, timeout: float = 30) -> None:
+    for _ in range(int(timeout / 0.02)):
+        if await asyncio.to_thread(commit_markers, destination):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no interval was committed under {destination} within {timeout} s")
+
+
+async def test_a_recreated_trigger_skips_the_intervals_committed_before_cancellation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with FakeAuditLogsServer(events=2000, seed=3, start=WINDOW.start, end=WINDOW.end) as server:
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_SLACK_AUDIT_DEFAULT",
+            json.dumps(
+                {"conn_type": "slack_audit", "password": "xoxp-test", "extra": {"base_url": server.base_url}}
+            ),
+        )
+        spec = IngestSpec(
+            window=WINDOW, interval=timedelta(hours=1), destination=tmp_path.as_uri(), limit=100
+        )
+        first = SlackAuditLogsTrigger(slack_audit_conn_id="slack_audit_default", spec=spec.to_json())
+        server.faults.slow_seconds = 0.05
+        server.faults.set_rate("slow", 1.0)
+
+        run = asyncio.ensure_future(first.run().__anext__())
+        await wait_for_first_commit(tmp_path)
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        committed = await asyncio.to_thread(commit_markers, tmp_path)
+        server.faults.clear()
+        server.reset_log()
+
+        events: list[TriggerEvent] = [event async for event in rebuild(first).run()]
+
+        (event,) = events
+        assert event.payload["status"] == "success"
+        summary = event.payload["summary"]
+        assert summary["intervals_skipped"] == len(committed)
+        assert summary["intervals_landed"] == 4 - len(committed) > 0
+        committed_oldest = {json.loads(marker.read_text())["interval"]["oldest"] for marker in committed}
+        assert not {int(request.query["oldest"]) for request in server.logs_requests()} & committed_oldest
+        landed = {entry["id"] for entry in read_manifest(summary["manifest"]).iter_entries()}
+        assert landed == server.expected_ids(WINDOW.oldest, WINDOW.latest)
