@@ -43,7 +43,7 @@ def peak_memory_of_load(warehouse: Warehouse, manifest: str, table: str) -> tupl
     )
     tracemalloc.start()
     try:
-        result = operator.execute(context={})  # type: ignore[arg-type]
+        result = operator.execute(context={})
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -34,7 +34,7 @@ def load(warehouse: Warehouse, source: Any, **kwargs: Any) -> dict[str, Any]:
     operator = SlackAuditLogsToSqlOperator(
         task_id="load", source=source, conn_id=warehouse.conn_id, table=warehouse.table, **kwargs
     )
-    result: dict[str, Any] = operator.execute(context={})  # type: ignore[arg-type]
+    result: dict[str, Any] = operator.execute(context={})
     return result
 
 
@@ -409,7 +409,7 @@ def test_refuses_a_table_name_that_is_not_a_plain_identifier(
     )
 
     with pytest.raises(ValueError, match="is not a plain SQL identifier"):
-        operator.execute(context={})  # type: ignore[arg-type]
+        operator.execute(context={})
 
 
 def test_refuses_a_connection_that_is_not_a_sql_database(
@@ -419,7 +419,7 @@ def test_refuses_a_connection_that_is_not_a_sql_database(
     operator = SlackAuditLogsToSqlOperator(task_id="load", source=sample_manifest, conn_id="not_sql")
 
     with pytest.raises(TypeError, match="'not_sql' gives a FSHook, which is not a common-sql DbApiHook"):
-        operator.execute(context={})  # type: ignore[arg-type]
+        operator.execute(context={})
 
 
 def test_refuses_a_batch_size_below_one() -> None:

@@ -101,7 +101,7 @@ def test_psycopg2_copies_the_same_rows_as_psycopg3(
     manifest = land_window(landing_dir, sample_lines())
     SlackAuditLogsToSqlOperator(
         task_id="load", source=manifest, conn_id=warehouse.conn_id, table=warehouse.table
-    ).execute(context={})  # type: ignore[arg-type]
+    ).execute(context={})
     dialect = PostgresDialect(TableName(f"{warehouse.table}_psycopg2"))
 
     counts = load_rows(psycopg2_conn, dialect, sample_rows(dialect))
