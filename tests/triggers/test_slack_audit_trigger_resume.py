@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from datetime import datetime, timedelta, timezone
 from importlib import import_module
 from pathlib import Path
@@ -82,3 +83,30 @@ async def test_a_recreated_trigger_skips_the_intervals_committed_before_cancella
         assert not {int(request.query["oldest"]) for request in server.logs_requests()} & committed_oldest
         landed = {entry["id"] for entry in read_manifest(summary["manifest"]).iter_entries()}
         assert landed == server.expected_ids(WINDOW.oldest, WINDOW.latest)
+
+
+async def test_the_token_appears_in_no_log_line_kwarg_or_event_even_at_debug(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = "xoxp-debug-secret-31337"
+    caplog.set_level(logging.DEBUG)
+    async with FakeAuditLogsServer(
+        events=300, seed=5, start=WINDOW.start, end=WINDOW.end, tokens=(token,)
+    ) as server:
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_SLACK_AUDIT_DEFAULT",
+            json.dumps(
+                {"conn_type": "slack_audit", "password": token, "extra": {"base_url": server.base_url}}
+            ),
+        )
+        spec = IngestSpec(window=WINDOW, interval=timedelta(hours=1), destination=tmp_path.as_uri(), limit=50)
+        trigger = SlackAuditLogsTrigger(slack_audit_conn_id="slack_audit_default", spec=spec.to_json())
+
+        (event,) = [event async for event in trigger.run()]
+
+    assert event.payload["status"] == "success"
+    assert any("Landed interval" in record.getMessage() for record in caplog.records)
+    assert any("Authorization" in record.getMessage() for record in caplog.records), "no DEBUG request line"
+    assert token not in caplog.text
+    assert token not in json.dumps(trigger.serialize()[1])
+    assert token not in json.dumps(event.payload)
