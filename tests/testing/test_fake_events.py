@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from conftest import END, START
+from fake_api import END, START
 
 from airflow_provider_slack_audit.testing import EventSet, default_span, to_unix_seconds
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import END, START
+from fake_api import END, START
 
 MODULE = "airflow_provider_slack_audit.testing"
 

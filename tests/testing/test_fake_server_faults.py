@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import END, START, Fetch, fetch_from
+from fake_api import END, START, Fetch, fetch_from
 
 from airflow_provider_slack_audit.testing import FAULT_KINDS, FakeAuditLogsServer, FaultPlan, ManualClock
 

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import msgspec
 import pytest
-from conftest import END, START, TOKEN, Fetch, ReadAll, fetch_from
+from fake_api import END, START, TOKEN, Fetch, ReadAll, fetch_from
 
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer, ManualClock
 
