@@ -1,0 +1,153 @@
+"""Events the API shows late: the settle lag catches those within it; later ones need a rerun with
+``overwrite=True``, which rewrites idempotently.
+
+The server's clock and the pipeline's "now" are one :class:`ManualClock`, so time only moves when
+a test moves it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from landing_invariants import assert_landing_sound, data_ids, server_ids, window_files
+
+from airflow_provider_slack_audit.client import AsyncAuditLogsClient
+from airflow_provider_slack_audit.ingest import Landing, Window
+from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, IngestSummary, ingest_window
+from airflow_provider_slack_audit.testing import FakeAuditLogsServer, ManualClock
+
+DAY = datetime(2026, 1, 4, tzinfo=timezone.utc)
+WINDOW = Window(DAY, DAY + timedelta(hours=4))
+STEP = timedelta(hours=1)
+LATE_DELAY = timedelta(minutes=10)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(WINDOW.end)
+
+
+@pytest.fixture
+async def server(clock: ManualClock) -> AsyncIterator[FakeAuditLogsServer]:
+    async with FakeAuditLogsServer(
+        events=2000,
+        seed=3,
+        start=DAY,
+        end=WINDOW.end,
+        late_fraction=0.2,
+        late_delay=int(LATE_DELAY.total_seconds()),
+        clock=clock,
+    ) as fake:
+        yield fake
+
+
+def now_of(clock: ManualClock) -> Callable[[], datetime]:
+    return lambda: datetime.fromtimestamp(clock(), timezone.utc)
+
+
+async def ingest(
+    server: FakeAuditLogsServer, clock: ManualClock, root: Path, *, settle_lag: timedelta, overwrite: bool
+) -> IngestSummary:
+    spec = IngestSpec(
+        window=WINDOW,
+        interval=STEP,
+        destination=f"file://{root}",
+        settle_lag=settle_lag,
+        limit=200,
+        overwrite=overwrite,
+    )
+    client = AsyncAuditLogsClient("xoxp-test", base_url=server.base_url)
+    return await ingest_window(client, spec, now=now_of(clock))
+
+
+def all_ids(server: FakeAuditLogsServer) -> Callable[..., set[str]]:
+    """The oracle once every late event has arrived."""
+    return lambda interval: server.expected_ids(interval.oldest, interval.latest, visible_only=False)
+
+
+def manifest_without_timestamp(path: Path) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(path.read_bytes())
+    del document["created_at"]
+    return document
+
+
+def landed_ids(root: Path) -> set[str]:
+    landing = Landing(f"file://{root}")
+    return {
+        i for interval in WINDOW.intervals(STEP) for i in data_ids(Path(landing.data_path(interval).path))
+    }
+
+
+async def test_a_settle_lag_as_long_as_the_delay_catches_every_late_event(
+    server: FakeAuditLogsServer, clock: ManualClock, tmp_path: Path
+) -> None:
+    late_at_window_end = server.pending_ids(WINDOW.oldest, WINDOW.latest)
+    assert late_at_window_end, "the window must end with events that are not visible yet"
+    clock.advance(LATE_DELAY.total_seconds())  # the pipeline does not wait: the lag has passed
+
+    await ingest(server, clock, tmp_path, settle_lag=LATE_DELAY, overwrite=False)
+
+    state = assert_landing_sound(tmp_path, WINDOW, STEP, all_ids(server))
+    assert state.committed == set(WINDOW.intervals(STEP))
+    assert late_at_window_end <= landed_ids(tmp_path)
+
+
+async def test_events_later_than_the_settle_lag_are_missed_and_a_plain_rerun_keeps_missing_them(
+    server: FakeAuditLogsServer, clock: ManualClock, tmp_path: Path
+) -> None:
+    clock.advance(120)
+    await ingest(server, clock, tmp_path, settle_lag=timedelta(minutes=2), overwrite=False)
+    missed = server.pending_ids(WINDOW.oldest, WINDOW.latest)
+    assert missed, "some late events must still be invisible after a 2-minute settle lag"
+    assert landed_ids(tmp_path) == server.expected_ids(WINDOW.oldest, WINDOW.latest)
+    assert not missed & landed_ids(tmp_path)
+
+    clock.advance(LATE_DELAY.total_seconds())
+    summary = await ingest(server, clock, tmp_path, settle_lag=timedelta(minutes=2), overwrite=False)
+
+    assert summary.intervals_skipped == 4, "committed intervals are skipped, late events or not"
+    assert not missed & landed_ids(tmp_path)
+
+
+async def test_a_rerun_with_overwrite_catches_the_late_events_and_rewrites_only_what_changed(
+    server: FakeAuditLogsServer, clock: ManualClock, tmp_path: Path
+) -> None:
+    clock.advance(120)
+    await ingest(server, clock, tmp_path, settle_lag=timedelta(minutes=2), overwrite=False)
+    first_files = window_files(tmp_path)
+    clock.advance(LATE_DELAY.total_seconds())
+
+    summary = await ingest(server, clock, tmp_path, settle_lag=timedelta(minutes=2), overwrite=True)
+
+    assert summary.intervals_landed == 4
+    state = assert_landing_sound(tmp_path, WINDOW, STEP, all_ids(server))
+    assert state.committed == set(WINDOW.intervals(STEP))
+    rewritten = window_files(tmp_path)
+    changed = {name for name in rewritten if rewritten[name] != first_files[name]}
+    last = Landing(f"file://{tmp_path}").relative_data_path(WINDOW.intervals(STEP)[-1])
+    # Only the last interval ended less than the late delay before the first run.
+    assert changed == {last}
+
+
+async def test_rerunning_with_overwrite_when_nothing_changed_writes_identical_bytes(
+    server: FakeAuditLogsServer, clock: ManualClock, tmp_path: Path
+) -> None:
+    clock.advance(LATE_DELAY.total_seconds())
+    await ingest(server, clock, tmp_path, settle_lag=LATE_DELAY, overwrite=False)
+    before = window_files(tmp_path)
+    manifest = next((tmp_path / "_manifests").iterdir())
+    listed_before = manifest_without_timestamp(manifest)
+
+    summary = await ingest(server, clock, tmp_path, settle_lag=LATE_DELAY, overwrite=True)
+
+    assert summary.intervals_landed == 4
+    assert window_files(tmp_path) == before
+    assert manifest_without_timestamp(manifest) == listed_before
+    assert assert_landing_sound(tmp_path, WINDOW, STEP, server_ids(server)).committed == set(
+        WINDOW.intervals(STEP)
+    )

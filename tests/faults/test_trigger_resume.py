@@ -1,0 +1,94 @@
+"""A trigger cancelled mid-interval (triggerer restart, task moved) and re-created from its
+serialized form resumes at the first uncommitted interval and completes the window exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+from importlib import import_module
+from pathlib import Path
+
+import pytest
+from landing_invariants import assert_landing_sound, interval_of_request, server_ids, temp_files
+
+from airflow_provider_slack_audit.ingest import Window
+from airflow_provider_slack_audit.ingest.pipeline import IngestSpec
+from airflow_provider_slack_audit.testing import FakeAuditLogsServer, FaultPlan
+from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger
+from airflow_provider_slack_audit.version_compat import TriggerEvent
+
+TOKEN = "xoxp-trigger-resume-token"
+DAY = datetime(2026, 1, 4, tzinfo=timezone.utc)
+WINDOW = Window(DAY, DAY + timedelta(hours=4))
+STEP = timedelta(hours=1)
+INTERVALS = WINDOW.intervals(STEP)
+
+
+@pytest.fixture
+async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeAuditLogsServer]:
+    # Every answer takes 30 ms, so the test can cancel while an interval is being read.
+    faults = FaultPlan(rates={"slow": 1.0}, slow_seconds=0.03)
+    async with FakeAuditLogsServer(
+        events=1000, seed=9, start=DAY, end=WINDOW.end, tokens=(TOKEN,), faults=faults
+    ) as fake:
+        conn = {"conn_type": "slack_audit", "password": TOKEN, "extra": {"base_url": fake.base_url}}
+        monkeypatch.setenv("AIRFLOW_CONN_SLACK_AUDIT_DEFAULT", json.dumps(conn))
+        yield fake
+
+
+def rebuild(trigger: SlackAuditLogsTrigger) -> SlackAuditLogsTrigger:
+    """What the triggerer does: import the classpath, pass the kwargs as stored (JSON)."""
+    classpath, kwargs = trigger.serialize()
+    module_name, _, class_name = classpath.rpartition(".")
+    rebuilt = getattr(import_module(module_name), class_name)(**json.loads(json.dumps(kwargs)))
+    assert isinstance(rebuilt, SlackAuditLogsTrigger)
+    return rebuilt
+
+
+async def wait_for_second_page_of(server: FakeAuditLogsServer, oldest: int) -> None:
+    # The server's request log is the observable; the server has no event to wait on.
+    while not any(  # noqa: ASYNC110
+        r.query.get("oldest") == str(oldest) and "cursor" in r.query for r in server.logs_requests()
+    ):
+        await asyncio.sleep(0.005)
+
+
+async def test_a_cancelled_trigger_recreated_from_serialize_resumes_and_completes(
+    server: FakeAuditLogsServer, tmp_path: Path
+) -> None:
+    spec = IngestSpec(
+        window=WINDOW, interval=STEP, destination=f"file://{tmp_path}", settle_lag=timedelta(0), limit=40
+    )
+    trigger = SlackAuditLogsTrigger(slack_audit_conn_id="slack_audit_default", spec=spec.to_json())
+    events: list[TriggerEvent] = []
+
+    async def consume(run: AsyncIterator[TriggerEvent]) -> None:
+        async for event in run:
+            events.append(event)
+
+    running = asyncio.create_task(consume(trigger.run()))
+    await asyncio.wait_for(wait_for_second_page_of(server, INTERVALS[1].oldest), timeout=30)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+    assert events == []
+    state = assert_landing_sound(tmp_path, WINDOW, STEP, server_ids(server))
+    assert state.committed == state.landed == {INTERVALS[0]}
+    assert temp_files(tmp_path) == []
+
+    server.reset_log()
+    (event,) = [event async for event in rebuild(trigger).run()]
+
+    assert event.payload["status"] == "success", event.payload
+    summary = event.payload["summary"]
+    assert (summary["intervals_skipped"], summary["intervals_landed"]) == (1, 3)
+    requests = server.logs_requests()
+    assert interval_of_request(INTERVALS, requests[0].query) == INTERVALS[1]
+    assert "cursor" not in requests[0].query, "the interrupted interval is re-read from its start"
+    assert all(interval_of_request(INTERVALS, r.query) != INTERVALS[0] for r in requests)
+    state = assert_landing_sound(tmp_path, WINDOW, STEP, server_ids(server))
+    assert state.committed == set(INTERVALS)
+    assert summary["events"] == len(server.expected_ids(WINDOW.oldest, WINDOW.latest))
