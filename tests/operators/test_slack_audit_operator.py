@@ -47,7 +47,7 @@ def run_context(start: datetime | None = DAY_START, end: datetime | None = DAY_E
 
 def deferred_spec(operator: SlackAuditLogsOperator, context: dict[str, Any]) -> IngestSpec:
     with pytest.raises(TaskDeferred) as excinfo:
-        operator.execute(context)  # type: ignore[arg-type]
+        operator.execute(context)
     trigger = excinfo.value.trigger
     assert isinstance(trigger, SlackAuditLogsTrigger)
     return IngestSpec.from_json(trigger.spec)
@@ -82,7 +82,7 @@ def test_execute_defers_once_to_the_trigger_with_the_task_timeout() -> None:
     operator = make_operator(execution_timeout=timedelta(minutes=40), slack_audit_conn_id="audit_conn")
 
     with pytest.raises(TaskDeferred) as excinfo:
-        operator.execute(run_context())  # type: ignore[arg-type]
+        operator.execute(run_context())
 
     deferred = excinfo.value
     assert isinstance(deferred.trigger, SlackAuditLogsTrigger)
@@ -172,14 +172,14 @@ def test_bad_arguments_fail_the_task_before_any_request(arguments: dict[str, Any
     operator = make_operator(**arguments)
 
     with pytest.raises(AirflowFailException, match=message):
-        operator.execute(run_context())  # type: ignore[arg-type]
+        operator.execute(run_context())
 
 
 def test_an_empty_data_interval_names_the_timetables_that_fix_it() -> None:
     operator = make_operator()
 
     with pytest.raises(AirflowFailException) as excinfo:
-        operator.execute(run_context(start=DAY_START, end=DAY_START))  # type: ignore[arg-type]
+        operator.execute(run_context(start=DAY_START, end=DAY_START))
 
     message = str(excinfo.value)
     assert "empty" in message
@@ -190,7 +190,7 @@ def test_an_empty_data_interval_names_the_timetables_that_fix_it() -> None:
 
 def test_a_run_without_data_interval_asks_for_oldest_and_latest() -> None:
     with pytest.raises(AirflowFailException, match="pass oldest and latest"):
-        make_operator().execute(run_context(start=None, end=None))  # type: ignore[arg-type]
+        make_operator().execute(run_context(start=None, end=None))
 
 
 # execute_complete -----------------------------------------------------------------------------------
@@ -201,7 +201,7 @@ def test_success_returns_the_summary_and_annotates_the_asset_event() -> None:
     context = run_context()
     summary = summary_of().to_json()
 
-    result = operator.execute_complete(context, {"status": "success", "summary": summary})  # type: ignore[arg-type]
+    result = operator.execute_complete(context, {"status": "success", "summary": summary})
 
     assert result == summary
     assert context["outlet_events"][Asset(DESTINATION)].extra == {
@@ -214,7 +214,7 @@ def test_a_transient_error_raises_a_retryable_exception() -> None:
     event = {"status": "error", "kind": "transient", "error": "rate_limited", "message": "429 for logs"}
 
     with pytest.raises(AirflowException, match="rate_limited") as excinfo:
-        make_operator().execute_complete(run_context(), event)  # type: ignore[arg-type]
+        make_operator().execute_complete(run_context(), event)
 
     assert not isinstance(excinfo.value, AirflowFailException)
     assert "max_retry_wait" in str(excinfo.value)
@@ -225,7 +225,7 @@ def test_any_other_error_fails_without_retrying(kind: str | None) -> None:
     event = {"status": "error", "kind": kind, "error": "invalid_authentication", "message": "token rejected"}
 
     with pytest.raises(AirflowFailException, match=r"invalid_authentication.*token rejected"):
-        make_operator().execute_complete(run_context(), event)  # type: ignore[arg-type]
+        make_operator().execute_complete(run_context(), event)
 
 
 # Outlets --------------------------------------------------------------------------------------------
@@ -255,7 +255,7 @@ def test_sync_mode_runs_the_same_ingest_in_the_worker(monkeypatch: pytest.Monkey
     summary = summary_of()
     monkeypatch.setattr(trigger_module, "ingest_window", fake_ingest(summary, calls))
 
-    result = make_operator(deferrable=False).execute(run_context())  # type: ignore[arg-type]
+    result = make_operator(deferrable=False).execute(run_context())
 
     assert result == summary.to_json()
     ((spec),) = calls
@@ -267,7 +267,7 @@ def test_sync_mode_maps_errors_like_the_deferred_path(monkeypatch: pytest.Monkey
     monkeypatch.setattr(trigger_module, "ingest_window", fake_ingest(error, []))
 
     with pytest.raises(AirflowFailException, match="invalid_authentication"):
-        make_operator(deferrable=False).execute(run_context())  # type: ignore[arg-type]
+        make_operator(deferrable=False).execute(run_context())
 
 
 def test_sync_mode_retries_transient_errors(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -275,7 +275,7 @@ def test_sync_mode_retries_transient_errors(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(trigger_module, "ingest_window", fake_ingest(error, []))
 
     with pytest.raises(AirflowException) as excinfo:
-        make_operator(deferrable=False).execute(run_context())  # type: ignore[arg-type]
+        make_operator(deferrable=False).execute(run_context())
 
     assert not isinstance(excinfo.value, AirflowFailException)
 
@@ -305,7 +305,7 @@ def test_pendulum_data_intervals_become_a_plain_utc_window() -> None:
         start=pendulum.datetime(2026, 1, 4, 1, tz="Europe/Paris"), end=pendulum.datetime(2026, 1, 5, tz="UTC")
     )
 
-    spec = make_operator().build_spec(context)  # type: ignore[arg-type]
+    spec = make_operator().build_spec(context)
 
     assert type(spec.window.start) is datetime
     assert spec.window.start == datetime(2026, 1, 4, 0, tzinfo=timezone.utc)
