@@ -94,6 +94,13 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_slack_audit.operators.slack_audit"],
             }
         ],
+        "transfers": [
+            {
+                "source-integration-name": integration,
+                "target-integration-name": "Common SQL",
+                "python-module": "airflow_provider_slack_audit.transfers.slack_audit_to_sql",
+            }
+        ],
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_slack_audit.hooks.slack_audit.SlackAuditLogsHook",

@@ -39,7 +39,7 @@ def parse_datetime(value: datetime | str, name: str) -> datetime:
     wrong guess shifts the window by hours, silently.
     """
     if isinstance(value, datetime):
-        return _require_aware(value, name).astimezone(timezone.utc)
+        return _plain_utc(_require_aware(value, name))
     if isinstance(value, str):
         return _parse_iso(value, name)
     raise TypeError(
@@ -61,7 +61,7 @@ def _parse_iso(text: str, name: str) -> datetime:
         raise ValueError(
             f"{name} {text!r} is not an ISO-8601 datetime; use e.g. '2026-01-04T00:00:00Z' or '2026-01-04'"
         ) from None
-    return _require_aware(parsed, name).astimezone(timezone.utc)
+    return _plain_utc(_require_aware(parsed, name))
 
 
 def _require_aware(value: datetime, name: str) -> datetime:
@@ -72,6 +72,18 @@ def _require_aware(value: datetime, name: str) -> datetime:
             f"'{value.isoformat()}Z'"
         )
     return value
+
+
+def _plain_utc(value: datetime) -> datetime:
+    """``value`` as a stdlib UTC datetime, also when it is a subclass such as pendulum's DateTime.
+
+    Airflow's context holds pendulum DateTimes, whose differences are pendulum Intervals that do not
+    divide by a stdlib timedelta: windows keep plain datetimes so their arithmetic is the stdlib's.
+    """
+    utc = value.astimezone(timezone.utc)
+    return datetime(
+        utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond, tzinfo=timezone.utc
+    )
 
 
 def _to_micros(value: datetime) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -202,7 +202,7 @@ class SlackAuditLogsOperator(BaseOperator):
                 f"the run's data interval [{start}, {end}) is empty, so there is no window to land. "
                 f"{_EMPTY_DATA_INTERVAL_FIX}"
             )
-        return Window(_plain_utc(start, "oldest"), _plain_utc(end, "latest"))
+        return Window(parse_datetime(start, "oldest"), parse_datetime(end, "latest"))
 
     def _destination(self) -> tuple[str, str | None]:
         """The destination URL and its storage connection id (the argument wins over the path's)."""
@@ -225,25 +225,6 @@ class SlackAuditLogsOperator(BaseOperator):
         for outlet in self.outlets:
             if isinstance(outlet, Asset):
                 outlet_events[outlet].extra.update(extra)
-
-
-def _plain_utc(value: datetime | str, name: str) -> datetime:
-    """``value`` as a stdlib UTC datetime.
-
-    Airflow's context holds pendulum DateTimes, whose differences are pendulum Intervals that do not
-    divide by a stdlib timedelta; the window is plain datetimes so its arithmetic is the stdlib's.
-    """
-    parsed = parse_datetime(value, name)
-    return datetime(
-        parsed.year,
-        parsed.month,
-        parsed.day,
-        parsed.hour,
-        parsed.minute,
-        parsed.second,
-        parsed.microsecond,
-        tzinfo=timezone.utc,
-    )
 
 
 def _default_outlets(destination: str | ObjectStoragePath) -> list[Asset]:

@@ -3,7 +3,10 @@
 No Slack org needed. The demo starts the fake server on a free loopback port, makes a throwaway
 AIRFLOW_HOME under ``.demo/``, points the ``slack_audit_default`` connection at the server, runs
 ``airflow dags test slack_audit_daily <today>`` (which lands yesterday) and prints what landed, read
-back through the window's manifest. Airflow's own output goes to ``.demo/demo.log``.
+back through the window's manifest. Then it runs ``slack_audit_warehouse`` for the same date, which
+finds the day already landed (every interval is skipped) and loads it into the embedded SQLite
+warehouse ``.demo/warehouse.db``, and prints events per action from a SQL query. Airflow's own
+output goes to ``.demo/demo.log``.
 
 Run it from the repository root: ``python -m airflow_provider_slack_audit.testing.demo``.
 """
@@ -15,17 +18,19 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO
 
 DAG_ID = "slack_audit_daily"
+WAREHOUSE_DAG_ID = "slack_audit_warehouse"
 SERVER_START_TIMEOUT = 30.0
 AIRFLOW_TIMEOUT = 300.0
 TOP_ACTIONS = 8
@@ -47,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for fresh in (home, landing):
         shutil.rmtree(fresh, ignore_errors=True)
         fresh.mkdir(parents=True)
+    (demo_dir / "warehouse.db").unlink(missing_ok=True)
     started = time.monotonic()
     with log_path.open("w") as log:
         try:
@@ -93,7 +99,19 @@ def _run_demo(
             log,
             what=None,
         )
-    _report(landing, repo)
+        _report(landing, repo)
+        print(f"airflow dags test exited with status {returncode}")
+        if returncode != 0:
+            return returncode
+        warehouse_dag = dag_file.with_name(f"{WAREHOUSE_DAG_ID}.py")
+        print(f"\nRunning: airflow dags test {WAREHOUSE_DAG_ID} {args.date.isoformat()} (then loads)")
+        returncode = _run(
+            ["dags", "test", WAREHOUSE_DAG_ID, args.date.isoformat(), "--dagfile-path", str(warehouse_dag)],
+            env,
+            log,
+            what=None,
+        )
+    _report_warehouse(home.parent / "warehouse.db", args.date, repo)
     print(f"airflow dags test exited with status {returncode}")
     return returncode
 
@@ -152,6 +170,7 @@ def _airflow_env(repo: Path, home: Path, landing: Path, base_url: str) -> dict[s
             "AIRFLOW__CORE__DAGS_FOLDER": str(repo / "example_dags"),
             "AIRFLOW_CONN_SLACK_AUDIT_DEFAULT": json.dumps(connection),
             "SLACK_AUDIT_BASE_PATH": landing.as_uri(),
+            "SLACK_AUDIT_DEMO_DIR": str(home.parent),
         }
     )
     return env
@@ -201,6 +220,25 @@ def _report(landing: Path, repo: Path) -> None:
         for action, count in actions.most_common(TOP_ACTIONS):
             print(f"    {count:>8,}  {action}")
         print(f"  manifest:  {_shown(path, repo)}")
+
+
+def _report_warehouse(database: Path, logical_date: date, repo: Path) -> None:
+    """Print events per action of the loaded day, queried from the SQLite warehouse."""
+    if not database.exists():
+        print(f"No warehouse at {_shown(database, repo)}: see the log.")
+        return
+    day = logical_date - timedelta(days=1)
+    query = (
+        "SELECT action, COUNT(*) FROM slack_audit_logs WHERE date_create >= ? AND date_create < ? "
+        "GROUP BY action ORDER BY 2 DESC, 1"
+    )
+    with closing(sqlite3.connect(database)) as db:
+        rows = db.execute(query, (day.isoformat(), logical_date.isoformat())).fetchall()
+    print(f"\nWarehouse {_shown(database, repo)}, table slack_audit_logs, events per action on {day}:")
+    print(f"  {query.replace('?', repr(day.isoformat()), 1).replace('?', repr(logical_date.isoformat()), 1)}")
+    for action, count in rows:
+        print(f"    {count:>8,}  {action}")
+    print(f"    {sum(count for _, count in rows):>8,}  (all)")
 
 
 def _shown(path: Path, repo: Path) -> str:

@@ -315,3 +315,13 @@ def test_parse_datetime_refuses_non_iso_strings():
 def test_parse_datetime_names_the_parameter_for_other_types(value):
     with pytest.raises(TypeError, match=r"^oldest must be a datetime or an ISO-8601 string"):
         parse_datetime(value, "oldest")
+
+
+def test_pendulum_datetimes_from_airflows_context_become_plain_utc_datetimes() -> None:
+    import pendulum
+
+    start = pendulum.datetime(2026, 1, 4, 1, tz="Europe/Paris")
+    window = Window(start, start.add(days=1))
+    assert type(window.start) is datetime
+    assert window.start == datetime(2026, 1, 4, 0, tzinfo=timezone.utc)
+    assert len(window.intervals(timedelta(hours=1))) == 24
