@@ -17,7 +17,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import RecordedSleeps
 from landing_invariants import (
     assert_landing_sound,
     interval_of_request,
@@ -25,6 +24,7 @@ from landing_invariants import (
     temp_files,
     window_files,
 )
+from recorded_sleeps import RecordedSleeps
 
 from airflow_provider_slack_audit.client import (
     AsyncAuditLogsClient,

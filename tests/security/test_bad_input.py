@@ -138,11 +138,12 @@ INSTANTS = Domain(
     ),
 )
 
-# interval: a timedelta of at least one second (the API's resolution); its extremes past a century
-# are covered by test_absurd_timedeltas_are_refused_before_the_task_defers.
+# interval: a timedelta of at least one second (the API's resolution) and at most a year; what
+# lies beyond a year is left to the provider's own bound, and the extremes that overflow are
+# test_absurd_timedeltas_are_refused_before_the_task_defers.
 INTERVALS = Domain(
     good=st.one_of(
-        st.timedeltas(min_value=timedelta(seconds=1), max_value=timedelta(days=36_500)).map(
+        st.timedeltas(min_value=timedelta(seconds=1), max_value=timedelta(days=366)).map(
             lambda value: Arg(value, value)
         ),
         st.sampled_from([timedelta(seconds=1), timedelta(hours=1), timedelta(days=1)]).map(
@@ -155,8 +156,9 @@ INTERVALS = Domain(
         refused(st.integers() | st.none() | st.just("PT1H")),
     ),
 )
+# settle_lag: zero or more, up to a day (the API shows events within minutes).
 SETTLE_LAGS = Domain(
-    good=st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=36_500)).map(
+    good=st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=1)).map(
         lambda value: Arg(value, value)
     ),
     bad=st.one_of(
