@@ -20,7 +20,7 @@ STEP = timedelta(hours=1)
 WINDOWS = [Window(DAY + timedelta(hours=3 * k), DAY + timedelta(hours=3 * (k + 1))) for k in range(4)]
 REQUESTS_PER_MINUTE = 600
 # The org's bucket saves at most this many requests: unpaced clients would hit it at once.
-SERVER_BURST = 2
+SERVER_BURST = 4
 MAX_429 = 4
 
 
