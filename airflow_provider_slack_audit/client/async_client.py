@@ -33,6 +33,8 @@ import aiohttp
 import msgspec
 from aiohttp import BasicAuth, ClientSession
 
+from . import retry as retry_module
+from .errors import SlackAuditLogsApiError
 from .ratelimit import RateLimiter, shared_rate_limiter
 from .response import AuditLogsResponse
 from .retry import (
@@ -48,6 +50,9 @@ MAX_LIMIT = 9999
 MAX_ACTIONS = 30
 # A runaway handler list must not loop forever (slack_sdk has the same cap).
 MAX_ATTEMPTS = 100
+# A 2xx body that is not a page is asked for again this many times, after 0.5 s, 1 s, 2 s.
+MAX_GARBLED_PAGE_RETRIES = 3
+GARBLED_PAGE_BACKOFF = 0.5
 
 
 def get_user_agent(prefix: str | None = None, suffix: str | None = None) -> str:
@@ -258,8 +263,7 @@ class AsyncAuditLogsClient:
         seen_cursors: set[str] = set()
         while True:
             params = dict(base) if cursor is None else {**base, "cursor": cursor}
-            response = await self.api_call(path="logs", query_params=params, headers=headers)
-            next_cursor = response.next_cursor  # validates status and body
+            response, next_cursor = await self._fetch_page(params, headers)
             yield response
             if not next_cursor:
                 return
@@ -268,6 +272,29 @@ class AsyncAuditLogsClient:
                 raise RuntimeError(f"the API returned the cursor {next_cursor[:16]}... twice; stopping")
             seen_cursors.add(next_cursor)
             cursor = next_cursor
+
+    async def _fetch_page(
+        self, params: dict[str, Any], headers: dict[str, str] | None
+    ) -> tuple[AuditLogsResponse, str]:
+        """One page and its next cursor; a 2xx body that is not a page is requested again.
+
+        Such a body (a proxy's HTML page, an empty body, an entry without ``id``) says nothing about
+        the query, so asking again for the same page is the cheapest repair; the retry handlers never
+        see it because its status is 2xx.
+        """
+        for attempt in range(MAX_GARBLED_PAGE_RETRIES + 1):
+            response = await self.api_call(path="logs", query_params=params, headers=headers)
+            try:
+                return response, response.next_cursor  # validates status and body
+            except SlackAuditLogsApiError as error:
+                if error.error != "invalid_response" or attempt == MAX_GARBLED_PAGE_RETRIES:
+                    raise
+                delay = GARBLED_PAGE_BACKOFF * 2**attempt
+                self.logger.warning("%s; asking for the same page again in %.1f s", error.message, delay)
+                started = time.monotonic()
+                await retry_module._sleep(delay)
+                self.wait_seconds += time.monotonic() - started
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def api_call(
         self,

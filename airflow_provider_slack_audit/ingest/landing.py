@@ -90,6 +90,17 @@ def _is_local(path: ObjectStoragePath) -> bool:
     return path.protocol in _LOCAL_PROTOCOLS
 
 
+def _remove_stale_temps_of(path: ObjectStoragePath) -> None:
+    """Delete temporary siblings of ``path`` that an interrupted writer (a kill -9) left behind."""
+    prefix = f".{path.name}{_TEMP_MARK}"
+    if not path.parent.exists():
+        return
+    for sibling in path.parent.iterdir():
+        if sibling.name.startswith(prefix):
+            log.info("Removing %s, left behind by an interrupted writer", sibling)
+            sibling.unlink(missing_ok=True)
+
+
 def _temp_sibling(path: ObjectStoragePath) -> ObjectStoragePath:
     """A unique hidden sibling whose name never ends in ``.jsonl``/``.jsonl.gz``."""
     return path.parent / f".{path.name}{_TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
@@ -523,6 +534,7 @@ class Landing:
             with closing(_open(path, "wb")) as file:
                 file.write(payload)
             return
+        _remove_stale_temps_of(path)
         temp = _temp_sibling(path)
         try:
             with closing(_open(temp, "wb")) as file:

@@ -40,6 +40,10 @@ COMPRESSIONS: tuple[Compression, ...] = ("gzip", None)
 MAX_CURSOR_RESTARTS = 3
 # A window of a million one-second intervals is a typo, and would hold a million markers in memory.
 MAX_INTERVALS = 100_000
+# Each interval is one file; a longer one is a typo (and near timedelta.max, an overflow later).
+MAX_INTERVAL = timedelta(days=366)
+# Events reach the API within minutes; a longer lag parks the task for no benefit.
+MAX_SETTLE_LAG = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,11 @@ class IngestSpec:
                 f"interval {self.interval} is shorter than one second, the API's resolution; "
                 "pass e.g. timedelta(hours=1)"
             )
+        if self.interval > MAX_INTERVAL:
+            raise ValueError(
+                f"interval {self.interval} is longer than {MAX_INTERVAL.days} days; each interval is one "
+                "file, so pass e.g. timedelta(hours=1) or timedelta(days=1)"
+            )
         count = -(-(self.window.end - self.window.start) // self.interval)
         if count > MAX_INTERVALS:
             raise ValueError(
@@ -87,8 +96,14 @@ class IngestSpec:
                 raise TypeError(f"{name} must be a non-empty string or None, got {value!r}")
         if self.compression not in COMPRESSIONS:
             raise ValueError(f"compression must be 'gzip' or None, got {self.compression!r}")
-        if not isinstance(self.settle_lag, timedelta) or self.settle_lag < timedelta(0):
-            raise ValueError(f"settle_lag must be a timedelta >= 0, got {self.settle_lag!r}")
+        if (
+            not isinstance(self.settle_lag, timedelta)
+            or not timedelta(0) <= self.settle_lag <= MAX_SETTLE_LAG
+        ):
+            raise ValueError(
+                f"settle_lag must be a timedelta between 0 and {MAX_SETTLE_LAG}, got {self.settle_lag!r}; "
+                "events reach the API within minutes, so the default of 5 minutes is usually right"
+            )
         if (
             isinstance(self.limit, bool)
             or not isinstance(self.limit, int)

@@ -143,9 +143,9 @@ class SlackAuditLogsOperator(BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Return the summary of a landed window, or raise what tells Airflow whether to retry.
 
-        A transient failure raises ``AirflowException`` (the task's retries apply, and the next try
-        skips committed intervals); anything else raises ``AirflowFailException``, because another
-        try would fail the same way.
+        A transient failure (or a cursor that kept expiring) raises ``AirflowException`` (the task's
+        retries apply, and the next try skips committed intervals); anything else raises
+        ``AirflowFailException``, because another try would fail the same way.
         """
         if event.get("status") != "success":
             raise _failure(event)
@@ -264,11 +264,15 @@ def _as_bool(value: bool | str, name: str) -> bool:
 
 
 def _failure(event: dict[str, Any]) -> AirflowException:
-    """The exception for an error event: only ``transient`` errors are worth another try."""
+    """The exception for an error event: only ``transient`` and ``cursor`` errors are worth another try.
+
+    A ``cursor`` error reaches here only when an interval's cursor expired on every re-read: a
+    server in trouble, not a bad request.
+    """
     kind = event.get("kind") or "unknown"
     error = event.get("error") or "unknown_error"
     message = event.get("message") or "(no message)"
-    if kind == "transient":
+    if kind in ("transient", "cursor"):
         return AirflowException(
             f"Slack audit ingest hit a transient error ({error}): {message}. Airflow retries the task "
             "if it has retries left, and the next try skips the intervals already committed. If this "

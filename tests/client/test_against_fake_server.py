@@ -13,6 +13,7 @@ from airflow_provider_slack_audit.client import (
     SlackAuditLogsApiError,
 )
 from airflow_provider_slack_audit.client import retry as retry_module
+from airflow_provider_slack_audit.client.async_client import MAX_GARBLED_PAGE_RETRIES
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -166,3 +167,23 @@ async def test_429s_wait_for_retry_after_and_then_succeed(monkeypatch: pytest.Mo
     assert waits
     assert all(w >= 1 for w in waits)
     assert server.rate_limited_count == len(waits) + 1
+
+
+@pytest.mark.parametrize("fault", ["html_200", "empty_200", "bad_entries", "missing_id"])
+async def test_a_garbled_2xx_page_is_requested_again(server: FakeAuditLogsServer, fault: str) -> None:
+    client = AsyncAuditLogsClient("xoxp-test", base_url=server.base_url)
+    server.faults.push(fault, count=MAX_GARBLED_PAGE_RETRIES, after=1)
+    ids = await collect_ids(client, oldest=OLDEST, latest=LATEST, limit=200)
+    assert len(ids) == len(set(ids))
+    assert set(ids) == server.expected_ids(OLDEST, LATEST)
+
+
+async def test_a_page_garbled_on_every_retry_raises_a_transient_invalid_response(
+    server: FakeAuditLogsServer,
+) -> None:
+    client = AsyncAuditLogsClient("xoxp-test", base_url=server.base_url)
+    server.faults.push("html_200", count=MAX_GARBLED_PAGE_RETRIES + 1)
+    with pytest.raises(SlackAuditLogsApiError) as info:
+        await collect_ids(client, oldest=OLDEST, latest=LATEST)
+    assert (info.value.error, info.value.kind) == ("invalid_response", "transient")
+    assert len(server.logs_requests()) == MAX_GARBLED_PAGE_RETRIES + 1

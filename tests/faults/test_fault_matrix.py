@@ -187,12 +187,6 @@ async def test_a_fault_burst_within_the_retry_budget_changes_nothing(
     assert window_files(tmp_path) == clean_run.files
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a 2xx body that is not a page raises invalid_response at once: the client's retry handlers "
-    "only see non-2xx answers and the pipeline restarts an interval only for an expired cursor, so "
-    "a garbled page has a retry budget of zero in-process (see /tmp/f_bugs.md)",
-)
 @pytest.mark.parametrize("kind", GARBLED_PAGE_FAULTS)
 async def test_a_garbled_page_within_the_retry_budget_changes_nothing(
     kind: str, server: FakeAuditLogsServer, clean_run: CleanRun, tmp_path: Path

@@ -335,6 +335,19 @@ def test_stale_temp_of_a_killed_writer_is_removed_when_the_interval_is_reopened(
     other.abort()
 
 
+def test_a_stale_manifest_temp_of_a_killed_writer_is_removed_when_the_manifest_is_written(landing, root):
+    commits = land_window(landing)
+    manifest = landing.manifest_path(WINDOW)
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    stale = manifest.parent / f".{manifest.name}.tmp-999-deadbeef"
+    stale.write_bytes(b'{"half": ')
+
+    landing.write_manifest(WINDOW, QUERY, commits)
+
+    assert not stale.exists()
+    assert [name for name in files_under(root) if ".tmp-" in name] == []
+
+
 def test_only_data_files_end_in_jsonl(landing, root):
     commits = land_window(landing)
     landing.write_manifest(WINDOW, QUERY, commits)

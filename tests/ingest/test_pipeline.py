@@ -13,6 +13,7 @@ import pytest
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient, SlackAuditLogsApiError
 from airflow_provider_slack_audit.client import retry as retry_module
+from airflow_provider_slack_audit.client.async_client import MAX_GARBLED_PAGE_RETRIES
 from airflow_provider_slack_audit.client.retry import default_retry_handlers
 from airflow_provider_slack_audit.ingest import Window, read_manifest
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
@@ -188,8 +189,10 @@ async def test_a_permanent_error_fails_before_anything_is_committed(
     assert data_files(tmp_path) == {}
 
 
-async def test_a_garbled_page_is_never_committed(server: FakeAuditLogsServer, tmp_path: Path) -> None:
-    server.faults.push("missing_id", count=1)
+async def test_a_page_garbled_past_the_retries_is_never_committed(
+    server: FakeAuditLogsServer, tmp_path: Path
+) -> None:
+    server.faults.push("missing_id", count=MAX_GARBLED_PAGE_RETRIES + 1)
     with pytest.raises(SlackAuditLogsApiError) as info:
         await ingest_window(client_for(server, retry_handlers=default_retry_handlers()), spec_for(tmp_path))
     assert info.value.error == "invalid_response"

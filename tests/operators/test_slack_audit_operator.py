@@ -210,17 +210,25 @@ def test_success_returns_the_summary_and_annotates_the_asset_event() -> None:
     }
 
 
-def test_a_transient_error_raises_a_retryable_exception() -> None:
-    event = {"status": "error", "kind": "transient", "error": "rate_limited", "message": "429 for logs"}
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [
+        ("transient", "rate_limited"),
+        # the interval's cursor kept expiring after every re-read: an outage, worth a later try
+        ("cursor", "invalid_cursor"),
+    ],
+)
+def test_a_transient_or_cursor_error_raises_a_retryable_exception(kind: str, error: str) -> None:
+    event = {"status": "error", "kind": kind, "error": error, "message": "429 for logs"}
 
-    with pytest.raises(AirflowException, match="rate_limited") as excinfo:
+    with pytest.raises(AirflowException, match=error) as excinfo:
         make_operator().execute_complete(run_context(), event)
 
     assert not isinstance(excinfo.value, AirflowFailException)
     assert "max_retry_wait" in str(excinfo.value)
 
 
-@pytest.mark.parametrize("kind", ["permanent", "cursor", None])
+@pytest.mark.parametrize("kind", ["permanent", None])
 def test_any_other_error_fails_without_retrying(kind: str | None) -> None:
     event = {"status": "error", "kind": kind, "error": "invalid_authentication", "message": "token rejected"}
 

@@ -475,12 +475,6 @@ def test_ingest_window_refuses_a_bad_spec_before_any_request(
 # Known extremes ----------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="IngestSpec.validate accepts an interval or settle_lag near timedelta.max; the operator defers, "
-    "then the trigger's IngestSpec.from_json (or the settle wait) raises OverflowError: a permanent "
-    "failure after deferral instead of a ValueError at validation (see /tmp/f_bugs.md)",
-)
 @pytest.mark.parametrize(
     "argument",
     [
