@@ -228,9 +228,8 @@ class AsyncAuditLogsClient:
             actor=actor,
             entity=entity,
             cursor=cursor,
+            additional_query_params=additional_query_params,
         )
-        if additional_query_params:
-            params.update({k: v for k, v in additional_query_params.items() if v is not None})
         return await self.api_call(path="logs", query_params=params, headers=headers)
 
     async def pages(
@@ -255,10 +254,14 @@ class AsyncAuditLogsClient:
         """
         # Validate once up front so a bad argument fails before the first request.
         base = build_logs_params(
-            latest=latest, oldest=oldest, limit=limit, action=action, actor=actor, entity=entity
+            latest=latest,
+            oldest=oldest,
+            limit=limit,
+            action=action,
+            actor=actor,
+            entity=entity,
+            additional_query_params=additional_query_params,
         )
-        if additional_query_params:
-            base.update({k: v for k, v in additional_query_params.items() if v is not None})
         cursor: str | None = None
         seen_cursors: set[str] = set()
         while True:
@@ -470,8 +473,12 @@ def build_logs_params(
     actor: str | None = None,
     entity: str | None = None,
     cursor: str | None = None,
+    additional_query_params: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Check ``logs`` arguments and build its query, dropping ``None``; raise before any request."""
+    """Check ``logs`` arguments and build its query, dropping ``None``; raise before any request.
+
+    ``additional_query_params`` are added as given (for parameters this client does not know).
+    """
     for name, value in (("latest", latest), ("oldest", oldest), ("limit", limit)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise TypeError(
@@ -497,6 +504,7 @@ def build_logs_params(
         "entity": entity,
         "cursor": cursor,
     }
+    params.update(additional_query_params or {})
     return {k: v for k, v in params.items() if v is not None}
 
 
