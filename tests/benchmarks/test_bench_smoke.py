@@ -1,0 +1,158 @@
+"""Smoke test of the benchmark harness: tiny sizes, the report's shape and completeness, no timings.
+
+One run of ``benchmarks/bench_ingest.py`` (5,000 events, one round, a few seconds of the rate-budget
+scenario) feeds the tests of the report; the pure report functions are checked on made-up figures.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_ingest.py"
+EVENTS = 5_000
+ISSUE_CONTENDERS = ("wire", "raw", "slack_sdk", "ours", "ours_gzip")
+FIGURES = ("events_per_s", "mb_per_s", "peak_rss_mb", "rss_growth_mb", "requests")
+
+BenchRun = tuple[subprocess.CompletedProcess[str], dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def bench_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """Run the harness once, as `make bench` does, at sizes that keep the test suite fast."""
+    workdir = tmp_path_factory.mktemp("bench")
+    report = workdir / "report.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            "--events",
+            str(EVENTS),
+            "--rounds",
+            "1",
+            "--rate-budget-seconds",
+            "3",
+            "--json",
+            str(report),
+            "--workdir",
+            str(workdir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed, json.loads(report.read_text())
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    """The harness imported as a module, for its report functions."""
+    spec = importlib.util.spec_from_file_location("bench_ingest", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_report_has_the_shape_the_issue_asks_for(bench_run: BenchRun) -> None:
+    _, report = bench_run
+    assert report["events"] == EVENTS
+    assert report["optimal_requests"] == math.ceil(EVENTS / 9999)
+    for name in ISSUE_CONTENDERS:
+        figures = report["contenders"][name]
+        assert all(isinstance(figures[figure], (int, float)) for figure in FIGURES), figures
+
+
+def test_every_contender_saw_every_event(bench_run: BenchRun) -> None:
+    _, report = bench_run
+    assert {name: figures["events"] for name, figures in report["contenders"].items()} == {
+        name: EVENTS for name in report["contenders"]
+    }
+
+
+def test_requests_are_counted_on_the_wire(bench_run: BenchRun) -> None:
+    _, report = bench_run
+    contenders = report["contenders"]
+    assert contenders["ours"]["requests"] == contenders["wire"]["requests"] <= report["optimal_requests"]
+    # The same day in 24 hourly intervals needs at least one request per interval.
+    assert contenders["ours_1h"]["requests"] >= 24
+
+
+def test_printed_table_has_a_row_per_contender(bench_run: BenchRun) -> None:
+    completed, report = bench_run
+    rows = [line for line in completed.stdout.splitlines() if line.startswith("| ")]
+    assert {row.split("|")[1].strip() for row in rows} >= set(report["contenders"])
+
+
+def test_rate_budget_lands_every_window_completely(bench_run: BenchRun) -> None:
+    _, report = bench_run
+    budget = report["rate_budget"]
+    assert budget["all_complete"] is True
+    assert budget["windows_complete"] == budget["windows"] == 4
+    assert budget["accepted_requests"] >= budget["pages"]
+
+
+def test_summary_takes_the_median_of_the_rounds(bench: ModuleType) -> None:
+    rounds = [_figures(events_per_s=rate) for rate in (30.0, 10.0, 20.0)]
+    summary = bench.summarize({"ours": rounds}, events=100)
+    assert summary["ours"]["events_per_s"] == 20.0
+    assert summary["ours"]["complete"] is True
+
+
+def test_ratios_are_the_median_of_the_per_round_ratios(bench: ModuleType) -> None:
+    # Round 2 ran on a busier machine: both contenders slowed down, their ratio did not.
+    contenders = bench.summarize(
+        {
+            "slack_sdk": [_figures(events_per_s=rate) for rate in (10.0, 5.0, 10.0)],
+            "ours": [_figures(events_per_s=rate) for rate in (60.0, 30.0, 80.0)],
+        },
+        events=100,
+    )
+    assert bench.ratios(contenders)["ours"]["vs_slack_sdk"] == 6.0
+
+
+def test_a_contender_short_of_events_is_reported_as_lost_data(bench: ModuleType) -> None:
+    summary = bench.summarize({"raw": [_figures(events=99)]}, events=100)
+    report = {"events": 100, "contenders": summary}
+    assert bench.lost_data(report) == ["raw saw 99 of 100 events"]
+
+
+def test_a_missed_speed_target_is_reported_as_not_met(bench: ModuleType) -> None:
+    contenders = bench.summarize(
+        {"slack_sdk": [_figures(events_per_s=10.0)], "ours": [_figures(events_per_s=50.0)]}, events=100
+    )
+    report = {
+        "events": 100,
+        "optimal_requests": 1,
+        "contenders": contenders,
+        "ratios": bench.ratios(contenders),
+    }
+    found = {target["target"]: target for target in bench.targets(report)}
+    assert found["ours events/s >= 6.0x slack_sdk"]["value"] == 5.0
+    assert found["ours events/s >= 6.0x slack_sdk"]["met"] is False
+
+
+def _figures(*, events: int = 100, events_per_s: float = 1.0) -> dict[str, Any]:
+    return {
+        "events": events,
+        "seconds": events / events_per_s,
+        "requests": 1,
+        "body_bytes": 1000,
+        "events_per_s": events_per_s,
+        "mb_per_s": 1.0,
+        "rss_before_mb": 50.0,
+        "peak_rss_mb": 60.0,
+        "rss_growth_mb": 10.0,
+    }
