@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -59,7 +58,7 @@ def fake_server(
         if rate_limit_burst is not None:
             command += ["--rate-limit-burst", str(rate_limit_burst)]
         with open(log_path, "wb") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_server_env())
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         try:
             yield _wait_until_ready(process, ready_file, log_path, startup_timeout)
         finally:
@@ -69,11 +68,6 @@ def fake_server(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-
-
-def _server_env() -> dict[str, str]:
-    """The environment of the server: ours, minus proxies (the server and clients talk over loopback)."""
-    return {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy")}
 
 
 def _wait_until_ready(
