@@ -262,22 +262,29 @@ class AsyncAuditLogsClient:
             entity=entity,
             additional_query_params=additional_query_params,
         )
+        # Without a caller's session, one session (one kept-alive connection) serves every page of
+        # the iteration: a new connection per page costs a TLS handshake each against Slack.
+        own_session = self._new_session() if self.session is None or self.session.closed else None
         cursor: str | None = None
         seen_cursors: set[str] = set()
-        while True:
-            params = dict(base) if cursor is None else {**base, "cursor": cursor}
-            response, next_cursor = await self._fetch_page(params, headers)
-            yield response
-            if not next_cursor:
-                return
-            if next_cursor in seen_cursors:
-                # A server that hands back a cursor twice would make this loop forever.
-                raise RuntimeError(f"the API returned the cursor {next_cursor[:16]}... twice; stopping")
-            seen_cursors.add(next_cursor)
-            cursor = next_cursor
+        try:
+            while True:
+                params = dict(base) if cursor is None else {**base, "cursor": cursor}
+                response, next_cursor = await self._fetch_page(params, headers, own_session)
+                yield response
+                if not next_cursor:
+                    return
+                if next_cursor in seen_cursors:
+                    # A server that hands back a cursor twice would make this loop forever.
+                    raise RuntimeError(f"the API returned the cursor {next_cursor[:16]}... twice; stopping")
+                seen_cursors.add(next_cursor)
+                cursor = next_cursor
+        finally:
+            if own_session is not None:
+                await own_session.close()
 
     async def _fetch_page(
-        self, params: dict[str, Any], headers: dict[str, str] | None
+        self, params: dict[str, Any], headers: dict[str, str] | None, session: ClientSession | None
     ) -> tuple[AuditLogsResponse, str]:
         """One page and its next cursor; a 2xx body that is not a page is requested again.
 
@@ -286,7 +293,9 @@ class AsyncAuditLogsClient:
         see it because its status is 2xx.
         """
         for attempt in range(MAX_GARBLED_PAGE_RETRIES + 1):
-            response = await self.api_call(path="logs", query_params=params, headers=headers)
+            response = await self._api_call(
+                path="logs", query_params=params, headers=headers, session=session
+            )
             try:
                 return response, response.next_cursor  # validates status and body
             except SlackAuditLogsApiError as error:
@@ -314,6 +323,25 @@ class AsyncAuditLogsClient:
         ``response.validate()`` to raise), and a connection error that no handler retries
         propagates as aiohttp raised it.
         """
+        return await self._api_call(
+            http_verb=http_verb,
+            path=path,
+            query_params=query_params,
+            body_params=body_params,
+            headers=headers,
+        )
+
+    async def _api_call(
+        self,
+        *,
+        http_verb: str = "GET",
+        path: str,
+        query_params: dict[str, Any] | None = None,
+        body_params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        session: ClientSession | None = None,
+    ) -> AuditLogsResponse:
+        """:meth:`api_call` on ``session`` when given (left open), else as the constructor decided."""
         url = f"{self.base_url}{path.lstrip('/')}"
         self._check_transport(url)
         request_headers = {
@@ -328,8 +356,8 @@ class AsyncAuditLogsClient:
             method=http_verb, url=url, headers=request_headers, body_params=body_params, data=data
         )
 
-        own_session = self.session is None or self.session.closed
-        session = self._new_session() if own_session else self.session
+        own_session = session is None and (self.session is None or self.session.closed)
+        session = self._new_session() if own_session else (session or self.session)
         assert session is not None
         try:
             return await self._send_with_retries(

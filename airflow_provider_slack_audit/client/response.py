@@ -12,8 +12,13 @@ from .errors import SlackAuditLogsApiError, hint
 from .logs import LogsResponse
 
 
-class RawEntry(NamedTuple):
-    """One audit entry as the API sent it, with the two fields the landing path needs decoded."""
+class RawEntry(msgspec.Struct, frozen=True, gc=False):
+    """One audit entry as the API sent it, with the two fields the landing path needs decoded.
+
+    ``gc=False``: a million entries that the cyclic GC tracks (as tuples would be) trigger dozens of
+    full collections, each walking every object of the Airflow process (~0.2 s apiece). An entry
+    holds a str, an int and bytes, so it can never be part of a reference cycle.
+    """
 
     id: str
     date_create: int
@@ -34,13 +39,18 @@ class _Page(msgspec.Struct):
     response_metadata: _Metadata | None = None
 
 
-class _EntryKey(msgspec.Struct):
+class _EntryKey(msgspec.Struct, gc=False):
     id: str
     date_create: int
 
 
+class _PageKeys(msgspec.Struct, gc=False):
+    entries: list[_EntryKey]
+
+
 _page_decoder = msgspec.json.Decoder(_Page)
 _key_decoder = msgspec.json.Decoder(_EntryKey)
+_keys_decoder = msgspec.json.Decoder(_PageKeys)
 _any_decoder = msgspec.json.Decoder()
 
 
@@ -147,17 +157,25 @@ class AuditLogsResponse:
             page = _page_decoder.decode(self.content)
         except msgspec.DecodeError as e:
             raise self._invalid(f"the body is not an Audit Logs page ({e})") from None
-        entries: list[RawEntry] = []
-        for position, raw in enumerate(page.entries):
-            try:
-                key = _key_decoder.decode(raw)
-            except msgspec.DecodeError as e:
-                raise self._invalid(
-                    f"entry {position} of the page has no valid id/date_create ({e})"
-                ) from None
-            entries.append(RawEntry(key.id, key.date_create, raw))
+        try:
+            # One more C pass over the body reads every id and date_create: a decode call per
+            # entry costs 3x more, and gc=False structs do not wake the cyclic GC for each entry.
+            keys = _keys_decoder.decode(self.content).entries
+        except msgspec.DecodeError:
+            raise self._bad_entry(page.entries) from None
+        raws = page.entries
+        entries = [RawEntry(key.id, key.date_create, raw) for key, raw in zip(keys, raws, strict=True)]
         metadata = page.response_metadata
         return RawPage(entries, metadata.next_cursor if metadata is not None else "")
+
+    def _bad_entry(self, raws: list[msgspec.Raw]) -> SlackAuditLogsApiError:
+        """The error naming the first entry without a valid id/date_create (a slow path, on failure only)."""
+        for position, raw in enumerate(raws):
+            try:
+                _key_decoder.decode(raw)
+            except msgspec.DecodeError as e:
+                return self._invalid(f"entry {position} of the page has no valid id/date_create ({e})")
+        return self._invalid("an entry of the page has no valid id/date_create")
 
     def _invalid(self, detail: str) -> SlackAuditLogsApiError:
         return SlackAuditLogsApiError(

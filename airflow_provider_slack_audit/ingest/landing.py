@@ -568,6 +568,20 @@ def _check_covers(window: Window, intervals: Sequence[Interval]) -> None:
         )
 
 
+def _gzip_compressor(level: int) -> Any:
+    """A gzip stream compressor: ISA-L's when the ``isal`` package is installed (~10x zlib's speed).
+
+    zlib at level 6 compresses ~85 MB/s, below what one page stream delivers; ISA-L's levels 0-3
+    take zlib's 0-9 scaled down (6 -> 2: ~940 MB/s, files ~20% larger than zlib 6). Both write
+    standard gzip, deterministic for a given library.
+    """
+    try:
+        from isal import isal_zlib
+    except ImportError:
+        return zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
+    return isal_zlib.compressobj(min(level // 3, 3), isal_zlib.DEFLATED, _GZIP_WBITS)
+
+
 class IntervalWriter:
     """
     Streams one interval's entries into its data file; ``commit`` publishes it, anything else discards it.
@@ -591,11 +605,7 @@ class IntervalWriter:
         # Remote: autocommit=False makes fsspec's object-store files publish only on commit(), so an
         # aborted upload never shows a partial object (the same mechanism as fsspec transactions).
         self._file = _open(temp, "wb") if temp is not None else _open(final, "wb", autocommit=False)
-        self._compressor = (
-            zlib.compressobj(landing.level, zlib.DEFLATED, _GZIP_WBITS)
-            if landing.compression == "gzip"
-            else None
-        )
+        self._compressor = _gzip_compressor(landing.level) if landing.compression == "gzip" else None
         self._hasher = hashlib.sha256()
         self._count = 0
         self._bytes = 0
@@ -631,7 +641,7 @@ class IntervalWriter:
         data = b"\n".join([*batch, b""])
         # C-speed checks (a few % of the write cost): an empty entry or one holding a newline would
         # corrupt the JSONL for every reader.
-        if b"" in batch or data.count(b"\n") != len(batch):
+        if 0 in map(len, batch) or data.count(b"\n") != len(batch):
             raise ValueError(
                 f"a page for interval {self.interval.key} holds an empty entry or one containing a newline; "
                 f"pass each entry as the single-line JSON object the API sent"

@@ -273,16 +273,32 @@ async def _land_interval(
     query: Mapping[str, Any],
     logger: logging.Logger,
 ) -> tuple[IntervalCommit, _IntervalStats, int]:
-    """Fetch one interval into its data file and commit it; restart on an expired cursor."""
-    for restart in range(MAX_CURSOR_RESTARTS + 1):
+    """Fetch one interval into its data file and commit it.
+
+    Re-reads the interval from its first page after an expired cursor (at most
+    ``MAX_CURSOR_RESTARTS`` times) and, once, after entries out of newest-first order.
+    """
+    remember_all_ids = False
+    restarts = 0
+    while True:
         started = time.monotonic()
         requests_before, waits_before = client.request_count, client.wait_seconds
         writer = await asyncio.to_thread(landing.open_interval, interval)
         try:
-            stats = await _fetch_into(client, writer, interval, spec)
+            stats = await _fetch_into(client, writer, interval, spec, remember_all_ids=remember_all_ids)
+        except _OutOfOrder as error:
+            await asyncio.to_thread(writer.abort)
+            logger.warning(
+                "Interval %s: %s, not newest first; re-reading it remembering every id",
+                _span(interval),
+                error,
+            )
+            remember_all_ids = True
+            continue
         except SlackAuditLogsApiError as error:
             await asyncio.to_thread(writer.abort)
-            if error.kind == "cursor" and restart < MAX_CURSOR_RESTARTS:
+            if error.kind == "cursor" and restarts < MAX_CURSOR_RESTARTS:
+                restarts += 1
                 logger.warning(
                     "Interval %s: cursor rejected (%s); re-reading the interval from its start",
                     _span(interval),
@@ -311,21 +327,29 @@ async def _land_interval(
             stats.out_of_range,
             commit.path,
         )
-        return commit, stats, restart
-    raise AssertionError("unreachable: the last restart re-raises")
+        return commit, stats, restarts
 
 
 async def _fetch_into(
-    client: AsyncAuditLogsClient, writer: IntervalWriter, interval: Interval, spec: IngestSpec
+    client: AsyncAuditLogsClient,
+    writer: IntervalWriter,
+    interval: Interval,
+    spec: IngestSpec,
+    *,
+    remember_all_ids: bool = False,
 ) -> _IntervalStats:
     """Page through one interval, streaming each page's new entries to ``writer``.
 
-    Only one page is held at a time; ids are kept per interval to drop repeats (the API may return
-    an entry again across pages when events share a second).
+    Only one page is held at a time. The API may return an entry again when a page boundary cuts
+    through a crowded second. Entries come newest first, so only ids of the oldest second seen so
+    far can repeat, and only those are kept: memory stays flat whatever the interval's size (a set
+    of all ids costs ~120 MB per million events). An entry newer than that second breaks the order
+    this relies on: :class:`_OutOfOrder` makes the caller re-read the interval remembering every id.
     """
     stats = _IntervalStats()
-    seen: set[str] = set()
     oldest, latest = interval.oldest, interval.latest
+    boundary_second = latest + 1
+    seen: set[str] = set()
     pending: asyncio.Future[None] | None = None
     try:
         async for response in client.pages(
@@ -338,13 +362,21 @@ async def _fetch_into(
         ):
             batch = []
             for entry in response.raw_page().entries:
-                if not oldest <= entry.date_create <= latest:
+                second = entry.date_create
+                if not oldest <= second <= latest:
                     stats.out_of_range += 1
-                elif entry.id in seen:
+                    continue
+                if second < boundary_second:
+                    boundary_second = second
+                    if not remember_all_ids:
+                        seen = set()
+                elif second > boundary_second and not remember_all_ids:
+                    raise _OutOfOrder(f"an entry of {second} came after one of {boundary_second}")
+                if entry.id in seen:
                     stats.duplicates += 1
-                else:
-                    seen.add(entry.id)
-                    batch.append(entry.raw)
+                    continue
+                seen.add(entry.id)
+                batch.append(entry.raw)
             stats.pages += 1
             stats.count += len(batch)
             if pending is not None:
@@ -357,6 +389,10 @@ async def _fetch_into(
         if pending is not None and not pending.done():
             await asyncio.wait([pending])
     return stats
+
+
+class _OutOfOrder(Exception):
+    """The API broke its newest-first order, so repeats can no longer be found by the last second."""
 
 
 def _span(bounds: Interval | Window) -> str:

@@ -273,3 +273,27 @@ async def test_pages_stop_when_the_server_repeats_a_cursor(client: AsyncAuditLog
         with pytest.raises(RuntimeError, match="twice"):
             async for _ in client.pages(oldest=1, latest=2):
                 pass
+
+
+async def test_pages_open_one_session_for_the_whole_iteration_and_close_it(
+    client: AsyncAuditLogsClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[aiohttp.ClientSession] = []
+    original = client._new_session
+
+    def tracking() -> aiohttp.ClientSession:
+        opened.append(original())
+        return opened[-1]
+
+    monkeypatch.setattr(client, "_new_session", tracking)
+    cursors = iter(["c1", "c2", ""])
+
+    def reply(url: Any, **kwargs: Any) -> CallbackResult:
+        return CallbackResult(payload={"entries": [], "response_metadata": {"next_cursor": next(cursors)}})
+
+    with aioresponses() as m:
+        m.get(LOGS, callback=reply, repeat=True)
+        pages = [page async for page in client.pages(oldest=1, latest=2)]
+    assert len(pages) == 3
+    assert len(opened) == 1
+    assert opened[0].closed

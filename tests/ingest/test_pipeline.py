@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_slack_audit.client import AsyncAuditLogsClient, SlackAuditLogsApiError
+from airflow_provider_slack_audit.client import (
+    AsyncAuditLogsClient,
+    AuditLogsResponse,
+    SlackAuditLogsApiError,
+)
 from airflow_provider_slack_audit.client import retry as retry_module
 from airflow_provider_slack_audit.client.async_client import MAX_GARBLED_PAGE_RETRIES
 from airflow_provider_slack_audit.client.retry import default_retry_handlers
@@ -267,3 +271,40 @@ def test_the_spec_round_trips_through_json() -> None:
     )
     data = json.loads(json.dumps(spec.to_json()))
     assert IngestSpec.from_json(data) == spec
+
+
+def scripted_client(pages: list[list[tuple[str, int]]]) -> AsyncAuditLogsClient:
+    """A client whose every query returns these pages (entries as (id, date_create)), newest first."""
+    client = AsyncAuditLogsClient("xoxp-test", base_url="http://127.0.0.1:1/audit/v1/")
+
+    async def pages_of(**query: object) -> AsyncIterator[AuditLogsResponse]:
+        for number, page in enumerate(pages):
+            body = {
+                "entries": [{"id": i, "date_create": t} for i, t in page],
+                "response_metadata": {"next_cursor": "" if number == len(pages) - 1 else f"c{number}"},
+            }
+            yield AuditLogsResponse(
+                url="http://127.0.0.1:1/logs", status_code=200, raw_body=json.dumps(body), headers={}
+            )
+
+    client.pages = pages_of  # type: ignore[method-assign]
+    return client
+
+
+T0 = WINDOW.oldest
+
+
+async def test_an_entry_repeated_across_a_page_boundary_lands_once(tmp_path: Path) -> None:
+    client = scripted_client([[("a", T0 + 10), ("b", T0 + 9)], [("b", T0 + 9), ("c", T0 + 8)]])
+    summary = await ingest_window(client, spec_for(tmp_path, window=Window(DAY, DAY + timedelta(hours=1))))
+    assert landed_ids(summary.manifest) == ["a", "b", "c"]
+    assert summary.duplicates == 1
+
+
+async def test_entries_out_of_newest_first_order_are_reread_remembering_every_id(tmp_path: Path) -> None:
+    # "a" comes back after older entries: the last-second dedup cannot see it, so the interval is
+    # read again with every id remembered.
+    client = scripted_client([[("a", T0 + 10), ("b", T0 + 9)], [("a", T0 + 10), ("c", T0 + 8)]])
+    summary = await ingest_window(client, spec_for(tmp_path, window=Window(DAY, DAY + timedelta(hours=1))))
+    assert landed_ids(summary.manifest) == ["a", "b", "c"]
+    assert summary.duplicates == 1
