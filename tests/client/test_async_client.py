@@ -177,17 +177,23 @@ async def test_a_callers_session_is_reused_and_left_open() -> None:
         assert not session.closed
 
 
-async def test_the_client_closes_the_sessions_it_opens(
-    client: AsyncAuditLogsClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    opened: list[aiohttp.ClientSession] = []
+@pytest.fixture
+def opened(client: AsyncAuditLogsClient, monkeypatch: pytest.MonkeyPatch) -> list[aiohttp.ClientSession]:
+    """The sessions the client opens itself, in order."""
+    sessions: list[aiohttp.ClientSession] = []
     original = client._new_session
 
     def tracking() -> aiohttp.ClientSession:
-        opened.append(original())
-        return opened[-1]
+        sessions.append(original())
+        return sessions[-1]
 
     monkeypatch.setattr(client, "_new_session", tracking)
+    return sessions
+
+
+async def test_the_client_closes_the_sessions_it_opens(
+    client: AsyncAuditLogsClient, opened: list[aiohttp.ClientSession]
+) -> None:
     with aioresponses() as m:
         m.get(LOGS, payload=PAGE)
         await client.logs()
@@ -276,16 +282,8 @@ async def test_pages_stop_when_the_server_repeats_a_cursor(client: AsyncAuditLog
 
 
 async def test_pages_open_one_session_for_the_whole_iteration_and_close_it(
-    client: AsyncAuditLogsClient, monkeypatch: pytest.MonkeyPatch
+    client: AsyncAuditLogsClient, opened: list[aiohttp.ClientSession]
 ) -> None:
-    opened: list[aiohttp.ClientSession] = []
-    original = client._new_session
-
-    def tracking() -> aiohttp.ClientSession:
-        opened.append(original())
-        return opened[-1]
-
-    monkeypatch.setattr(client, "_new_session", tracking)
     cursors = iter(["c1", "c2", ""])
 
     def reply(url: Any, **kwargs: Any) -> CallbackResult:
