@@ -3,9 +3,10 @@
 Same constructor, attributes and methods (``schemas``, ``actions``, ``logs``, ``api_call``), so code
 written for slack_sdk runs on it. What differs is what slack_sdk gets wrong for bulk export:
 
-- retry handlers are asked about every non-2xx response and every connection error (slack_sdk
-  asks only about 4xx responses, so a 503 is never retried), and the defaults retry 429, 5xx and
-  dropped connections within a total-wait budget;
+- the default retry handlers retry 429 (``Retry-After``), 500/502/503/504 and dropped connections,
+  truncated bodies and timeouts, each within a total-wait budget (slack_sdk's defaults retry only
+  dropped connections, and its server-error handler knows only 500 and 503); handlers are asked
+  about every non-2xx response and every exception of a request;
 - :meth:`pages` follows ``next_cursor`` and resends every filter on every page (the API keeps no
   query state);
 - bodies are read once as bytes and decoded lazily; :meth:`AuditLogsResponse.raw_page` hands out

@@ -1,4 +1,4 @@
-"""Retry handlers with slack_sdk's protocol, consulted for every failure rather than 429s only.
+"""Retry handlers with slack_sdk's protocol, consulted for every non-2xx response and every exception.
 
 A handler has two coroutines, ``can_retry_async`` and ``prepare_for_next_attempt_async``, called
 with keyword arguments ``state``, ``request``, ``response`` and ``error``; policies compose by

@@ -179,7 +179,6 @@ class IngestSummary:
 @dataclass
 class _IntervalStats:
     pages: int = 0
-    count: int = 0
     duplicates: int = 0
     out_of_range: int = 0
 
@@ -378,7 +377,6 @@ async def _fetch_into(
                 seen.add(entry.id)
                 batch.append(entry.raw)
             stats.pages += 1
-            stats.count += len(batch)
             if pending is not None:
                 await pending
             pending = asyncio.ensure_future(asyncio.to_thread(writer.write, batch))
