@@ -293,12 +293,17 @@ class AsyncAuditLogsClient:
         the query, so asking again for the same page is the cheapest repair; the retry handlers never
         see it because its status is 2xx.
         """
+        requests, waited = 0, 0.0
         for attempt in range(MAX_GARBLED_PAGE_RETRIES + 1):
             response = await self._api_call(
                 path="logs", query_params=params, headers=headers, session=session
             )
+            requests += response.requests
+            waited += response.wait_seconds
             try:
-                return response, response.next_cursor  # validates status and body
+                next_cursor = response.next_cursor  # validates status and body
+                response.requests, response.wait_seconds = requests, waited
+                return response, next_cursor
             except SlackAuditLogsApiError as error:
                 if error.error != "invalid_response" or attempt == MAX_GARBLED_PAGE_RETRIES:
                     raise
@@ -306,7 +311,9 @@ class AsyncAuditLogsClient:
                 self.logger.warning("%s; asking for the same page again in %.1f s", error.message, delay)
                 started = time.monotonic()
                 await retry_module._sleep(delay)
-                self.wait_seconds += time.monotonic() - started
+                slept = time.monotonic() - started
+                self.wait_seconds += slept
+                waited += slept
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def api_call(
@@ -379,20 +386,28 @@ class AsyncAuditLogsClient:
         retry_request: HttpRequest,
     ) -> AuditLogsResponse:
         state = RetryState(custom_values={})
+        requests, waited = 0, 0.0
         for _attempt in range(MAX_ATTEMPTS):
             state.next_attempt_requested = False
             if self.rate_limiter is not None:
-                self.wait_seconds += await self.rate_limiter.acquire()
+                paced = await self.rate_limiter.acquire()
+                self.wait_seconds += paced
+                waited += paced
             self.request_count += 1
+            requests += 1
             self._debug_request(http_verb, url, params, headers)
             try:
                 response = await self._send(session, http_verb, url, params, data, headers)
             except Exception as error:
-                if not await self._ask_handlers(state, retry_request, None, error):
+                retried, slept = await self._ask_handlers(state, retry_request, None, error)
+                waited += slept
+                if not retried:
                     raise
                 continue
             self._debug_response(response)
+            response.requests = requests
             if response.ok:
+                response.wait_seconds = waited
                 return response
             if response.status_code == 429 and self.rate_limiter is not None:
                 self.rate_limiter.pause(retry_after_seconds(response.headers) or 1.0)
@@ -402,7 +417,10 @@ class AsyncAuditLogsClient:
                 body=response.body,
                 data=response.content,
             )
-            if not await self._ask_handlers(state, retry_request, view, None):
+            retried, slept = await self._ask_handlers(state, retry_request, view, None)
+            waited += slept
+            if not retried:
+                response.wait_seconds = waited
                 return response
         raise RuntimeError(
             f"gave up after {MAX_ATTEMPTS} attempts of {http_verb} {url}: check the retry handlers"
@@ -438,8 +456,8 @@ class AsyncAuditLogsClient:
         request: HttpRequest,
         response: HttpResponse | None,
         error: Exception | None,
-    ) -> bool:
-        """Let the first handler that accepts prepare the next attempt; True if one did."""
+    ) -> tuple[bool, float]:
+        """Let the first handler that accepts prepare the next attempt: (whether one did, seconds waited)."""
         for handler in self.retry_handlers:
             if await handler.can_retry_async(state=state, request=request, response=response, error=error):
                 what = f"HTTP {response.status_code}" if response is not None else type(error).__name__
@@ -454,9 +472,10 @@ class AsyncAuditLogsClient:
                 await handler.prepare_for_next_attempt_async(
                     state=state, request=request, response=response, error=error
                 )
-                self.wait_seconds += time.monotonic() - started
-                return state.next_attempt_requested
-        return False
+                slept = time.monotonic() - started
+                self.wait_seconds += slept
+                return state.next_attempt_requested, slept
+        return False, 0.0
 
     def _new_session(self) -> ClientSession:
         return aiohttp.ClientSession(

@@ -66,6 +66,10 @@ class AuditLogsResponse:
     status_code: int
     headers: Mapping[str, Any]
     content: bytes
+    #: HTTP requests sent to obtain this response (1 + retries), and seconds waited for it
+    #: (retry back-off and rate-limit pacing); set by the client, figures for the caller to add up.
+    requests: int = 1
+    wait_seconds: float = 0.0
 
     def __init__(
         self,

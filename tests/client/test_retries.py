@@ -205,3 +205,18 @@ def test_budgets_below_zero_are_refused() -> None:
 
 def test_default_retry_handlers_share_one_budget_setting() -> None:
     assert {h.max_wait_seconds for h in default_retry_handlers(max_wait_seconds=12)} == {12}
+
+
+async def test_each_response_carries_its_own_requests_and_waits(waits: list[float]) -> None:
+    # The pipeline adds these figures up per page instead of diffing the client's counters.
+    with aioresponses() as m:
+        m.get(LOGS, status=503, body="busy")
+        m.get(LOGS, status=429, headers={"Retry-After": "2"}, body='{"ok": false, "error": "ratelimited"}')
+        m.get(LOGS, payload=PAGE)
+        m.get(LOGS, payload=PAGE)
+        client = make_client()
+        first = await client.logs()
+        second = await client.logs()
+    assert (first.requests, second.requests) == (3, 1)
+    assert second.wait_seconds == 0.0
+    assert client.request_count == 4
