@@ -1,13 +1,22 @@
-"""The one place that imports Airflow names which moved between Airflow versions.
+"""The one place that knows which Airflow runs: every name that moved between 2.11 and 3.3 comes from here.
 
-Everything else in the provider imports Airflow names from here, so supporting another Airflow line
-means changing this file only. common-compat's shims resolve the Airflow 3 (``airflow.sdk``) paths
-first and fall back to the Airflow 2 ones.
+Everything else in the provider (and its example DAGs and tests) imports Airflow names from this module,
+so supporting another Airflow line means changing this file only. Names come through
+apache-airflow-providers-common-compat's shims where it has them (they resolve the Airflow 3
+``airflow.sdk`` path first and fall back to the Airflow 2 one); the few it lacks on some line are
+resolved here the same way, newest location first.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from airflow import __version__ as AIRFLOW_VERSION
+from airflow.providers.common.compat.connection import get_async_connection
 from airflow.providers.common.compat.sdk import (
+    DAG,
     AirflowException,
     AirflowFailException,
     AirflowNotFoundException,
@@ -17,18 +26,104 @@ from airflow.providers.common.compat.sdk import (
     Connection,
     Context,
     ObjectStoragePath,
+    Param,
     TaskDeferred,
     conf,
-    mask_secret,
     redact,
+    task,
 )
-
-# Airflow 3.1+: masks through the supervisor with asend(), safe on an event loop (a trigger) where the
-# synchronous mask_secret could raise DeadlockImminentError. Airflow 2 would alias mask_secret here.
-from airflow.sdk.log import amask_secret
+from airflow.providers.common.sql.hooks.sql import DbApiHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+from packaging.version import Version
+
+_BASE_VERSION = Version(Version(AIRFLOW_VERSION).base_version)
+
+AIRFLOW_V_3_0_PLUS: bool = Version("3.0.0") <= _BASE_VERSION
+AIRFLOW_V_3_1_PLUS: bool = Version("3.1.0") <= _BASE_VERSION
+AIRFLOW_V_3_2_PLUS: bool = Version("3.2.0") <= _BASE_VERSION
+AIRFLOW_V_3_3_PLUS: bool = Version("3.3.0") <= _BASE_VERSION
+
+#: ``retry_exponential_backoff`` that doubles the delay on each try: a multiplier from 3.2, a flag
+#: (True doubles) before it; the example DAGs pass this so they back off the same on every line.
+DOUBLING_RETRY_BACKOFF: float | bool = 2.0 if AIRFLOW_V_3_2_PLUS else True
+
+# CronDataIntervalTimetable: in airflow.sdk from 3.2; airflow.timetables.interval on every line.
+try:
+    from airflow.sdk import CronDataIntervalTimetable
+except ImportError:
+    from airflow.timetables.interval import CronDataIntervalTimetable  # type: ignore[assignment,no-redef,unused-ignore]
+
+# attach: registers a filesystem for a scheme (memory:// in tests, a custom store in deployments).
+try:
+    from airflow.sdk.io import attach
+except ImportError:
+    from airflow.io.store import attach  # type: ignore[no-redef,unused-ignore]
+
+# Secret masking. 3.x: the Task SDK's masker; 2.x: airflow.utils.log's.
+try:
+    from airflow.sdk.log import mask_secret
+except ImportError:
+    from airflow.utils.log.secrets_masker import mask_secret  # type: ignore[no-redef,unused-ignore]
+
+# OutletEventAccessors: the type of the context's ``outlet_events`` (tests build one directly).
+try:
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+except ImportError:
+    from airflow.utils.context import OutletEventAccessors  # type: ignore[attr-defined,no-redef,unused-ignore]
+
+_ExtraReader = Callable[[Connection], Awaitable[dict[str, Any]]]
+_extra_reader: _ExtraReader | None
+try:
+    from airflow.providers.common.compat.connection import get_async_extra_dejson as _extra_reader
+except ImportError:  # common-compat < 1.23 (the last releases for Python 3.10)
+    _extra_reader = None
+
+_native_amask_secret: Callable[[str], Awaitable[None]] | None
+try:
+    # Airflow 3.3+: masks through the supervisor with an async send, safe on a triggerer's event loop.
+    from airflow.sdk.log import amask_secret as _native_amask_secret
+except ImportError:
+    _native_amask_secret = None
+
+
+def storage_conn_id(path: ObjectStoragePath) -> str | None:
+    """The connection id an ObjectStoragePath carries (an attribute on 3.x, a storage option on 2.x)."""
+    conn_id = getattr(path, "conn_id", None) or path.storage_options.get("conn_id")
+    return str(conn_id) if conn_id else None
+
+
+async def amask_secret(secret: str) -> None:
+    """Register ``secret`` with the masker without blocking the event loop (a trigger's).
+
+    Before 3.3 the only masker call is synchronous and, on a 3.x triggerer, talks to the supervisor:
+    run it in a thread, as common-compat's ``get_async_connection`` does for the connection itself.
+    """
+    if _native_amask_secret is not None:
+        await _native_amask_secret(secret)
+    else:
+        await asyncio.to_thread(mask_secret, secret)
+
+
+async def get_async_extra_dejson(conn: Connection) -> dict[str, Any]:
+    """The connection's extra as a dict, read without blocking the loop on a synchronous masker.
+
+    common-compat's helper where it has one (>= 1.23, which awaits ``aextra_dejson`` on 3.3.2+);
+    the releases for Python 3.10 lack it, and the Airflow lines they serve lack ``aextra_dejson``
+    too, so the synchronous ``extra_dejson`` runs in a thread, off the loop.
+    """
+    if _extra_reader is not None:
+        return await _extra_reader(conn)
+    return await asyncio.to_thread(lambda: dict(conn.extra_dejson))
+
 
 __all__ = [
+    "AIRFLOW_VERSION",
+    "AIRFLOW_V_3_0_PLUS",
+    "AIRFLOW_V_3_1_PLUS",
+    "AIRFLOW_V_3_2_PLUS",
+    "AIRFLOW_V_3_3_PLUS",
+    "DAG",
+    "DOUBLING_RETRY_BACKOFF",
     "AirflowException",
     "AirflowFailException",
     "AirflowNotFoundException",
@@ -38,11 +133,20 @@ __all__ = [
     "BaseTrigger",
     "Connection",
     "Context",
+    "CronDataIntervalTimetable",
+    "DbApiHook",
     "ObjectStoragePath",
+    "OutletEventAccessors",
+    "Param",
     "TaskDeferred",
     "TriggerEvent",
     "amask_secret",
+    "attach",
     "conf",
+    "get_async_connection",
+    "get_async_extra_dejson",
     "mask_secret",
     "redact",
+    "storage_conn_id",
+    "task",
 ]

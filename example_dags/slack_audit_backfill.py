@@ -28,10 +28,9 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-from airflow.sdk import DAG, CronDataIntervalTimetable
-
 from airflow_provider_slack_audit.ingest.windows import parse_datetime
 from airflow_provider_slack_audit.operators.slack_audit import SlackAuditLogsOperator
+from airflow_provider_slack_audit.version_compat import DAG, DOUBLING_RETRY_BACKOFF, CronDataIntervalTimetable
 
 BASE_PATH = os.environ.get("SLACK_AUDIT_BASE_PATH", "file:///tmp/slack_audit")
 # A bare date means that day's midnight UTC.
@@ -50,7 +49,7 @@ with DAG(
     default_args={
         "retries": 5,
         "retry_delay": RETRY_DELAY,
-        "retry_exponential_backoff": 2.0,
+        "retry_exponential_backoff": DOUBLING_RETRY_BACKOFF,
         "max_retry_delay": timedelta(minutes=30),
         "pool": "slack_audit_api",
     },
@@ -59,6 +58,7 @@ with DAG(
 ):
     SlackAuditLogsOperator(
         task_id="land_audit_logs",
+        deferrable=True,  # wait on the triggerer, not in a worker slot
         destination=BASE_PATH,
         interval=timedelta(hours=1),
         execution_timeout=timedelta(hours=6),

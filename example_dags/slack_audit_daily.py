@@ -32,9 +32,13 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param
-
 from airflow_provider_slack_audit.operators.slack_audit import SlackAuditLogsOperator
+from airflow_provider_slack_audit.version_compat import (
+    DAG,
+    DOUBLING_RETRY_BACKOFF,
+    CronDataIntervalTimetable,
+    Param,
+)
 
 BASE_PATH = os.environ.get("SLACK_AUDIT_BASE_PATH", "file:///tmp/slack_audit")
 RETRY_DELAY = timedelta(seconds=float(os.environ.get("SLACK_AUDIT_RETRY_DELAY_SECONDS", "60")))
@@ -49,7 +53,7 @@ with DAG(
     default_args={
         "retries": 3,
         "retry_delay": RETRY_DELAY,
-        "retry_exponential_backoff": 2.0,
+        "retry_exponential_backoff": DOUBLING_RETRY_BACKOFF,
         "max_retry_delay": timedelta(minutes=30),
     },
     params={
@@ -64,6 +68,7 @@ with DAG(
 ):
     SlackAuditLogsOperator(
         task_id="land_audit_logs",
+        deferrable=True,  # wait on the triggerer, not in a worker slot
         destination=BASE_PATH,
         interval=timedelta(hours=1),
         overwrite="{{ params.overwrite }}",

@@ -50,10 +50,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, task
-
 from airflow_provider_slack_audit.operators.slack_audit import SlackAuditLogsOperator
 from airflow_provider_slack_audit.transfers.slack_audit_to_sql import SlackAuditLogsToSqlOperator
+from airflow_provider_slack_audit.version_compat import (
+    DAG,
+    DOUBLING_RETRY_BACKOFF,
+    CronDataIntervalTimetable,
+    task,
+)
 
 BASE_PATH = os.environ.get("SLACK_AUDIT_BASE_PATH", "file:///tmp/slack_audit")
 DEMO_DIR = Path(os.environ.get("SLACK_AUDIT_DEMO_DIR") or Path(tempfile.gettempdir(), "slack_audit_demo"))
@@ -74,7 +78,7 @@ if not WAREHOUSE_CONN_ID:
 DEFAULT_ARGS: dict[str, Any] = {
     "retries": 3,
     "retry_delay": timedelta(minutes=1),
-    "retry_exponential_backoff": 2.0,
+    "retry_exponential_backoff": DOUBLING_RETRY_BACKOFF,
     "max_retry_delay": timedelta(minutes=30),
 }
 
@@ -91,6 +95,7 @@ with DAG(
 ):
     land = SlackAuditLogsOperator(
         task_id="land_audit_logs",
+        deferrable=True,  # wait on the triggerer, not in a worker slot
         destination=BASE_PATH,
         interval=timedelta(hours=1),
         execution_timeout=timedelta(hours=3),
@@ -119,13 +124,19 @@ with DAG(
 ):
 
     @task
-    def landed_windows(*, triggering_asset_events: Any = None) -> list[dict[str, Any]]:
+    def landed_windows(
+        *, triggering_asset_events: Any = None, triggering_dataset_events: Any = None
+    ) -> list[dict[str, Any]]:
         """The manifest and window of every landing that triggered this run, oldest first.
+
+        Airflow passes the triggering events under the name this function asks for: "asset" on
+        Airflow 3, "dataset" on 2.x, so it asks for both.
 
         Several windows can land before the run starts (a backfill lands many days); each becomes one
         mapped load. Events without a manifest (e.g. created by hand in the UI) are skipped.
         """
-        events = [event for per_asset in (triggering_asset_events or {}).values() for event in per_asset]
+        triggering = triggering_asset_events or triggering_dataset_events or {}
+        events = [event for per_asset in triggering.values() for event in per_asset]
         events.sort(key=lambda event: event.timestamp)
         return [dict(event.extra) for event in events if event.extra and event.extra.get("manifest")]
 

@@ -22,6 +22,8 @@ from airflow_provider_slack_audit.version_compat import (
     BaseHook,
     Connection,
     amask_secret,
+    get_async_connection,
+    get_async_extra_dejson,
     mask_secret,
 )
 
@@ -162,11 +164,16 @@ class SlackAuditLogsHook(BaseHook):
         self.slack_audit_conn_id = slack_audit_conn_id
 
     async def get_async_client(self) -> AsyncAuditLogsClient:
-        """A client built with Airflow's async connection API: safe on a triggerer's event loop."""
-        conn = await self.aget_connection(self.slack_audit_conn_id)
+        """A client built with Airflow's async connection API: safe on a triggerer's event loop.
+
+        common-compat picks the right path per Airflow line (``aget_connection`` where it masks
+        asynchronously, else the synchronous lookup in a thread), so the loop never blocks.
+        """
+        conn = await get_async_connection(self.slack_audit_conn_id, hook=self)
         token = self._token(conn)
         await amask_secret(token)
-        return self._build_client(token, ClientOptions.from_extra(await conn.aextra_dejson(), conn.conn_id))
+        extra = await get_async_extra_dejson(conn)
+        return self._build_client(token, ClientOptions.from_extra(extra, conn.conn_id))
 
     def get_client(self) -> AsyncAuditLogsClient:
         """A client built with the synchronous connection API, for worker code outside an event loop."""
@@ -236,10 +243,12 @@ class SlackAuditLogsHook(BaseHook):
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """The extra fields as WTForms widgets, for the Flask UI of Airflow < 3.2.
+        """The extra fields as WTForms widgets: the FAB form of 2.11, the React form of 3.0/3.1.
 
-        Airflow 3.2+ renders ``conn-fields`` from ``get_provider_info()`` and never calls this; the
-        imports are local because Airflow 3 does not install WTForms.
+        Airflow 3.2+ renders ``conn-fields`` from ``get_provider_info()`` and never calls this. 3.1
+        reads these widgets with stand-ins for FAB and WTForms; 3.0 reads them only where WTForms is
+        installed (the FAB provider brings it) and otherwise shows its generic form. The imports are
+        local because Airflow 3 installs none of these packages.
         """
         from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
         from flask_babel import lazy_gettext

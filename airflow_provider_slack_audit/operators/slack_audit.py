@@ -9,7 +9,6 @@ the outcome into a small XCom summary or the exception that tells Airflow whethe
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -27,9 +26,9 @@ from airflow_provider_slack_audit.version_compat import (
     Context,
     ObjectStoragePath,
     conf,
+    storage_conn_id,
 )
 
-_DEFAULT_DEFERRABLE_ENV = "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE"
 _EMPTY_DATA_INTERVAL_FIX = (
     "This happens with a cron string schedule such as '@daily', which Airflow 3 runs with "
     "CronTriggerTimetable. Schedule the DAG with a data-interval timetable, e.g. "
@@ -39,16 +38,13 @@ _EMPTY_DATA_INTERVAL_FIX = (
 
 
 def default_deferrable() -> bool:
-    """Whether the operator defers when the DAG does not say: yes, unless the deployment opted out.
+    """``[operators] default_deferrable``, read when an operator is built, as the Apache providers do.
 
-    Airflow ships ``[operators] default_deferrable = false`` and writes that value into every generated
-    airflow.cfg, so a false read from the config cannot be told from "never set"; reading it would make
-    every deployment run this operator in a worker. An explicit
-    ``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE`` is the deployment's choice and wins.
+    Read at construction (not at import), so airflow.cfg, the environment and a test's
+    ``conf_vars`` all apply. Airflow ships the setting as false; ``fallback=True`` only applies where
+    the option is missing altogether.
     """
-    if _DEFAULT_DEFERRABLE_ENV in os.environ:
-        return bool(conf.getboolean("operators", "default_deferrable"))
-    return True
+    return bool(conf.getboolean("operators", "default_deferrable", fallback=True))
 
 
 class SlackAuditLogsOperator(BaseOperator):
@@ -75,8 +71,8 @@ class SlackAuditLogsOperator(BaseOperator):
     :param compression: ``"gzip"`` (default) or ``None`` for plain ``.jsonl``.
     :param overwrite: rewrite committed intervals instead of skipping them; ``True``/``False`` or the
         rendered strings ``"True"``/``"False"``. (templated)
-    :param deferrable: wait on the triggerer instead of holding a worker slot. Default: true, unless
-        the deployment sets ``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE`` (see :func:`default_deferrable`).
+    :param deferrable: wait on the triggerer instead of holding a worker slot. Default: the
+        deployment's ``[operators] default_deferrable`` (see :func:`default_deferrable`).
     """
 
     template_fields: Sequence[str] = ("oldest", "latest", "destination", "overwrite")
@@ -97,7 +93,7 @@ class SlackAuditLogsOperator(BaseOperator):
         settle_lag: timedelta = timedelta(minutes=5),
         compression: Literal["gzip"] | None = "gzip",
         overwrite: bool | str = False,
-        deferrable: bool = default_deferrable(),
+        deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
         if "outlets" not in kwargs:
@@ -115,7 +111,7 @@ class SlackAuditLogsOperator(BaseOperator):
         self.settle_lag = settle_lag
         self.compression = compression
         self.overwrite = overwrite
-        self.deferrable = deferrable
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
 
     def execute(self, context: Context) -> dict[str, Any]:
         spec = self.build_spec(context)
@@ -208,7 +204,7 @@ class SlackAuditLogsOperator(BaseOperator):
         """The destination URL and its storage connection id (the argument wins over the path's)."""
         destination = self.destination
         if isinstance(destination, ObjectStoragePath):
-            return str(destination), self.destination_conn_id or destination.conn_id
+            return str(destination), self.destination_conn_id or storage_conn_id(destination)
         if not isinstance(destination, str) or not destination.strip():
             raise ValueError(
                 f"destination must be a URL such as 's3://bucket/slack_audit' or an ObjectStoragePath, "

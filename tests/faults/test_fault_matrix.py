@@ -81,7 +81,7 @@ EXPECTED_FAILURES: dict[str, ExpectedFailure] = {
     "http_504": ExpectedFailure(SlackAuditLogsApiError, "gateway_timeout", 504),
     "html_502": ExpectedFailure(SlackAuditLogsApiError, None, 502),
     "drop": ExpectedFailure(aiohttp.ServerDisconnectedError),
-    "slow": ExpectedFailure(TimeoutError),
+    "slow": ExpectedFailure(asyncio.TimeoutError),
     "truncated": ExpectedFailure(aiohttp.ClientPayloadError),
     "html_200": ExpectedFailure(SlackAuditLogsApiError, "invalid_response", 200),
     "empty_200": ExpectedFailure(SlackAuditLogsApiError, "invalid_response", 200),

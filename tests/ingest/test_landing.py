@@ -11,12 +11,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from airflow.sdk.io import attach
 from fsspec.implementations.memory import MemoryFileSystem
 
 from airflow_provider_slack_audit.ingest.landing import IntervalCommit, Landing, read_manifest
 from airflow_provider_slack_audit.ingest.windows import Interval, Window
-from airflow_provider_slack_audit.version_compat import ObjectStoragePath
+from airflow_provider_slack_audit.version_compat import ObjectStoragePath, attach
 
 UTC = timezone.utc
 WINDOW = Window(datetime(2026, 1, 4, tzinfo=UTC), datetime(2026, 1, 5, tzinfo=UTC))

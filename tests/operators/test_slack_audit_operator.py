@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pendulum
 import pytest
-from airflow.sdk.execution_time.context import OutletEventAccessors
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient, SlackAuditLogsApiError
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, IngestSummary
-from airflow_provider_slack_audit.operators.slack_audit import SlackAuditLogsOperator, default_deferrable
+from airflow_provider_slack_audit.operators.slack_audit import SlackAuditLogsOperator
 from airflow_provider_slack_audit.triggers import slack_audit as trigger_module
 from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger
 from airflow_provider_slack_audit.version_compat import (
@@ -21,6 +24,7 @@ from airflow_provider_slack_audit.version_compat import (
     AirflowFailException,
     Asset,
     ObjectStoragePath,
+    OutletEventAccessors,
     TaskDeferred,
 )
 
@@ -37,7 +41,8 @@ def slack_audit_connection(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def make_operator(**kwargs: Any) -> SlackAuditLogsOperator:
-    arguments: dict[str, Any] = {"task_id": "land", "destination": DESTINATION, **kwargs}
+    # deferrable=True unless a test says otherwise: the deployment default is tested on its own below.
+    arguments: dict[str, Any] = {"task_id": "land", "destination": DESTINATION, "deferrable": True, **kwargs}
     return SlackAuditLogsOperator(**arguments)
 
 
@@ -291,21 +296,38 @@ def test_sync_mode_retries_transient_errors(monkeypatch: pytest.MonkeyPatch) -> 
 # Default mode ---------------------------------------------------------------------------------------
 
 
-def test_deferrable_is_the_default_unless_the_deployment_chooses(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", raising=False)
-
-    assert default_deferrable() is True
-
-
 @pytest.mark.parametrize(("setting", "expected"), [("False", False), ("true", True)])
-def test_the_deployments_default_deferrable_setting_wins(
+def test_the_operator_defers_as_the_environment_setting_says_when_built(
     monkeypatch: pytest.MonkeyPatch, setting: str, expected: bool
 ) -> None:
+    # Set after the operator module was imported: the default is read when the operator is built.
     monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", setting)
 
-    assert default_deferrable() is expected
+    assert SlackAuditLogsOperator(task_id="land", destination=DESTINATION).deferrable is expected
+
+
+def test_an_explicit_deferrable_argument_beats_the_deployment_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "false")
+
+    assert make_operator(deferrable=True).deferrable is True
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("True", "True"), ("False", "False")])
+def test_the_operator_defers_as_airflow_cfg_says(tmp_path: Path, setting: str, expected: str) -> None:
+    (tmp_path / "airflow.cfg").write_text(f"[operators]\ndefault_deferrable = {setting}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+    env["AIRFLOW_HOME"] = str(tmp_path)
+    code = (
+        "from airflow_provider_slack_audit.operators.slack_audit import SlackAuditLogsOperator\n"
+        "print(SlackAuditLogsOperator(task_id='t', destination='file:///tmp/x').deferrable)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True
+    )
+
+    assert result.stdout.strip().splitlines()[-1] == expected
 
 
 def test_pendulum_data_intervals_become_a_plain_utc_window() -> None:

@@ -226,7 +226,7 @@ CASES = [
         for fault in ("html_200", "empty_200", "bad_entries", "missing_id")
     ),
     ErrorCase("dropped_connection", failing_with("drop"), aiohttp.ServerDisconnectedError),
-    ErrorCase("timeout", failing_with("slow"), TimeoutError),
+    ErrorCase("timeout", failing_with("slow"), asyncio.TimeoutError),
     ErrorCase("truncated_body", failing_with("truncated"), aiohttp.ClientPayloadError),
     ErrorCase("connection_refused", connection_refused, aiohttp.ClientConnectorError),
     ErrorCase("limit_out_of_range", argument_error(limit=0), ValueError, sends_requests=False),

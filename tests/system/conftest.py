@@ -83,7 +83,6 @@ class AirflowHome:
     ) -> DagsTestProcess:
         """Start ``airflow dags test`` in its own process group, so a test can kill all of it."""
         command = [str(AIRFLOW), "dags", "test", dag_id, logical_date.isoformat()]
-        command += ["--dagfile-path", str(EXAMPLE_DAGS / f"{dag_id}.py")]
         if conf is not None:
             command += ["--conf", json.dumps(dict(conf))]
         with log.open("ab") as output:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -176,7 +177,7 @@ async def test_slow_fault_outlasts_a_client_timeout(
     server.faults.slow_seconds = 2.0
     server.faults.push("slow")
 
-    with pytest.raises(TimeoutError):
+    with pytest.raises(asyncio.TimeoutError):
         async with session.get(
             server.base_url + "logs",
             params={"oldest": START, "latest": END - 1},
