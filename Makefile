@@ -1,15 +1,18 @@
 # Every target creates .venv itself, so a fresh clone needs nothing but python3 (>= 3.10).
+# `make test` is the one-cell loop on the newest Airflow line; `make test-compat` runs the other lines.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-test
+# The compatibility cells: Airflow line x Python, each with constraints/airflow-<ver>-py<py>.txt.
+COMPAT_CELLS ?= 2.11.2:3.10 3.0.6:3.12 3.2.2:3.13
 
-.PHONY: test lint demo bench clean
+.PHONY: test test-fast test-compat lint demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check 'uv>=0.5'
+	$(BIN)/uv pip install --quiet -p $(BIN)/python -e '.[test,bench]'
 	touch $(STAMP)
 
 lint: $(STAMP)
@@ -20,6 +23,13 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest -q
 
+# The inner loop: everything but the slow fault and system tests.
+test-fast: lint
+	$(BIN)/pytest -q -m "not slow"
+
+test-compat:
+	set -e; for cell in $(COMPAT_CELLS); do .ci/compat $${cell%%:*} $${cell##*:}; done
+
 demo: $(STAMP)
 	$(BIN)/python -m airflow_provider_slack_audit.testing.demo
 
@@ -27,4 +37,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_ingest.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .compat .ci-tools .demo .pytest_cache .mypy_cache .ruff_cache
