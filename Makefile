@@ -31,7 +31,7 @@ test-compat:
 	set -e; for cell in $(COMPAT_CELLS); do .ci/compat $${cell%%:*} $${cell##*:}; done
 
 demo: $(STAMP)
-	$(BIN)/python -m airflow_provider_slack_audit.testing.demo
+	$(BIN)/python tools/demo.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_ingest.py $(BENCH_ARGS)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,10 @@ def test_airflow_is_the_version_the_cell_installed() -> None:
 
 def test_the_provider_under_test_is_the_installed_wheel_not_the_work_tree() -> None:
     package_dir = Path(airflow_provider_slack_audit.__file__).resolve().parent
+    site_packages = Path(sysconfig.get_paths()["purelib"]).resolve()
 
-    assert REPO not in package_dir.parents, f"{package_dir} is the work tree, not the installed wheel"
+    assert package_dir.parent == site_packages, f"{package_dir} is not the installed wheel"
+    assert package_dir != REPO / "airflow_provider_slack_audit"
 
 
 def test_airflow_finds_the_provider_through_its_entry_point() -> None:

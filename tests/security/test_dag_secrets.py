@@ -25,6 +25,8 @@ import pytest
 from cryptography.fernet import Fernet
 from secret_scan import TOKEN, leaks_in_bytes
 
+from airflow_provider_slack_audit.version_compat import AIRFLOW_V_3_0_PLUS
+
 REPO = Path(__file__).resolve().parents[2]
 DAG_ID = "slack_audit_daily"
 LOGICAL_DATE = datetime(2026, 1, 5, tzinfo=timezone.utc)
@@ -88,8 +90,13 @@ def search(scan: Scan, *roots: Path) -> list[Leak]:
 
 
 def metadata_rows(database: Path) -> dict[str, int]:
-    """How many rows the tables the token could reach hold: the search must have covered some."""
-    tables = ("trigger", "xcom", "rendered_task_instance_fields", "task_instance")
+    """How many rows the tables the token could reach hold: the search must have covered some.
+
+    Airflow 2's ``dags test`` runs a trigger inline and stores no trigger row; 3.x stores it.
+    """
+    tables = ("xcom", "rendered_task_instance_fields", "task_instance")
+    if AIRFLOW_V_3_0_PLUS:
+        tables = ("trigger", *tables)
     with closing(sqlite3.connect(database)) as db:
         return {table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in tables}  # noqa: S608
 
@@ -149,5 +156,6 @@ def test_a_debug_run_of_the_daily_dag_writes_the_token_nowhere(airflow_home: obj
     rows = metadata_rows(home / "airflow.db")
     assert min(rows.values()) >= 1, f"the run left no rows to search in some tables: {rows}"
     kwargs = trigger_kwargs(home)
-    assert kwargs and all(b"slack_audit_default" in value for value in kwargs)
+    if AIRFLOW_V_3_0_PLUS:  # Airflow 2 ran the trigger inline: it stored no kwargs to search
+        assert kwargs and all(b"slack_audit_default" in value for value in kwargs)
     assert not [leaks_in_bytes(value) for value in kwargs if leaks_in_bytes(value)]

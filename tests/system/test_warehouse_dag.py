@@ -101,7 +101,7 @@ def on_landing_dag(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     monkeypatch.setenv("SLACK_AUDIT_BASE_PATH", "file:///data/slack_audit")
     # A named connection: parsing then leaves this process's environment alone.
     monkeypatch.setenv("SLACK_AUDIT_WAREHOUSE_CONN_ID", "warehouse")
-    dagbag = DagBag(str(DAG_FILE))
+    dagbag = DagBag(str(DAG_FILE), include_examples=False)
     assert dagbag.import_errors == {}
     return dagbag.dags["slack_audit_warehouse_on_landing"]
 

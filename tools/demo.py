@@ -8,7 +8,8 @@ finds the day already landed (every interval is skipped) and loads it into the e
 warehouse ``.demo/warehouse.db``, and prints events per action from a SQL query. Airflow's own
 output goes to ``.demo/demo.log``.
 
-Run it from the repository root: ``python -m airflow_provider_slack_audit.testing.demo``.
+It drives the repository (its example DAGs, its ``.demo/`` folder), so it lives beside the package, not
+in the wheel. Run it from the repository root: ``.venv/bin/python tools/demo.py`` (``make demo``).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m airflow_provider_slack_audit.testing.demo",
+        prog="tools/demo.py",
         description="Run the slack_audit_daily DAG against a fake Slack Audit Logs API.",
     )
     parser.add_argument("--events", type=int, default=20_000, help="events the fake org has (default 20000)")
@@ -94,7 +95,7 @@ def _run_demo(
         _run(["db", "migrate"], env, log, what="airflow db migrate")
         print(f"Running: airflow dags test {DAG_ID} {args.date.isoformat()}")
         returncode = _run(
-            ["dags", "test", DAG_ID, args.date.isoformat(), "--dagfile-path", str(dag_file)],
+            ["dags", "test", DAG_ID, args.date.isoformat()],
             env,
             log,
             what=None,
@@ -103,10 +104,9 @@ def _run_demo(
         print(f"airflow dags test exited with status {returncode}")
         if returncode != 0:
             return returncode
-        warehouse_dag = dag_file.with_name(f"{WAREHOUSE_DAG_ID}.py")
         print(f"\nRunning: airflow dags test {WAREHOUSE_DAG_ID} {args.date.isoformat()} (then loads)")
         returncode = _run(
-            ["dags", "test", WAREHOUSE_DAG_ID, args.date.isoformat(), "--dagfile-path", str(warehouse_dag)],
+            ["dags", "test", WAREHOUSE_DAG_ID, args.date.isoformat()],
             env,
             log,
             what=None,
