@@ -15,9 +15,10 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from airflow_provider_slack_audit.hooks.slack_audit import SlackAuditLogsHook
+from airflow_provider_slack_audit.hooks.slack_audit import ClientOptions, SlackAuditLogsHook
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec
 from airflow_provider_slack_audit.ingest.windows import Window, parse_datetime
+from airflow_provider_slack_audit.operators._lineage import operator_lineage
 from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger, ingest_event
 from airflow_provider_slack_audit.version_compat import (
     AirflowException,
@@ -151,6 +152,7 @@ class SlackAuditLogsOperator(BaseOperator):
         if event.get("status") != "success":
             raise _failure(event)
         summary: dict[str, Any] = event["summary"]
+        self._landed_summary = summary  # for get_openlineage_facets_on_complete, in this same process
         self._record_asset_events(context, summary)
         self.log.info(
             "Landed window %s: %s intervals landed, %s skipped, %s events, %s pages, %s bytes; manifest %s",
@@ -163,6 +165,24 @@ class SlackAuditLogsOperator(BaseOperator):
             summary.get("manifest"),
         )
         return summary
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: input the org's audit log, output the destination, facets from the outcome.
+
+        Called by the OpenLineage listener after ``execute_complete``, in the process that ran it (on
+        the deferred path, the resumed task), so lineage describes what the ingest did. None without
+        the OpenLineage provider. See :mod:`airflow_provider_slack_audit.operators._lineage`.
+        """
+        summary = getattr(self, "_landed_summary", None)
+        if summary is None:
+            return None
+        conn = SlackAuditLogsHook.get_connection(self.slack_audit_conn_id)
+        return operator_lineage(
+            summary,
+            base_url=ClientOptions.from_extra(conn.extra_dejson, self.slack_audit_conn_id).base_url,
+            destination=self._destination()[0],
+            filters={"action": _actions(self.action), "actor": self.actor, "entity": self.entity},
+        )
 
     def build_spec(self, context: Context) -> IngestSpec:
         """Resolve the rendered arguments into a validated spec, before any request is made.
