@@ -41,10 +41,11 @@ or *Trigger* in the UI, filling the params form. Without `oldest`/`latest`, a ma
 latest completed day. Avoid `--logical-date`: Airflow 3's CLI derives a manual run's data interval from
 the time of the trigger, not from the logical date, and a logical date can be used only once per DAG.
 
-**Alerting**: `SLACK_AUDIT_LANDING_GRACE_HOURS` (default 6) after the end of a day, a run that has not
-landed it calls `airflow_provider_slack_audit.alerting.log_missed_landing` (an ERROR line; pass your own
-async callback to `landing_deadline`): a deadline alert on Airflow 3.1+, the failure callback of the
-task's `execution_timeout` on earlier lines.
+**Alerting** (opt-in): with `SLACK_AUDIT_LANDING_GRACE_HOURS` set (e.g. 6), a day not landed that many
+hours after it ended calls `airflow_provider_slack_audit.alerting.log_missed_landing` (an ERROR line;
+pass your own async callback to `landing_deadline`): a deadline alert on Airflow 3.1+, the failure
+callback of the task's `execution_timeout` on earlier lines. Off by default because Airflow 3.3's
+`airflow dags test` fails at the end of a run of a DAG with a deadline alert.
 """
 
 from __future__ import annotations
@@ -59,7 +60,13 @@ from airflow_provider_slack_audit.operators.slack_audit import SlackAuditLogsOpe
 
 BASE_PATH = os.environ.get("SLACK_AUDIT_BASE_PATH", "file:///tmp/slack_audit")
 RETRY_DELAY = timedelta(seconds=float(os.environ.get("SLACK_AUDIT_RETRY_DELAY_SECONDS", "60")))
-LANDING_GRACE = timedelta(hours=float(os.environ.get("SLACK_AUDIT_LANDING_GRACE_HOURS", "6")))
+# Opt-in alerting: be told when a day is not landed this many hours after it ended.
+LANDING_GRACE_HOURS = os.environ.get("SLACK_AUDIT_LANDING_GRACE_HOURS", "").strip()
+ALERTING = (
+    landing_deadline(period=timedelta(days=1), grace=timedelta(hours=float(LANDING_GRACE_HOURS)))
+    if LANDING_GRACE_HOURS
+    else {}
+)
 # ISO-8601 with a time zone (2026-01-04T06:00:00Z, ...+01:00) or a bare date (its midnight UTC).
 ISO_8601 = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2}))?$"
 
@@ -100,7 +107,7 @@ with DAG(
             "the window and rewrite its files (picks up events Slack recorded late).",
         ),
     },
-    **landing_deadline(period=timedelta(days=1), grace=LANDING_GRACE),
+    **ALERTING,
     doc_md=__doc__,
     tags=["slack", "audit"],
 ):
