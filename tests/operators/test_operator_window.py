@@ -128,3 +128,16 @@ def test_a_scheduled_runs_logical_date_inside_its_interval_is_not_called_out(
     window_of(operator(), context)
 
     assert "lies outside" not in capsys.readouterr().out
+
+
+def test_dags_test_without_a_date_is_not_called_out(capsys: pytest.CaptureFixture[str]) -> None:
+    # `airflow dags test DAG_ID`: the logical date is now, the data interval the day that just ended.
+    context = manual_run_context(
+        logical_date=TRIGGERED_AT,
+        start=datetime(2026, 11, 30, tzinfo=UTC),
+        end=datetime(2026, 12, 1, tzinfo=UTC),
+    )
+
+    window_of(operator(), context)
+
+    assert "lies outside" not in capsys.readouterr().out
