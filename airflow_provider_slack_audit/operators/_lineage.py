@@ -10,8 +10,8 @@ Naming (https://openlineage.io/docs/spec/naming):
 - input: namespace ``slack-audit://<host><base path>`` from the connection's base URL, e.g.
   ``slack-audit://api.slack.com/audit/v1``; name ``logs`` (the endpoint read).
 - output: the destination as its storage names it: ``s3://bucket`` + ``slack_audit`` for
-  ``s3://aws_default@bucket/slack_audit``, ``file://`` + ``/data/slack_audit`` for local paths (the
-  connection id is not part of the data's identity).
+  ``s3://aws_default@bucket/slack_audit``, ``file`` + ``/data/slack_audit`` for local paths, as
+  Airflow's own asset converters name them (the connection id is not part of the data's identity).
 - run facet ``slackAuditLanding``: the window (ISO bounds and the API's inclusive ``oldest``/``latest``),
   events in the window, events fetched, intervals landed and skipped, requests, pages, bytes, seconds
   waited, the manifest and the filters. The output also carries the standard ``outputStatistics``.
@@ -46,8 +46,8 @@ def output_dataset_name(destination: str) -> tuple[str, str]:
     """The destination URL as OpenLineage's ``(namespace, name)``, without any connection id."""
     parts = urlsplit(destination)
     host = parts.netloc.rpartition("@")[2]
-    if parts.scheme in ("", "file"):
-        return "file://" + host, parts.path or "/"
+    if parts.scheme in ("", "file"):  # as apache-airflow-providers-common-io names file assets
+        return (f"file://{host}" if host else "file"), parts.path or "/"
     return f"{parts.scheme}://{host}", parts.path.strip("/") or "/"
 
 

@@ -66,7 +66,7 @@ async def test_a_deferred_run_reports_the_audit_log_as_input_and_the_destination
     ((source,), (target,)) = lineage.inputs, lineage.outputs
     base = server.base_url.rstrip("/").split("://", 1)[1]
     assert (source.namespace, source.name) == (f"slack-audit://{base}", "logs")
-    assert (target.namespace, target.name) == ("file://", str(tmp_path))
+    assert (target.namespace, target.name) == ("file", str(tmp_path))
     assert summary["events_landed"] > 0
     statistics = target.outputFacets["outputStatistics"]
     assert (statistics.rowCount, statistics.size) == (summary["events_landed"], summary["bytes"])
@@ -98,7 +98,7 @@ def test_an_operator_that_has_not_landed_anything_reports_no_lineage() -> None:
     [
         ("s3://aws_default@bucket/slack_audit/", ("s3://bucket", "slack_audit")),
         ("gs://bucket/a/b", ("gs://bucket", "a/b")),
-        ("file:///data/slack_audit", ("file://", "/data/slack_audit")),
+        ("file:///data/slack_audit", ("file", "/data/slack_audit")),
     ],
 )
 def test_the_output_is_named_as_its_storage_names_it_without_a_connection_id(
