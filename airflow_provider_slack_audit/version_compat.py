@@ -116,6 +116,27 @@ async def get_async_extra_dejson(conn: Connection) -> dict[str, Any]:
     return await asyncio.to_thread(lambda: dict(conn.extra_dejson))
 
 
+def coerce_to_core_timetable(timetable: Any) -> Any:
+    """The core twin of a DAG's timetable, which computes a manual run's data interval.
+
+    Airflow 3.3 hands the worker a Task SDK timetable definition; earlier lines hand it the core
+    timetable itself. Imported late: the serialization module is heavy and only a manual run needs it.
+    """
+    try:
+        from airflow.serialization.encoders import coerce_to_core_timetable as coerce
+    except ImportError:
+        return timetable
+    return coerce(timetable)
+
+
+# Deadline alerts arrived in Airflow 3.1; None on earlier lines (see airflow_provider_slack_audit.alerting).
+try:
+    from airflow.sdk.definitions.callback import AsyncCallback
+    from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
+except ImportError:
+    AsyncCallback = DeadlineAlert = DeadlineReference = None  # type: ignore[assignment,misc,unused-ignore]
+
+
 __all__ = [
     "AIRFLOW_VERSION",
     "AIRFLOW_V_3_0_PLUS",
@@ -128,6 +149,7 @@ __all__ = [
     "AirflowFailException",
     "AirflowNotFoundException",
     "Asset",
+    "AsyncCallback",
     "BaseHook",
     "BaseOperator",
     "BaseTrigger",
@@ -135,6 +157,8 @@ __all__ = [
     "Context",
     "CronDataIntervalTimetable",
     "DbApiHook",
+    "DeadlineAlert",
+    "DeadlineReference",
     "ObjectStoragePath",
     "OutletEventAccessors",
     "Param",
@@ -142,6 +166,7 @@ __all__ = [
     "TriggerEvent",
     "amask_secret",
     "attach",
+    "coerce_to_core_timetable",
     "conf",
     "get_async_connection",
     "get_async_extra_dejson",

@@ -23,8 +23,29 @@ token (`xoxp-…`) with the `auditlogs:read` scope.
 - `SLACK_AUDIT_RETRY_DELAY_SECONDS`: first retry delay, doubled on each retry (default 60).
 
 **Retries are cheap**: each hour is committed on its own, so a retried or rerun task skips the
-hours already landed. To re-read a day and pick up events Slack recorded late, trigger the run
-again with the param `overwrite` set to true: it rewrites that day's files in place.
+hours already landed.
+
+**Re-landing a chosen window** (late events, a fixed bug, an auditor's question): trigger the DAG
+*without a logical date* with the params `oldest` and `latest` (ISO-8601 with a time zone, or a bare
+date meaning its midnight UTC) and `mode`:
+
+- `resume` (default): land only the hours of the window not committed yet.
+- `overwrite`: re-read every hour of the window and rewrite its files (picks up late events).
+
+```bash
+airflow dags trigger slack_audit_daily \\
+    --conf '{"oldest": "2026-01-04", "latest": "2026-01-05", "mode": "overwrite"}'
+```
+
+or *Trigger* in the UI, filling the params form. Without `oldest`/`latest`, a manual run lands the
+latest completed day. Avoid `--logical-date`: Airflow 3's CLI derives a manual run's data interval from
+the time of the trigger, not from the logical date, and a logical date can be used only once per DAG.
+
+**Alerting** (opt-in): with `SLACK_AUDIT_LANDING_GRACE_HOURS` set (e.g. 6), a day not landed that many
+hours after it ended calls `airflow_provider_slack_audit.alerting.log_missed_landing` (an ERROR line;
+pass your own async callback to `landing_deadline`): a deadline alert on Airflow 3.1+, the failure
+callback of the task's `execution_timeout` on earlier lines. Off by default because Airflow 3.3's
+`airflow dags test` fails at the end of a run of a DAG with a deadline alert.
 """
 
 from __future__ import annotations
@@ -32,6 +53,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta, timezone
 
+from airflow_provider_slack_audit.alerting import landing_deadline
 from airflow_provider_slack_audit.operators.slack_audit import SlackAuditLogsOperator
 from airflow_provider_slack_audit.version_compat import (
     DAG,
@@ -42,6 +64,15 @@ from airflow_provider_slack_audit.version_compat import (
 
 BASE_PATH = os.environ.get("SLACK_AUDIT_BASE_PATH", "file:///tmp/slack_audit")
 RETRY_DELAY = timedelta(seconds=float(os.environ.get("SLACK_AUDIT_RETRY_DELAY_SECONDS", "60")))
+# Opt-in alerting: be told when a day is not landed this many hours after it ended.
+LANDING_GRACE_HOURS = os.environ.get("SLACK_AUDIT_LANDING_GRACE_HOURS", "").strip()
+ALERTING = (
+    landing_deadline(period=timedelta(days=1), grace=timedelta(hours=float(LANDING_GRACE_HOURS)))
+    if LANDING_GRACE_HOURS
+    else {}
+)
+# ISO-8601 with a time zone (2026-01-04T06:00:00Z, ...+01:00) or a bare date (its midnight UTC).
+ISO_8601 = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2}))?$"
 
 with DAG(
     dag_id="slack_audit_daily",
@@ -57,12 +88,30 @@ with DAG(
         "max_retry_delay": timedelta(minutes=30),
     },
     params={
-        "overwrite": Param(
-            False,
-            type="boolean",
-            description="Rewrite the day's files instead of skipping committed hours (late events).",
-        )
+        "oldest": Param(
+            None,
+            type=["null", "string"],
+            pattern=ISO_8601,
+            title="Window start (inclusive)",
+            description="Re-land a chosen window: its start, e.g. 2026-01-04 or 2026-01-04T06:00:00Z. "
+            "Give latest too. Empty: the run's day (a manual run: the latest completed day).",
+        ),
+        "latest": Param(
+            None,
+            type=["null", "string"],
+            pattern=ISO_8601,
+            title="Window end (exclusive)",
+            description="The end of the chosen window, e.g. 2026-01-05 (the window then is the 4th).",
+        ),
+        "mode": Param(
+            "resume",
+            enum=["resume", "overwrite"],
+            title="Re-run mode",
+            description="resume: land only the hours not committed yet. overwrite: re-read every hour of "
+            "the window and rewrite its files (picks up events Slack recorded late).",
+        ),
     },
+    **ALERTING,
     doc_md=__doc__,
     tags=["slack", "audit"],
 ):
@@ -71,7 +120,10 @@ with DAG(
         deferrable=True,  # wait on the triggerer, not in a worker slot
         destination=BASE_PATH,
         interval=timedelta(hours=1),
-        overwrite="{{ params.overwrite }}",
+        # A param left empty renders blank: the operator then lands the run's data interval.
+        oldest="{{ params.oldest or '' }}",
+        latest="{{ params.latest or '' }}",
+        overwrite="{{ params.mode == 'overwrite' }}",
         # The deferral's timeout too: a day that has not landed in 3 hours needs a human.
         execution_timeout=timedelta(hours=3),
     )

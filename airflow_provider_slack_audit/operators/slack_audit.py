@@ -14,9 +14,10 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from airflow_provider_slack_audit.hooks.slack_audit import SlackAuditLogsHook
+from airflow_provider_slack_audit.hooks.slack_audit import ClientOptions, SlackAuditLogsHook
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec
 from airflow_provider_slack_audit.ingest.windows import Window, parse_datetime
+from airflow_provider_slack_audit.operators._lineage import operator_lineage
 from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger, ingest_event
 from airflow_provider_slack_audit.version_compat import (
     AirflowException,
@@ -25,6 +26,7 @@ from airflow_provider_slack_audit.version_compat import (
     BaseOperator,
     Context,
     ObjectStoragePath,
+    coerce_to_core_timetable,
     conf,
     storage_conn_id,
 )
@@ -146,6 +148,7 @@ class SlackAuditLogsOperator(BaseOperator):
         if event.get("status") != "success":
             raise _failure(event)
         summary: dict[str, Any] = event["summary"]
+        self._landed_summary = summary  # for get_openlineage_facets_on_complete, in this same process
         self._record_asset_events(context, summary)
         self.log.info(
             "Landed window %s: %s intervals landed, %s skipped, %s events, %s pages, %s bytes; manifest %s",
@@ -158,6 +161,24 @@ class SlackAuditLogsOperator(BaseOperator):
             summary.get("manifest"),
         )
         return summary
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: input the org's audit log, output the destination, facets from the outcome.
+
+        Called by the OpenLineage listener after ``execute_complete``, in the process that ran it (on
+        the deferred path, the resumed task), so lineage describes what the ingest did. None without
+        the OpenLineage provider. See :mod:`airflow_provider_slack_audit.operators._lineage`.
+        """
+        summary = getattr(self, "_landed_summary", None)
+        if summary is None:
+            return None
+        conn = SlackAuditLogsHook.get_connection(self.slack_audit_conn_id)
+        return operator_lineage(
+            summary,
+            base_url=ClientOptions.from_extra(conn.extra_dejson, self.slack_audit_conn_id).base_url,
+            destination=self._destination()[0],
+            filters={"action": _actions(self.action), "actor": self.actor, "entity": self.entity},
+        )
 
     def build_spec(self, context: Context) -> IngestSpec:
         """Resolve the rendered arguments into a validated spec, before any request is made.
@@ -185,15 +206,30 @@ class SlackAuditLogsOperator(BaseOperator):
         return spec
 
     def _window(self, context: Context) -> Window:
-        start = self.oldest if self.oldest is not None else context.get("data_interval_start")
-        end = self.latest if self.latest is not None else context.get("data_interval_end")
+        """The window to land: ``oldest``/``latest`` where given, else the run's data interval.
+
+        A blank rendered bound (e.g. ``"{{ params.oldest or '' }}"`` with the param unset) counts as not
+        given. A run without a data interval (a manual run without a logical date, Airflow 3's default)
+        lands the latest data interval of its DAG's timetable completed when the run was triggered.
+        """
+        oldest, latest = _given(self.oldest), _given(self.latest)
+        start = oldest if oldest is not None else context.get("data_interval_start")
+        end = latest if latest is not None else context.get("data_interval_end")
+        if oldest is None or latest is None:
+            _warn_if_logical_date_outside(context, start, end, self.log)
         if start is None or end is None:
-            raise ValueError(
-                "this run has no data interval (a manual run of a DAG with schedule=None?) and "
-                "oldest/latest are not both set: pass oldest and latest, or schedule the DAG with a "
-                "data-interval timetable"
+            inferred = _latest_completed_interval(context)
+            if inferred is None:
+                raise ValueError(_NO_WINDOW_FIX.format(run=_run_label(context)))
+            start = oldest if oldest is not None else inferred[0]
+            end = latest if latest is not None else inferred[1]
+            self.log.info(
+                "The run has no data interval (a manual run without a logical date): landing the latest "
+                "completed interval of the DAG's timetable, [%s, %s)",
+                inferred[0].isoformat(),
+                inferred[1].isoformat(),
             )
-        if self.oldest is None and self.latest is None and start == end:
+        if oldest is None and latest is None and start == end:
             raise ValueError(
                 f"the run's data interval [{start}, {end}) is empty, so there is no window to land. "
                 f"{_EMPTY_DATA_INTERVAL_FIX}"
@@ -221,6 +257,77 @@ class SlackAuditLogsOperator(BaseOperator):
         for outlet in self.outlets:
             if isinstance(outlet, Asset):
                 outlet_events[outlet].extra.update(extra)
+
+
+_NO_WINDOW_FIX = (
+    "{run} has no data interval (a manual run without a logical date) and its DAG's timetable has none "
+    "to infer (schedule=None?), so there is no window to land: pass oldest and latest to the operator "
+    "(ISO-8601 with a time zone, e.g. oldest='2026-01-04T00:00:00Z', latest='2026-01-05T00:00:00Z'; "
+    'both are templated, so a DAG can take them as params: oldest="{{{{ params.oldest }}}}" and '
+    '`airflow dags trigger DAG_ID --conf \'{{"oldest": "2026-01-04T00:00:00Z", '
+    '"latest": "2026-01-05T00:00:00Z"}}\'`), or schedule the DAG with a data-interval timetable '
+    "such as CronDataIntervalTimetable('0 0 * * *', timezone='UTC')"
+)
+
+
+def _given(bound: datetime | str | None) -> datetime | str | None:
+    """A window bound as given, or None when not given (None, or a template that rendered blank)."""
+    if isinstance(bound, str) and not bound.strip():
+        return None
+    return bound
+
+
+def _latest_completed_interval(context: Context) -> tuple[datetime, datetime] | None:
+    """The data interval of the DAG's timetable that had ended when the run was triggered, if any.
+
+    It is what Airflow itself would give a manual run of this DAG triggered at that time with a logical
+    date (``infer_manual_data_interval``). None when the timetable has no interval to offer: a
+    ``schedule=None`` DAG's is empty.
+    """
+    dag, dag_run = context.get("dag"), context.get("dag_run")
+    run_after = getattr(dag_run, "run_after", None)
+    timetable = getattr(dag, "timetable", None)
+    if run_after is None or timetable is None:
+        return None
+    infer = getattr(coerce_to_core_timetable(timetable), "infer_manual_data_interval", None)
+    if infer is None:
+        return None
+    interval = infer(run_after=run_after)
+    if interval is None or interval.start >= interval.end:
+        return None
+    return interval.start, interval.end
+
+
+def _warn_if_logical_date_outside(
+    context: Context, start: datetime | str | None, end: datetime | str | None, log: Any
+) -> None:
+    """Warn when a manual run's logical date lies outside the data interval it is about to land.
+
+    Airflow 3's ``airflow dags trigger --logical-date`` derives a manual run's data interval from the
+    time it was triggered, not from the logical date, so the date a user typed says nothing about the
+    day that lands. Explicit oldest/latest are the way to choose a window.
+    """
+    logical_date = context.get("logical_date")
+    if logical_date is None or not isinstance(start, datetime) or not isinstance(end, datetime):
+        return
+    # A logical date up to one interval past the end is a manual run's usual "now" (`airflow dags test`).
+    if start <= logical_date <= end + (end - start):
+        return
+    log.warning(
+        "This run's logical date %s lies outside its data interval [%s, %s): Airflow derived the data "
+        "interval of this manual run from the time it was triggered. Landing [%s, %s). To land a chosen "
+        "window, pass oldest and latest (the daily example DAG takes them as params).",
+        logical_date.isoformat(),
+        start.isoformat(),
+        end.isoformat(),
+        start.isoformat(),
+        end.isoformat(),
+    )
+
+
+def _run_label(context: Context) -> str:
+    run_id = getattr(context.get("dag_run"), "run_id", None)
+    return f"run {run_id!r}" if run_id else "this run"
 
 
 def _default_outlets(destination: str | ObjectStoragePath) -> list[Asset]:

@@ -8,6 +8,8 @@ interval that is not committed.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -39,6 +41,15 @@ class SlackAuditLogsTrigger(BaseTrigger):
     :param spec: ``IngestSpec.to_json()`` of the window to land.
     """
 
+    #: Seconds after it started before a triggerer reports a *permanent* error. A trigger that fails
+    #: within a second or two of the deferral can resume the task before the scheduler has processed
+    #: the executor's "success" of the worker that deferred; Airflow then fails the resumed try as
+    #: "killed externally" and retries it (apache/airflow#66374, #72716), so a permanent error would
+    #: run twice. Ending the task from the trigger with TaskFailedEvent is no way out: since
+    #: apache/airflow#69819 it honours the task's retries too. Only a real triggerer (which sets
+    #: ``task_instance``) holds the event; ``airflow dags test`` and the worker path have no race.
+    permanent_error_hold_seconds: float = 10.0
+
     def __init__(self, slack_audit_conn_id: str, spec: dict[str, Any]) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger is untyped
         self.slack_audit_conn_id = slack_audit_conn_id
@@ -54,7 +65,10 @@ class SlackAuditLogsTrigger(BaseTrigger):
         hook = SlackAuditLogsHook(slack_audit_conn_id=self.slack_audit_conn_id)
         # Cancellation (triggerer shutdown, task timeout) propagates out of here without an event;
         # the next trigger instance skips the intervals this one committed.
+        started = time.monotonic()
         event = await ingest_event(hook.get_async_client, self.spec)
+        if event.get("kind") == "permanent" and self.task_instance is not None:
+            await asyncio.sleep(max(0.0, started + self.permanent_error_hold_seconds - time.monotonic()))
         yield TriggerEvent(event)  # type: ignore[no-untyped-call]
 
 

@@ -160,7 +160,7 @@ def test_a_rerun_with_overwrite_rewrites_the_same_bytes(landed_day: LandedDay, a
         LOGICAL_DATE,
         env=landed_day.env,
         log=landed_day.logs / "overwrite.log",
-        conf={"overwrite": True},
+        conf={"mode": "overwrite"},
     )
 
     run.assert_succeeded()

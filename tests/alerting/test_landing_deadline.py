@@ -1,0 +1,105 @@
+"""landing_deadline: be told when a day has not landed in time, on every Airflow line (issue 13)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_slack_audit import alerting
+from airflow_provider_slack_audit.alerting import landing_deadline, log_missed_landing
+from airflow_provider_slack_audit.version_compat import AsyncCallback, DeadlineAlert, DeadlineReference
+
+EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
+DAY = timedelta(days=1)
+
+
+def test_on_airflow_3_1_plus_the_deadline_is_grace_after_the_data_interval_ends() -> None:
+    arguments = landing_deadline(period=DAY, grace=timedelta(hours=6))
+
+    alert = arguments["deadline"]
+    assert isinstance(alert, DeadlineAlert)
+    assert alert.reference == DeadlineReference.DAGRUN_LOGICAL_DATE
+    assert alert.interval == timedelta(hours=30)
+    assert isinstance(alert.callback, AsyncCallback)
+    assert alert.callback.path == "airflow_provider_slack_audit.alerting.log_missed_landing"
+    assert set(arguments) == {"deadline"}
+
+
+def daily_example_dag() -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(EXAMPLE_DAGS / "slack_audit_daily.py"))
+    assert bag.import_errors == {}
+    return bag.dags["slack_audit_daily"]
+
+
+def test_the_daily_example_dag_alerts_when_asked_to_and_serializes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    monkeypatch.setenv("SLACK_AUDIT_LANDING_GRACE_HOURS", "6")
+
+    dag = daily_example_dag()
+
+    (alert,) = dag.deadline
+    assert alert.interval == DAY + timedelta(hours=6)
+    assert DagSerialization.serialize_dag(dag)["deadline"]
+
+
+def test_the_daily_example_dag_has_no_deadline_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Airflow 3.3's `airflow dags test` fails at the end of a run of a DAG with a deadline alert."""
+    monkeypatch.delenv("SLACK_AUDIT_LANDING_GRACE_HOURS", raising=False)
+
+    assert not daily_example_dag().deadline
+
+
+async def test_the_default_callback_names_the_dag_and_run_of_a_missed_deadline(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The context Airflow passes a deadline callback: the run as the REST API shows it, and the deadline.
+    context = {
+        "dag_run": {"dag_id": "slack_audit_daily", "dag_run_id": "scheduled__2026-01-04T00:00:00+00:00"},
+        "deadline": {"id": "d1", "deadline_time": "2026-01-05T06:00:00+00:00"},
+    }
+
+    with caplog.at_level(logging.ERROR):
+        await log_missed_landing(context=context, description="landed later than 6:00:00")
+
+    logged = caplog.text + capsys.readouterr().out
+    assert "slack_audit_daily" in logged
+    assert "scheduled__2026-01-04T00:00:00+00:00" in logged
+    assert "2026-01-05T06:00:00+00:00" in logged
+
+
+def test_without_deadline_alerts_the_callback_runs_on_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Airflow 2.11 and 3.0: the task's execution_timeout fails the run, on_failure_callback alerts."""
+    monkeypatch.setattr(alerting, "DeadlineAlert", None)
+    calls: list[dict[str, Any]] = []
+
+    async def page_someone(**kwargs: Any) -> None:
+        calls.append(kwargs)
+
+    arguments = landing_deadline(
+        period=DAY, grace=timedelta(hours=6), callback=page_someone, kwargs={"team": "sec"}
+    )
+
+    assert set(arguments) == {"on_failure_callback"}
+    arguments["on_failure_callback"]({"dag_run": "run"})
+    assert calls == [
+        {
+            "context": {"dag_run": "run"},
+            "description": "landed later than 6:00:00 after its data interval ended",
+            "team": "sec",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("period", "grace"), [(timedelta(0), timedelta(hours=1)), (DAY, timedelta(hours=-1))]
+)
+def test_a_period_or_grace_that_cannot_be_a_deadline_is_refused(period: timedelta, grace: timedelta) -> None:
+    with pytest.raises(ValueError, match="period must be positive"):
+        landing_deadline(period=period, grace=grace)
