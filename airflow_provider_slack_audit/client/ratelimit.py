@@ -3,67 +3,179 @@
 The Audit Logs API allows about 50 requests a minute for the WHOLE org. Several ingests in one
 process (triggers of a backfill in one triggerer) that each paced themselves to 50/min would get
 429s; so clients of the same base URL and token share one limiter, pace to its rate together, and
-all pause when any of them receives a ``Retry-After``.
+all pause when any of them receives a ``Retry-After`` (for at most :data:`MAX_SHARED_PAUSE`).
+
+Across processes nothing is shared, so the limiter adapts instead (AIMD, as TCP does): each 429
+cuts its rate in half, each success adds a small step back, never above the configured rate.
+Processes that each start at the org's rate converge on shares that add up to about the org's
+budget, with no coordination.
+
+``live`` requests (today's window) go before ``backfill`` ones: a backfill request only takes a
+slot that is free right now, never one reserved ahead, so a live request waits at most one slot.
 
 The limiter holds no asyncio primitives: a reservation is a few arithmetic steps under a thread
-lock, then a plain ``asyncio.sleep``. So one limiter serves any number of event loops (the
-triggerer's, or a fresh ``asyncio.run`` per task in sync mode).
+lock, then a plain sleep. So one limiter serves any number of event loops (the triggerer's, or a
+fresh ``asyncio.run`` per task in sync mode).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Literal
+
+Priority = Literal["live", "backfill"]
+PRIORITIES: tuple[Priority, ...] = ("live", "backfill")
+
+#: The longest a ``Retry-After`` pauses every client of the org in this process. A longer one
+#: (``86400``, ``inf``) fails only the request that received it; the others keep their budgets.
+MAX_SHARED_PAUSE = 60.0
+#: A window that ended longer ago than this is a backfill (see :func:`infer_priority`).
+BACKFILL_AFTER = timedelta(days=2)
+
+# AIMD: a 429 halves the rate (at most once per cool-down), a success adds this share of the
+# configured rate back; the rate never drops below MIN_RATE_SHARE of it.
+DECREASE_FACTOR = 0.5
+INCREASE_SHARE = 0.004
+MIN_RATE_SHARE = 0.05
+DECREASE_COOLDOWN = 1.0
+
+
+class WaitExceedsBudget(Exception):
+    """The next free slot is further away than the caller may wait."""
+
+    def __init__(self, wait: float, max_wait: float) -> None:
+        super().__init__(f"the next request slot is {wait:.1f} s away but only {max_wait:.1f} s are left")
+        self.wait = wait
+        self.max_wait = max_wait
+
+
+def infer_priority(window_end: datetime, now: datetime) -> Priority:
+    """``backfill`` for a window that ended more than :data:`BACKFILL_AFTER` before ``now``."""
+    return "backfill" if now - window_end > BACKFILL_AFTER else "live"
 
 
 class RateLimiter:
-    """Spaces requests ``60 / requests_per_minute`` seconds apart, with an initial burst allowance.
+    """Spaces requests ``60 / rate`` seconds apart, with an initial burst allowance.
 
-    A virtual-schedule limiter (GCRA): each acquire reserves the next free slot and sleeps until
-    it; ``burst`` requests may go back to back after a quiet period.
+    A virtual-schedule limiter (GCRA): a live acquire reserves the next free slot and sleeps until
+    it; ``burst`` requests may go back to back after a quiet period. ``rate`` starts at
+    ``requests_per_minute`` and adapts: :meth:`rate_limited` lowers it, :meth:`succeeded` raises it.
+    ``clock`` and ``sleep`` go together (a test passes a fake pair).
     """
 
     def __init__(
-        self, requests_per_minute: float, *, burst: int = 1, clock: Callable[[], float] = time.monotonic
+        self,
+        requests_per_minute: float,
+        *,
+        burst: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_pause: float = MAX_SHARED_PAUSE,
     ) -> None:
-        if not requests_per_minute > 0:
+        if not (requests_per_minute > 0 and math.isfinite(requests_per_minute)):
             raise ValueError(f"requests_per_minute must be > 0, got {requests_per_minute!r}")
         if burst < 1:
             raise ValueError(f"burst must be >= 1, got {burst!r}")
         self.requests_per_minute = float(requests_per_minute)
         self.burst = burst
-        self._interval = 60.0 / self.requests_per_minute
+        self.max_pause = max_pause
+        self._rate = self.requests_per_minute
         self._clock = clock
+        self._sleep = sleep
         self._lock = threading.Lock()
         self._next_free = clock()  # when the next request may start, on the virtual schedule
         self._paused_until = 0.0
+        self._last_decrease = -math.inf
         self.waited_seconds = 0.0  # total time callers spent waiting here (for the per-interval log)
 
-    def reserve(self) -> float:
-        """Reserve the next slot; return how many seconds the caller must wait before using it."""
+    @property
+    def rate(self) -> float:
+        """The current pace in requests per minute (at most ``requests_per_minute``)."""
+        return self._rate
+
+    @property
+    def _interval(self) -> float:
+        return 60.0 / self._rate
+
+    def _slot(self, now: float) -> float:
+        earliest = now - (self.burst - 1) * self._interval
+        return max(self._next_free, earliest, self._paused_until)
+
+    def reserve(self, max_wait: float = math.inf) -> float:
+        """Reserve the next slot; return how many seconds the caller must wait before using it.
+
+        Raises :class:`WaitExceedsBudget` (reserving nothing) when that is more than ``max_wait``.
+        """
         with self._lock:
             now = self._clock()
-            earliest = now - (self.burst - 1) * self._interval
-            slot = max(self._next_free, earliest, self._paused_until)
-            self._next_free = slot + self._interval
+            slot = self._slot(now)
             delay = max(0.0, slot - now)
+            if delay > max_wait:
+                raise WaitExceedsBudget(delay, max_wait)
+            self._next_free = slot + self._interval
             self.waited_seconds += delay
             return delay
 
-    async def acquire(self) -> float:
-        """Wait for a slot; return the seconds waited."""
-        delay = self.reserve()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        return delay
-
-    def pause(self, seconds: float) -> None:
-        """Hold every caller for ``seconds`` from now (the server sent ``Retry-After``)."""
+    def _try_take_now(self, max_wait: float, waited: float) -> float | None:
+        """Take the slot if it is free now (a backfill never reserves ahead); else the wait until it."""
         with self._lock:
-            self._paused_until = max(self._paused_until, self._clock() + seconds)
+            now = self._clock()
+            slot = self._slot(now)
+            delay = max(0.0, slot - now)
+            if delay > max_wait - waited:
+                raise WaitExceedsBudget(waited + delay, max_wait)
+            if delay <= 0.0:
+                self._next_free = slot + self._interval
+                return None
+            return delay
+
+    async def acquire(self, priority: Priority = "live", *, max_wait: float = math.inf) -> float:
+        """Wait for a slot; return the seconds waited. Live slots are reserved; backfill ones taken."""
+        if priority == "live":
+            delay = self.reserve(max_wait)
+            if delay > 0:
+                await self._sleep(delay)
+            return delay
+        if priority != "backfill":
+            raise ValueError(f"priority must be one of {PRIORITIES}, got {priority!r}")
+        waited = 0.0
+        while True:
+            pending = self._try_take_now(max_wait, waited)
+            if pending is None:
+                break
+            started = self._clock()
+            await self._sleep(pending)
+            waited += max(pending, self._clock() - started)
+        with self._lock:
+            self.waited_seconds += waited
+        return waited
+
+    def pause(self, seconds: float) -> float:
+        """Hold every caller for ``seconds`` from now, at most ``max_pause``; return the pause applied."""
+        applied = min(max(0.0, seconds), self.max_pause)
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock() + applied)
+        return applied
+
+    def rate_limited(self) -> None:
+        """A 429: halve the rate, once per cool-down (429s of requests already in flight count once)."""
+        with self._lock:
+            now = self._clock()
+            if now - self._last_decrease < max(DECREASE_COOLDOWN, 2 * self._interval):
+                return
+            self._last_decrease = now
+            self._rate = max(self.requests_per_minute * MIN_RATE_SHARE, self._rate * DECREASE_FACTOR)
+
+    def succeeded(self) -> None:
+        """A request went through: step the rate back up towards ``requests_per_minute``."""
+        with self._lock:
+            self._rate = min(self.requests_per_minute, self._rate + self.requests_per_minute * INCREASE_SHARE)
 
 
 _registry: dict[tuple[str, str], RateLimiter] = {}
@@ -85,4 +197,13 @@ def shared_rate_limiter(base_url: str, token: str, requests_per_minute: float) -
         return limiter
 
 
-__all__ = ["RateLimiter", "shared_rate_limiter"]
+__all__ = [
+    "BACKFILL_AFTER",
+    "MAX_SHARED_PAUSE",
+    "PRIORITIES",
+    "Priority",
+    "RateLimiter",
+    "WaitExceedsBudget",
+    "infer_priority",
+    "shared_rate_limiter",
+]

@@ -6,15 +6,17 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from recorded_sleeps import RecordedSleeps
 
 from airflow_provider_slack_audit.client import (
     AsyncAuditLogsClient,
     AsyncRateLimitErrorRetryHandler,
     SlackAuditLogsApiError,
 )
-from airflow_provider_slack_audit.client import retry as retry_module
-from airflow_provider_slack_audit.client.async_client import MAX_GARBLED_PAGE_RETRIES
+from airflow_provider_slack_audit.client.retry import AsyncInvalidResponseRetryHandler
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
+
+MAX_GARBLED_PAGE_RETRIES = AsyncInvalidResponseRetryHandler().max_retry_count
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 END = START + timedelta(days=1)
@@ -27,12 +29,7 @@ async def server() -> AsyncIterator[FakeAuditLogsServer]:
         yield fake
 
 
-@pytest.fixture(autouse=True)
-def no_retry_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def instant(seconds: float) -> None:
-        return None
-
-    monkeypatch.setattr(retry_module, "_sleep", instant)
+pytestmark = pytest.mark.usefixtures("instant_retries")
 
 
 async def collect_ids(client: AsyncAuditLogsClient, **query: object) -> list[str]:
@@ -147,13 +144,8 @@ async def test_a_slow_response_past_the_timeout_is_retried() -> None:
         assert set(ids) == server.expected_ids(OLDEST, LATEST)
 
 
-async def test_429s_wait_for_retry_after_and_then_succeed(monkeypatch: pytest.MonkeyPatch) -> None:
-    waits: list[float] = []
-
-    async def record(seconds: float) -> None:
-        waits.append(seconds)
-
-    monkeypatch.setattr(retry_module, "_sleep", record)
+async def test_429s_wait_for_retry_after_and_then_succeed(instant_retries: RecordedSleeps) -> None:
+    waits = instant_retries.durations
     async with FakeAuditLogsServer(
         events=200, start=START, end=END, requests_per_minute=60, rate_limit_burst=1
     ) as server:

@@ -20,7 +20,6 @@ import pytest
 from secret_scan import TOKEN, leaks_in, reachable_texts
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient, SlackAuditLogsApiError
-from airflow_provider_slack_audit.client import retry as retry_module
 from airflow_provider_slack_audit.client.retry import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -245,12 +244,7 @@ CASES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def instant_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def no_wait(seconds: float) -> None:
-        return None
-
-    monkeypatch.setattr(retry_module, "_sleep", no_wait)
+pytestmark = pytest.mark.usefixtures("instant_retries")
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
