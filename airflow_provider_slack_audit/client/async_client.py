@@ -312,8 +312,8 @@ class AsyncAuditLogsClient:
         entries' raw bytes, or ``response.typed_body`` for models.
 
         The iteration always ends: :data:`MAX_STALLED_PAGES` pages in a row that do not move the
-        position older (the same cursor again, no id the previous page lacked, or entries newer
-        than the previous page's oldest) raise a transient ``pagination_stalled`` error, and more
+        read older (the same cursor again, or no entry older than, or new at, the oldest second
+        read so far) raise a transient ``pagination_stalled`` error, and more
         than ``max_pages`` pages (default :func:`page_cap` of oldest/latest) a transient
         ``too_many_pages`` one.
         """
@@ -353,8 +353,8 @@ class AsyncAuditLogsClient:
                 if stalled >= MAX_STALLED_PAGES:
                     raise _paging_error(
                         "pagination_stalled",
-                        f"{stalled} pages in a row did not move older (the same cursor, no new ids, "
-                        "or entries newer than the page before)",
+                        f"{stalled} pages in a row did not move older (the same cursor, or no entry "
+                        "older than, or new at, the oldest second read so far)",
                     )
                 if cap is not None and pages >= cap:
                     raise _paging_error(
@@ -690,26 +690,28 @@ class AsyncAuditLogsClient:
 
 
 class _PageProgress:
-    """Whether consecutive pages move the position older; counts the pages in a row that do not."""
+    """Whether each page moves the read older; counts the pages in a row that do not.
+
+    The frontier is the oldest second read so far and the ids read at it (bounded by one second's
+    entries). A page moves on when it reaches past the frontier: an entry older than it, or a new
+    id at it. Repeated pages, a cursor handed back, or two cursors in turn never do.
+    """
 
     def __init__(self) -> None:
         self.stalled = 0
+        self._second: int | None = None
         self._ids: set[str] = set()
-        self._oldest: int | None = None
 
     def record(self, cursor: str | None, next_cursor: str, response: AuditLogsResponse) -> int:
-        entries = response.raw_page().entries
-        ids = {entry.id for entry in entries}
-        newest = max((entry.date_create for entry in entries), default=None)
-        moved = (
-            next_cursor != cursor
-            and bool(ids - self._ids)
-            and (self._oldest is None or newest is None or newest <= self._oldest)
-        )
-        self.stalled = 0 if moved else self.stalled + 1
-        if entries:
-            self._ids = ids
-            self._oldest = min(entry.date_create for entry in entries)
+        moved = False
+        for entry in response.raw_page().entries:
+            if self._second is None or entry.date_create < self._second:
+                self._second, self._ids = entry.date_create, {entry.id}
+                moved = True
+            elif entry.date_create == self._second and entry.id not in self._ids:
+                self._ids.add(entry.id)
+                moved = True
+        self.stalled = 0 if moved and next_cursor != cursor else self.stalled + 1
         return self.stalled
 
 
