@@ -6,9 +6,14 @@ process (triggers of a backfill in one triggerer) that each paced themselves to 
 all pause when any of them receives a ``Retry-After`` (for at most :data:`MAX_SHARED_PAUSE`).
 
 Across processes nothing is shared, so the limiter adapts instead (AIMD, as TCP does): each 429
-cuts its rate in half, each success adds a small step back, never above the configured rate.
-Processes that each start at the org's rate converge on shares that add up to about the org's
-budget, with no coordination.
+cuts its rate in half, and the rate climbs back by the same small step per second in every process
+(so the slower one catches up), never above :data:`CEILING_SHARE` of the configured rate. That
+ceiling leaves a little of the budget free, and slots are spaced with a random spread around the
+interval (``jitter``): a strictly periodic process would always find the token it needs and
+starve a slower one, which then sees every 429. With both, every process sees its share of the
+429s. Processes that
+each start at the org's rate converge on shares that add up to about the org's budget, with no
+coordination.
 
 ``live`` requests (today's window) go before ``backfill`` ones: a backfill request only takes a
 slot that is free right now, never one reserved ahead, so a live request waits at most one slot.
@@ -23,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import random
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -38,12 +44,18 @@ MAX_SHARED_PAUSE = 60.0
 #: A window that ended longer ago than this is a backfill (see :func:`infer_priority`).
 BACKFILL_AFTER = timedelta(days=2)
 
-# AIMD: a 429 halves the rate (at most once per cool-down), a success adds this share of the
-# configured rate back; the rate never drops below MIN_RATE_SHARE of it.
+# AIMD: a 429 halves the rate (at most once per cool-down); while requests succeed the rate climbs
+# by INCREASE_SHARE_PER_SECOND of the configured rate per second, up to CEILING_SHARE of it; it
+# never drops below MIN_RATE_SHARE of it.
 DECREASE_FACTOR = 0.5
-INCREASE_SHARE = 0.004
+INCREASE_SHARE_PER_SECOND = 0.01
+CEILING_SHARE = 0.95
 MIN_RATE_SHARE = 0.05
 DECREASE_COOLDOWN = 1.0
+# A limiter idle longer than this climbs no further for it: only time spent succeeding counts.
+MAX_INCREASE_STEP = 5.0
+#: The random spread of the gap between slots, as a share of the interval.
+DEFAULT_JITTER = 0.3
 
 
 class WaitExceedsBudget(Exception):
@@ -77,31 +89,45 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         max_pause: float = MAX_SHARED_PAUSE,
+        jitter: float = DEFAULT_JITTER,
+        rng: random.Random | None = None,
     ) -> None:
         if not (requests_per_minute > 0 and math.isfinite(requests_per_minute)):
             raise ValueError(f"requests_per_minute must be > 0, got {requests_per_minute!r}")
         if burst < 1:
             raise ValueError(f"burst must be >= 1, got {burst!r}")
+        if not 0 <= jitter < 1:
+            raise ValueError(f"jitter must be in [0, 1), got {jitter!r}")
+        self.jitter = jitter
+        self._rng = rng or random.Random()
         self.requests_per_minute = float(requests_per_minute)
         self.burst = burst
         self.max_pause = max_pause
-        self._rate = self.requests_per_minute
+        self._ceiling = self.requests_per_minute * CEILING_SHARE
+        self._rate = self._ceiling
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
         self._next_free = clock()  # when the next request may start, on the virtual schedule
         self._paused_until = 0.0
         self._last_decrease = -math.inf
+        self._last_increase = clock()
         self.waited_seconds = 0.0  # total time callers spent waiting here (for the per-interval log)
 
     @property
     def rate(self) -> float:
-        """The current pace in requests per minute (at most ``requests_per_minute``)."""
+        """The current pace in requests per minute (at most ``CEILING_SHARE`` of the configured rate)."""
         return self._rate
 
     @property
     def _interval(self) -> float:
         return 60.0 / self._rate
+
+    def _spacing(self) -> float:
+        """The gap to the next slot: the interval, spread by ``jitter`` (the mean stays the interval)."""
+        if not self.jitter:
+            return self._interval
+        return self._interval * self._rng.uniform(1 - self.jitter, 1 + self.jitter)
 
     def _slot(self, now: float) -> float:
         earliest = now - (self.burst - 1) * self._interval
@@ -118,7 +144,7 @@ class RateLimiter:
             delay = max(0.0, slot - now)
             if delay > max_wait:
                 raise WaitExceedsBudget(delay, max_wait)
-            self._next_free = slot + self._interval
+            self._next_free = slot + self._spacing()
             self.waited_seconds += delay
             return delay
 
@@ -131,7 +157,7 @@ class RateLimiter:
             if delay > max_wait - waited:
                 raise WaitExceedsBudget(waited + delay, max_wait)
             if delay <= 0.0:
-                self._next_free = slot + self._interval
+                self._next_free = slot + self._spacing()
                 return None
             return delay
 
@@ -169,13 +195,17 @@ class RateLimiter:
             now = self._clock()
             if now - self._last_decrease < max(DECREASE_COOLDOWN, 2 * self._interval):
                 return
-            self._last_decrease = now
+            self._last_decrease = self._last_increase = now  # the climb starts from here
             self._rate = max(self.requests_per_minute * MIN_RATE_SHARE, self._rate * DECREASE_FACTOR)
 
     def succeeded(self) -> None:
-        """A request went through: step the rate back up towards ``requests_per_minute``."""
+        """A request went through: climb back towards the ceiling, by the time since the last one."""
         with self._lock:
-            self._rate = min(self.requests_per_minute, self._rate + self.requests_per_minute * INCREASE_SHARE)
+            now = self._clock()
+            elapsed = min(max(0.0, now - self._last_increase), MAX_INCREASE_STEP)
+            self._last_increase = now
+            step = self.requests_per_minute * INCREASE_SHARE_PER_SECOND * elapsed
+            self._rate = min(self._ceiling, self._rate + step)
 
 
 _registry: dict[tuple[str, str], RateLimiter] = {}
@@ -199,6 +229,7 @@ def shared_rate_limiter(base_url: str, token: str, requests_per_minute: float) -
 
 __all__ = [
     "BACKFILL_AFTER",
+    "CEILING_SHARE",
     "MAX_SHARED_PAUSE",
     "PRIORITIES",
     "Priority",
