@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from recorded_sleeps import RecordedSleeps
@@ -14,7 +15,7 @@ from airflow_provider_slack_audit.client import (
     SlackAuditLogsApiError,
 )
 from airflow_provider_slack_audit.client.retry import AsyncInvalidResponseRetryHandler
-from airflow_provider_slack_audit.testing import FakeAuditLogsServer
+from airflow_provider_slack_audit.testing import FakeAuditLogsServer, FaultPlan
 
 MAX_GARBLED_PAGE_RETRIES = AsyncInvalidResponseRetryHandler().max_retry_count
 
@@ -179,3 +180,33 @@ async def test_a_page_garbled_on_every_retry_raises_a_transient_invalid_response
         await collect_ids(client, oldest=OLDEST, latest=LATEST)
     assert (info.value.error, info.value.kind) == ("invalid_response", "transient")
     assert len(server.logs_requests()) == MAX_GARBLED_PAGE_RETRIES + 1
+
+
+def data_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith((".jsonl", ".jsonl.gz"))]
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"), [("service_unavailable", "transient"), ("invalid_auth", "permanent")]
+)
+async def test_a_gateways_ok_false_200_commits_nothing_through_ingest_window(
+    tmp_path: Path, code: str, kind: str
+) -> None:
+    from airflow_provider_slack_audit.ingest import Window
+    from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
+
+    window = Window(START, START + timedelta(hours=2))
+    faults = FaultPlan(rates={"ok_false_200": 1.0}, ok_false_error=code)
+    async with FakeAuditLogsServer(events=300, start=START, end=END, faults=faults) as server:
+        spec = IngestSpec(
+            window=window,
+            interval=timedelta(hours=1),
+            destination=f"file://{tmp_path}",
+            settle_lag=timedelta(0),
+            limit=50,
+        )
+        with pytest.raises(SlackAuditLogsApiError) as info:
+            await ingest_window(AsyncAuditLogsClient("xoxp-test", base_url=server.base_url), spec)
+
+    assert (info.value.error, info.value.kind) == (code, kind)
+    assert data_files(tmp_path) == []
