@@ -380,7 +380,9 @@ class AsyncAuditLogsClient:
 
         Like slack_sdk, any HTTP status is returned once retries are spent (call
         ``response.validate()`` to raise), and a connection error that no handler retries
-        propagates as aiohttp raised it.
+        propagates as aiohttp raised it, scrubbed of the token. Two exceptions: a redirect (3xx)
+        raises a permanent ``redirected`` error (it is never followed), and a request that cannot
+        get a rate-limiter slot within its budget raises a transient ``retry_budget_exhausted``.
         """
         return await self._api_call(
             http_verb=http_verb,

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import RequestInfo
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 REDACTED = "(redacted)"
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
@@ -80,6 +81,8 @@ def _scrub_value(value: Any, secrets: list[str]) -> Any:
         return _scrub_request_info(value, secrets)
     if isinstance(value, str):
         return redact_text(value, secrets)
+    if isinstance(value, URL) and (value.user is not None or value.password is not None):
+        return value.with_user(None)
     if _is_connection_key(value):
         return _scrub_connection_key(value)
     if isinstance(value, tuple) and not hasattr(value, "_fields"):

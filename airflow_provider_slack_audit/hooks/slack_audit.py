@@ -182,9 +182,10 @@ class SlackAuditLogsHook(BaseHook):
     """Build :class:`AsyncAuditLogsClient` instances from a ``slack_audit`` connection.
 
     The connection's password is an org owner's user token (``xoxp-…``) with the ``auditlogs:read``
-    scope; its extra may set ``base_url``, ``timeout``, ``proxy``, ``max_retry_wait`` (the total
-    seconds one request may spend waiting on 429s, 5xx and dropped connections),
-    ``requests_per_minute`` and ``allow_insecure_http``.
+    scope; its extra may set ``base_url``, ``timeout``, ``proxy``, ``max_retry_wait`` (the one
+    budget of seconds a request may spend waiting in all: 429s, 5xx, dropped connections, garbled
+    pages and rate pacing), ``requests_per_minute`` and ``allow_insecure_http``, each checked
+    against its range when the connection is read.
 
     :param slack_audit_conn_id: the connection to read.
     """
