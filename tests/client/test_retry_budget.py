@@ -195,3 +195,35 @@ def test_a_budget_that_is_not_a_finite_number_of_seconds_is_refused() -> None:
     for bad in (-1, math.inf, "300", True):
         with pytest.raises(ValueError, match="max_retry_wait"):
             AsyncAuditLogsClient("xoxp-test", max_retry_wait=bad)  # type: ignore[arg-type]
+
+
+async def test_a_slack_sdk_handler_is_charged_what_it_slept_and_stops_being_asked_once_the_budget_is_spent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from slack_sdk.http_retry.builtin_async_handlers import (
+        AsyncServerErrorRetryHandler as SdkServerErrorHandler,
+    )
+    from slack_sdk.http_retry.builtin_interval_calculators import (
+        FixedValueRetryIntervalCalculator as SdkFixed,
+    )
+
+    now = [0.0]
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr("slack_sdk.http_retry.async_handler.asyncio.sleep", fake_sleep)
+    base, logs = fresh_base()
+    handler = SdkServerErrorHandler(max_retry_count=10, interval_calculator=SdkFixed(2))
+    client = AsyncAuditLogsClient(
+        "xoxp-test", base_url=base, retry_handlers=[handler], max_retry_wait=5, clock=lambda: now[0]
+    )
+    with aioresponses() as m:
+        m.get(logs, status=503, body="busy", repeat=True)
+        response = await client.logs()
+    assert response.status_code == 503
+    # A foreign handler's wait is known only once slept: it may overrun the budget by one wait.
+    assert slept == [2, 2, 2]
+    assert response.wait_seconds == 6
