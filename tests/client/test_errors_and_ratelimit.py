@@ -133,7 +133,7 @@ def test_without_a_rate_the_client_does_not_pace() -> None:
 
 
 async def test_acquire_sleeps_for_its_slot() -> None:
-    limiter = RateLimiter(1200)  # 50 ms apart
+    limiter = paced_at(1200)  # 50 ms apart
     start = time.monotonic()
     await asyncio.gather(*(limiter.acquire() for _ in range(5)))
     assert time.monotonic() - start >= 0.19
@@ -215,7 +215,7 @@ async def test_a_backfill_hog_never_delays_a_live_request_by_more_than_one_slot(
 
 
 async def test_backfill_requests_still_share_the_budget_at_the_full_rate() -> None:
-    limiter = RateLimiter(1200)
+    limiter = paced_at(1200)  # 50 ms apart
     start = time.monotonic()
     await asyncio.gather(*(limiter.acquire("backfill") for _ in range(6)))
     assert time.monotonic() - start >= 5 * 0.05 - 0.01
