@@ -1,4 +1,4 @@
-"""Fixtures every test gets."""
+"""Fixtures every test directory shares."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from recorded_sleeps import RecordedSleeps
+
+from airflow_provider_slack_audit.client.retry import set_default_sleep
 
 # Where each Airflow line keeps its process-wide SecretsMasker (newest first).
 _MASKER_MODULES = (
@@ -36,3 +39,16 @@ def isolated_secrets_masker() -> Iterator[None]:
     patterns, replacer = set(masker.patterns), masker.replacer
     yield
     masker.patterns, masker.replacer = patterns, replacer
+
+
+@pytest.fixture
+def instant_retries() -> Iterator[RecordedSleeps]:
+    """Retry waits of every client built without ``sleep=`` take no time and are recorded.
+
+    Through the public seam :func:`set_default_sleep`, so clients built deep inside the pipeline
+    or a trigger are covered too. The rate limiter's pacing keeps its real clock.
+    """
+    sleeps = RecordedSleeps()
+    previous = set_default_sleep(sleeps)
+    yield sleeps
+    set_default_sleep(previous)

@@ -5,8 +5,8 @@ This package does not import Airflow: it can be used on its own.
 
 from __future__ import annotations
 
-from .async_client import AsyncAuditLogsClient, build_logs_params, get_user_agent
-from .errors import ErrorKind, SlackAuditLogsApiError, classify, classify_exception
+from .async_client import AsyncAuditLogsClient, build_logs_params, get_user_agent, page_cap
+from .errors import ErrorKind, SlackAuditLogsApiError, SlackAuditLogsConfigError, classify, classify_exception
 from .logs import (
     Actor,
     App,
@@ -25,10 +25,11 @@ from .logs import (
     Usergroup,
     Workflow,
 )
-from .ratelimit import RateLimiter, shared_rate_limiter
+from .ratelimit import Priority, RateLimiter, infer_priority, shared_rate_limiter
 from .response import AuditLogsResponse, RawEntry, RawPage
 from .retry import (
     AsyncConnectionErrorRetryHandler,
+    AsyncInvalidResponseRetryHandler,
     AsyncRateLimitErrorRetryHandler,
     AsyncRetryHandler,
     AsyncServerErrorRetryHandler,
@@ -36,10 +37,12 @@ from .retry import (
     FixedValueRetryIntervalCalculator,
     HttpRequest,
     HttpResponse,
+    RetryBudget,
     RetryIntervalCalculator,
     RetryState,
     async_default_handlers,
     default_retry_handlers,
+    set_default_sleep,
 )
 
 __all__ = [
@@ -47,6 +50,7 @@ __all__ = [
     "App",
     "AsyncAuditLogsClient",
     "AsyncConnectionErrorRetryHandler",
+    "AsyncInvalidResponseRetryHandler",
     "AsyncRateLimitErrorRetryHandler",
     "AsyncRetryHandler",
     "AsyncServerErrorRetryHandler",
@@ -65,14 +69,17 @@ __all__ = [
     "Location",
     "LogsResponse",
     "Message",
+    "Priority",
     "RateLimiter",
     "RawEntry",
     "RawPage",
     "ResponseMetadata",
+    "RetryBudget",
     "RetryIntervalCalculator",
     "RetryState",
     "Role",
     "SlackAuditLogsApiError",
+    "SlackAuditLogsConfigError",
     "User",
     "Usergroup",
     "Workflow",
@@ -82,5 +89,8 @@ __all__ = [
     "classify_exception",
     "default_retry_handlers",
     "get_user_agent",
+    "infer_priority",
+    "page_cap",
+    "set_default_sleep",
     "shared_rate_limiter",
 ]

@@ -3,16 +3,24 @@
 Same constructor, attributes and methods (``schemas``, ``actions``, ``logs``, ``api_call``), so code
 written for slack_sdk runs on it. What differs is what slack_sdk gets wrong for bulk export:
 
-- the default retry handlers retry 429 (``Retry-After``), 500/502/503/504 and dropped connections,
-  truncated bodies and timeouts, each within a total-wait budget (slack_sdk's defaults retry only
-  dropped connections, and its server-error handler knows only 500 and 503); handlers are asked
-  about every non-2xx response and every exception of a request;
+- the default retry handlers retry 429 (``Retry-After`` in seconds or as an HTTP-date),
+  500/502/503/504, dropped connections, truncated bodies, timeouts and garbled 2xx pages (slack_sdk's
+  defaults retry only dropped connections, and its server-error handler knows only 500 and 503);
+  handlers are asked about every non-2xx response and every exception of a request;
+- ONE wait budget per request (``max_retry_wait``): every back-off, every ``Retry-After`` and every
+  rate-limiter pause draws from it. A ``Retry-After`` beyond what is left fails the request at once
+  (transient) instead of sleeping through it;
 - :meth:`pages` follows ``next_cursor`` and resends every filter on every page (the API keeps no
-  query state);
+  query state), and always ends: pages that do not move older, or more pages than the window can
+  hold, raise a transient error;
+- redirects are refused (the API never redirects), and no exception leaving the client carries
+  the token or a proxy's password (see :mod:`.redaction`);
 - bodies are read once as bytes and decoded lazily; :meth:`AuditLogsResponse.raw_page` hands out
   each entry's original bytes without building Python objects;
-- arguments are checked before any request, and the token is never sent over plain http to a
-  host other than loopback.
+- arguments are checked before any request, and no secret crosses the network in clear: the token
+  is never sent over plain http to a host other than loopback, and a plain-http proxy on another
+  host is refused when its credentials (or a plain-http request) would travel through it;
+  ``NO_PROXY`` applies to proxies taken from the environment, as with aiohttp's ``trust_env``.
 
 It knows nothing of Airflow.
 """
@@ -21,28 +29,34 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import os
 import platform
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from ssl import SSLContext
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.request import proxy_bypass
 
 import aiohttp
 import msgspec
 from aiohttp import BasicAuth, ClientSession
 
-from . import retry as retry_module
-from .errors import SlackAuditLogsApiError
-from .ratelimit import RateLimiter, shared_rate_limiter
+from .errors import SlackAuditLogsApiError, SlackAuditLogsConfigError, classify_exception, hint
+from .ratelimit import PRIORITIES, Priority, RateLimiter, WaitExceedsBudget, shared_rate_limiter
+from .redaction import contains_secret, redact_text, redact_url, scrub_exception
 from .response import AuditLogsResponse
 from .retry import (
+    MAX_GARBLED_PAGE_RETRIES,
+    AsyncRetryHandler,
     AsyncRetryHandlerProtocol,
     HttpRequest,
     HttpResponse,
+    RetryBudget,
     RetryState,
+    Sleep,
     default_retry_handlers,
     retry_after_seconds,
 )
@@ -51,9 +65,21 @@ MAX_LIMIT = 9999
 MAX_ACTIONS = 30
 # A runaway handler list must not loop forever (slack_sdk has the same cap).
 MAX_ATTEMPTS = 100
-# A 2xx body that is not a page is asked for again this many times, after 0.5 s, 1 s, 2 s.
-MAX_GARBLED_PAGE_RETRIES = 3
-GARBLED_PAGE_BACKOFF = 0.5
+#: The default of ``max_retry_wait``: seconds one request may wait in all.
+DEFAULT_MAX_RETRY_WAIT = 300.0
+#: Pages in a row that do not move older before :meth:`AsyncAuditLogsClient.pages` gives up.
+MAX_STALLED_PAGES = 3
+
+
+def page_cap(oldest: int | None, latest: int | None) -> int | None:
+    """The most pages a complete read of ``[oldest, latest]`` can take, or ``None`` if unbounded.
+
+    A page never ends inside a second (``limit`` is optimistic), so each page but the last moves
+    at least one second older: a window of N seconds holds at most N + 1 pages.
+    """
+    if oldest is None or latest is None:
+        return None
+    return max(0, latest - oldest + 1) + 1
 
 
 def get_user_agent(prefix: str | None = None, suffix: str | None = None) -> str:
@@ -116,7 +142,14 @@ class AsyncAuditLogsClient:
         retry_handlers: handlers with slack_sdk's protocol; default :func:`default_retry_handlers`.
         requests_per_minute: pace calls to this rate, sharing the budget with every client of the
             same org in this process (see :mod:`.ratelimit`). ``None`` (default) does not pace.
-        allow_insecure_http: allow sending the token over plain http to a non-loopback host.
+        allow_insecure_http: allow sending the token over plain http to a non-loopback host (or
+            through a plain-http proxy on one).
+        max_retry_wait: seconds one request may spend waiting in all (back-offs, Retry-After,
+            rate pacing); the one budget every handler draws from.
+        sleep: the coroutine retry waits use (default: :func:`.retry.default_sleep`, looked up at
+            each wait); ``clock``: the monotonic clock that measures foreign handlers' waits.
+        priority: ``live`` (default) or ``backfill``: in the shared limiter live requests go first
+            (see :func:`.ratelimit.infer_priority`).
     """
 
     BASE_URL = "https://api.slack.com/audit/v1/"
@@ -152,9 +185,24 @@ class AsyncAuditLogsClient:
         *,
         requests_per_minute: float | None = None,
         allow_insecure_http: bool = False,
+        max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT,
+        sleep: Sleep | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        priority: Priority = "live",
     ) -> None:
         if not isinstance(token, str) or not token.strip():
             raise ValueError("token is empty: pass an org owner's user token (xoxp-...)")
+        if priority not in PRIORITIES:
+            raise SlackAuditLogsConfigError(
+                f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}", field="priority"
+            )
+        if isinstance(max_retry_wait, bool) or not (
+            isinstance(max_retry_wait, int | float) and 0 <= max_retry_wait < math.inf
+        ):
+            raise SlackAuditLogsConfigError(
+                f"max_retry_wait must be a number of seconds >= 0, got {max_retry_wait!r}",
+                field="max_retry_wait",
+            )
         self.token = token
         self.timeout = timeout
         self.ssl = ssl
@@ -170,6 +218,10 @@ class AsyncAuditLogsClient:
             list(retry_handlers) if retry_handlers is not None else list(default_retry_handlers())
         )
         self.allow_insecure_http = allow_insecure_http
+        self.max_retry_wait = float(max_retry_wait)
+        self.sleep = sleep
+        self.clock = clock
+        self.priority: Priority = priority
         # Counters for callers' logs and benchmarks: HTTP requests sent, seconds spent waiting
         # (rate limiter slots and retry back-offs).
         self.request_count = 0
@@ -177,13 +229,18 @@ class AsyncAuditLogsClient:
         self.rate_limiter = (
             shared_rate_limiter(self.base_url, token, requests_per_minute) if requests_per_minute else None
         )
-        if self.proxy is None or not self.proxy.strip():
+        # A proxy from the environment honours NO_PROXY, as aiohttp's trust_env does; one passed
+        # explicitly is used for every request.
+        self._proxy_from_env = self.proxy is None or not self.proxy.strip()
+        if self._proxy_from_env:
             self.proxy = load_http_proxy_from_env(self.logger)
         self._check_transport(self.base_url)
+        self._check_proxy()
 
     def __repr__(self) -> str:
         # The default repr would be harmless, but a repr is where secrets leak first.
-        return f"<AsyncAuditLogsClient base_url={self.base_url!r}>"
+        proxy = f" proxy={redact_url(self.proxy)!r}" if self.proxy else ""
+        return f"<AsyncAuditLogsClient base_url={self.base_url!r}{proxy}>"
 
     async def schemas(
         self, *, query_params: dict[str, Any] | None = None, headers: dict[str, str] | None = None
@@ -244,6 +301,7 @@ class AsyncAuditLogsClient:
         entity: str | None = None,
         additional_query_params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        max_pages: int | None = None,
     ) -> AsyncIterator[AuditLogsResponse]:
         """Every page of a query, following ``next_cursor`` until it is ``""``.
 
@@ -252,7 +310,18 @@ class AsyncAuditLogsClient:
         (``kind == "cursor"`` for an expired cursor: restart the query), and a page with a garbled
         body raises a transient ``invalid_response`` error. Use ``response.raw_page()`` for the
         entries' raw bytes, or ``response.typed_body`` for models.
+
+        The iteration always ends: :data:`MAX_STALLED_PAGES` pages in a row that do not move the
+        read older (the same cursor again, or no entry older than, or new at, the oldest second
+        read so far) raise a transient ``pagination_stalled`` error, and more
+        than ``max_pages`` pages (default :func:`page_cap` of oldest/latest) a transient
+        ``too_many_pages`` one.
         """
+        if max_pages is not None and (isinstance(max_pages, bool) or not isinstance(max_pages, int)):
+            raise TypeError(f"max_pages must be an int, got {type(max_pages).__name__}")
+        if max_pages is not None and max_pages < 1:
+            raise ValueError(f"max_pages must be >= 1, got {max_pages}")
+        cap = max_pages if max_pages is not None else page_cap(oldest, latest)
         # Validate once up front so a bad argument fails before the first request.
         base = build_logs_params(
             latest=latest,
@@ -267,54 +336,36 @@ class AsyncAuditLogsClient:
         # the iteration: a new connection per page costs a TLS handshake each against Slack.
         own_session = self._new_session() if self.session is None or self.session.closed else None
         cursor: str | None = None
-        seen_cursors: set[str] = set()
+        progress = _PageProgress()
+        pages = 0
         try:
             while True:
                 params = dict(base) if cursor is None else {**base, "cursor": cursor}
-                response, next_cursor = await self._fetch_page(params, headers, own_session)
+                response = await self._api_call(
+                    path="logs", query_params=params, headers=headers, session=own_session, page=True
+                )
+                next_cursor = response.next_cursor  # validates status and body
+                pages += 1
+                stalled = progress.record(cursor, next_cursor, response)
                 yield response
                 if not next_cursor:
                     return
-                if next_cursor in seen_cursors:
-                    # A server that hands back a cursor twice would make this loop forever.
-                    raise RuntimeError(f"the API returned the cursor {next_cursor[:16]}... twice; stopping")
-                seen_cursors.add(next_cursor)
+                if stalled >= MAX_STALLED_PAGES:
+                    raise _paging_error(
+                        "pagination_stalled",
+                        f"{stalled} pages in a row did not move older (the same cursor, or no entry "
+                        "older than, or new at, the oldest second read so far)",
+                    )
+                if cap is not None and pages >= cap:
+                    raise _paging_error(
+                        "too_many_pages",
+                        f"the query [{oldest}, {latest}] returned {pages} pages and still had a next "
+                        f"cursor, more than its window can hold ({cap})",
+                    )
                 cursor = next_cursor
         finally:
             if own_session is not None:
                 await own_session.close()
-
-    async def _fetch_page(
-        self, params: dict[str, Any], headers: dict[str, str] | None, session: ClientSession | None
-    ) -> tuple[AuditLogsResponse, str]:
-        """One page and its next cursor; a 2xx body that is not a page is requested again.
-
-        Such a body (a proxy's HTML page, an empty body, an entry without ``id``) says nothing about
-        the query, so asking again for the same page is the cheapest repair; the retry handlers never
-        see it because its status is 2xx.
-        """
-        requests, waited = 0, 0.0
-        for attempt in range(MAX_GARBLED_PAGE_RETRIES + 1):
-            response = await self._api_call(
-                path="logs", query_params=params, headers=headers, session=session
-            )
-            requests += response.requests
-            waited += response.wait_seconds
-            try:
-                next_cursor = response.next_cursor  # validates status and body
-                response.requests, response.wait_seconds = requests, waited
-                return response, next_cursor
-            except SlackAuditLogsApiError as error:
-                if error.error != "invalid_response" or attempt == MAX_GARBLED_PAGE_RETRIES:
-                    raise
-                delay = GARBLED_PAGE_BACKOFF * 2**attempt
-                self.logger.warning("%s; asking for the same page again in %.1f s", error.message, delay)
-                started = time.monotonic()
-                await retry_module._sleep(delay)
-                slept = time.monotonic() - started
-                self.wait_seconds += slept
-                waited += slept
-        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def api_call(
         self,
@@ -329,7 +380,9 @@ class AsyncAuditLogsClient:
 
         Like slack_sdk, any HTTP status is returned once retries are spent (call
         ``response.validate()`` to raise), and a connection error that no handler retries
-        propagates as aiohttp raised it.
+        propagates as aiohttp raised it, scrubbed of the token. Two exceptions: a redirect (3xx)
+        raises a permanent ``redirected`` error (it is never followed), and a request that cannot
+        get a rate-limiter slot within its budget raises a transient ``retry_budget_exhausted``.
         """
         return await self._api_call(
             http_verb=http_verb,
@@ -348,10 +401,15 @@ class AsyncAuditLogsClient:
         body_params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         session: ClientSession | None = None,
+        page: bool = False,
     ) -> AuditLogsResponse:
-        """:meth:`api_call` on ``session`` when given (left open), else as the constructor decided."""
+        """:meth:`api_call` on ``session`` when given (left open), else as the constructor decided.
+
+        ``page``: a 2xx answer must also be a good page; a garbled one is offered to the handlers.
+        """
         url = f"{self.base_url}{path.lstrip('/')}"
         self._check_transport(url)
+        self._check_proxy()
         request_headers = {
             "Content-Type": "application/json;charset=utf-8",
             "Authorization": f"Bearer {self.token}",
@@ -369,7 +427,7 @@ class AsyncAuditLogsClient:
         assert session is not None
         try:
             return await self._send_with_retries(
-                session, http_verb, url, params, data, request_headers, retry_request
+                session, http_verb, url, params, data, request_headers, retry_request, page=page
             )
         finally:
             if own_session:
@@ -384,47 +442,143 @@ class AsyncAuditLogsClient:
         data: bytes | None,
         headers: dict[str, str],
         retry_request: HttpRequest,
+        *,
+        page: bool,
     ) -> AuditLogsResponse:
-        state = RetryState(custom_values={})
-        requests, waited = 0, 0.0
+        budget = RetryBudget(self.max_retry_wait)
+        state = RetryState(custom_values={}, budget=budget, sleep=self.sleep)
+        requests = 0
         for _attempt in range(MAX_ATTEMPTS):
             state.next_attempt_requested = False
-            if self.rate_limiter is not None:
-                paced = await self.rate_limiter.acquire()
-                self.wait_seconds += paced
-                waited += paced
+            await self._pace(budget, url)
             self.request_count += 1
             requests += 1
             self._debug_request(http_verb, url, params, headers)
             try:
                 response = await self._send(session, http_verb, url, params, data, headers)
             except Exception as error:
-                retried, slept = await self._ask_handlers(state, retry_request, None, error)
-                waited += slept
-                if not retried:
-                    raise
+                scrub_exception(error, self._secrets())
+                if not await self._ask_handlers(state, retry_request, None, error):
+                    self._raise_clean(error)
                 continue
             self._debug_response(response)
             response.requests = requests
-            if response.ok:
-                response.wait_seconds = waited
+            response.wait_seconds = budget.spent
+            if 300 <= response.status_code < 400:
+                raise _redirect_error(response)
+            problem = _page_problem(response) if page and response.ok else None
+            if response.ok and problem is None:
+                if self.rate_limiter is not None:
+                    self.rate_limiter.succeeded()
                 return response
-            if response.status_code == 429 and self.rate_limiter is not None:
-                self.rate_limiter.pause(retry_after_seconds(response.headers) or 1.0)
+            if response.status_code == 429 and not self._may_wait_for(response, budget):
+                return response
+            if problem is not None and problem.kind != "transient":
+                return response  # a 2xx `ok: false` with a permanent code: the caller's validate() raises
             view = HttpResponse(
                 status_code=response.status_code,
                 headers={k: str(v) for k, v in response.headers.items()},
                 body=response.body,
                 data=response.content,
             )
-            retried, slept = await self._ask_handlers(state, retry_request, view, None)
-            waited += slept
-            if not retried:
-                response.wait_seconds = waited
+            if not await self._ask_handlers(state, retry_request, view, problem):
                 return response
         raise RuntimeError(
             f"gave up after {MAX_ATTEMPTS} attempts of {http_verb} {url}: check the retry handlers"
         )
+
+    async def _pace(self, budget: RetryBudget, url: str) -> None:
+        """Wait for the shared limiter's slot, drawing from the request's budget."""
+        if self.rate_limiter is None:
+            return
+        try:
+            paced = await self.rate_limiter.acquire(self.priority, max_wait=budget.remaining)
+        except WaitExceedsBudget as exceeded:
+            raise SlackAuditLogsApiError(
+                f"Audit Logs API request to {_path(url)} not sent: {exceeded}: "
+                f"{hint('retry_budget_exhausted')}",
+                error="retry_budget_exhausted",
+                kind="transient",
+            ) from None
+        budget.charge(paced)
+        self.wait_seconds += paced
+
+    def _may_wait_for(self, response: AuditLogsResponse, budget: RetryBudget) -> bool:
+        """Tell the limiter about a 429; whether its Retry-After still fits the request's budget.
+
+        The shared pause is capped (``MAX_SHARED_PAUSE``): one huge Retry-After fails this request
+        at once (transient: Airflow's retry comes back later) and holds the org's other ingests
+        in this process no longer than the cap.
+        """
+        retry_after = retry_after_seconds(response.headers)
+        if self.rate_limiter is not None:
+            self.rate_limiter.rate_limited()
+            self.rate_limiter.pause(retry_after if retry_after is not None else 1.0)
+        if retry_after is not None and not budget.allows(retry_after):
+            self.logger.warning(
+                "HTTP 429 from %s asks to wait %s s but the request has %.1f s of its retry budget "
+                "(max_retry_wait) left: failing it now",
+                _path(response.url),
+                retry_after,
+                budget.remaining,
+            )
+            return False
+        return True
+
+    async def _ask_handlers(
+        self,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None,
+        error: Exception | None,
+    ) -> bool:
+        """Let the first handler that accepts prepare the next attempt; whether one did.
+
+        Our handlers charge their planned waits to ``state.budget``; a foreign one (slack_sdk's) is
+        charged the time it took, and is no longer asked once the budget is spent.
+        """
+        budget = state.budget
+        assert budget is not None
+        for handler in self.retry_handlers:
+            if budget.remaining <= 0 and not isinstance(handler, AsyncRetryHandler):
+                continue
+            if await handler.can_retry_async(state=state, request=request, response=response, error=error):
+                what = f"HTTP {response.status_code}" if response is not None else type(error).__name__
+                if error is not None and response is not None:
+                    what = f"HTTP {response.status_code} ({getattr(error, 'error', None) or 'bad body'})"
+                self.logger.info(
+                    "Retrying %s %s after %s (%s)",
+                    request.method,
+                    _path(request.url),
+                    what,
+                    type(handler).__name__,
+                )
+                spent, started = budget.spent, self.clock()
+                await handler.prepare_for_next_attempt_async(
+                    state=state, request=request, response=response, error=error
+                )
+                if budget.spent == spent:  # a foreign handler: charge what it slept
+                    budget.charge(self.clock() - started)
+                self.wait_seconds += budget.spent - spent
+                return state.next_attempt_requested
+        return False
+
+    def _secrets(self) -> list[str]:
+        secrets = [self.token]
+        password = _url_password(self.proxy) if self.proxy else None
+        if password:
+            secrets.append(password)
+        return secrets
+
+    def _raise_clean(self, error: Exception) -> None:
+        """Re-raise ``error`` (already scrubbed); if a secret survived, raise a clean copy instead."""
+        secrets = self._secrets()
+        if not contains_secret(error, secrets):
+            raise error
+        kind = classify_exception(error) or "transient"
+        raise SlackAuditLogsApiError(
+            f"{type(error).__name__}: {redact_text(str(error), secrets)}", kind=kind
+        ) from None
 
     async def _send(
         self,
@@ -435,6 +589,7 @@ class AsyncAuditLogsClient:
         data: bytes | None,
         headers: dict[str, str],
     ) -> AuditLogsResponse:
+        proxy, proxy_auth = self._proxy_for(url)
         async with session.request(
             http_verb,
             url,
@@ -442,40 +597,15 @@ class AsyncAuditLogsClient:
             data=data,
             headers=headers,
             ssl=self.ssl if self.ssl is not None else True,
-            proxy=self.proxy,
+            proxy=proxy,
+            proxy_auth=proxy_auth,
             timeout=aiohttp.ClientTimeout(total=self.timeout),
+            allow_redirects=False,
         ) as res:
             body = await res.read()
             return AuditLogsResponse(
                 url=str(res.url), status_code=res.status, raw_body=body, headers=res.headers
             )
-
-    async def _ask_handlers(
-        self,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None,
-        error: Exception | None,
-    ) -> tuple[bool, float]:
-        """Let the first handler that accepts prepare the next attempt: (whether one did, seconds waited)."""
-        for handler in self.retry_handlers:
-            if await handler.can_retry_async(state=state, request=request, response=response, error=error):
-                what = f"HTTP {response.status_code}" if response is not None else type(error).__name__
-                self.logger.info(
-                    "Retrying %s %s after %s (%s)",
-                    request.method,
-                    request.url.split("?")[0],
-                    what,
-                    type(handler).__name__,
-                )
-                started = time.monotonic()
-                await handler.prepare_for_next_attempt_async(
-                    state=state, request=request, response=response, error=error
-                )
-                slept = time.monotonic() - started
-                self.wait_seconds += slept
-                return state.next_attempt_requested, slept
-        return False, 0.0
 
     def _new_session(self) -> ClientSession:
         return aiohttp.ClientSession(
@@ -496,6 +626,55 @@ class AsyncAuditLogsClient:
                 "allow_insecure_http=True if you really mean it (plain http is allowed for loopback hosts)"
             )
 
+    def _check_proxy(self) -> None:
+        """The proxy is a URL, and no secret crosses the network in clear on the way to it."""
+        if not self.proxy:
+            return
+        shown = redact_url(self.proxy)
+        try:
+            parts = urlsplit(self.proxy)
+            host = parts.hostname
+        except ValueError:
+            raise SlackAuditLogsConfigError(f"proxy is not a URL: {shown!r}", field="proxy") from None
+        if parts.scheme not in ("http", "https") or not host:
+            raise SlackAuditLogsConfigError(
+                f"proxy must be an http:// or https:// URL with a host, got {shown!r}", field="proxy"
+            )
+        if parts.scheme != "http" or self.allow_insecure_http or is_loopback_host(host):
+            return
+        # Through a plain-http proxy an https request travels in a CONNECT tunnel (TLS end to end),
+        # so the token stays encrypted; what would cross in clear is the proxy's own credentials,
+        # or the whole request when the API URL itself is plain http.
+        carries = []
+        if parts.username is not None or parts.password is not None:
+            carries.append("the proxy's credentials")
+        if urlsplit(self.base_url).scheme == "http":
+            carries.append("the token (the base_url is plain http)")
+        if carries:
+            raise SlackAuditLogsConfigError(
+                f"refusing plain http to the proxy {shown}: {' and '.join(carries)} would cross the "
+                "network in clear. Use an https:// proxy, or pass allow_insecure_http=True if you "
+                "really mean it (plain http is allowed for loopback proxies)",
+                field="proxy",
+            )
+
+    def _proxy_for(self, url: str) -> tuple[str | None, BasicAuth | None]:
+        """The proxy for ``url`` without its credentials, and those as basic auth.
+
+        NO_PROXY/no_proxy exempts hosts from a proxy taken from the environment.
+        """
+        if not self.proxy:
+            return None, None
+        target = urlsplit(url)
+        if self._proxy_from_env and target.hostname and _bypassed(target.hostname, target.port):
+            return None, None
+        parts = urlsplit(self.proxy)
+        if parts.username is None and parts.password is None:
+            return self.proxy, None
+        netloc = parts.netloc.rpartition("@")[2]
+        bare = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        return bare, BasicAuth(unquote(parts.username or ""), unquote(parts.password or ""))
+
     def _debug_request(
         self, verb: str, url: str, params: Mapping[str, str], headers: Mapping[str, str]
     ) -> None:
@@ -510,6 +689,76 @@ class AsyncAuditLogsClient:
             self.logger.debug(
                 "Received HTTP %s from %s: %s", response.status_code, response.url.split("?")[0], body
             )
+
+
+class _PageProgress:
+    """Whether each page moves the read older; counts the pages in a row that do not.
+
+    The frontier is the oldest second read so far and the ids read at it (bounded by one second's
+    entries). A page moves on when it reaches past the frontier: an entry older than it, or a new
+    id at it. Repeated pages, a cursor handed back, or two cursors in turn never do.
+    """
+
+    def __init__(self) -> None:
+        self.stalled = 0
+        self._second: int | None = None
+        self._ids: set[str] = set()
+
+    def record(self, cursor: str | None, next_cursor: str, response: AuditLogsResponse) -> int:
+        moved = False
+        for entry in response.raw_page().entries:
+            if self._second is None or entry.date_create < self._second:
+                self._second, self._ids = entry.date_create, {entry.id}
+                moved = True
+            elif entry.date_create == self._second and entry.id not in self._ids:
+                self._ids.add(entry.id)
+                moved = True
+        self.stalled = 0 if moved and next_cursor != cursor else self.stalled + 1
+        return self.stalled
+
+
+def _paging_error(code: str, detail: str) -> SlackAuditLogsApiError:
+    return SlackAuditLogsApiError(
+        f"Audit Logs pagination stopped: {detail}: {hint(code)}", error=code, kind="transient"
+    )
+
+
+def _page_problem(response: AuditLogsResponse) -> SlackAuditLogsApiError | None:
+    """Why a 2xx answer is not a good page (garbled, or `ok: false`), or ``None``."""
+    try:
+        response.raw_page()
+    except SlackAuditLogsApiError as problem:
+        return problem
+    return None
+
+
+def _redirect_error(response: AuditLogsResponse) -> SlackAuditLogsApiError:
+    location = str(response.headers.get("Location", "")).split("?", 1)[0]
+    target = f" to {redact_url(location)!r}" if location else ""
+    return SlackAuditLogsApiError(
+        f"Audit Logs API request to {_path(response.url)} was answered with HTTP "
+        f"{response.status_code}, a redirect{target}; it was not followed: {hint('redirected')}",
+        response,
+        error="redirected",
+        kind="permanent",
+    )
+
+
+def _path(url: str) -> str:
+    return url.split("?", 1)[0]
+
+
+def _url_password(url: str) -> str | None:
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return None
+    return unquote(password) if password else None
+
+
+def _bypassed(host: str, port: int | None) -> bool:
+    """Whether NO_PROXY/no_proxy exempts ``host``: urllib's rules, the ones aiohttp's trust_env uses."""
+    return bool(proxy_bypass(host if port is None else f"{host}:{port}"))
 
 
 def build_logs_params(
@@ -586,4 +835,14 @@ def _query_value(value: Any) -> str:
     return str(value)
 
 
-__all__ = ["AsyncAuditLogsClient", "build_logs_params", "get_user_agent", "is_loopback_host", "join_actions"]
+__all__ = [
+    "DEFAULT_MAX_RETRY_WAIT",
+    "MAX_GARBLED_PAGE_RETRIES",
+    "MAX_STALLED_PAGES",
+    "AsyncAuditLogsClient",
+    "build_logs_params",
+    "get_user_agent",
+    "is_loopback_host",
+    "join_actions",
+    "page_cap",
+]

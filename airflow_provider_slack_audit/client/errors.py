@@ -44,6 +44,14 @@ _HINTS: dict[str, str] = {
     "rate_limited": "the org-wide budget (about 50 requests/minute) is spent: wait for Retry-After",
     "ratelimited": "the org-wide budget (about 50 requests/minute) is spent: wait for Retry-After",
     "invalid_response": "the server answered with a body that is not an Audit Logs page",
+    "redirected": "the Audit Logs API never redirects: check the connection's base_url and proxy (a "
+    "redirect usually means a captive portal, a login page or a wrong host)",
+    "pagination_stalled": "the API kept returning pages that do not move older (a server or proxy "
+    "fault); the next try re-reads the interval",
+    "too_many_pages": "the query returned more pages than its window can hold; the next try re-reads "
+    "the interval",
+    "retry_budget_exhausted": "the request used up its retry budget (max_retry_wait); Airflow's next "
+    "try comes back later",
 }
 
 _PERMANENT_CODES = frozenset(
@@ -62,7 +70,16 @@ _PERMANENT_CODES = frozenset(
         "method_not_allowed",
     }
 )
-_TRANSIENT_CODES = frozenset({"rate_limited", "ratelimited", "invalid_response"})
+_TRANSIENT_CODES = frozenset(
+    {
+        "rate_limited",
+        "ratelimited",
+        "invalid_response",
+        "pagination_stalled",
+        "too_many_pages",
+        "retry_budget_exhausted",
+    }
+)
 _TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
 
@@ -71,13 +88,17 @@ def classify(status_code: int | None, error: str | None) -> ErrorKind:
 
     The status wins for 5xx and 429 (a proxy's 502 may carry any body); the Slack error code decides
     for the rest; an unknown 4xx is permanent, because repeating a request the server refused
-    only spends the org-wide rate budget.
+    only spends the org-wide rate budget. A 2xx body with ``ok: false`` (a gateway answering for
+    the API) is an error too: a documented permanent code stays permanent, any other code is
+    transient, because a gateway's complaint says nothing about the query.
     """
     if error == "invalid_cursor":
         return "cursor"
     if status_code is not None and (status_code >= 500 or status_code in _TRANSIENT_STATUSES):
         return "transient"
     if error in _TRANSIENT_CODES:
+        return "transient"
+    if status_code is not None and 200 <= status_code < 300 and error not in _PERMANENT_CODES:
         return "transient"
     return "permanent"
 
@@ -118,14 +139,30 @@ class SlackAuditLogsApiError(Exception):
         return str(self.args[0])
 
 
+class SlackAuditLogsConfigError(ValueError):
+    """A setting (a connection extra, a client argument) is invalid: always permanent.
+
+    The message names the field, the value and what is allowed; retrying cannot fix it.
+    """
+
+    kind: ErrorKind = "permanent"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def classify_exception(exc: BaseException) -> ErrorKind | None:
     """The kind of any exception an Audit Logs call can raise, or ``None`` when it is not ours.
 
     Connection failures, timeouts and storage ``OSError`` are transient: the same work may succeed
-    on the next try. Argument errors (``ValueError``/``TypeError``) are permanent.
+    on the next try. Argument and configuration errors (``ValueError``/``TypeError``,
+    :class:`SlackAuditLogsConfigError`) are permanent.
     """
     if isinstance(exc, SlackAuditLogsApiError):
         return exc.kind
+    if isinstance(exc, SlackAuditLogsConfigError):
+        return "permanent"
     if isinstance(exc, aiohttp.ClientError | asyncio.TimeoutError | TimeoutError | OSError):
         return "transient"
     if isinstance(exc, ValueError | TypeError):
@@ -133,4 +170,11 @@ def classify_exception(exc: BaseException) -> ErrorKind | None:
     return None
 
 
-__all__ = ["ErrorKind", "SlackAuditLogsApiError", "classify", "classify_exception", "hint"]
+__all__ = [
+    "ErrorKind",
+    "SlackAuditLogsApiError",
+    "SlackAuditLogsConfigError",
+    "classify",
+    "classify_exception",
+    "hint",
+]

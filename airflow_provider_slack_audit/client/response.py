@@ -48,6 +48,11 @@ class _PageKeys(msgspec.Struct, gc=False):
     entries: list[_EntryKey]
 
 
+class _OkProbe(msgspec.Struct):
+    ok: Any = None
+
+
+_ok_decoder = msgspec.json.Decoder(_OkProbe)
 _page_decoder = msgspec.json.Decoder(_Page)
 _key_decoder = msgspec.json.Decoder(_EntryKey)
 _keys_decoder = msgspec.json.Decoder(_PageKeys)
@@ -131,14 +136,31 @@ class AuditLogsResponse:
         return code if isinstance(code, str) else None
 
     def validate(self) -> AuditLogsResponse:
-        """Return self for a 2xx response; raise :class:`SlackAuditLogsApiError` otherwise."""
-        if self.ok:
+        """Return self for a 2xx success; raise :class:`SlackAuditLogsApiError` otherwise.
+
+        A 2xx body with ``ok: false`` (a proxy or gateway answering in the API's place) is an error
+        too, never an empty page: a documented permanent code stays permanent, any other code is
+        transient (see :func:`~.errors.classify`).
+        """
+        if self.ok and not self._says_not_ok:
             return self
         code = self.error
         advice = hint(code)
         what = f"error {code!r}" if code else "no Slack error code (body is not a JSON error)"
-        message = f"Audit Logs API returned HTTP {self.status_code} with {what} for {_path(self.url)}"
+        status = f"HTTP {self.status_code}" + (" (ok: false)" if self.ok else "")
+        message = f"Audit Logs API returned {status} with {what} for {_path(self.url)}"
         raise SlackAuditLogsApiError(f"{message}: {advice}" if advice else message, self, error=code)
+
+    @property
+    def _says_not_ok(self) -> bool:
+        # Success bodies carry no `ok`; only a body that says `"ok": false` is an error. The probe
+        # struct skips every other field without building objects, so a big page costs one scan.
+        if b'"ok"' not in self.content:
+            return False
+        try:
+            return _ok_decoder.decode(self.content).ok is False
+        except msgspec.DecodeError:
+            return False
 
     def raw_page(self) -> RawPage:
         """The page's entries as raw bytes plus their ``id`` and ``date_create``, and the next cursor.

@@ -7,34 +7,103 @@ listing them and the client asks each in turn. slack_sdk's own handler objects
 work unchanged: the client only calls those two methods and reads nothing else from them.
 
 The built-in handlers add what a long backfill needs: jittered waits, 5xx retries, timeouts
-counted as connection errors, and a total-wait budget per call so a broken API fails the task
-(which Airflow retries later) instead of hanging it.
+counted as connection errors, garbled 2xx bodies asked for again, and ONE wait budget per request
+(:class:`RetryBudget`, carried by the :class:`RetryState`): every back-off of every handler and
+every pause of the rate limiter draws from it, so a broken API fails the task (which Airflow
+retries later) instead of hanging it. A foreign handler (slack_sdk's) is charged what it slept.
+
+Waits go through the state's ``sleep`` (the client's ``sleep=`` argument), or
+:func:`default_sleep` — tests install an instant one with :func:`set_default_sleep`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import aiohttp
 
-# Indirection so tests can record waits instead of sleeping.
-_sleep = asyncio.sleep
+from .errors import SlackAuditLogsApiError
+
+#: A coroutine function that waits ``seconds`` (``asyncio.sleep`` or a test's stand-in).
+Sleep = Callable[[float], Awaitable[None]]
+
+_default_sleep: Sleep = asyncio.sleep
+
+
+def default_sleep() -> Sleep:
+    """The sleep of clients built without ``sleep=``: ``asyncio.sleep`` unless a test replaced it."""
+    return _default_sleep
+
+
+def set_default_sleep(sleep: Sleep | None) -> Sleep:
+    """Make ``sleep`` (``None``: ``asyncio.sleep``) the wait of clients built without ``sleep=``.
+
+    Returns the previous one so a fixture can put it back. For tests: clients deep inside a
+    pipeline or a trigger then retry instantly, with no private function patched.
+    """
+    global _default_sleep
+    previous, _default_sleep = _default_sleep, sleep if sleep is not None else asyncio.sleep
+    return previous
+
+
+class RetryBudget:
+    """The seconds one request may spend waiting, in all: back-offs, Retry-After and rate pacing.
+
+    One budget per request (one :meth:`AsyncAuditLogsClient.api_call`, or one page of
+    :meth:`~AsyncAuditLogsClient.pages` including its garbled-body retries), shared by every
+    handler, so a request never waits more than ``max_wait`` seconds however its failures mix.
+    """
+
+    def __init__(self, max_wait: float) -> None:
+        if not max_wait >= 0:
+            raise ValueError(f"max_wait must be >= 0 seconds, got {max_wait!r}")
+        self.max_wait = float(max_wait)
+        self.spent = 0.0
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.max_wait - self.spent)
+
+    def allows(self, seconds: float) -> bool:
+        """Whether a wait of ``seconds`` still fits."""
+        return seconds <= self.remaining
+
+    def charge(self, seconds: float) -> None:
+        self.spent += max(0.0, seconds)
 
 
 class RetryState:
-    """Shared by the handlers during one call; the same attributes as slack_sdk's ``RetryState``."""
+    """Shared by the handlers during one call; slack_sdk's ``RetryState`` attributes plus two.
+
+    ``budget`` is the request's :class:`RetryBudget` (``None``: unlimited) and ``sleep`` the wait
+    to use (``None``: :func:`default_sleep`). slack_sdk's handlers ignore both.
+    """
 
     next_attempt_requested: bool
     current_attempt: int  # zero-origin
     custom_values: dict[str, Any] | None
+    budget: RetryBudget | None
+    sleep: Sleep | None
 
-    def __init__(self, *, current_attempt: int = 0, custom_values: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        current_attempt: int = 0,
+        custom_values: dict[str, Any] | None = None,
+        budget: RetryBudget | None = None,
+        sleep: Sleep | None = None,
+    ) -> None:
         self.next_attempt_requested = False
         self.current_attempt = current_attempt
         self.custom_values = custom_values
+        self.budget = budget
+        self.sleep = sleep
 
     def increment_current_attempt(self) -> int:
         self.current_attempt += 1
@@ -138,10 +207,11 @@ class BackoffRetryIntervalCalculator(RetryIntervalCalculator):
 
 
 class AsyncRetryHandler:
-    """Base of the built-in handlers: a retry count and a total-wait budget, both per call.
+    """Base of the built-in handlers: a retry count per handler, waits drawn from the request's budget.
 
-    Each handler counts its own retries and waits (in ``state.custom_values``), so a 429 storm does
-    not use up the retries meant for dropped connections.
+    Each handler counts its own retries (in ``state.custom_values``), so a 429 storm does not use
+    up the retries meant for dropped connections. Waits draw from ``state.budget``, the one budget
+    of the request; ``max_wait_seconds`` additionally caps this handler's own share of it.
     """
 
     def __init__(
@@ -171,7 +241,10 @@ class AsyncRetryHandler:
             return False
         if not self._can_retry(response=response, error=error):
             return False
-        return self._spent(state)[1] + self._wait(state, response) <= self.max_wait_seconds
+        wait = self._wait(state, response)
+        if state.budget is not None and not state.budget.allows(wait):
+            return False
+        return self._spent(state)[1] + wait <= self.max_wait_seconds
 
     async def prepare_for_next_attempt_async(
         self,
@@ -185,7 +258,9 @@ class AsyncRetryHandler:
         retries, waited = self._spent(state)
         self._record(state, retries + 1, waited + duration)
         state.next_attempt_requested = True
-        await _sleep(duration)
+        if state.budget is not None:
+            state.budget.charge(duration)
+        await (state.sleep or default_sleep())(duration)
         state.increment_current_attempt()
 
     def _can_retry(self, *, response: HttpResponse | None, error: Exception | None) -> bool:
@@ -274,6 +349,14 @@ class AsyncRateLimitErrorRetryHandler(AsyncRetryHandler):
         )
         return base + random.uniform(0, self.jitter)
 
+    def _wait(self, state: RetryState, response: HttpResponse | None) -> float:
+        wait = super()._wait(state, response)
+        retry_after = retry_after_seconds(response.headers) if response is not None else None
+        if state.budget is not None and retry_after is not None and state.budget.allows(retry_after):
+            # The jitter alone never turns a Retry-After that fits the budget into a failure.
+            return min(wait, state.budget.remaining)
+        return wait
+
 
 class AsyncServerErrorRetryHandler(AsyncRetryHandler):
     """Retries 500/502/503/504 with exponential backoff and jitter (slack_sdk: 500 and 503 only)."""
@@ -292,24 +375,77 @@ class AsyncServerErrorRetryHandler(AsyncRetryHandler):
         return response is not None and response.status_code in self.statuses
 
 
-def retry_after_seconds(headers: Mapping[str, Any]) -> float | None:
-    """``Retry-After`` as seconds (case-insensitive lookup; a list value takes its first element)."""
+#: How often the default handlers ask again for a garbled 2xx page (after 0.5 s, 1 s, 2 s).
+MAX_GARBLED_PAGE_RETRIES = 3
+
+
+class AsyncInvalidResponseRetryHandler(AsyncRetryHandler):
+    """Asks again for a 2xx answer whose body is not a page (a proxy's HTML, an empty or cut body).
+
+    Such a body says nothing about the query, so the same request is the cheapest repair. The
+    client offers these to the handlers as ``error`` (a transient :class:`SlackAuditLogsApiError`)
+    with the 2xx ``response``; slack_sdk's handlers never retry them.
+    """
+
+    def __init__(
+        self,
+        max_retry_count: int = MAX_GARBLED_PAGE_RETRIES,
+        interval_calculator: RetryIntervalCalculator | None = None,
+        max_wait_seconds: float = 300.0,
+    ) -> None:
+        super().__init__(
+            max_retry_count,
+            interval_calculator or BackoffRetryIntervalCalculator(backoff_factor=0.5, jitter=0.0),
+            max_wait_seconds,
+        )
+
+    def _can_retry(self, *, response: HttpResponse | None, error: Exception | None) -> bool:
+        return (
+            isinstance(error, SlackAuditLogsApiError)
+            and error.kind == "transient"
+            and response is not None
+            and 200 <= response.status_code < 300
+        )
+
+
+def retry_after_seconds(headers: Mapping[str, Any], *, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds: a number, or an HTTP-date (seconds from ``now``, Unix time).
+
+    Case-insensitive lookup; a list value takes its first element. ``inf`` stays infinite (it can
+    never fit a budget); a value that is neither a number nor a date gives ``None``.
+    """
     for name, value in headers.items():
         if name.lower() == "retry-after":
-            text = value[0] if isinstance(value, list) and value else value
+            text = str(value[0] if isinstance(value, list) and value else value).strip()
             try:
-                return max(0.0, float(str(text).strip()))
+                seconds = float(text)
             except ValueError:
-                return None
+                return _seconds_until(text, time.time() if now is None else now)
+            return None if math.isnan(seconds) else max(0.0, seconds)
     return None
 
 
+def _seconds_until(http_date: str, now: float) -> float | None:
+    try:
+        when = parsedate_to_datetime(http_date)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
 def default_retry_handlers(max_wait_seconds: float = 300.0) -> list[AsyncRetryHandler]:
-    """Connection errors, 429s and 5xx, each within ``max_wait_seconds`` of waiting per call."""
+    """Connection errors, 429s, 5xx and garbled 2xx bodies.
+
+    ``max_wait_seconds`` caps each handler's share; the client's ``max_retry_wait`` is the one
+    budget of the whole request that all of them draw from.
+    """
     return [
         AsyncConnectionErrorRetryHandler(max_wait_seconds=max_wait_seconds),
         AsyncRateLimitErrorRetryHandler(max_wait_seconds=max_wait_seconds),
         AsyncServerErrorRetryHandler(max_wait_seconds=max_wait_seconds),
+        AsyncInvalidResponseRetryHandler(max_wait_seconds=max_wait_seconds),
     ]
 
 
@@ -320,7 +456,9 @@ def async_default_handlers() -> list[AsyncRetryHandler]:
 
 __all__ = [
     "CONNECTION_ERRORS",
+    "MAX_GARBLED_PAGE_RETRIES",
     "AsyncConnectionErrorRetryHandler",
+    "AsyncInvalidResponseRetryHandler",
     "AsyncRateLimitErrorRetryHandler",
     "AsyncRetryHandler",
     "AsyncRetryHandlerProtocol",
@@ -329,9 +467,13 @@ __all__ = [
     "FixedValueRetryIntervalCalculator",
     "HttpRequest",
     "HttpResponse",
+    "RetryBudget",
     "RetryIntervalCalculator",
     "RetryState",
+    "Sleep",
     "async_default_handlers",
     "default_retry_handlers",
+    "default_sleep",
     "retry_after_seconds",
+    "set_default_sleep",
 ]

@@ -10,6 +10,7 @@ import asyncio
 import math
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from airflow_provider_slack_audit import CONNECTION_FIELDS, CONNECTION_UI_FIELD_BEHAVIOUR
 from airflow_provider_slack_audit.client import (
@@ -17,7 +18,9 @@ from airflow_provider_slack_audit.client import (
     SlackAuditLogsApiError,
     default_retry_handlers,
 )
-from airflow_provider_slack_audit.client.errors import hint
+from airflow_provider_slack_audit.client.errors import SlackAuditLogsConfigError, hint
+from airflow_provider_slack_audit.client.ratelimit import Priority
+from airflow_provider_slack_audit.client.redaction import redact_text, redact_url
 from airflow_provider_slack_audit.version_compat import (
     BaseHook,
     Connection,
@@ -33,12 +36,21 @@ def _default(field: str) -> Any:
     return CONNECTION_FIELDS[field]["schema"].get("default")
 
 
+#: The ranges the hook accepts, checked when the connection is read. Slack allows about 50
+#: requests/minute per org; the upper bound leaves room for test servers.
+TIMEOUT_RANGE = (1, 600)
+MAX_RETRY_WAIT_RANGE = (0.0, 3600.0)
+REQUESTS_PER_MINUTE_RANGE = (0.1, 6000.0)
+
+
 @dataclass(frozen=True)
 class ClientOptions:
     """The client settings a connection's extra holds, parsed and checked.
 
     Extras arrive as JSON numbers from an ``AIRFLOW_CONN_*`` JSON variable but as strings from some
-    secrets backends and older UIs, so every field accepts both.
+    secrets backends and older UIs, so every field accepts both. A value out of its range raises
+    :class:`SlackAuditLogsConfigError` (permanent: a retry cannot fix a setting) naming the
+    connection, the field, the value and the allowed range.
     """
 
     base_url: str = _default("base_url")
@@ -53,11 +65,11 @@ class ClientOptions:
         """Parse a connection's extra; a bad value names the connection, the field and the fix."""
         reader = _ExtraReader(extra, conn_id)
         return cls(
-            base_url=reader.string("base_url") or cls.base_url,
-            timeout=reader.positive_int("timeout", default=cls.timeout),
-            proxy=reader.string("proxy"),
-            max_retry_wait=reader.non_negative_number("max_retry_wait", default=cls.max_retry_wait),
-            requests_per_minute=reader.optional_positive_number("requests_per_minute"),
+            base_url=reader.url("base_url", what="the API's base URL") or cls.base_url,
+            timeout=reader.whole_seconds("timeout", TIMEOUT_RANGE, default=cls.timeout),
+            proxy=reader.url("proxy", what="a proxy URL"),
+            max_retry_wait=reader.seconds("max_retry_wait", MAX_RETRY_WAIT_RANGE, default=cls.max_retry_wait),
+            requests_per_minute=reader.optional_rate("requests_per_minute", REQUESTS_PER_MINUTE_RANGE),
             allow_insecure_http=reader.boolean("allow_insecure_http", default=cls.allow_insecure_http),
         )
 
@@ -79,10 +91,12 @@ class _ExtraReader:
             value = self._extra.get(f"extra__{SlackAuditLogsHook.conn_type}__{field}")
         return None if value == "" else value
 
-    def _invalid(self, field: str, value: Any, expected: str) -> ValueError:
-        return ValueError(
-            f"Connection {self._conn_id!r}: extra {field!r} must be {expected}, got {value!r}. "
-            "Fix it in the connection (Admin > Connections, or the AIRFLOW_CONN_* JSON)."
+    def _invalid(self, field: str, value: Any, expected: str) -> SlackAuditLogsConfigError:
+        shown = redact_url(value) if isinstance(value, str) else value
+        return SlackAuditLogsConfigError(
+            f"Connection {self._conn_id!r}: extra {field!r} must be {expected}, got {shown!r}. "
+            "Fix it in the connection (Admin > Connections, or the AIRFLOW_CONN_* JSON).",
+            field=field,
         )
 
     def string(self, field: str) -> str | None:
@@ -92,6 +106,24 @@ class _ExtraReader:
         if not isinstance(value, str):
             raise self._invalid(field, value, "a string")
         return value.strip() or None
+
+    def url(self, field: str, *, what: str) -> str | None:
+        """An absolute http(s) URL with a host and no query or fragment."""
+        value = self.string(field)
+        if value is None:
+            return None
+        expected = f"{what}: an absolute http:// or https:// URL with a host and no query or fragment"
+        try:
+            parts = urlsplit(value)
+            host = parts.hostname
+            parts.port  # noqa: B018 - a port that is not a number raises here
+        except ValueError:
+            raise self._invalid(field, value, expected) from None
+        if parts.scheme.lower() not in ("http", "https") or not host or parts.query or parts.fragment:
+            raise self._invalid(field, value, expected)
+        if "?" in value or "#" in value:
+            raise self._invalid(field, value, expected)
+        return value
 
     def _number(self, field: str, value: Any, expected: str) -> float:
         if isinstance(value, bool):  # bool is an int subclass; True seconds is a typo, not a number
@@ -104,32 +136,37 @@ class _ExtraReader:
             raise self._invalid(field, value, expected)
         return number
 
-    def positive_int(self, field: str, *, default: int) -> int:
+    def whole_seconds(self, field: str, bounds: tuple[int, int], *, default: int) -> int:
         value = self._raw(field)
         if value is None:
             return default
-        expected = "a whole number of seconds > 0"
+        low, high = bounds
+        expected = f"a whole number of seconds between {low} and {high}"
         number = self._number(field, value, expected)
-        if number <= 0 or not number.is_integer():
+        if not number.is_integer() or not low <= number <= high:
             raise self._invalid(field, value, expected)
         return int(number)
 
-    def non_negative_number(self, field: str, *, default: float) -> float:
+    def seconds(self, field: str, bounds: tuple[float, float], *, default: float) -> float:
         value = self._raw(field)
         if value is None:
             return default
-        number = self._number(field, value, "a number of seconds >= 0")
-        if number < 0:
-            raise self._invalid(field, value, "a number of seconds >= 0")
+        low, high = bounds
+        expected = f"a number of seconds between {low:g} and {high:g}"
+        number = self._number(field, value, expected)
+        if not low <= number <= high:
+            raise self._invalid(field, value, expected)
         return number
 
-    def optional_positive_number(self, field: str) -> float | None:
+    def optional_rate(self, field: str, bounds: tuple[float, float]) -> float | None:
         value = self._raw(field)
         if value is None:
             return None
-        number = self._number(field, value, "a number > 0 (or empty for no client-side pacing)")
-        if number <= 0:
-            raise self._invalid(field, value, "a number > 0 (or empty for no client-side pacing)")
+        low, high = bounds
+        expected = f"a number between {low:g} and {high:g} (or empty for no client-side pacing)"
+        number = self._number(field, value, expected)
+        if not low <= number <= high:
+            raise self._invalid(field, value, expected)
         return number
 
     def boolean(self, field: str, *, default: bool) -> bool:
@@ -147,9 +184,10 @@ class SlackAuditLogsHook(BaseHook):
     """Build :class:`AsyncAuditLogsClient` instances from a ``slack_audit`` connection.
 
     The connection's password is an org owner's user token (``xoxp-…``) with the ``auditlogs:read``
-    scope; its extra may set ``base_url``, ``timeout``, ``proxy``, ``max_retry_wait`` (the total
-    seconds one request may spend waiting on 429s, 5xx and dropped connections),
-    ``requests_per_minute`` and ``allow_insecure_http``.
+    scope; its extra may set ``base_url``, ``timeout``, ``proxy``, ``max_retry_wait`` (the one
+    budget of seconds a request may spend waiting in all: 429s, 5xx, dropped connections, garbled
+    pages and rate pacing), ``requests_per_minute`` and ``allow_insecure_http``, each checked
+    against its range when the connection is read.
 
     :param slack_audit_conn_id: the connection to read.
     """
@@ -162,25 +200,32 @@ class SlackAuditLogsHook(BaseHook):
     def __init__(self, slack_audit_conn_id: str = default_conn_name) -> None:
         super().__init__()
         self.slack_audit_conn_id = slack_audit_conn_id
+        self._secrets: list[str] = []
 
-    async def get_async_client(self) -> AsyncAuditLogsClient:
+    async def get_async_client(self, priority: Priority = "live") -> AsyncAuditLogsClient:
         """A client built with Airflow's async connection API: safe on a triggerer's event loop.
 
         common-compat picks the right path per Airflow line (``aget_connection`` where it masks
         asynchronously, else the synchronous lookup in a thread), so the loop never blocks.
+        ``priority``: ``live`` or ``backfill`` (see :func:`~.client.ratelimit.infer_priority`).
         """
         conn = await get_async_connection(self.slack_audit_conn_id, hook=self)
         token = self._token(conn)
         await amask_secret(token)
-        extra = await get_async_extra_dejson(conn)
-        return self._build_client(token, ClientOptions.from_extra(extra, conn.conn_id))
+        options = ClientOptions.from_extra(await get_async_extra_dejson(conn), conn.conn_id)
+        for secret in _proxy_secrets(options):
+            await amask_secret(secret)
+        return self._build_client(token, options, priority)
 
-    def get_client(self) -> AsyncAuditLogsClient:
+    def get_client(self, priority: Priority = "live") -> AsyncAuditLogsClient:
         """A client built with the synchronous connection API, for worker code outside an event loop."""
         conn = self.get_connection(self.slack_audit_conn_id)
         token = self._token(conn)
         mask_secret(token)
-        return self._build_client(token, ClientOptions.from_extra(conn.extra_dejson, conn.conn_id))
+        options = ClientOptions.from_extra(conn.extra_dejson, conn.conn_id)
+        for secret in _proxy_secrets(options):
+            mask_secret(secret)
+        return self._build_client(token, options, priority)
 
     def get_conn(self) -> AsyncAuditLogsClient:
         """Airflow's generic accessor; the same as :meth:`get_client`."""
@@ -196,28 +241,33 @@ class SlackAuditLogsHook(BaseHook):
             client = self.get_client()
             asyncio.run(self._fetch_one_entry(client))
         except SlackAuditLogsApiError as exc:
-            return False, f"{exc.error or exc.status_code}: {hint(exc.error) or exc.message}"
+            return False, self._redact(f"{exc.error or exc.status_code}: {hint(exc.error) or exc.message}")
         except Exception as exc:
-            return False, f"{type(exc).__name__}: {exc}"
+            return False, self._redact(f"{type(exc).__name__}: {exc}")
         return True, "Authenticated: the token can read the org's audit logs."
+
+    def _redact(self, text: str) -> str:
+        """The result shown in the UI, with the token and a proxy's password taken out."""
+        return redact_text(text, self._secrets)
 
     @staticmethod
     async def _fetch_one_entry(client: AsyncAuditLogsClient) -> None:
         response = await client.logs(limit=1)
         response.validate()
 
-    @staticmethod
-    def _token(conn: Connection) -> str:
+    def _token(self, conn: Connection) -> str:
         token = conn.password
         if not token or not token.strip():
-            raise ValueError(
+            raise SlackAuditLogsConfigError(
                 f"Connection {conn.conn_id!r} has no password: set it to an org owner's user token "
-                "(xoxp-…) with the auditlogs:read scope."
+                "(xoxp-…) with the auditlogs:read scope.",
+                field="password",
             )
+        self._secrets = [str(token.strip())]
         return str(token.strip())
 
-    @staticmethod
-    def _build_client(token: str, options: ClientOptions) -> AsyncAuditLogsClient:
+    def _build_client(self, token: str, options: ClientOptions, priority: Priority) -> AsyncAuditLogsClient:
+        self._secrets = [token, *_proxy_secrets(options)]
         return AsyncAuditLogsClient(
             token,
             timeout=options.timeout,
@@ -226,6 +276,8 @@ class SlackAuditLogsHook(BaseHook):
             retry_handlers=default_retry_handlers(max_wait_seconds=options.max_retry_wait),
             requests_per_minute=options.requests_per_minute,
             allow_insecure_http=options.allow_insecure_http,
+            max_retry_wait=options.max_retry_wait,
+            priority=priority,
         )
 
     @classmethod
@@ -267,3 +319,11 @@ class SlackAuditLogsHook(BaseHook):
                 # parses both forms anyway.
                 widgets[name] = StringField(label, description=description, widget=BS3TextFieldWidget())
         return widgets
+
+
+def _proxy_secrets(options: ClientOptions) -> list[str]:
+    """The password of the proxy URL, if it has one (masked like the token)."""
+    if not options.proxy:
+        return []
+    password = urlsplit(options.proxy).password
+    return [password] if password else []

@@ -17,6 +17,7 @@ from .events import (
     default_span,
     to_unix_seconds,
 )
+from .proxy import FakeForwardProxy, ProxiedRequest
 from .server import (
     API_PREFIX,
     DEFAULT_LIMIT,
@@ -43,9 +44,11 @@ __all__ = [
     "EntryFilter",
     "EventSet",
     "FakeAuditLogsServer",
+    "FakeForwardProxy",
     "FaultKind",
     "FaultPlan",
     "ManualClock",
+    "ProxiedRequest",
     "RecordedRequest",
     "RenderedEntries",
     "UnknownActionError",

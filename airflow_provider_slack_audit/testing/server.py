@@ -8,33 +8,34 @@ and a menu of transport and payload faults — and it records every request it r
 token) so tests can assert on what a client actually sent.
 
 It knows nothing of Airflow: the client, the pipeline and the benchmarks all talk to it over HTTP.
+The fault plan, the token bucket, the cursor codec and the clock live in their own modules
+(``faults``, ``bucket``, ``cursors``, ``clock``); their names stay importable from here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import ipaddress
 import math
 import os
-import random
-import struct
 import threading
 import time
-from collections import Counter, deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from email.utils import formatdate
+from itertools import count
 from types import TracebackType
-from typing import Literal, get_args
 
 import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import MultiMapping
 
+from .bucket import TokenBucket
+from .clock import ManualClock
+from .cursors import CursorCodec
+from .errors import DENIAL_CODES, ERROR_STATUS, ApiError
 from .events import (
     ACTION_CATALOGUE,
     AUDIT_LOGS_EPOCH,
@@ -45,54 +46,12 @@ from .events import (
     default_span,
     to_unix_seconds,
 )
+from .faults import FAULT_KINDS, FaultKind, FaultPlan
 
 API_PREFIX = "/audit/v1/"
 DEFAULT_LIMIT = 200
 MAX_LIMIT = 9999
 MAX_ACTIONS = 30
-
-#: The HTTP status the API answers each error code with.
-ERROR_STATUS: dict[str, int] = {
-    "invalid_arguments": 400,
-    "invalid_range": 400,
-    "invalid_cursor": 400,
-    "invalid_action": 400,
-    "invalid_workspace": 400,
-    "missing_authentication": 401,
-    "invalid_authentication": 401,
-    "feature_not_enabled": 403,
-    "team_not_authorized": 403,
-    "user_not_authorized": 403,
-    "bad_endpoint": 404,
-    "method_not_allowed": 405,
-    "rate_limited": 429,
-    "internal_error": 500,
-    "bad_gateway": 502,
-    "service_unavailable": 503,
-    "gateway_timeout": 504,
-}
-
-#: The codes a token can be configured to be refused with (see ``denied_tokens``).
-DENIAL_CODES = frozenset(
-    {"feature_not_enabled", "team_not_authorized", "user_not_authorized", "invalid_workspace"}
-)
-
-FaultKind = Literal[
-    "http_500",
-    "http_502",
-    "http_503",
-    "http_504",
-    "drop",
-    "slow",
-    "truncated",
-    "html_200",
-    "html_502",
-    "empty_200",
-    "bad_entries",
-    "missing_id",
-    "invalid_cursor",
-]
-FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 
 _HTTP_FAULT_CODES: dict[str, str] = {
     "http_500": "internal_error",
@@ -147,186 +106,6 @@ _ACTIONS_BODY = msgspec.json.encode(
 )
 
 
-class ApiError(Exception):
-    """An error answer of the API: its code, and for ``rate_limited`` the seconds to wait."""
-
-    def __init__(self, code: str, *, retry_after: int | None = None) -> None:
-        super().__init__(code)
-        self.code = code
-        self.retry_after = retry_after
-
-    def response(self) -> web.Response:
-        """The API's error answer: ``{"ok": false, "error": code}`` with the code's status."""
-        headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else None
-        return web.Response(
-            status=ERROR_STATUS[self.code],
-            body=msgspec.json.encode({"ok": False, "error": self.code}),
-            content_type="application/json",
-            headers=headers,
-        )
-
-
-class ManualClock:
-    """A clock tests move by hand: pass it as ``clock=`` and call :meth:`advance`."""
-
-    def __init__(self, now: datetime | float) -> None:
-        self.now = float(to_unix_seconds(now)) if isinstance(now, datetime) else float(now)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        """Move the clock forward by ``seconds``."""
-        self.now += seconds
-
-
-class FaultPlan:
-    """Which ``logs`` requests fail, and how: a scripted queue first, then seeded random rates.
-
-    The script is a queue of the next ``logs`` requests' fates: ``push("http_503", count=3)`` makes
-    the next three answer 503, ``push("invalid_cursor", after=2)`` lets two through first. ``rates`` (e.g.
-    ``{"drop": 0.01}``) make every request fail with that probability, drawn from a seeded RNG so
-    that a failing run can be replayed. Faults never move anything: the server is stateless, so a
-    retried request gets exactly the page it would have got.
-    """
-
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        rates: Mapping[str, float] | None = None,
-        slow_seconds: float = 5.0,
-        truncate_at: float = 0.5,
-    ) -> None:
-        self._rng = random.Random(seed)
-        # None in the script: that request is answered normally (see `after`).
-        self._queue: deque[FaultKind | None] = deque()
-        self._rates: dict[FaultKind, float] = {}
-        for kind, rate in (rates or {}).items():
-            self.set_rate(kind, rate)
-        #: How long a ``slow`` answer waits before it is sent (make it exceed the client's timeout).
-        self.slow_seconds = slow_seconds
-        #: The share of a ``truncated`` body that is sent before the connection closes.
-        self.truncate_at = truncate_at
-        #: How many faults of each kind were injected so far.
-        self.injected: Counter[str] = Counter()
-
-    def push(self, kind: str, count: int = 1, *, after: int = 0) -> None:
-        """Script ``after`` normal answers, then ``count`` answers failing with ``kind``.
-
-        The script runs after what is already scripted; with an empty script, ``after=2`` makes the
-        third ``logs`` request from now fail.
-        """
-        if count < 1 or after < 0:
-            raise ValueError(f"push needs count >= 1 and after >= 0, got count={count}, after={after}")
-        self._queue.extend([None] * after + [_fault_kind(kind)] * count)
-
-    def set_rate(self, kind: str, rate: float) -> None:
-        """Make each ``logs`` request fail with ``kind`` with probability ``rate`` (0 turns it off)."""
-        if not 0.0 <= rate <= 1.0:
-            raise ValueError(f"the rate of {kind} is a probability: pass a value between 0 and 1, not {rate}")
-        self._rates[_fault_kind(kind)] = rate
-        if sum(self._rates.values()) > 1.0:
-            raise ValueError(f"fault rates add up to more than 1: {self._rates}")
-
-    def clear(self) -> None:
-        """Drop the queued faults and the rates."""
-        self._queue.clear()
-        self._rates.clear()
-
-    @property
-    def pending(self) -> int:
-        """How many scripted faults have not struck yet."""
-        return sum(kind is not None for kind in self._queue)
-
-    def next_fault(self) -> FaultKind | None:
-        """The fault the next ``logs`` request suffers, or None for a normal answer."""
-        # A scripted request (fault or normal answer) is never also subject to the random rates.
-        kind = self._queue.popleft() if self._queue else self._draw()
-        if kind is not None:
-            self.injected[kind] += 1
-        return kind
-
-    def _draw(self) -> FaultKind | None:
-        if not self._rates:
-            return None
-        draw = self._rng.random()
-        for kind, rate in self._rates.items():
-            if draw < rate:
-                return kind
-            draw -= rate
-        return None
-
-
-def _fault_kind(kind: str) -> FaultKind:
-    for known in FAULT_KINDS:
-        if kind == known:
-            return known
-    raise ValueError(f"unknown fault {kind!r}: use one of {', '.join(FAULT_KINDS)}")
-
-
-class TokenBucket:
-    """The org-wide rate limit: ``per_minute`` requests refill continuously, up to ``burst`` saved."""
-
-    def __init__(self, per_minute: float, burst: int, clock: Callable[[], float]) -> None:
-        if per_minute <= 0 or burst < 1:
-            raise ValueError(f"the rate limit needs per_minute > 0 and burst >= 1, got {per_minute}, {burst}")
-        self._per_second = per_minute / 60.0
-        self._burst = float(burst)
-        self._clock = clock
-        self._tokens = float(burst)
-        self._updated = clock()
-
-    def acquire(self) -> float:
-        """Take a token: return 0 when granted, else the seconds until one is available."""
-        now = self._clock()
-        self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._per_second)
-        self._updated = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return 0.0
-        return (1.0 - self._tokens) / self._per_second
-
-
-class CursorCodec:
-    """Opaque cursors: the position of the next entry, signed so a forged or altered one is refused.
-
-    A cursor is ``base64url(version, date_create, index, HMAC)``. It carries no query: the query of
-    each request applies as sent, and the page starts at the cursor's position.
-    """
-
-    _LAYOUT = struct.Struct(">BqI")
-    _VERSION = 1
-    _MAC_BYTES = 12
-
-    def __init__(self, secret: bytes) -> None:
-        self._secret = secret
-
-    def encode(self, date_create: int, index: int) -> str:
-        """The cursor pointing at the entry ``index`` (which happened at ``date_create``)."""
-        payload = self._LAYOUT.pack(self._VERSION, date_create, index)
-        return base64.urlsafe_b64encode(payload + self._mac(payload)).rstrip(b"=").decode()
-
-    def decode(self, cursor: str) -> tuple[int, int]:
-        """Return ``(date_create, index)``; raise ``ApiError("invalid_cursor")`` unless we signed it."""
-        try:
-            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        except ValueError:
-            raise ApiError("invalid_cursor") from None
-        payload, mac = raw[: self._LAYOUT.size], raw[self._LAYOUT.size :]
-        if len(raw) != self._LAYOUT.size + self._MAC_BYTES or not hmac.compare_digest(
-            mac, self._mac(payload)
-        ):
-            raise ApiError("invalid_cursor")
-        version, date_create, index = self._LAYOUT.unpack(payload)
-        if version != self._VERSION:
-            raise ApiError("invalid_cursor")
-        return date_create, index
-
-    def _mac(self, payload: bytes) -> bytes:
-        return hmac.new(self._secret, payload, hashlib.sha256).digest()[: self._MAC_BYTES]
-
-
 @dataclass
 class RecordedRequest:
     """One request as the server saw it. The token is never stored: only whether one was sent."""
@@ -359,6 +138,8 @@ class Page:
 
     indexes: Sequence[int]
     next_index: int | None
+    #: Makes a cursor to the same position look new (the ``fresh_cursor`` fault); 0 normally.
+    nonce: int = 0
 
 
 class FakeAuditLogsServer:
@@ -449,6 +230,7 @@ class FakeAuditLogsServer:
         )
         self._expire_cursor_uses = frozenset(expire_cursor_uses)
         self._cursors = CursorCodec(cursor_secret if cursor_secret is not None else os.urandom(32))
+        self._nonces = count(1)
         self._rendered: RenderedEntries | None = event_set.render_all() if pre_render else None
         self._requests: list[RecordedRequest] = []
         #: How many ``logs`` requests carried a cursor (``expire_cursor_uses`` counts these, from 1).
@@ -669,8 +451,19 @@ class FakeAuditLogsServer:
         request["fault"] = fault
         if fault is None:
             return self._answer_logs(request.headers.get("Authorization"), request.query)
+        if fault == "fresh_cursor":
+            return self._answer_logs(request.headers.get("Authorization"), request.query, fresh_cursor=True)
         if fault == "slow":
             await asyncio.sleep(self.faults.slow_seconds)
+        if fault in ("http_429", "http_429_date"):
+            self.rate_limited_count += 1
+            return _rate_limited(self.faults.retry_after, as_date=fault == "http_429_date")
+        if fault in ("redirect", "redirect_loop"):
+            target = request.url if fault == "redirect_loop" else request.url.with_path(API_PREFIX + "moved")
+            return web.Response(status=302, headers={"Location": str(target)})
+        if fault == "ok_false_200":
+            body = msgspec.json.encode({"ok": False, "error": self.faults.ok_false_error, "entries": []})
+            return web.Response(status=200, body=body, content_type="application/json")
         if fault in ("slow", "truncated", "missing_id"):
             # These faults damage the real answer, so compute it (auth and rate limit included).
             response = self._answer_logs(request.headers.get("Authorization"), request.query)
@@ -679,8 +472,13 @@ class FakeAuditLogsServer:
             return _without_ids(response) if fault == "missing_id" else response
         return _broken_response(request, fault)
 
-    def _answer_logs(self, authorization: str | None, params: MultiMapping[str]) -> web.Response:
-        """Answer a ``logs`` request the way the API does: a page, or an error."""
+    def _answer_logs(
+        self, authorization: str | None, params: MultiMapping[str], *, fresh_cursor: bool = False
+    ) -> web.Response:
+        """Answer a ``logs`` request the way the API does: a page, or an error.
+
+        ``fresh_cursor``: the page's next cursor is a new one pointing where the page started.
+        """
         try:
             self._authenticate(authorization)
             self._take_rate_limit_token()
@@ -690,6 +488,8 @@ class FakeAuditLogsServer:
             if error.code == "rate_limited":
                 self.rate_limited_count += 1
             return error.response()
+        if fresh_cursor and page.indexes:
+            page = Page(page.indexes, page.indexes[0], nonce=next(self._nonces))
         return web.Response(body=self._page_body(page), content_type="application/json")
 
     def _authenticate(self, authorization: str | None) -> None:
@@ -778,7 +578,7 @@ class FakeAuditLogsServer:
             cursor = b""
         else:
             date_create = self.event_set.date_create(page.next_index)
-            cursor = self._cursors.encode(date_create, page.next_index).encode()
+            cursor = self._cursors.encode(date_create, page.next_index, nonce=page.nonce).encode()
         return b"".join(
             (
                 b'{"entries":[',
@@ -822,6 +622,22 @@ def _int_param(params: MultiMapping[str], name: str, default: int, *, error: str
         raise ApiError(error) from None
 
 
+def _rate_limited(retry_after: float, *, as_date: bool) -> web.Response:
+    """A 429 asking to wait ``retry_after`` seconds, as a number or as an HTTP-date."""
+    if as_date:
+        value = formatdate(time.time() + retry_after, usegmt=True)
+    elif math.isinf(retry_after):
+        value = "inf"
+    else:
+        value = str(int(retry_after)) if float(retry_after).is_integer() else str(retry_after)
+    return web.Response(
+        status=429,
+        body=msgspec.json.encode({"ok": False, "error": "rate_limited"}),
+        content_type="application/json",
+        headers={"Retry-After": value},
+    )
+
+
 def _close_connection(request: web.Request) -> None:
     if request.transport is not None:
         request.transport.close()
@@ -857,3 +673,24 @@ def _without_ids(response: web.Response) -> web.Response:
         entry.pop("id", None)
     page["response_metadata"]["next_cursor"] = ""
     return web.Response(status=200, body=msgspec.json.encode(page), content_type="application/json")
+
+
+__all__ = [
+    "API_PREFIX",
+    "DEFAULT_LIMIT",
+    "DENIAL_CODES",
+    "ERROR_STATUS",
+    "FAULT_KINDS",
+    "MAX_ACTIONS",
+    "MAX_LIMIT",
+    "ApiError",
+    "CursorCodec",
+    "FakeAuditLogsServer",
+    "FaultKind",
+    "FaultPlan",
+    "LogsQuery",
+    "ManualClock",
+    "Page",
+    "RecordedRequest",
+    "TokenBucket",
+]

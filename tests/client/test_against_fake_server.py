@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
+from recorded_sleeps import RecordedSleeps
 
 from airflow_provider_slack_audit.client import (
     AsyncAuditLogsClient,
     AsyncRateLimitErrorRetryHandler,
     SlackAuditLogsApiError,
 )
-from airflow_provider_slack_audit.client import retry as retry_module
-from airflow_provider_slack_audit.client.async_client import MAX_GARBLED_PAGE_RETRIES
-from airflow_provider_slack_audit.testing import FakeAuditLogsServer
+from airflow_provider_slack_audit.client.retry import AsyncInvalidResponseRetryHandler
+from airflow_provider_slack_audit.testing import FakeAuditLogsServer, FaultPlan
+
+MAX_GARBLED_PAGE_RETRIES = AsyncInvalidResponseRetryHandler().max_retry_count
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 END = START + timedelta(days=1)
@@ -27,12 +30,7 @@ async def server() -> AsyncIterator[FakeAuditLogsServer]:
         yield fake
 
 
-@pytest.fixture(autouse=True)
-def no_retry_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def instant(seconds: float) -> None:
-        return None
-
-    monkeypatch.setattr(retry_module, "_sleep", instant)
+pytestmark = pytest.mark.usefixtures("instant_retries")
 
 
 async def collect_ids(client: AsyncAuditLogsClient, **query: object) -> list[str]:
@@ -147,13 +145,8 @@ async def test_a_slow_response_past_the_timeout_is_retried() -> None:
         assert set(ids) == server.expected_ids(OLDEST, LATEST)
 
 
-async def test_429s_wait_for_retry_after_and_then_succeed(monkeypatch: pytest.MonkeyPatch) -> None:
-    waits: list[float] = []
-
-    async def record(seconds: float) -> None:
-        waits.append(seconds)
-
-    monkeypatch.setattr(retry_module, "_sleep", record)
+async def test_429s_wait_for_retry_after_and_then_succeed(instant_retries: RecordedSleeps) -> None:
+    waits = instant_retries.durations
     async with FakeAuditLogsServer(
         events=200, start=START, end=END, requests_per_minute=60, rate_limit_burst=1
     ) as server:
@@ -187,3 +180,33 @@ async def test_a_page_garbled_on_every_retry_raises_a_transient_invalid_response
         await collect_ids(client, oldest=OLDEST, latest=LATEST)
     assert (info.value.error, info.value.kind) == ("invalid_response", "transient")
     assert len(server.logs_requests()) == MAX_GARBLED_PAGE_RETRIES + 1
+
+
+def data_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith((".jsonl", ".jsonl.gz"))]
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"), [("service_unavailable", "transient"), ("invalid_auth", "permanent")]
+)
+async def test_a_gateways_ok_false_200_commits_nothing_through_ingest_window(
+    tmp_path: Path, code: str, kind: str
+) -> None:
+    from airflow_provider_slack_audit.ingest import Window
+    from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
+
+    window = Window(START, START + timedelta(hours=2))
+    faults = FaultPlan(rates={"ok_false_200": 1.0}, ok_false_error=code)
+    async with FakeAuditLogsServer(events=300, start=START, end=END, faults=faults) as server:
+        spec = IngestSpec(
+            window=window,
+            interval=timedelta(hours=1),
+            destination=f"file://{tmp_path}",
+            settle_lag=timedelta(0),
+            limit=50,
+        )
+        with pytest.raises(SlackAuditLogsApiError) as info:
+            await ingest_window(AsyncAuditLogsClient("xoxp-test", base_url=server.base_url), spec)
+
+    assert (info.value.error, info.value.kind) == (code, kind)
+    assert data_files(tmp_path) == []

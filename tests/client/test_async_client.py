@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from aioresponses import CallbackResult, aioresponses
 
-from airflow_provider_slack_audit.client import AsyncAuditLogsClient, get_user_agent
+from airflow_provider_slack_audit.client import AsyncAuditLogsClient, SlackAuditLogsApiError, get_user_agent
 from airflow_provider_slack_audit.client.async_client import build_logs_params
 
 BASE = "http://127.0.0.1:9/audit/v1/"
@@ -61,12 +61,13 @@ def test_user_agent_names_python_and_this_package() -> None:
     assert re.match(r"^Python/\d+\.\d+\.\d+ airflow-provider-slack-audit/\S+ \S+/\S*$", agent)
 
 
-def test_default_retry_handlers_cover_connection_errors_rate_limits_and_server_errors() -> None:
+def test_default_retry_handlers_cover_connection_errors_rate_limits_server_errors_and_garbled_pages() -> None:
     names = {type(h).__name__ for h in AsyncAuditLogsClient("xoxp-test").retry_handlers}
     assert names == {
         "AsyncConnectionErrorRetryHandler",
         "AsyncRateLimitErrorRetryHandler",
         "AsyncServerErrorRetryHandler",
+        "AsyncInvalidResponseRetryHandler",
     }
 
 
@@ -273,12 +274,15 @@ async def test_pages_follow_the_cursor_and_resend_every_filter(client: AsyncAudi
     assert params == [common, {**common, "cursor": "c1"}, {**common, "cursor": "c2"}]
 
 
-async def test_pages_stop_when_the_server_repeats_a_cursor(client: AsyncAuditLogsClient) -> None:
+async def test_pages_stop_with_a_transient_error_when_the_server_repeats_a_cursor(
+    client: AsyncAuditLogsClient,
+) -> None:
     with aioresponses() as m:
         m.get(LOGS, payload={"entries": [], "response_metadata": {"next_cursor": "same"}}, repeat=True)
-        with pytest.raises(RuntimeError, match="twice"):
+        with pytest.raises(SlackAuditLogsApiError) as info:
             async for _ in client.pages(oldest=1, latest=2):
                 pass
+    assert (info.value.error, info.value.kind) == ("pagination_stalled", "transient")
 
 
 async def test_pages_open_one_session_for_the_whole_iteration_and_close_it(

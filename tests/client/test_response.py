@@ -151,3 +151,31 @@ def test_validate_of_an_html_502_is_transient() -> None:
         response("<html>Bad Gateway</html>", 502).validate()
     assert info.value.kind == "transient"
     assert info.value.error is None
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        ("invalid_authentication", "permanent"),
+        ("user_not_authorized", "permanent"),
+        ("invalid_cursor", "cursor"),
+        ("rate_limited", "transient"),
+        ("upstream_timeout", "transient"),  # a gateway's own code
+        (None, "transient"),
+    ],
+)
+def test_a_2xx_body_saying_ok_false_is_an_error_never_an_empty_page(code: str | None, kind: str) -> None:
+    body = {"ok": False, "entries": [], "response_metadata": {"next_cursor": ""}}
+    if code is not None:
+        body["error"] = code
+    gateway = response(json.dumps(body))
+    for view in (gateway.validate, gateway.raw_page):
+        with pytest.raises(SlackAuditLogsApiError) as info:
+            view()
+        assert (info.value.error, info.value.kind) == (code, kind)
+        assert "ok: false" in info.value.message
+
+
+def test_an_entry_mentioning_ok_false_does_not_make_a_page_an_error() -> None:
+    page = '{"entries":[{"id":"a","date_create":1,"details":{"ok":false}}],"response_metadata":{}}'
+    assert [e.id for e in response(page).raw_page().entries] == ["a"]

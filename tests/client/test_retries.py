@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 
 import aiohttp
 import pytest
 from aioresponses import aioresponses
+from recorded_sleeps import RecordedSleeps
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler as SdkAsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler as SdkRateLimitHandler,
@@ -26,7 +26,6 @@ from airflow_provider_slack_audit.client import (
     SlackAuditLogsApiError,
     default_retry_handlers,
 )
-from airflow_provider_slack_audit.client import retry as retry_module
 
 BASE = "http://127.0.0.1:9/audit/v1/"
 LOGS = re.compile(r"^http://127\.0\.0\.1:9/audit/v1/logs(\?.*)?$")
@@ -34,15 +33,9 @@ PAGE = {"entries": [{"id": "a", "date_create": 1}], "response_metadata": {"next_
 
 
 @pytest.fixture
-def waits(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
-    """Record the handlers' waits instead of sleeping through them."""
-    recorded: list[float] = []
-
-    async def fake_sleep(seconds: float) -> None:
-        recorded.append(seconds)
-
-    monkeypatch.setattr(retry_module, "_sleep", fake_sleep)
-    return recorded
+def waits(instant_retries: RecordedSleeps) -> list[float]:
+    """The handlers' waits, recorded instead of slept through."""
+    return instant_retries.durations
 
 
 def make_client(handlers: list[object] | None = None) -> AsyncAuditLogsClient:

@@ -33,6 +33,7 @@ from airflow_provider_slack_audit.client import (
 )
 from airflow_provider_slack_audit.client.retry import (
     AsyncConnectionErrorRetryHandler,
+    AsyncInvalidResponseRetryHandler,
     AsyncRateLimitErrorRetryHandler,
     AsyncRetryHandler,
     AsyncServerErrorRetryHandler,
@@ -106,6 +107,7 @@ def budget_handlers() -> list[AsyncRetryHandler]:
         AsyncConnectionErrorRetryHandler(max_retry_count=BUDGET),
         AsyncRateLimitErrorRetryHandler(max_retry_count=BUDGET),
         AsyncServerErrorRetryHandler(max_retry_count=BUDGET),
+        AsyncInvalidResponseRetryHandler(),
     ]
 
 

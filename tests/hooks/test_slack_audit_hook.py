@@ -14,6 +14,7 @@ import pytest
 from aioresponses import aioresponses
 
 from airflow_provider_slack_audit import CONNECTION_FIELDS, get_provider_info
+from airflow_provider_slack_audit.client.errors import SlackAuditLogsConfigError
 from airflow_provider_slack_audit.hooks.slack_audit import ClientOptions, SlackAuditLogsHook
 from airflow_provider_slack_audit.version_compat import redact
 
@@ -241,3 +242,78 @@ def test_connection_form_widgets_cover_every_extra() -> None:
     pytest.importorskip("flask_appbuilder", reason="Airflow 3 does not install Flask-AppBuilder")
 
     assert set(SlackAuditLogsHook.get_connection_form_widgets()) == set(CONNECTION_FIELDS)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "allowed"),
+    [
+        ("requests_per_minute", 1e-9, "between 0.1 and 6000"),
+        ("requests_per_minute", 1e9, "between 0.1 and 6000"),
+        ("timeout", 1e9, "between 1 and 600"),
+        ("max_retry_wait", 1e9, "between 0 and 3600"),
+        ("base_url", "https://api.slack.com/audit/v1/?team=T1", "no query or fragment"),
+        ("base_url", "https://api.slack.com/audit/v1/#logs", "no query or fragment"),
+        ("base_url", "https:///audit/v1/", "with a host"),
+        ("base_url", "api.slack.com/audit/v1/", "absolute http:// or https:// URL"),
+        ("proxy", "proxy.internal:3128", "a proxy URL"),
+        ("proxy", "socks5://127.0.0.1:1080", "a proxy URL"),
+        ("proxy", "http://127.0.0.1:port", "a proxy URL"),
+    ],
+)
+def test_extras_out_of_range_are_refused_naming_the_field_the_value_and_the_range(
+    field: str, value: Any, allowed: str
+) -> None:
+    from airflow_provider_slack_audit.client import classify_exception
+
+    with pytest.raises(SlackAuditLogsConfigError) as excinfo:
+        ClientOptions.from_extra({field: value}, "my_conn")
+
+    message = str(excinfo.value)
+    assert f"extra '{field}' must be" in message
+    assert allowed in message
+    assert repr(value) in message
+    assert classify_exception(excinfo.value) == "permanent"
+
+
+async def test_a_bad_extra_fails_the_trigger_path_as_permanent_before_any_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow_provider_slack_audit.triggers.slack_audit import error_payload
+
+    set_connection(monkeypatch, extra={"requests_per_minute": 1e-9})
+    with aioresponses() as mocked:
+        with pytest.raises(SlackAuditLogsConfigError) as excinfo:
+            await SlackAuditLogsHook().get_async_client()
+        assert not mocked.requests
+    payload = error_payload(excinfo.value)
+    assert payload["kind"] == "permanent"
+    assert "requests_per_minute" in payload["message"]
+
+
+def test_a_proxy_password_in_a_bad_extra_is_not_echoed() -> None:
+    with pytest.raises(SlackAuditLogsConfigError) as excinfo:
+        ClientOptions.from_extra({"proxy": "ftp://user:hunter2-secret@proxy.internal"}, "c")
+    assert "hunter2-secret" not in str(excinfo.value)
+
+
+@pytest.mark.parametrize("priority", ["live", "backfill"])
+async def test_the_hook_builds_clients_of_either_priority(
+    monkeypatch: pytest.MonkeyPatch, priority: Any
+) -> None:
+    set_connection(monkeypatch, extra={"max_retry_wait": 12})
+    sync_client = SlackAuditLogsHook().get_client(priority=priority)
+    async_client = await SlackAuditLogsHook().get_async_client(priority=priority)
+    assert sync_client.priority == async_client.priority == priority
+    assert sync_client.max_retry_wait == 12
+
+
+@pytest.mark.parametrize("port", ["9", "notaport"])
+def test_test_connection_never_shows_the_proxys_password(monkeypatch: pytest.MonkeyPatch, port: str) -> None:
+    password = "proxy-pass-0451"
+    proxy = f"http://user:{password}@127.0.0.1:{port}"
+    set_connection(monkeypatch, extra={"proxy": proxy, "max_retry_wait": 0})
+
+    ok, message = SlackAuditLogsHook().test_connection()
+
+    assert ok is False
+    assert password not in message

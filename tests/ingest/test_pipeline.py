@@ -16,7 +16,6 @@ from airflow_provider_slack_audit.client import (
     AuditLogsResponse,
     SlackAuditLogsApiError,
 )
-from airflow_provider_slack_audit.client import retry as retry_module
 from airflow_provider_slack_audit.client.async_client import MAX_GARBLED_PAGE_RETRIES
 from airflow_provider_slack_audit.client.retry import default_retry_handlers
 from airflow_provider_slack_audit.ingest import Window, read_manifest
@@ -36,12 +35,7 @@ async def server() -> AsyncIterator[FakeAuditLogsServer]:
         yield fake
 
 
-@pytest.fixture(autouse=True)
-def no_retry_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def instant(seconds: float) -> None:
-        return None
-
-    monkeypatch.setattr(retry_module, "_sleep", instant)
+pytestmark = pytest.mark.usefixtures("instant_retries")
 
 
 def client_for(server: FakeAuditLogsServer, **kwargs: object) -> AsyncAuditLogsClient:

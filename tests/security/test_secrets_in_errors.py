@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -20,7 +21,6 @@ import pytest
 from secret_scan import TOKEN, leaks_in, reachable_texts
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient, SlackAuditLogsApiError
-from airflow_provider_slack_audit.client import retry as retry_module
 from airflow_provider_slack_audit.client.retry import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -225,6 +225,17 @@ CASES = [
         ErrorCase(fault, failing_with(fault), SlackAuditLogsApiError, "invalid_response")
         for fault in ("html_200", "empty_200", "bad_entries", "missing_id")
     ),
+    ErrorCase("redirect", failing_with("redirect"), SlackAuditLogsApiError, "redirected"),
+    ErrorCase("redirect_loop", failing_with("redirect_loop"), SlackAuditLogsApiError, "redirected"),
+    ErrorCase(
+        "huge_retry_after",
+        api_error(faults=FaultPlan(rates={"http_429": 1.0}, retry_after=86400)),
+        SlackAuditLogsApiError,
+        "rate_limited",
+    ),
+    ErrorCase(
+        "fresh_cursor_loop", failing_with("fresh_cursor"), SlackAuditLogsApiError, "pagination_stalled"
+    ),
     ErrorCase("dropped_connection", failing_with("drop"), aiohttp.ServerDisconnectedError),
     ErrorCase("timeout", failing_with("slow"), asyncio.TimeoutError),
     ErrorCase("truncated_body", failing_with("truncated"), aiohttp.ClientPayloadError),
@@ -245,12 +256,7 @@ CASES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def instant_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def no_wait(seconds: float) -> None:
-        return None
-
-    monkeypatch.setattr(retry_module, "_sleep", no_wait)
+pytestmark = pytest.mark.usefixtures("instant_retries")
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
@@ -313,3 +319,23 @@ def test_the_scan_finds_a_token_a_library_keeps_on_its_exception() -> None:
 
     assert not leaks_in(str(error))
     assert any(leaks_in(text) for text in reachable_texts(error))
+
+
+async def test_an_aiohttp_error_carrying_the_request_headers_leaves_the_client_scrubbed() -> None:
+    # aiohttp's ClientResponseError keeps request_info (every header, Authorization included) and
+    # the history of followed redirects; the client rewrites both before the error propagates.
+    from aioresponses import aioresponses
+    from multidict import CIMultiDict, CIMultiDictProxy
+    from yarl import URL
+
+    url = URL("http://127.0.0.1:9/audit/v1/logs")
+    headers = CIMultiDictProxy(CIMultiDict({"Authorization": f"Bearer {TOKEN}"}))
+    request = aiohttp.RequestInfo(url, "GET", headers, url)
+    raised = aiohttp.ClientResponseError(request, (), status=500, message=f"echo {TOKEN}")
+    with aioresponses() as mocked:
+        mocked.get(re.compile(r"^http://127\.0\.0\.1:9/.*"), exception=raised)
+        with pytest.raises(aiohttp.ClientResponseError) as info:
+            await AsyncAuditLogsClient(TOKEN, base_url=str(url.parent) + "/", retry_handlers=[]).logs()
+
+    assert not any(leaks_in(text) for text in reachable_texts(info.value))
+    assert info.value.request_info.headers["Authorization"] == "(redacted)"

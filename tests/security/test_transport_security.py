@@ -194,3 +194,22 @@ async def test_a_users_ssl_context_is_used_as_given(sent: list[dict[str, Any]]) 
 
     (request,) = sent
     assert request["ssl"] is context
+
+
+@pytest.mark.parametrize("fault", ["redirect", "redirect_loop"])
+async def test_a_redirect_is_never_followed_and_fails_permanently(fault: str) -> None:
+    from airflow_provider_slack_audit.client import SlackAuditLogsApiError
+    from airflow_provider_slack_audit.testing import FakeAuditLogsServer, FaultPlan
+
+    async with FakeAuditLogsServer(
+        events=20, tokens=(TOKEN,), faults=FaultPlan(rates={fault: 1.0})
+    ) as server:
+        client = AsyncAuditLogsClient(TOKEN, base_url=server.base_url)
+        with pytest.raises(SlackAuditLogsApiError) as info:
+            async for _ in client.pages(oldest=0, latest=10):
+                pass
+        paths = [request.path for request in server.requests]
+
+    assert (info.value.error, info.value.kind) == ("redirected", "permanent")
+    assert "never redirects" in info.value.message
+    assert paths == ["/audit/v1/logs"], "the redirect was followed"

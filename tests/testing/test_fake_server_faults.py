@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 import aiohttp
@@ -277,3 +278,63 @@ def test_unknown_fault_kind_is_refused_with_the_known_ones() -> None:
 def test_fault_rates_must_be_probabilities() -> None:
     with pytest.raises(ValueError, match="more than 1"):
         FaultPlan(rates={"http_500": 0.7, "drop": 0.6})
+
+
+async def test_http_429_asks_for_the_plans_retry_after_in_seconds_or_as_an_http_date(
+    session: aiohttp.ClientSession, server: FakeAuditLogsServer
+) -> None:
+    from email.utils import parsedate_to_datetime
+
+    server.faults.retry_after = 86400
+    server.faults.push("http_429")
+    server.faults.push("http_429_date")
+    in_seconds = await fetch_from(session, server, **WINDOW)
+    as_date = await fetch_from(session, server, **WINDOW)
+
+    assert (in_seconds.status, in_seconds.headers["Retry-After"]) == (429, "86400")
+    assert as_date.status == 429
+    ahead = parsedate_to_datetime(as_date.headers["Retry-After"]).timestamp() - time.time()
+    assert 86390 <= ahead <= 86401
+    assert server.rate_limited_count == 2
+
+
+async def test_redirects_point_elsewhere_or_back_at_the_same_url(server: FakeAuditLogsServer) -> None:
+    server.faults.push("redirect")
+    server.faults.push("redirect_loop")
+    async with aiohttp.ClientSession() as session:
+        url = server.base_url + "logs?limit=5"
+        async with session.get(url, allow_redirects=False) as moved:
+            elsewhere = moved.headers["Location"]
+        async with session.get(url, allow_redirects=False) as looped:
+            same = looped.headers["Location"]
+
+    assert (moved.status, looped.status) == (302, 302)
+    assert elsewhere.endswith("/audit/v1/moved") and same == url
+
+
+async def test_fresh_cursor_serves_the_right_page_with_a_new_cursor_to_where_it_started(
+    session: aiohttp.ClientSession, server: FakeAuditLogsServer
+) -> None:
+    first = await fetch_from(session, server, **WINDOW)
+    server.faults.set_rate("fresh_cursor", 1.0)
+    cursor = first.json()["response_metadata"]["next_cursor"]
+    again = [await fetch_from(session, server, **WINDOW, cursor=cursor) for _ in range(3)]
+
+    cursors = [reply.json()["response_metadata"]["next_cursor"] for reply in again]
+    pages = [[entry["id"] for entry in reply.json()["entries"]] for reply in again]
+    assert len(set(cursors)) == 3 and cursor not in cursors
+    assert pages[0] == pages[1] == pages[2]
+    # Each fresh cursor leads back to the same page.
+    server.faults.clear()
+    replay = await fetch_from(session, server, **WINDOW, cursor=cursors[0])
+    assert [entry["id"] for entry in replay.json()["entries"]] == pages[0]
+
+
+async def test_ok_false_200_is_a_gateways_error_body_with_an_empty_entry_list(
+    session: aiohttp.ClientSession, server: FakeAuditLogsServer
+) -> None:
+    server.faults.ok_false_error = "upstream_timeout"
+    server.faults.push("ok_false_200")
+    reply = await fetch_from(session, server, **WINDOW)
+    assert reply.status == 200
+    assert reply.json() == {"ok": False, "error": "upstream_timeout", "entries": []}

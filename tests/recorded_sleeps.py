@@ -1,4 +1,4 @@
-"""A stand-in for the retry handlers' sleep that takes no time and records each wait."""
+"""A stand-in for the retry waits that takes no time and records each wait."""
 
 from __future__ import annotations
 
