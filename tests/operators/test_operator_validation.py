@@ -110,6 +110,10 @@ def test_absolute_urls_and_object_storage_paths_defer(destination: str | ObjectS
     assert deferred_spec(operator(destination=destination)).destination == str(destination)
 
 
+def test_a_relative_object_storage_path_fails_the_task() -> None:
+    assert "relative path" in refusal(True, destination=ObjectStoragePath("slack_audit/landing"))
+
+
 def test_a_local_object_storage_path_without_a_scheme_defers_as_a_file_url() -> None:
     spec = deferred_spec(operator(destination=ObjectStoragePath("/tmp/slack_audit_validation")))
 
