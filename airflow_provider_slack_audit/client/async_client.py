@@ -814,6 +814,8 @@ def join_actions(action: str | Iterable[str]) -> str:
         for name in names:
             if not isinstance(name, str):
                 raise TypeError(f"action names must be strings, got {name!r}")
+            if "," in name:  # the API would read two names, past the count below
+                raise ValueError(f"action name {name!r} contains a comma: pass each name as its own item")
     else:
         raise TypeError(f"action must be a name or a list of names, got {type(action).__name__}")
     names = [n.strip() for n in names]

@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow_provider_slack_audit.client.async_client import MAX_LIMIT, AsyncAuditLogsClient, join_actions
+from airflow_provider_slack_audit.client.async_client import MAX_LIMIT, AsyncAuditLogsClient
 from airflow_provider_slack_audit.client.errors import SlackAuditLogsApiError
 
 from .landing import Compression, IntervalCommit, IntervalWriter, Landing
+from .validation import check_destination, check_window, normalize_actions
 from .windows import Interval, Window
 
 log = logging.getLogger(__name__)
@@ -62,10 +63,11 @@ class IngestSpec:
     limit: int = MAX_LIMIT
     overwrite: bool = False
 
-    def validate(self) -> None:
+    def validate(self, now: datetime | None = None) -> None:
         """Raise ValueError/TypeError naming the bad argument and the fix; no request is made first."""
         if not isinstance(self.window, Window):
             raise TypeError(f"window must be a Window, got {type(self.window).__name__}")
+        check_window(self.window, now)
         if not isinstance(self.interval, timedelta):
             raise TypeError(f"interval must be a timedelta such as timedelta(hours=1), got {self.interval!r}")
         if self.interval < timedelta(seconds=1):
@@ -84,12 +86,8 @@ class IngestSpec:
                 f"the window {self.window.start.isoformat()} to {self.window.end.isoformat()} makes {count} "
                 f"intervals of {self.interval}; use a longer interval (at most {MAX_INTERVALS} per window)"
             )
-        if not isinstance(self.destination, str) or not self.destination.strip():
-            raise ValueError(
-                "destination is empty: pass a URL such as 's3://bucket/slack_audit' or 'file:///data'"
-            )
-        if self.action is not None:
-            join_actions(self.action)
+        check_destination(self.destination)
+        normalize_actions(self.action)
         for name in ("actor", "entity", "destination_conn_id"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
@@ -116,8 +114,9 @@ class IngestSpec:
     @property
     def query(self) -> dict[str, Any]:
         """The filters, as recorded in markers and manifests (a marker of other filters is not ours)."""
+        actions = normalize_actions(self.action)  # one spelling, so a reordered retry still skips
         return {
-            "action": list(self.action) if self.action is not None else None,
+            "action": list(actions) if actions is not None else None,
             "actor": self.actor,
             "entity": self.entity,
         }
@@ -204,7 +203,7 @@ async def ingest_window(
     for a bad spec (permanent). Committed intervals stay committed; rerun to resume.
     """
     logger = logger or log
-    spec.validate()
+    spec.validate(now=now())
     started = time.monotonic()
     requests_before, waits_before = client.request_count, client.wait_seconds
     landing = Landing(spec.destination, compression=spec.compression, conn_id=spec.destination_conn_id)

@@ -16,6 +16,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_slack_audit.hooks.slack_audit import ClientOptions, SlackAuditLogsHook
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec
+from airflow_provider_slack_audit.ingest.validation import (
+    check_destination,
+    normalize_actions,
+    storage_path_url,
+)
 from airflow_provider_slack_audit.ingest.windows import Window, parse_datetime
 from airflow_provider_slack_audit.operators._lineage import operator_lineage
 from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger, ingest_event
@@ -177,7 +182,7 @@ class SlackAuditLogsOperator(BaseOperator):
             summary,
             base_url=ClientOptions.from_extra(conn.extra_dejson, self.slack_audit_conn_id).base_url,
             destination=self._destination()[0],
-            filters={"action": _actions(self.action), "actor": self.actor, "entity": self.entity},
+            filters={"action": normalize_actions(self.action), "actor": self.actor, "entity": self.entity},
         )
 
     def build_spec(self, context: Context) -> IngestSpec:
@@ -193,7 +198,7 @@ class SlackAuditLogsOperator(BaseOperator):
                 interval=self.interval,
                 destination=destination,
                 destination_conn_id=destination_conn_id,
-                action=_actions(self.action),
+                action=normalize_actions(self.action),
                 actor=self.actor,
                 entity=self.entity,
                 compression=self.compression,
@@ -240,13 +245,9 @@ class SlackAuditLogsOperator(BaseOperator):
         """The destination URL and its storage connection id (the argument wins over the path's)."""
         destination = self.destination
         if isinstance(destination, ObjectStoragePath):
-            return str(destination), self.destination_conn_id or storage_conn_id(destination)
-        if not isinstance(destination, str) or not destination.strip():
-            raise ValueError(
-                f"destination must be a URL such as 's3://bucket/slack_audit' or an ObjectStoragePath, "
-                f"got {destination!r}"
-            )
-        return destination.strip(), self.destination_conn_id
+            url = check_destination(storage_path_url(destination))
+            return url, self.destination_conn_id or storage_conn_id(destination)
+        return check_destination(destination), self.destination_conn_id
 
     def _record_asset_events(self, context: Context, summary: dict[str, Any]) -> None:
         """Attach the manifest and window to the outlet asset events, for data-aware DAGs downstream."""
@@ -344,17 +345,6 @@ def _asset_uri(url: str) -> str:
     if "@" not in parts.netloc:
         return url
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-
-
-def _actions(action: str | Sequence[str] | None) -> tuple[str, ...] | None:
-    """Normalize one name, a comma-separated string or a list of names into a tuple."""
-    if action is None:
-        return None
-    names = action.split(",") if isinstance(action, str) else list(action)
-    cleaned = tuple(name.strip() for name in names if isinstance(name, str) and name.strip())
-    if len(cleaned) != len(names):
-        raise ValueError(f"action must be a name or a list of non-empty names, got {action!r}")
-    return cleaned
 
 
 def _as_bool(value: bool | str, name: str) -> bool:

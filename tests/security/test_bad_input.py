@@ -32,6 +32,7 @@ EARLIEST = datetime(2018, 3, 1, tzinfo=timezone.utc)  # no audit data before thi
 MAX_ACTIONS = 30
 MAX_LIMIT = 9999
 MAX_INTERVALS = 100_000
+MAX_FUTURE = timedelta(days=1)  # a window may end at most this long after now
 RUN_START = datetime(2026, 1, 4, tzinfo=timezone.utc)
 RUN_END = datetime(2026, 1, 5, tzinfo=timezone.utc)
 CONTEXT = {"data_interval_start": RUN_START, "data_interval_end": RUN_END}
@@ -170,12 +171,31 @@ SETTLE_LAGS = Domain(
 NAME = st.one_of(st.sampled_from(sorted(KNOWN_ACTIONS)), st.text(max_size=12))
 
 
-def _names_verdict(names: list[Any]) -> Any:
+def _names_verdict(names: list[Any], *, listed: bool = True) -> Any:
+    """The client's verdict: names in the order given; a listed name holding a comma is two names."""
     if not all(isinstance(name, str) and name.strip() for name in names):
+        return REFUSED
+    if listed and any("," in name for name in names):
         return REFUSED
     if not 1 <= len(names) <= MAX_ACTIONS:
         return REFUSED
     return tuple(name.strip() for name in names)
+
+
+def _spec_actions(value: Any) -> Any:
+    """The spec's verdict: one spelling per filter, sorted and de-duplicated, at most 30 distinct."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        names: Any = [name.strip() for name in value.split(",")]
+    elif isinstance(value, list):
+        names = value
+    else:
+        return REFUSED
+    if not names or not all(isinstance(name, str) and name.strip() and "," not in name for name in names):
+        return REFUSED
+    unique = tuple(sorted({name.strip() for name in names}))
+    return unique if len(unique) <= MAX_ACTIONS else REFUSED
 
 
 # action: one name, a comma-separated string, or a list of names; 1..30 names, none empty.
@@ -188,14 +208,36 @@ ACTIONS = Domain(
         st.lists(st.sampled_from(sorted(KNOWN_ACTIONS)), min_size=1, max_size=MAX_ACTIONS).map(
             lambda names: Arg(" , ".join(names), tuple(names))
         ),
-        st.text(max_size=60).map(lambda text: Arg(text, _names_verdict(text.split(",")))),
+        st.text(max_size=60).map(lambda text: Arg(text, _names_verdict(text.split(","), listed=False))),
+        # The same names in another order or repeated: one query for the spec.
+        st.lists(st.sampled_from(sorted(KNOWN_ACTIONS)[:8]), min_size=2, max_size=12).map(
+            lambda names: Arg(names, _names_verdict(names))
+        ),
     ),
     bad=st.one_of(
         st.lists(st.one_of(NAME, st.integers(), st.none()), max_size=40)
         .filter(lambda names: _names_verdict(names) is REFUSED)
         .map(lambda names: Arg(names, REFUSED)),
-        refused(st.lists(st.sampled_from(sorted(KNOWN_ACTIONS)), min_size=MAX_ACTIONS + 1, max_size=40)),
-        st.sampled_from([Arg([], REFUSED), Arg("", REFUSED), Arg("a,,b", REFUSED), Arg([" "], REFUSED)]),
+        refused(
+            st.lists(
+                st.sampled_from(sorted(KNOWN_ACTIONS)), min_size=MAX_ACTIONS + 1, max_size=40, unique=True
+            )
+        ),
+        # A comma inside a listed name: ["a,b"] * 16 is 32 names once the API splits them.
+        refused(
+            st.lists(
+                st.sampled_from(["a,b", "user_login,user_logout", ",user_login"]), min_size=1, max_size=16
+            )
+        ),
+        st.sampled_from(
+            [
+                Arg([], REFUSED),
+                Arg("", REFUSED),
+                Arg("a,,b", REFUSED),
+                Arg([" "], REFUSED),
+                Arg(["a,b"] * 16, REFUSED),
+            ]
+        ),
     ),
 )
 # actor/entity: an id, or None.
@@ -220,8 +262,37 @@ OVERWRITES = Domain(
     bad=refused(st.sampled_from(["yes", 1, None, "T"])),
 )
 
+# destination: an absolute URL with a scheme (the module's fixture stands in for the good one);
+# whatever would land relative to the working directory is refused.
+THE_DESTINATION = "<the destination fixture>"
+RELATIVE_DESTINATIONS = st.sampled_from(
+    [
+        "None",
+        "none",
+        "",
+        "   ",
+        "landing",
+        "./landing",
+        "../landing",
+        "file://relative/x",
+        "file:relative",
+        "/abs/without/scheme",
+        "s3://",
+        "s3:///",
+    ]
+)
+DESTINATIONS = Domain(
+    good=st.just(Arg(THE_DESTINATION, THE_DESTINATION)),
+    bad=st.one_of(
+        refused(RELATIVE_DESTINATIONS),
+        refused(st.text(max_size=20).filter(lambda text: "://" not in text)),
+        refused(st.integers() | st.none()),
+    ),
+)
+
 OPERATOR_ARGUMENTS = arguments(
     {
+        "destination": DESTINATIONS,
         "oldest": INSTANTS,
         "latest": INSTANTS,
         "interval": INTERVALS,
@@ -237,24 +308,36 @@ OPERATOR_ARGUMENTS = arguments(
 
 def expected_spec(args: dict[str, Arg], destination: str) -> IngestSpec | Refused:
     """The spec the operator must build from ``args``, or REFUSED; by the rules, not by the code."""
-    if any(arg.verdict is REFUSED for arg in args.values()):
+    verdicts = {name: arg.verdict for name, arg in args.items()}
+    verdicts["action"] = _spec_actions(args["action"].value)
+    if any(verdict is REFUSED for verdict in verdicts.values()):
         return REFUSED
     start = args["oldest"].verdict or RUN_START
     end = args["latest"].verdict or RUN_END
     interval = args["interval"].verdict
     if not EARLIEST <= start < end or -(-(end - start) // interval) > MAX_INTERVALS:
         return REFUSED
+    if end > datetime.now(timezone.utc) + MAX_FUTURE or _whole_seconds(start, end) == 0:
+        return REFUSED
     return IngestSpec(
         window=Window(start, end),
         interval=interval,
         destination=destination,
-        action=args["action"].verdict,
+        action=verdicts["action"],
         actor=args["actor"].verdict,
         entity=args["entity"].verdict,
         compression=args["compression"].verdict,
         settle_lag=args["settle_lag"].verdict,
         overwrite=args["overwrite"].verdict,
     )
+
+
+def _whole_seconds(start: datetime, end: datetime) -> int:
+    """How many whole Unix seconds [start, end) holds: the API queries ceil(start)..ceil(end) - 1."""
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    first = -(-(start - epoch) // timedelta(seconds=1))
+    after_last = -(-(end - epoch) // timedelta(seconds=1))
+    return max(0, after_last - first)
 
 
 # Fixtures ----------------------------------------------------------------------------------------
@@ -281,7 +364,9 @@ def destination(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def operator_with(args: dict[str, Arg], destination: str, *, deferrable: bool) -> SlackAuditLogsOperator:
     values = {name: arg.value for name, arg in args.items()}
-    return SlackAuditLogsOperator(task_id="land", destination=destination, deferrable=deferrable, **values)
+    if values.get("destination", THE_DESTINATION) == THE_DESTINATION:
+        values["destination"] = destination
+    return SlackAuditLogsOperator(task_id="land", deferrable=deferrable, **values)
 
 
 @SETTINGS
@@ -446,7 +531,10 @@ SPEC_ARGUMENTS = arguments(
         "overwrite": Domain(
             st.sampled_from([Arg(True, True), Arg(False, False)]), refused(st.sampled_from(["True", 1, None]))
         ),
-        "destination": Domain(st.just(Arg("dest", "dest")), refused(st.sampled_from(["", "   ", None, 7]))),
+        "destination": Domain(
+            st.just(Arg("dest", "dest")),
+            st.one_of(refused(st.sampled_from(["", "   ", None, 7])), refused(RELATIVE_DESTINATIONS)),
+        ),
     }
 )
 

@@ -1,0 +1,18 @@
+"""The process the S3 kill test kills: one ``ingest_window`` onto S3 in sync mode, as a worker runs it.
+
+``python s3_ingest_child.py BASE_URL SPEC_JSON``, the spec as ``IngestSpec.to_json()`` makes it; the
+``aws`` connection comes from the environment (``AIRFLOW_CONN_*``), as in a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+from airflow_provider_slack_audit.client import AsyncAuditLogsClient
+from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
+
+if __name__ == "__main__":
+    base_url, spec = sys.argv[1], IngestSpec.from_json(json.loads(sys.argv[2]))
+    asyncio.run(ingest_window(AsyncAuditLogsClient("xoxp-test", base_url=base_url), spec))
