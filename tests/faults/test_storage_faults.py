@@ -18,7 +18,7 @@ from landing_invariants import assert_landing_sound, final_name_files, server_id
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient, classify_exception
 from airflow_provider_slack_audit.ingest import Window
-from airflow_provider_slack_audit.ingest import landing as landing_module
+from airflow_provider_slack_audit.ingest.landing import writer as landing_module
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 from airflow_provider_slack_audit.triggers.slack_audit import error_payload
