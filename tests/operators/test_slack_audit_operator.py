@@ -12,9 +12,9 @@ import pytest
 from airflow.sdk.execution_time.context import OutletEventAccessors
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient, SlackAuditLogsApiError
+from airflow_provider_slack_audit.ingest import outcome as outcome_module
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, IngestSummary
 from airflow_provider_slack_audit.operators.slack_audit import SlackAuditLogsOperator, default_deferrable
-from airflow_provider_slack_audit.triggers import slack_audit as trigger_module
 from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger
 from airflow_provider_slack_audit.version_compat import (
     AirflowException,
@@ -261,7 +261,7 @@ def test_explicit_outlets_win() -> None:
 def test_sync_mode_runs_the_same_ingest_in_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[IngestSpec] = []
     summary = summary_of()
-    monkeypatch.setattr(trigger_module, "ingest_window", fake_ingest(summary, calls))
+    monkeypatch.setattr(outcome_module, "ingest_window", fake_ingest(summary, calls))
 
     result = make_operator(deferrable=False).execute(run_context())
 
@@ -272,7 +272,7 @@ def test_sync_mode_runs_the_same_ingest_in_the_worker(monkeypatch: pytest.Monkey
 
 def test_sync_mode_maps_errors_like_the_deferred_path(monkeypatch: pytest.MonkeyPatch) -> None:
     error = SlackAuditLogsApiError("HTTP 401", error="invalid_authentication", status_code=401)
-    monkeypatch.setattr(trigger_module, "ingest_window", fake_ingest(error, []))
+    monkeypatch.setattr(outcome_module, "ingest_window", fake_ingest(error, []))
 
     with pytest.raises(AirflowFailException, match="invalid_authentication"):
         make_operator(deferrable=False).execute(run_context())
@@ -280,7 +280,7 @@ def test_sync_mode_maps_errors_like_the_deferred_path(monkeypatch: pytest.Monkey
 
 def test_sync_mode_retries_transient_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     error = SlackAuditLogsApiError("HTTP 503", error=None, status_code=503)
-    monkeypatch.setattr(trigger_module, "ingest_window", fake_ingest(error, []))
+    monkeypatch.setattr(outcome_module, "ingest_window", fake_ingest(error, []))
 
     with pytest.raises(AirflowException) as excinfo:
         make_operator(deferrable=False).execute(run_context())
