@@ -19,6 +19,7 @@ It knows nothing of Airflow.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import os
@@ -301,7 +302,9 @@ class AsyncAuditLogsClient:
             requests += response.requests
             waited += response.wait_seconds
             try:
-                next_cursor = response.next_cursor  # validates status and body
+                # Validates status and body; decoding a large page runs in a thread, in slices, so
+                # the event loop (shared by every trigger of a triggerer) is never held for long.
+                next_cursor = await asyncio.to_thread(getattr, response, "next_cursor")
                 response.requests, response.wait_seconds = requests, waited
                 return response, next_cursor
             except SlackAuditLogsApiError as error:

@@ -219,7 +219,7 @@ class _IntervalStats:
 
 
 # Entries routed between two yields to the event loop: ~1-2 ms of work on a slow machine.
-_ROUTE_SLICE = 2000
+_ROUTE_SLICE = 1000
 
 
 def _utcnow() -> datetime:

@@ -166,10 +166,15 @@ class IntervalWriter:
         batch = entries if isinstance(entries, (list, tuple)) else list(entries)
         if not batch:
             return
-        data = b"\n".join([*batch, b""])
+        data = b"\n".join([*batch, b""])  # CPython copies a large join without holding the GIL
         # C-speed checks (a few % of the write cost): an empty entry or one holding a newline would
-        # corrupt the JSONL for every reader.
-        if 0 in map(len, batch) or data.count(b"\n") != len(batch):
+        # corrupt the JSONL for every reader. Counted block by block, like everything below: each
+        # call holding the GIL stays short, so the event loop thread is never kept waiting long.
+        newlines = sum(
+            data.count(b"\n", start, start + _COMPRESS_BLOCK)
+            for start in range(0, len(data), _COMPRESS_BLOCK)
+        )
+        if 0 in map(len, batch) or newlines != len(batch):
             raise ValueError(
                 f"a page for interval {self.interval.key} holds an empty entry or one containing a newline; "
                 f"pass each entry as the single-line JSON object the API sent"
@@ -178,16 +183,27 @@ class IntervalWriter:
         if self._compressor is None:
             self._emit(data)
             return
-        # The compressor sees fixed-size blocks counted from the file's start, whatever the page
-        # sizes: ISA-L's output depends on how its input is split, and pages cut differently on a
-        # resumed or widened read must still give byte-identical files.
-        self._pending += data
-        whole = len(self._pending) - len(self._pending) % _COMPRESS_BLOCK
-        if whole:
-            with memoryview(self._pending) as view:
-                for offset in range(0, whole, _COMPRESS_BLOCK):
-                    self._emit(self._compressor.compress(view[offset : offset + _COMPRESS_BLOCK]))
-            del self._pending[:whole]
+        self._compress(self._compressor, data)
+
+    def _compress(self, compressor: Any, data: bytes) -> None:
+        """Feed the compressor fixed-size blocks counted from the file's start, whatever the pages.
+
+        ISA-L's output depends on how its input is split, and pages cut differently on a resumed or
+        widened read must still give byte-identical files.
+        """
+        with memoryview(data) as view:
+            position = 0
+            if self._pending:
+                position = _COMPRESS_BLOCK - len(self._pending)
+                self._pending += view[:position]
+                if len(self._pending) < _COMPRESS_BLOCK:
+                    return
+                self._emit(compressor.compress(bytes(self._pending)))
+                self._pending.clear()
+            while len(data) - position >= _COMPRESS_BLOCK:
+                self._emit(compressor.compress(view[position : position + _COMPRESS_BLOCK]))
+                position += _COMPRESS_BLOCK
+            self._pending += view[position:]
 
     def _emit(self, chunk: bytes) -> None:
         if chunk:
