@@ -196,6 +196,7 @@ class AuditLogsResponse:
 _SLICE_BYTES = 1 << 18
 _ENTRY_SEPARATOR = b"},{"
 _ENTRIES_OPEN = b'{"entries":['
+_CUT_ATTEMPTS = 16
 
 
 def _decode_in_slices(content: bytes) -> tuple[list[msgspec.Raw], list[_EntryKey], str]:
@@ -204,22 +205,31 @@ def _decode_in_slices(content: bytes) -> tuple[list[msgspec.Raw], list[_EntryKey
     Each slice is made a complete page document of its own: the body cut after an entry's ``}``
     (at a ``},{``, found with one ``find``), closed with ``]}``, the next slice reopened with
     ``{"entries":[``. A cut that is not between two entries (inside a string or a nested value)
-    makes a slice invalid JSON, so the decode fails and the caller decodes the body in one pass:
-    a result is only ever returned for a correct split. Run in a worker thread, the short calls let
-    the event loop take the GIL between slices.
+    makes a slice invalid JSON, so its decode fails and the next ``},{`` is tried (then the caller
+    decodes the body in one pass): a result is only ever returned for a correct split. Run in a
+    worker thread, the short calls let the event loop take the GIL between slices.
     """
     raws: list[msgspec.Raw] = []
     keys: list[_EntryKey] = []
     next_cursor = ""
     start, prefix = 0, b""
     while True:
-        cut = (
-            content.find(_ENTRY_SEPARATOR, start + _SLICE_BYTES)
-            if len(content) - start > 2 * _SLICE_BYTES
-            else -1
-        )
-        piece = prefix + (content[start:] if cut < 0 else content[start : cut + 1] + b"]}")
-        page = _page_decoder.decode(piece)
+        cut = -1
+        if len(content) - start > 2 * _SLICE_BYTES:
+            cut = content.find(_ENTRY_SEPARATOR, start + _SLICE_BYTES)
+        page, piece = None, b""
+        for _attempt in range(_CUT_ATTEMPTS):
+            piece = prefix + (content[start:] if cut < 0 else content[start : cut + 1] + b"]}")
+            try:
+                page = _page_decoder.decode(piece)
+                break
+            except msgspec.DecodeError:
+                if cut < 0:
+                    raise
+                # The cut fell inside an entry (a string or nested value holding "},{"): try the next.
+                cut = content.find(_ENTRY_SEPARATOR, cut + 1)
+        if page is None:
+            raise msgspec.DecodeError("no entry boundary found to slice the page at")
         raws += page.entries
         keys += _keys_decoder.decode(piece).entries
         if page.response_metadata is not None:
