@@ -92,6 +92,9 @@ class IngestSpec:
     settle_lag: timedelta = timedelta(minutes=5)
     limit: int = MAX_LIMIT
     overwrite: bool = False
+    # A rewrite replaces an interval only when the new read holds every id the old file held;
+    # this replaces it even when ids would vanish (evidence destroyed on purpose).
+    replace_destructively: bool = False
 
     def validate(self) -> None:
         """Raise ValueError/TypeError naming the bad argument and the fix; no request is made first."""
@@ -143,6 +146,15 @@ class IngestSpec:
             raise ValueError(f"limit must be an int between 1 and {MAX_LIMIT}, got {self.limit!r}")
         if not isinstance(self.overwrite, bool):
             raise TypeError(f"overwrite must be True or False, got {self.overwrite!r}")
+        if not isinstance(self.replace_destructively, bool):
+            raise TypeError(
+                f"replace_destructively must be True or False, got {self.replace_destructively!r}"
+            )
+        if self.replace_destructively and not self.overwrite:
+            raise ValueError(
+                "replace_destructively=True only applies to a rewrite: pass overwrite=True with it "
+                "(committed intervals are otherwise skipped, never replaced)"
+            )
 
     @property
     def query(self) -> dict[str, Any]:
@@ -164,6 +176,7 @@ class IngestSpec:
             "settle_lag_seconds": self.settle_lag.total_seconds(),
             "limit": self.limit,
             "overwrite": self.overwrite,
+            "replace_destructively": self.replace_destructively,
         }
 
     @classmethod
@@ -181,6 +194,7 @@ class IngestSpec:
             settle_lag=timedelta(seconds=data.get("settle_lag_seconds", 300)),
             limit=data.get("limit", MAX_LIMIT),
             overwrite=data.get("overwrite", False),
+            replace_destructively=data.get("replace_destructively", False),
         )
 
 
@@ -251,8 +265,11 @@ async def ingest_window(
     summary = IngestSummary(window=spec.window.to_json())
     intervals = spec.window.intervals(spec.interval)
     commits: dict[Interval, IntervalCommit] = {}
+    found = await asyncio.to_thread(_committed_intervals, landing, intervals, query)
+    # On a rewrite, the committed intervals are the evidence a new read must keep.
+    evidence = {} if spec.replace_destructively else found
     if not spec.overwrite:
-        commits = await asyncio.to_thread(_committed_intervals, landing, intervals, query)
+        commits, evidence = found, {}
         for interval, commit in commits.items():
             logger.info("Interval %s already committed (%d events): skipped", _span(interval), commit.count)
         summary.intervals_skipped = len(commits)
@@ -261,7 +278,7 @@ async def ingest_window(
     if runs:
         await _wait_until_settled(runs[-1][-1], spec.settle_lag, now, logger)
     for run in reversed(runs):  # newest first, like the pages of each run
-        landed = await _land_run(client, landing, run, spec, query, summary, logger)
+        landed = await _land_run(client, landing, run, spec, query, summary, logger, evidence)
         commits.update(landed)
         summary.intervals_landed += len(landed)
         summary.events_landed += sum(commit.count for commit in landed.values())
@@ -329,6 +346,7 @@ async def _land_run(
     query: Mapping[str, Any],
     summary: IngestSummary,
     logger: logging.Logger,
+    evidence: Mapping[Interval, IntervalCommit],
 ) -> dict[Interval, IntervalCommit]:
     """Read one run of contiguous uncommitted intervals with one query; return what it committed.
 
@@ -341,7 +359,9 @@ async def _land_run(
     remember_all_ids = False
     restarts = 0
     while pending:
-        stream = _RunStream(landing, pending, query, remember_all_ids=remember_all_ids, logger=logger)
+        stream = _RunStream(
+            landing, pending, query, remember_all_ids=remember_all_ids, logger=logger, evidence=evidence
+        )
         summary.queries += 1
         try:
             await stream.read(client, spec, summary)
@@ -391,7 +411,10 @@ class _RunStream:
     query: Mapping[str, Any]
     remember_all_ids: bool
     logger: logging.Logger
+    # Committed intervals being rewritten: each new file must hold every id the old one held.
+    evidence: Mapping[Interval, IntervalCommit] = field(default_factory=dict)
     commits: dict[Interval, IntervalCommit] = field(default_factory=dict)
+    _must_hold: dict[int, set[str]] = field(default_factory=dict)
     _writers: dict[int, IntervalWriter] = field(default_factory=dict)
     _stats: dict[int, _IntervalStats] = field(default_factory=dict)
     _io: asyncio.Future[None] | None = None
@@ -408,6 +431,7 @@ class _RunStream:
         # newer than that second breaks the order this relies on: _OutOfOrder re-reads remembering all.
         seen: set[str] = set()
         stats = self._stats
+        checked = [interval in self.evidence for interval in self.intervals]
         try:
             async for response in client.pages(
                 oldest=oldest,
@@ -422,6 +446,7 @@ class _RunStream:
                 summary.wait_seconds += response.wait_seconds
                 entries = response.raw_page().entries
                 batches: dict[int, list[Any]] = {}
+                batch_ids: dict[int, list[str]] = {}
                 passed: list[int] = []
                 for offset in range(0, len(entries), _ROUTE_SLICE):
                     if offset:
@@ -455,7 +480,9 @@ class _RunStream:
                             batch = batches[index] = []
                             stats.setdefault(index, _IntervalStats()).pages += 1
                         batch.append(entry.raw)
-                await self._submit(batches, passed)
+                        if checked[index]:
+                            batch_ids.setdefault(index, []).append(entry.id)
+                await self._submit(batches, passed, batch_ids)
             # Pagination ended: every interval not committed yet is complete.
             rest = range(len(self.intervals)) if self.remember_all_ids else range(current, -1, -1)
             await self._submit({}, [index for index in rest if self.intervals[index] not in self.commits])
@@ -465,10 +492,12 @@ class _RunStream:
             if self._io is not None and not self._io.done():
                 await asyncio.wait([self._io])
 
-    async def _submit(self, batches: dict[int, list[Any]], complete: list[int]) -> None:
+    async def _submit(
+        self, batches: dict[int, list[Any]], complete: list[int], ids: dict[int, list[str]] | None = None
+    ) -> None:
         await self._drain()
         if batches or complete:
-            self._io = asyncio.ensure_future(asyncio.to_thread(self._apply, batches, complete))
+            self._io = asyncio.ensure_future(asyncio.to_thread(self._apply, batches, complete, ids or {}))
 
     async def _drain(self) -> None:
         if self._io is not None:
@@ -478,17 +507,30 @@ class _RunStream:
     def _writer(self, index: int) -> IntervalWriter:
         writer = self._writers.get(index)
         if writer is None:
-            writer = self._writers[index] = self.landing.open_interval(self.intervals[index])
+            interval = self.intervals[index]
+            old = self.evidence.get(interval)
+            if old is not None:
+                self._must_hold[index] = self.landing.committed_ids(old)
+            writer = self._writers[index] = self.landing.open_interval(interval)
         return writer
 
-    def _apply(self, batches: dict[int, list[Any]], complete: list[int]) -> None:
+    def _apply(self, batches: dict[int, list[Any]], complete: list[int], ids: dict[int, list[str]]) -> None:
         """In a worker thread: append each interval's batch, then commit the completed intervals."""
         for index in sorted(batches, reverse=True):
             self._writer(index).write(batches[index])
+            must_hold = self._must_hold.get(index)
+            if must_hold:
+                must_hold.difference_update(ids.get(index, ()))
         for index in complete:
             interval = self.intervals[index]
+            writer = self._writer(index)
+            lost = self._must_hold.pop(index, set())
+            if lost:
+                writer.abort()
+                del self._writers[index]
+                raise EvidenceLossError(interval, lost=len(lost), held=self.evidence[interval].count)
             stats = self._stats.get(index, _IntervalStats())
-            commit = self._writer(index).commit(query=self.query, stats=stats.as_marker_stats())
+            commit = writer.commit(query=self.query, stats=stats.as_marker_stats())
             del self._writers[index]
             self.commits[interval] = commit
             self.logger.info(
@@ -516,6 +558,20 @@ class _RunStream:
             writer.abort()
 
 
+class EvidenceLossError(Exception):
+    """A rewrite whose new read lacks ids the committed file holds: nothing was replaced (permanent)."""
+
+    def __init__(self, interval: Interval, *, lost: int, held: int) -> None:
+        self.interval = interval
+        self.lost = lost
+        super().__init__(
+            f"interval {interval.key} was not rewritten: the new read lacks {lost} of the {held} event ids "
+            f"its committed file holds (API retention, an incident or a narrower token scope?). The landed "
+            f"file and its marker are unchanged. To replace it anyway, destroying those events, rerun "
+            f"with overwrite=True and replace_destructively=True"
+        )
+
+
 class _OutOfOrder(Exception):
     """The API broke its newest-first order, so repeats can no longer be found by the last second."""
 
@@ -528,4 +584,4 @@ def _span_of(intervals: Sequence[Interval]) -> str:
     return f"[{intervals[0].start.isoformat()}, {intervals[-1].end.isoformat()})"
 
 
-__all__ = ["IngestClient", "IngestSpec", "IngestSummary", "ingest_window"]
+__all__ = ["EvidenceLossError", "IngestClient", "IngestSpec", "IngestSummary", "ingest_window"]

@@ -77,6 +77,9 @@ class SlackAuditLogsOperator(BaseOperator):
     :param compression: ``"gzip"`` (default) or ``None`` for plain ``.jsonl``.
     :param overwrite: rewrite committed intervals instead of skipping them; ``True``/``False`` or the
         rendered strings ``"True"``/``"False"``. (templated)
+    :param replace_destructively: with ``overwrite``, replace an interval even when the new read lacks
+        ids its landed file holds (events lost from the API: retention, an incident, a narrower token
+        scope). Without it such a rewrite fails permanently and the landed file and marker stay.
     :param deferrable: wait on the triggerer instead of holding a worker slot. Default: true, unless
         the deployment sets ``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE`` (see :func:`default_deferrable`).
     """
@@ -99,6 +102,7 @@ class SlackAuditLogsOperator(BaseOperator):
         settle_lag: timedelta = timedelta(minutes=5),
         compression: Literal["gzip"] | None = "gzip",
         overwrite: bool | str = False,
+        replace_destructively: bool = False,
         deferrable: bool = default_deferrable(),
         **kwargs: Any,
     ) -> None:
@@ -117,6 +121,7 @@ class SlackAuditLogsOperator(BaseOperator):
         self.settle_lag = settle_lag
         self.compression = compression
         self.overwrite = overwrite
+        self.replace_destructively = replace_destructively
         self.deferrable = deferrable
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -188,6 +193,7 @@ class SlackAuditLogsOperator(BaseOperator):
                 compression=self.compression,
                 settle_lag=self.settle_lag,
                 overwrite=_as_bool(self.overwrite, "overwrite"),
+                replace_destructively=self.replace_destructively,
             )
             spec.validate()
         except (ValueError, TypeError) as exc:

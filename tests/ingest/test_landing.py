@@ -256,13 +256,15 @@ def test_not_committed_logs_why_at_debug(landing, caplog):
     assert "20260104T000000Z_20260104T060000Z is not committed: no commit marker" in caplog.text
 
 
-def test_reopening_an_interval_uncommits_it_until_the_new_commit(landing):
-    land(landing)
+def test_a_rewrite_keeps_the_interval_committed_until_its_new_file_is_complete(landing):
+    old = land(landing)
 
     writer = landing.open_interval(FIRST)
-
-    assert landing.committed(FIRST, QUERY) is None
+    writer.write(ENTRIES[:1])
+    assert landing.committed(FIRST, QUERY) == old
     writer.abort()
+
+    assert landing.committed(FIRST, QUERY) == old
 
 
 def test_switching_compression_leaves_one_data_file_per_interval(landing, root):

@@ -20,7 +20,8 @@ from airflow_provider_slack_audit.client import retry as retry_module
 from airflow_provider_slack_audit.client.async_client import MAX_GARBLED_PAGE_RETRIES
 from airflow_provider_slack_audit.client.retry import default_retry_handlers
 from airflow_provider_slack_audit.ingest import Window, read_manifest
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
+from airflow_provider_slack_audit.ingest.outcome import failure_outcome
+from airflow_provider_slack_audit.ingest.pipeline import EvidenceLossError, IngestSpec, ingest_window
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 
 DAY = datetime(2026, 1, 4, tzinfo=timezone.utc)
@@ -417,3 +418,71 @@ async def test_settle_lag_is_waited_once_per_window(
         client_for(server), spec_for(tmp_path, settle_lag=timedelta(minutes=5)), now=lambda: now
     )
     assert [s for s in slept if s] == [3 * 3600 + 300.0]
+
+
+# A rewrite never loses landed evidence -------------------------------------------------------------
+
+HOUR = Window(DAY, DAY + timedelta(hours=1))
+
+
+def marker_and_data(tmp_path: Path) -> dict[str, bytes]:
+    root = tmp_path / "landing"
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("slack_audit_*"))
+        if "_manifests" not in str(p)
+    }
+
+
+async def test_a_rewrite_whose_read_lost_ids_replaces_nothing_and_fails_permanently_naming_the_loss(
+    tmp_path: Path,
+) -> None:
+    await ingest_window(
+        scripted_client([[("a", T0 + 10), ("b", T0 + 9), ("c", T0 + 8)]]), spec_for(tmp_path, window=HOUR)
+    )
+    before = marker_and_data(tmp_path)
+
+    shrunk = scripted_client([[("a", T0 + 10)]])  # retention, an incident, a narrower token scope
+    with pytest.raises(EvidenceLossError, match=r"lacks 2 of the 3 event ids") as info:
+        await ingest_window(shrunk, spec_for(tmp_path, window=HOUR, overwrite=True))
+
+    assert info.value.interval == HOUR.intervals(timedelta(hours=1))[0]
+    assert failure_outcome(info.value, redact=str)["kind"] == "permanent"
+    assert marker_and_data(tmp_path) == before
+    assert not [p for p in (tmp_path / "landing").rglob("*") if ".tmp-" in p.name]
+
+
+async def test_a_rewrite_that_only_adds_late_events_replaces_the_file(tmp_path: Path) -> None:
+    await ingest_window(scripted_client([[("a", T0 + 10), ("c", T0 + 8)]]), spec_for(tmp_path, window=HOUR))
+    grown = scripted_client([[("a", T0 + 10), ("b", T0 + 9), ("c", T0 + 8)]])
+
+    summary = await ingest_window(grown, spec_for(tmp_path, window=HOUR, overwrite=True))
+
+    assert landed_ids(summary.manifest) == ["a", "b", "c"]
+
+
+async def test_a_destructive_replace_is_a_separate_explicit_option(tmp_path: Path) -> None:
+    await ingest_window(scripted_client([[("a", T0 + 10), ("b", T0 + 9)]]), spec_for(tmp_path, window=HOUR))
+    spec = spec_for(tmp_path, window=HOUR, overwrite=True, replace_destructively=True)
+
+    summary = await ingest_window(scripted_client([[("a", T0 + 10)]]), spec)
+
+    assert landed_ids(summary.manifest) == ["a"]
+    with pytest.raises(ValueError, match="only applies to a rewrite"):
+        spec_for(tmp_path, window=HOUR, replace_destructively=True).validate()
+
+
+async def test_a_failed_rewrite_leaves_every_committed_interval_committed(
+    server: FakeAuditLogsServer, tmp_path: Path
+) -> None:
+    await ingest_window(client_for(server), spec_for(tmp_path))
+    before = marker_and_data(tmp_path)
+    revoked = AsyncAuditLogsClient("xoxp-revoked", base_url=server.base_url)
+
+    with pytest.raises(SlackAuditLogsApiError):
+        await ingest_window(revoked, spec_for(tmp_path, overwrite=True))
+
+    assert marker_and_data(tmp_path) == before
+    server.reset_log()
+    summary = await ingest_window(client_for(server), spec_for(tmp_path))
+    assert (summary.intervals_skipped, server.logs_requests()) == (6, [])

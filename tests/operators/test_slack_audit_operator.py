@@ -318,3 +318,12 @@ def test_pendulum_data_intervals_become_a_plain_utc_window() -> None:
     assert type(spec.window.start) is datetime
     assert spec.window.start == datetime(2026, 1, 4, 0, tzinfo=timezone.utc)
     assert len(spec.window.intervals(timedelta(hours=1))) == 24
+
+
+def test_a_destructive_replace_must_be_asked_for_by_name_and_only_with_overwrite() -> None:
+    spec = make_operator(overwrite=True, replace_destructively=True).build_spec(run_context())
+    assert (spec.overwrite, spec.replace_destructively) == (True, True)
+    assert make_operator(overwrite=True).build_spec(run_context()).replace_destructively is False
+
+    with pytest.raises(AirflowFailException, match="only applies to a rewrite"):
+        make_operator(replace_destructively=True).build_spec(run_context())

@@ -18,16 +18,25 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import msgspec
+
 from airflow_provider_slack_audit.ingest.windows import Interval, Window
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
 from . import layout
 from .commit import IntervalCommit, json_bytes, json_normalized
 from .layout import PREFIX, TEMP_MARK, Compression, parse_compression
-from .manifest import check_covers, manifest_document, read_manifest
+from .manifest import ManifestInterval, check_covers, iter_data_lines, manifest_document, read_manifest
 from .writer import IntervalWriter, is_local, temp_sibling, write_small_file
 
 log = logging.getLogger(__name__)
+
+
+class _EntryId(msgspec.Struct, gc=False):
+    id: str
+
+
+_ids_decoder = msgspec.json.Decoder(_EntryId)
 
 
 class Landing:
@@ -132,20 +141,36 @@ class Landing:
         """
         Start (re)writing the interval; use the writer as a context manager and call ``commit``.
 
-        The old marker is removed first: from here until the new commit the interval is not
-        committed, so a crash can never leave an old marker vouching for a half-replaced data file.
-        A data file in the other compression format is removed too (one data file per interval), and
-        so are temporary files a killed writer of this interval left behind.
+        A committed interval stays committed while it is rewritten: its old marker is removed only
+        once the new data file is complete, right before the new file takes the final name (see
+        :meth:`IntervalWriter.commit`), so a failed or interrupted rewrite leaves the old file and
+        marker as they were. Temporary files a killed writer of this interval left behind are removed.
         """
-        self.marker_path(interval).unlink(missing_ok=True)
-        other_format: Compression = None if self.compression == "gzip" else "gzip"
-        (self.destination / layout.relative_data_path(interval, other_format)).unlink(missing_ok=True)
         final = self.data_path(interval)
         if not self._local:
             return IntervalWriter(self, interval, final, temp=None)
         final.parent.mkdir(parents=True, exist_ok=True)
         self._remove_stale_temps(interval)
         return IntervalWriter(self, interval, final, temp=temp_sibling(final))
+
+    def remove_other_formats(self, interval: Interval) -> None:
+        """Remove the interval's data file in the other compression format: one data file per interval."""
+        other_format: Compression = None if self.compression == "gzip" else "gzip"
+        (self.destination / layout.relative_data_path(interval, other_format)).unlink(missing_ok=True)
+
+    def committed_ids(self, commit: IntervalCommit) -> set[str]:
+        """The ids in a committed interval's data file (verified against its marker while read)."""
+        entry = ManifestInterval(
+            interval=commit.interval,
+            path=commit.path,
+            data_path=self.destination / commit.path,
+            count=commit.count,
+            bytes=commit.bytes,
+            sha256=commit.sha256,
+        )
+        return {
+            _ids_decoder.decode(line).id for line in iter_data_lines(entry, commit.compression, verify=True)
+        }
 
     def _remove_stale_temps(self, interval: Interval) -> None:
         prefix = f".{PREFIX}{interval.key}."

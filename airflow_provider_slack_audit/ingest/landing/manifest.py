@@ -81,7 +81,7 @@ class WindowManifest:
         that file's lines were yielded, so load inside a transaction and let the error roll it back.
         """
         for entry in self.intervals:
-            yield from _iter_data_lines(entry, self.compression, verify=verify)
+            yield from iter_data_lines(entry, self.compression, verify=verify)
 
     def iter_entries(self, *, verify: bool = True) -> Iterator[dict[str, Any]]:
         """Like :meth:`iter_lines`, decoded to dicts (convenient for small loads; the lines are faster)."""
@@ -90,7 +90,7 @@ class WindowManifest:
             yield entry
 
 
-def _iter_data_lines(entry: ManifestInterval, compression: Compression, *, verify: bool) -> Iterator[bytes]:
+def iter_data_lines(entry: ManifestInterval, compression: Compression, *, verify: bool) -> Iterator[bytes]:
     hasher = hashlib.sha256()
     size = count = 0
     decompressor = zlib.decompressobj(writer.GZIP_WBITS) if compression == "gzip" else None

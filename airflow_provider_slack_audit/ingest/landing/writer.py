@@ -54,7 +54,13 @@ class _BinaryFile(Protocol):
 
 
 def _open(path: ObjectStoragePath, mode: str, **kwargs: Any) -> _BinaryFile:
-    file: _BinaryFile = path.open(mode, **kwargs)  # type: ignore[no-untyped-call]
+    """The fsspec file of ``path``, opened through its filesystem.
+
+    Not ``path.open``: Airflow 3 wraps that file to record hook lineage on every ``read``/``write``
+    call, ~70 ms each (measured on Airflow 3.3), which at one call per page cost more than landing
+    the page. The operator declares the destination as its outlet asset instead.
+    """
+    file: _BinaryFile = path.fs.open(path.path, mode, **kwargs)
     return file
 
 
@@ -233,6 +239,7 @@ class IntervalWriter:
         )
         # A failure here leaves a complete data file without a marker: not committed, rewritten next run.
         self._landing._write_marker(commit)
+        self._landing.remove_other_formats(self.interval)
         log.debug("Committed %s: %d entries, %d bytes", self.path, commit.count, commit.bytes)
         return commit
 
@@ -243,6 +250,10 @@ class IntervalWriter:
                 self._pending.clear()
             self._emit(self._compressor.flush())
         self._file.close()
+        # The new file is complete: only now does the old marker go, right before the file takes
+        # the final name, so no marker ever vouches for a file it does not describe, and a rewrite
+        # that fails before this point leaves the interval committed as it was.
+        self._landing.marker_path(self.interval).unlink(missing_ok=True)
         if self._temp is not None:
             self._temp.rename(self.path)
         else:
