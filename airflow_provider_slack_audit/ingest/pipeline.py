@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+import msgspec
+
 from airflow_provider_slack_audit.client.async_client import MAX_LIMIT, join_actions
 from airflow_provider_slack_audit.client.errors import SlackAuditLogsApiError
 from airflow_provider_slack_audit.client.response import AuditLogsResponse
@@ -445,13 +447,16 @@ class _RunStream:
                 summary.requests += response.requests
                 summary.wait_seconds += response.wait_seconds
                 entries = response.raw_page().entries
+                # C-speed scans of the body in a thread; per-entry work only when they find something.
+                fixes = await asyncio.to_thread(_entry_fixes, response.content, entries)
                 batches: dict[int, list[Any]] = {}
                 batch_ids: dict[int, list[str]] = {}
                 passed: list[int] = []
                 for offset in range(0, len(entries), _ROUTE_SLICE):
                     if offset:
                         await asyncio.sleep(0)  # let other triggers run between slices
-                    for entry in entries[offset : offset + _ROUTE_SLICE]:
+                    for position in range(offset, min(offset + _ROUTE_SLICE, len(entries))):
+                        entry = entries[position]
                         second = entry.date_create
                         if not oldest <= second <= latest:
                             stats.setdefault(current, _IntervalStats()).out_of_range += 1
@@ -475,11 +480,21 @@ class _RunStream:
                             summary.duplicates += 1
                             continue
                         seen.add(entry.id)
+                        raw: Any = entry.raw
+                        if fixes is not None and position in fixes:
+                            raw = fixes[position]
+                            if isinstance(raw, str):
+                                raise InvalidEntryError(
+                                    f"entry {position} of page {summary.pages} of interval "
+                                    f"{self.intervals[index].key} (id {entry.id}) {raw}; it cannot be landed "
+                                    "as strict UTF-8 JSON, and the API returns the same bytes on a retry: "
+                                    "report it to Slack, or land the window without that interval"
+                                )
                         batch = batches.get(index)
                         if batch is None:
                             batch = batches[index] = []
                             stats.setdefault(index, _IntervalStats()).pages += 1
-                        batch.append(entry.raw)
+                        batch.append(raw)
                         if checked[index]:
                             batch_ids.setdefault(index, []).append(entry.id)
                 await self._submit(batches, passed, batch_ids)
@@ -558,6 +573,40 @@ class _RunStream:
             writer.abort()
 
 
+def _entry_fixes(content: bytes, entries: Sequence[Any]) -> dict[int, bytes | str] | None:
+    """What must change before a page's entries can be landed as strict UTF-8, one JSON per line.
+
+    ``None`` (the fast path: two C-speed scans of the body) when nothing does. Otherwise a map from
+    entry position to its single-line re-encoding (``msgspec.json.format``: whitespace only, every
+    value byte-exact), or to the reason (a ``str``) why it cannot be landed (invalid UTF-8). Escapes
+    of lone surrogates never get here: the page decode refuses them.
+    """
+    multiline = b"\n" in content or b"\r" in content
+    try:
+        content.decode("utf-8")
+        bad_utf8 = False
+    except UnicodeDecodeError:
+        bad_utf8 = True
+    if not (multiline or bad_utf8):
+        return None
+    fixes: dict[int, bytes | str] = {}
+    for position, entry in enumerate(entries):
+        raw = bytes(entry.raw)
+        if bad_utf8:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                fixes[position] = f"is not valid UTF-8 (byte {error.start} of the entry)"
+                continue
+        if multiline and (b"\n" in raw or b"\r" in raw):
+            fixes[position] = msgspec.json.format(raw, indent=0)
+    return fixes
+
+
+class InvalidEntryError(ValueError):
+    """An entry that cannot be landed as strict UTF-8 JSON (permanent: a retry gets the same bytes)."""
+
+
 class EvidenceLossError(Exception):
     """A rewrite whose new read lacks ids the committed file holds: nothing was replaced (permanent)."""
 
@@ -584,4 +633,11 @@ def _span_of(intervals: Sequence[Interval]) -> str:
     return f"[{intervals[0].start.isoformat()}, {intervals[-1].end.isoformat()})"
 
 
-__all__ = ["EvidenceLossError", "IngestClient", "IngestSpec", "IngestSummary", "ingest_window"]
+__all__ = [
+    "EvidenceLossError",
+    "IngestClient",
+    "IngestSpec",
+    "IngestSummary",
+    "InvalidEntryError",
+    "ingest_window",
+]

@@ -21,7 +21,12 @@ from airflow_provider_slack_audit.client.async_client import MAX_GARBLED_PAGE_RE
 from airflow_provider_slack_audit.client.retry import default_retry_handlers
 from airflow_provider_slack_audit.ingest import Window, read_manifest
 from airflow_provider_slack_audit.ingest.outcome import failure_outcome
-from airflow_provider_slack_audit.ingest.pipeline import EvidenceLossError, IngestSpec, ingest_window
+from airflow_provider_slack_audit.ingest.pipeline import (
+    EvidenceLossError,
+    IngestSpec,
+    InvalidEntryError,
+    ingest_window,
+)
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 
 DAY = datetime(2026, 1, 4, tzinfo=timezone.utc)
@@ -486,3 +491,61 @@ async def test_a_failed_rewrite_leaves_every_committed_interval_committed(
     server.reset_log()
     summary = await ingest_window(client_for(server), spec_for(tmp_path))
     assert (summary.intervals_skipped, server.logs_requests()) == (6, [])
+
+
+# Each landed entry is a strict UTF-8 JSON object on one line ----------------------------------------
+
+
+class RawBodyClient:
+    """A client whose every query returns one page with this exact body."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    async def pages(self, **query: object) -> AsyncIterator[AuditLogsResponse]:
+        yield AuditLogsResponse(
+            url="http://127.0.0.1:1/logs", status_code=200, raw_body=self.body, headers={}
+        )
+
+
+def page_of(*entries: bytes) -> bytes:
+    return b'{"entries":[' + b",".join(entries) + b'],"response_metadata":{"next_cursor":""}}'
+
+
+async def test_a_pretty_printed_entry_lands_on_one_line_with_its_values_unchanged(tmp_path: Path) -> None:
+    pretty = b'{\n  "id": "p1",\n  "date_create": %d,\n  "details": {"n": 1.50}\n}' % (T0 + 5)
+    compact = b'{"id":"c1","date_create":%d}' % (T0 + 4)
+    summary = await ingest_window(
+        RawBodyClient(page_of(pretty, compact)), spec_for(tmp_path, window=HOUR, compression=None)
+    )
+
+    lines = list(read_manifest(summary.manifest).iter_lines())
+    assert lines == [b'{"id": "p1", "date_create": %d, "details": {"n": 1.50}}' % (T0 + 5), compact]
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        (b'{"id":"bad","date_create":%d,"name":"caf\xe9"}', "not valid UTF-8"),
+    ],
+)
+async def test_an_entry_that_is_not_strict_utf8_fails_permanently_naming_interval_and_position(
+    tmp_path: Path, entry: bytes, reason: str
+) -> None:
+    good = b'{"id":"ok","date_create":%d}' % (T0 + 9)
+    body = page_of(good, entry % (T0 + 8))
+
+    with pytest.raises(InvalidEntryError, match=reason) as info:
+        await ingest_window(RawBodyClient(body), spec_for(tmp_path, window=HOUR))
+
+    assert "entry 1 of page 1 of interval 20260104T000000Z_20260104T010000Z" in str(info.value)
+    assert failure_outcome(info.value, redact=str)["kind"] == "permanent"
+    assert data_files(tmp_path) == {}
+
+
+async def test_a_valid_surrogate_pair_lands_unchanged(tmp_path: Path) -> None:
+    emoji = b'{"id":"e1","date_create":%d,"name":"\\ud83d\\ude00"}' % (T0 + 3)
+    summary = await ingest_window(
+        RawBodyClient(page_of(emoji)), spec_for(tmp_path, window=HOUR, compression=None)
+    )
+    assert list(read_manifest(summary.manifest).iter_lines()) == [emoji]
