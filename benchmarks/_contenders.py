@@ -285,4 +285,6 @@ def _preload(name: str) -> None:
     elif name == "slack_sdk":
         import slack_sdk.audit_logs.async_client  # noqa: F401
     elif name.startswith("ours"):
+        # The landing imports Airflow (ObjectStoragePath) on first use: not part of the ingest.
+        import airflow_provider_slack_audit.ingest.landing
         import airflow_provider_slack_audit.ingest.pipeline  # noqa: F401

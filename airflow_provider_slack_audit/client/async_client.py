@@ -27,6 +27,7 @@ It knows nothing of Airflow.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import math
@@ -346,7 +347,7 @@ class AsyncAuditLogsClient:
                 )
                 next_cursor = response.next_cursor  # validates status and body
                 pages += 1
-                stalled = progress.record(cursor, next_cursor, response)
+                stalled = await asyncio.to_thread(progress.record, cursor, next_cursor, response)
                 yield response
                 if not next_cursor:
                     return
@@ -466,7 +467,9 @@ class AsyncAuditLogsClient:
             response.wait_seconds = budget.spent
             if 300 <= response.status_code < 400:
                 raise _redirect_error(response)
-            problem = _page_problem(response) if page and response.ok else None
+            # Decoding a large page runs in a thread, so the event loop (every trigger of a triggerer
+            # shares it) is never held for long; raw_page() keeps the result for the caller.
+            problem = await asyncio.to_thread(_page_problem, response) if page and response.ok else None
             if response.ok and problem is None:
                 if self.rate_limiter is not None:
                     self.rate_limiter.succeeded()

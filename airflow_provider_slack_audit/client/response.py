@@ -180,19 +180,21 @@ class AuditLogsResponse:
     def _raw_page(self) -> RawPage:
         self.validate()
         try:
-            page = _page_decoder.decode(self.content)
-        except msgspec.DecodeError as e:
-            raise self._invalid(f"the body is not an Audit Logs page ({e})") from None
-        try:
-            # One more C pass over the body reads every id and date_create: a decode call per
-            # entry costs 3x more, and gc=False structs do not wake the cyclic GC for each entry.
-            keys = _keys_decoder.decode(self.content).entries
+            raws, keys, next_cursor = _decode_in_slices(self.content)
         except msgspec.DecodeError:
-            raise self._bad_entry(page.entries) from None
-        raws = page.entries
+            # A slice cut through something (or the body is bad): one pass names the problem.
+            try:
+                page = _page_decoder.decode(self.content)
+            except msgspec.DecodeError as e:
+                raise self._invalid(f"the body is not an Audit Logs page ({e})") from None
+            try:
+                keys = _keys_decoder.decode(self.content).entries
+            except msgspec.DecodeError:
+                raise self._bad_entry(page.entries) from None
+            raws = page.entries
+            next_cursor = page.response_metadata.next_cursor if page.response_metadata is not None else ""
         entries = [RawEntry(key.id, key.date_create, raw) for key, raw in zip(keys, raws, strict=True)]
-        metadata = page.response_metadata
-        return RawPage(entries, metadata.next_cursor if metadata is not None else "")
+        return RawPage(entries, next_cursor)
 
     def _bad_entry(self, raws: list[msgspec.Raw]) -> SlackAuditLogsApiError:
         """The error naming the first entry without a valid id/date_create (a slow path, on failure only)."""
@@ -210,6 +212,53 @@ class AuditLogsResponse:
             self,
             error="invalid_response",
         )
+
+
+# A page of 9,999 real entries is ~10 MB; one C decode call over it holds the GIL for tens of ms.
+_SLICE_BYTES = 1 << 18
+_ENTRY_SEPARATOR = b"},{"
+_ENTRIES_OPEN = b'{"entries":['
+_CUT_ATTEMPTS = 16
+
+
+def _decode_in_slices(content: bytes) -> tuple[list[msgspec.Raw], list[_EntryKey], str]:
+    """The page's raw entries, their keys and the next cursor, decoded ~1 MiB at a time.
+
+    Each slice is made a complete page document of its own: the body cut after an entry's ``}``
+    (at a ``},{``, found with one ``find``), closed with ``]}``, the next slice reopened with
+    ``{"entries":[``. A cut that is not between two entries (inside a string or a nested value)
+    makes a slice invalid JSON, so its decode fails and the next ``},{`` is tried (then the caller
+    decodes the body in one pass): a result is only ever returned for a correct split. Run in a
+    worker thread, the short calls let the event loop take the GIL between slices.
+    """
+    raws: list[msgspec.Raw] = []
+    keys: list[_EntryKey] = []
+    next_cursor = ""
+    start, prefix = 0, b""
+    while True:
+        cut = -1
+        if len(content) - start > 2 * _SLICE_BYTES:
+            cut = content.find(_ENTRY_SEPARATOR, start + _SLICE_BYTES)
+        page, piece = None, b""
+        for _attempt in range(_CUT_ATTEMPTS):
+            piece = prefix + (content[start:] if cut < 0 else content[start : cut + 1] + b"]}")
+            try:
+                page = _page_decoder.decode(piece)
+                break
+            except msgspec.DecodeError:
+                if cut < 0:
+                    raise
+                # The cut fell inside an entry (a string or nested value holding "},{"): try the next.
+                cut = content.find(_ENTRY_SEPARATOR, cut + 1)
+        if page is None:
+            raise msgspec.DecodeError("no entry boundary found to slice the page at")
+        raws += page.entries
+        keys += _keys_decoder.decode(piece).entries
+        if page.response_metadata is not None:
+            next_cursor = page.response_metadata.next_cursor
+        if cut < 0:
+            return raws, keys, next_cursor
+        start, prefix = cut + 2, _ENTRIES_OPEN
 
 
 def _path(url: str) -> str:

@@ -1,20 +1,26 @@
 """``ingest_window``: the one path from an Audit Logs window to landed, committed files.
 
 Both operator modes run it (the trigger in the triggerer, ``deferrable=False`` in the worker), so a
-window lands the same way whatever runs it. For each interval of the window, in order:
+window lands the same way whatever runs it:
 
-1. skip it when its data file and commit marker agree (a retry resumes where the last try stopped);
-2. wait until ``end + settle_lag`` (events reach the API a little after they happen);
-3. page through ``logs`` with oldest/latest/filters resent on every page, drop entries outside the
-   interval, drop repeated ids, and stream each page's raw bytes to the interval's data file
-   (writing page N in a worker thread while page N+1 is fetched);
-4. commit: data file under its final name, then the marker.
+1. cut the window into intervals on the fixed grid (``Window.intervals``) and skip the committed
+   ones (data file and marker agree): a retry resumes with what is not committed;
+2. wait once, until the newest uncommitted interval's ``end + settle_lag`` (events reach the API a
+   little after they happen);
+3. group the uncommitted intervals into contiguous runs and read each run with ONE paginated
+   ``logs`` query (oldest = the run's first second, latest = its last; filters resent on every
+   page). Pages come newest first, so the stream is cut into interval files as it crosses grid
+   boundaries, and an interval commits as soon as the stream is below its start (or ends). Requests
+   per window are ceil(N / limit), whatever the interval length;
+4. write the window's manifest.
 
-An expired cursor restarts the interval from its first page (its partial file is discarded). Other
-failures propagate with their kind (see ``client.errors``): nothing is committed for the interval
-that failed, and every interval committed before it stays committed.
+Entries outside the run are dropped and counted; repeated ids are dropped. An expired cursor
+re-reads the run from its start, but only over the intervals not yet committed. Other failures
+propagate with their kind (see ``client.errors``): every interval committed before stays committed.
 
-Audit data never leaves this module as Python objects: entries travel as the bytes the API sent.
+Audit data never leaves this module as Python objects: entries travel as the bytes the API sent
+(``msgspec.Raw``), and only ``id`` and ``date_create`` are decoded. Blocking I/O runs in a worker
+thread; decoding and routing a page run in slices between which the event loop runs other tasks.
 """
 
 from __future__ import annotations
@@ -22,22 +28,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from bisect import bisect_right
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from airflow_provider_slack_audit.client.async_client import MAX_LIMIT, AsyncAuditLogsClient
+import msgspec
+
+from airflow_provider_slack_audit.client.async_client import MAX_LIMIT
 from airflow_provider_slack_audit.client.errors import SlackAuditLogsApiError
+from airflow_provider_slack_audit.client.ratelimit import Priority, infer_priority
+from airflow_provider_slack_audit.client.response import AuditLogsResponse
 
-from .landing import Compression, IntervalCommit, IntervalWriter, Landing
 from .validation import check_destination, check_window, normalize_actions
 from .windows import Interval, Window
+
+if TYPE_CHECKING:
+    from .landing import IntervalCommit, IntervalWriter, Landing
+
+Compression = Literal["gzip"] | None
 
 log = logging.getLogger(__name__)
 
 COMPRESSIONS: tuple[Compression, ...] = ("gzip", None)
-# An expired cursor restarts the interval; a server that keeps expiring them is broken, not slow.
+# An expired cursor restarts the run; a server that keeps expiring them is broken, not slow.
 MAX_CURSOR_RESTARTS = 3
 # A window of a million one-second intervals is a typo, and would hold a million markers in memory.
 MAX_INTERVALS = 100_000
@@ -45,6 +60,25 @@ MAX_INTERVALS = 100_000
 MAX_INTERVAL = timedelta(days=366)
 # Events reach the API within minutes; a longer lag parks the task for no benefit.
 MAX_SETTLE_LAG = timedelta(days=1)
+
+
+class IngestClient(Protocol):
+    """What the pipeline needs of a client: one paginated ``logs`` query.
+
+    Each response carries its own figures (``requests``, ``wait_seconds``) and its page
+    (``raw_page()``); :class:`~airflow_provider_slack_audit.client.AsyncAuditLogsClient` is one.
+    """
+
+    def pages(
+        self,
+        *,
+        oldest: int | None = ...,
+        latest: int | None = ...,
+        limit: int | None = ...,
+        action: str | Iterable[str] | None = ...,
+        actor: str | None = ...,
+        entity: str | None = ...,
+    ) -> AsyncIterator[AuditLogsResponse]: ...
 
 
 @dataclass(frozen=True)
@@ -62,6 +96,9 @@ class IngestSpec:
     settle_lag: timedelta = timedelta(minutes=5)
     limit: int = MAX_LIMIT
     overwrite: bool = False
+    # A rewrite replaces an interval only when the new read holds every id the old file held;
+    # this replaces it even when ids would vanish (evidence destroyed on purpose).
+    replace_destructively: bool = False
 
     def validate(self, now: datetime | None = None) -> None:
         """Raise ValueError/TypeError naming the bad argument and the fix; no request is made first."""
@@ -110,6 +147,20 @@ class IngestSpec:
             raise ValueError(f"limit must be an int between 1 and {MAX_LIMIT}, got {self.limit!r}")
         if not isinstance(self.overwrite, bool):
             raise TypeError(f"overwrite must be True or False, got {self.overwrite!r}")
+        if not isinstance(self.replace_destructively, bool):
+            raise TypeError(
+                f"replace_destructively must be True or False, got {self.replace_destructively!r}"
+            )
+        if self.replace_destructively and not self.overwrite:
+            raise ValueError(
+                "replace_destructively=True only applies to a rewrite: pass overwrite=True with it "
+                "(committed intervals are otherwise skipped, never replaced)"
+            )
+
+    def priority(self, now: datetime) -> Priority:
+        """``backfill`` for a window that ended long ago, else ``live``: the shared limiter serves
+        live requests first, so a long backfill never delays today's landing by more than a slot."""
+        return infer_priority(self.window.end, now)
 
     @property
     def query(self) -> dict[str, Any]:
@@ -132,6 +183,7 @@ class IngestSpec:
             "settle_lag_seconds": self.settle_lag.total_seconds(),
             "limit": self.limit,
             "overwrite": self.overwrite,
+            "replace_destructively": self.replace_destructively,
         }
 
     @classmethod
@@ -149,6 +201,7 @@ class IngestSpec:
             settle_lag=timedelta(seconds=data.get("settle_lag_seconds", 300)),
             limit=data.get("limit", MAX_LIMIT),
             overwrite=data.get("overwrite", False),
+            replace_destructively=data.get("replace_destructively", False),
         )
 
 
@@ -168,6 +221,7 @@ class IngestSummary:
     duplicates: int = 0
     out_of_range: int = 0
     cursor_restarts: int = 0
+    queries: int = 0  # paginated logs queries: one per contiguous run of uncommitted intervals
     seconds: float = 0.0
     wait_seconds: float = 0.0
 
@@ -185,12 +239,16 @@ class _IntervalStats:
         return {"pages": self.pages, "duplicates": self.duplicates, "out_of_range": self.out_of_range}
 
 
+# Entries routed between two yields to the event loop: ~1-2 ms of work on a slow machine.
+_ROUTE_SLICE = 1000
+
+
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
 async def ingest_window(
-    client: AsyncAuditLogsClient,
+    client: IngestClient,
     spec: IngestSpec,
     *,
     logger: logging.Logger | None = None,
@@ -202,190 +260,370 @@ async def ingest_window(
     and timeout errors (transient), ``OSError`` from storage (transient), ``ValueError``/``TypeError``
     for a bad spec (permanent). Committed intervals stay committed; rerun to resume.
     """
+    # The landing needs Airflow's ObjectStoragePath: imported here, so importing the pipeline (and
+    # the outcome module built on it) imports no Airflow.
+    from .landing import Landing
+
     logger = logger or log
     spec.validate(now=now())
     started = time.monotonic()
-    requests_before, waits_before = client.request_count, client.wait_seconds
     landing = Landing(spec.destination, compression=spec.compression, conn_id=spec.destination_conn_id)
     query = spec.query
     summary = IngestSummary(window=spec.window.to_json())
-    commits: list[IntervalCommit] = []
+    intervals = spec.window.intervals(spec.interval)
+    commits: dict[Interval, IntervalCommit] = {}
+    found = await asyncio.to_thread(_committed_intervals, landing, intervals, query)
+    # On a rewrite, the committed intervals are the evidence a new read must keep.
+    evidence = {} if spec.replace_destructively else found
+    if not spec.overwrite:
+        commits, evidence = found, {}
+        for interval, commit in commits.items():
+            logger.info("Interval %s already committed (%d events): skipped", _span(interval), commit.count)
+        summary.intervals_skipped = len(commits)
 
-    for interval in spec.window.intervals(spec.interval):
-        if not spec.overwrite:
-            commit = await asyncio.to_thread(landing.committed, interval, query)
-            if commit is not None:
-                logger.info(
-                    "Interval %s already committed (%d events): skipped", _span(interval), commit.count
-                )
-                summary.intervals_skipped += 1
-                commits.append(commit)
-                continue
-        await _wait_until_settled(interval, spec.settle_lag, now, logger)
-        commit, stats, restarts = await _land_interval(client, landing, interval, spec, query, logger)
-        commits.append(commit)
-        summary.intervals_landed += 1
-        summary.events_landed += commit.count
-        summary.pages += stats.pages
-        summary.duplicates += stats.duplicates
-        summary.out_of_range += stats.out_of_range
-        summary.cursor_restarts += restarts
+    runs = _contiguous_runs([interval for interval in intervals if interval not in commits])
+    if runs:
+        await _wait_until_settled(runs[-1][-1], spec.settle_lag, now, logger)
+    for run in reversed(runs):  # newest first, like the pages of each run
+        landed = await _land_run(client, landing, run, spec, query, summary, logger, evidence)
+        commits.update(landed)
+        summary.intervals_landed += len(landed)
+        summary.events_landed += sum(commit.count for commit in landed.values())
 
-    manifest = await asyncio.to_thread(landing.write_manifest, spec.window, query, commits)
+    manifest = await asyncio.to_thread(landing.write_manifest, spec.window, query, list(commits.values()))
     summary.manifest = str(manifest)
-    summary.events = sum(c.count for c in commits)
-    summary.bytes = sum(c.bytes for c in commits)
-    summary.requests = client.request_count - requests_before
-    summary.wait_seconds = client.wait_seconds - waits_before
+    summary.events = sum(c.count for c in commits.values())
+    summary.bytes = sum(c.bytes for c in commits.values())
     summary.seconds = time.monotonic() - started
     logger.info(
-        "Window %s: %d intervals landed, %d skipped, %d events, %d requests, %.1f s -> %s",
+        "Window %s: %d intervals landed, %d skipped, %d events, %d queries, %d requests, %.1f s, "
+        "waited %.1f s -> %s",
         _span(spec.window),
         summary.intervals_landed,
         summary.intervals_skipped,
         summary.events,
+        summary.queries,
         summary.requests,
         summary.seconds,
+        summary.wait_seconds,
         summary.manifest,
     )
     return summary
 
 
+def _committed_intervals(
+    landing: Landing, intervals: Sequence[Interval], query: Mapping[str, Any]
+) -> dict[Interval, IntervalCommit]:
+    found = {}
+    for interval in intervals:
+        commit = landing.committed(interval, query)
+        if commit is not None:
+            found[interval] = commit
+    return found
+
+
+def _contiguous_runs(intervals: Sequence[Interval]) -> list[list[Interval]]:
+    """Sorted intervals grouped into runs without a gap: each run is read with one query."""
+    runs: list[list[Interval]] = []
+    for interval in intervals:
+        if runs and runs[-1][-1].latest + 1 == interval.oldest:
+            runs[-1].append(interval)
+        else:
+            runs.append([interval])
+    return runs
+
+
 async def _wait_until_settled(
-    interval: Interval, settle_lag: timedelta, now: Callable[[], datetime], logger: logging.Logger
+    newest: Interval, settle_lag: timedelta, now: Callable[[], datetime], logger: logging.Logger
 ) -> None:
-    """Hold an interval until ``end + settle_lag``: the API shows events a little after they happen."""
-    delay = (interval.end + settle_lag - now()).total_seconds()
+    """Wait once, until the newest interval's ``end + settle_lag``: events reach the API late."""
+    delay = (newest.end + settle_lag - now()).total_seconds()
     if delay > 0:
         logger.info(
-            "Interval %s settles in %.0f s (settle_lag %s): waiting", _span(interval), delay, settle_lag
+            "Interval %s settles in %.0f s (settle_lag %s): waiting", _span(newest), delay, settle_lag
         )
         await asyncio.sleep(delay)
 
 
-async def _land_interval(
-    client: AsyncAuditLogsClient,
+async def _land_run(
+    client: IngestClient,
     landing: Landing,
-    interval: Interval,
+    run: list[Interval],
     spec: IngestSpec,
     query: Mapping[str, Any],
+    summary: IngestSummary,
     logger: logging.Logger,
-) -> tuple[IntervalCommit, _IntervalStats, int]:
-    """Fetch one interval into its data file and commit it.
+    evidence: Mapping[Interval, IntervalCommit],
+) -> dict[Interval, IntervalCommit]:
+    """Read one run of contiguous uncommitted intervals with one query; return what it committed.
 
-    Re-reads the interval from its first page after an expired cursor (at most
-    ``MAX_CURSOR_RESTARTS`` times) and, once, after entries out of newest-first order.
+    An expired cursor re-reads the run from its start, over the intervals not yet committed only
+    (at most ``MAX_CURSOR_RESTARTS`` times). Entries out of newest-first order make it re-read the
+    intervals of that attempt once more, remembering every id.
     """
+    landed: dict[Interval, IntervalCommit] = {}
+    pending = list(run)
     remember_all_ids = False
     restarts = 0
-    while True:
-        started = time.monotonic()
-        requests_before, waits_before = client.request_count, client.wait_seconds
-        writer = await asyncio.to_thread(landing.open_interval, interval)
+    while pending:
+        stream = _RunStream(
+            landing, pending, query, remember_all_ids=remember_all_ids, logger=logger, evidence=evidence
+        )
+        summary.queries += 1
         try:
-            stats = await _fetch_into(client, writer, interval, spec, remember_all_ids=remember_all_ids)
+            await stream.read(client, spec, summary)
         except _OutOfOrder as error:
-            await asyncio.to_thread(writer.abort)
+            await stream.abort()
+            landed.update(stream.commits)
             logger.warning(
-                "Interval %s: %s, not newest first; re-reading it remembering every id",
-                _span(interval),
-                error,
+                "Run %s: %s, not newest first; re-reading it remembering every id", _span_of(pending), error
             )
             remember_all_ids = True
             continue
         except SlackAuditLogsApiError as error:
-            await asyncio.to_thread(writer.abort)
+            await stream.abort()
+            landed.update(stream.commits)
             if error.kind == "cursor" and restarts < MAX_CURSOR_RESTARTS:
                 restarts += 1
+                summary.cursor_restarts += 1
+                pending = [interval for interval in pending if interval not in stream.commits]
                 logger.warning(
-                    "Interval %s: cursor rejected (%s); re-reading the interval from its start",
-                    _span(interval),
+                    "Run %s: cursor rejected (%s); re-reading what is not committed from its start",
+                    _span_of(pending) if pending else "(all committed)",
                     error.error,
                 )
                 continue
             raise
         except asyncio.CancelledError:
-            writer.abort()  # cancelled: no more awaiting; a local delete is quick
+            stream.abort_now()  # cancelled: no more awaiting; a local delete is quick
             raise
         except BaseException:
-            await asyncio.to_thread(writer.abort)
+            await stream.abort()
             raise
-        commit = await asyncio.to_thread(writer.commit, query=query, stats=stats.as_marker_stats())
-        logger.info(
-            "Landed interval %s: %d events, %d pages, %d requests, %d bytes, %.2f s, waited %.1f s, "
-            "%d duplicates, %d out of range -> %s",
-            _span(interval),
-            commit.count,
-            stats.pages,
-            client.request_count - requests_before,
-            commit.bytes,
-            time.monotonic() - started,
-            client.wait_seconds - waits_before,
-            stats.duplicates,
-            stats.out_of_range,
-            commit.path,
-        )
-        return commit, stats, restarts
+        landed.update(stream.commits)
+        return landed
+    return landed
 
 
-async def _fetch_into(
-    client: AsyncAuditLogsClient,
-    writer: IntervalWriter,
-    interval: Interval,
-    spec: IngestSpec,
-    *,
-    remember_all_ids: bool = False,
-) -> _IntervalStats:
-    """Page through one interval, streaming each page's new entries to ``writer``.
+@dataclass
+class _RunStream:
+    """One query over ``intervals`` (sorted, contiguous), cut into one data file per interval.
 
-    Only one page is held at a time. The API may return an entry again when a page boundary cuts
-    through a crowded second. Entries come newest first, so only ids of the oldest second seen so
-    far can repeat, and only those are kept: memory stays flat whatever the interval's size (a set
-    of all ids costs ~120 MB per million events). An entry newer than that second breaks the order
-    this relies on: :class:`_OutOfOrder` makes the caller re-read the interval remembering every id.
+    The async side decodes and routes pages; every storage call (open, write, commit) runs in a
+    worker thread, one batch at a time in page order, while the next page is fetched.
     """
-    stats = _IntervalStats()
-    oldest, latest = interval.oldest, interval.latest
-    boundary_second = latest + 1
-    seen: set[str] = set()
-    pending: asyncio.Future[None] | None = None
+
+    landing: Landing
+    intervals: Sequence[Interval]
+    query: Mapping[str, Any]
+    remember_all_ids: bool
+    logger: logging.Logger
+    # Committed intervals being rewritten: each new file must hold every id the old one held.
+    evidence: Mapping[Interval, IntervalCommit] = field(default_factory=dict)
+    commits: dict[Interval, IntervalCommit] = field(default_factory=dict)
+    _must_hold: dict[int, set[str]] = field(default_factory=dict)
+    _writers: dict[int, IntervalWriter] = field(default_factory=dict)
+    _stats: dict[int, _IntervalStats] = field(default_factory=dict)
+    _io: asyncio.Future[None] | None = None
+    _started: float = field(default_factory=time.monotonic)
+
+    async def read(self, client: IngestClient, spec: IngestSpec, summary: IngestSummary) -> None:
+        oldest, latest = self.intervals[0].oldest, self.intervals[-1].latest
+        starts = [interval.oldest for interval in self.intervals]
+        current = len(self.intervals) - 1  # the interval the stream is in (normal mode)
+        boundary_second = latest + 1
+        # Entries come newest first, so only ids of the oldest second seen so far can repeat (a page
+        # boundary cutting through a crowded second), and only those are kept: memory stays flat
+        # whatever the run's size (a set of every id costs ~120 MB per million events). An entry
+        # newer than that second breaks the order this relies on: _OutOfOrder re-reads remembering all.
+        seen: set[str] = set()
+        stats = self._stats
+        checked = [interval in self.evidence for interval in self.intervals]
+        try:
+            async for response in client.pages(
+                oldest=oldest,
+                latest=latest,
+                limit=spec.limit,
+                action=spec.action,
+                actor=spec.actor,
+                entity=spec.entity,
+            ):
+                summary.pages += 1
+                summary.requests += response.requests
+                summary.wait_seconds += response.wait_seconds
+                entries = response.raw_page().entries
+                # C-speed scans of the body in a thread; per-entry work only when they find something.
+                fixes = await asyncio.to_thread(_entry_fixes, response.content, entries)
+                batches: dict[int, list[Any]] = {}
+                batch_ids: dict[int, list[str]] = {}
+                passed: list[int] = []
+                for offset in range(0, len(entries), _ROUTE_SLICE):
+                    if offset:
+                        await asyncio.sleep(0)  # let other triggers run between slices
+                    for position in range(offset, min(offset + _ROUTE_SLICE, len(entries))):
+                        entry = entries[position]
+                        second = entry.date_create
+                        if not oldest <= second <= latest:
+                            stats.setdefault(current, _IntervalStats()).out_of_range += 1
+                            summary.out_of_range += 1
+                            continue
+                        if second < boundary_second:
+                            boundary_second = second
+                            if not self.remember_all_ids:
+                                seen = set()
+                        elif second > boundary_second and not self.remember_all_ids:
+                            raise _OutOfOrder(f"an entry of {second} came after one of {boundary_second}")
+                        if self.remember_all_ids:
+                            index = bisect_right(starts, second) - 1
+                        else:
+                            while second < starts[current]:
+                                passed.append(current)  # the stream is below its start: complete
+                                current -= 1
+                            index = current
+                        if entry.id in seen:
+                            stats.setdefault(index, _IntervalStats()).duplicates += 1
+                            summary.duplicates += 1
+                            continue
+                        seen.add(entry.id)
+                        raw: Any = entry.raw
+                        if fixes is not None and position in fixes:
+                            raw = fixes[position]
+                            if isinstance(raw, str):
+                                raise InvalidEntryError(
+                                    f"entry {position} of page {summary.pages} of interval "
+                                    f"{self.intervals[index].key} (id {entry.id}) {raw}; it cannot be landed "
+                                    "as strict UTF-8 JSON, and the API returns the same bytes on a retry: "
+                                    "report it to Slack, or land the window without that interval"
+                                )
+                        batch = batches.get(index)
+                        if batch is None:
+                            batch = batches[index] = []
+                            stats.setdefault(index, _IntervalStats()).pages += 1
+                        batch.append(raw)
+                        if checked[index]:
+                            batch_ids.setdefault(index, []).append(entry.id)
+                await self._submit(batches, passed, batch_ids)
+            # Pagination ended: every interval not committed yet is complete.
+            rest = range(len(self.intervals)) if self.remember_all_ids else range(current, -1, -1)
+            await self._submit({}, [index for index in rest if self.intervals[index] not in self.commits])
+            await self._drain()
+        finally:
+            # Never abort a file while a write thread still holds it.
+            if self._io is not None and not self._io.done():
+                await asyncio.wait([self._io])
+
+    async def _submit(
+        self, batches: dict[int, list[Any]], complete: list[int], ids: dict[int, list[str]] | None = None
+    ) -> None:
+        await self._drain()
+        if batches or complete:
+            self._io = asyncio.ensure_future(asyncio.to_thread(self._apply, batches, complete, ids or {}))
+
+    async def _drain(self) -> None:
+        if self._io is not None:
+            io, self._io = self._io, None
+            await io
+
+    def _writer(self, index: int) -> IntervalWriter:
+        writer = self._writers.get(index)
+        if writer is None:
+            interval = self.intervals[index]
+            old = self.evidence.get(interval)
+            if old is not None:
+                self._must_hold[index] = self.landing.committed_ids(old)
+            writer = self._writers[index] = self.landing.open_interval(interval)
+        return writer
+
+    def _apply(self, batches: dict[int, list[Any]], complete: list[int], ids: dict[int, list[str]]) -> None:
+        """In a worker thread: append each interval's batch, then commit the completed intervals."""
+        for index in sorted(batches, reverse=True):
+            self._writer(index).write(batches[index])
+            must_hold = self._must_hold.get(index)
+            if must_hold:
+                must_hold.difference_update(ids.get(index, ()))
+        for index in complete:
+            interval = self.intervals[index]
+            writer = self._writer(index)
+            lost = self._must_hold.pop(index, set())
+            if lost:
+                writer.abort()
+                del self._writers[index]
+                raise EvidenceLossError(interval, lost=len(lost), held=self.evidence[interval].count)
+            stats = self._stats.get(index, _IntervalStats())
+            commit = writer.commit(query=self.query, stats=stats.as_marker_stats())
+            del self._writers[index]
+            self.commits[interval] = commit
+            self.logger.info(
+                "Landed interval %s: %d events, %d pages, %d bytes, %.2f s into its run, "
+                "%d duplicates, %d out of range -> %s",
+                _span(interval),
+                commit.count,
+                stats.pages,
+                commit.bytes,
+                time.monotonic() - self._started,
+                stats.duplicates,
+                stats.out_of_range,
+                commit.path,
+            )
+
+    async def abort(self) -> None:
+        if self._io is not None and not self._io.done():
+            await asyncio.wait([self._io])
+        await asyncio.to_thread(self.abort_now)
+
+    def abort_now(self) -> None:
+        """Discard every interval file of this stream that is not committed."""
+        writers, self._writers = list(self._writers.values()), {}
+        for writer in writers:
+            writer.abort()
+
+
+def _entry_fixes(content: bytes, entries: Sequence[Any]) -> dict[int, bytes | str] | None:
+    """What must change before a page's entries can be landed as strict UTF-8, one JSON per line.
+
+    ``None`` (the fast path: two C-speed scans of the body) when nothing does. Otherwise a map from
+    entry position to its single-line re-encoding (``msgspec.json.format``: whitespace only, every
+    value byte-exact), or to the reason (a ``str``) why it cannot be landed (invalid UTF-8). Escapes
+    of lone surrogates never get here: the page decode refuses them.
+    """
+    multiline = b"\n" in content or b"\r" in content
     try:
-        async for response in client.pages(
-            oldest=oldest,
-            latest=latest,
-            limit=spec.limit,
-            action=spec.action,
-            actor=spec.actor,
-            entity=spec.entity,
-        ):
-            batch = []
-            for entry in response.raw_page().entries:
-                second = entry.date_create
-                if not oldest <= second <= latest:
-                    stats.out_of_range += 1
-                    continue
-                if second < boundary_second:
-                    boundary_second = second
-                    if not remember_all_ids:
-                        seen = set()
-                elif second > boundary_second and not remember_all_ids:
-                    raise _OutOfOrder(f"an entry of {second} came after one of {boundary_second}")
-                if entry.id in seen:
-                    stats.duplicates += 1
-                    continue
-                seen.add(entry.id)
-                batch.append(entry.raw)
-            stats.pages += 1
-            if pending is not None:
-                await pending
-            pending = asyncio.ensure_future(asyncio.to_thread(writer.write, batch))
-        if pending is not None:
-            await pending
-    finally:
-        # Never abort the file while a write thread still holds it.
-        if pending is not None and not pending.done():
-            await asyncio.wait([pending])
-    return stats
+        content.decode("utf-8")
+        bad_utf8 = False
+    except UnicodeDecodeError:
+        bad_utf8 = True
+    if not (multiline or bad_utf8):
+        return None
+    fixes: dict[int, bytes | str] = {}
+    for position, entry in enumerate(entries):
+        raw = bytes(entry.raw)
+        if bad_utf8:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                fixes[position] = f"is not valid UTF-8 (byte {error.start} of the entry)"
+                continue
+        if multiline and (b"\n" in raw or b"\r" in raw):
+            fixes[position] = msgspec.json.format(raw, indent=0)
+    return fixes
+
+
+class InvalidEntryError(ValueError):
+    """An entry that cannot be landed as strict UTF-8 JSON (permanent: a retry gets the same bytes)."""
+
+
+class EvidenceLossError(Exception):
+    """A rewrite whose new read lacks ids the committed file holds: nothing was replaced (permanent)."""
+
+    def __init__(self, interval: Interval, *, lost: int, held: int) -> None:
+        self.interval = interval
+        self.lost = lost
+        super().__init__(
+            f"interval {interval.key} was not rewritten: the new read lacks {lost} of the {held} event ids "
+            f"its committed file holds (API retention, an incident or a narrower token scope?). The landed "
+            f"file and its marker are unchanged. To replace it anyway, destroying those events, rerun "
+            f"with overwrite=True and replace_destructively=True"
+        )
 
 
 class _OutOfOrder(Exception):
@@ -396,4 +634,15 @@ def _span(bounds: Interval | Window) -> str:
     return f"[{bounds.start.isoformat()}, {bounds.end.isoformat()})"
 
 
-__all__ = ["IngestSpec", "IngestSummary", "ingest_window"]
+def _span_of(intervals: Sequence[Interval]) -> str:
+    return f"[{intervals[0].start.isoformat()}, {intervals[-1].end.isoformat()})"
+
+
+__all__ = [
+    "EvidenceLossError",
+    "IngestClient",
+    "IngestSpec",
+    "IngestSummary",
+    "InvalidEntryError",
+    "ingest_window",
+]

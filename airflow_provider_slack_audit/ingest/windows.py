@@ -1,10 +1,12 @@
 """Half-open time windows and their split into API-sized intervals.
 
-A window ``[start, end)`` is what a DAG run asks for (usually its data interval); the pipeline splits
-it into intervals and lands each one as a file, so a failed run resumes at the first interval that is
-not committed. The Audit Logs API takes integer Unix seconds with *inclusive* bounds, so an interval
-``[start, end)`` is queried as ``oldest = ceil(start)`` and ``latest = ceil(end) - 1``: adjacent
-intervals never share a second, and every second of the window belongs to exactly one interval.
+A window ``[start, end)`` is what a DAG run asks for (usually its data interval); the pipeline cuts
+it into intervals on a fixed grid (multiples of the interval length from the Unix epoch) and lands
+each one as a file, so a failed run resumes with what is not committed, and every run maps an
+instant to the same file key. The Audit Logs API takes integer Unix seconds with *inclusive*
+bounds, so an interval ``[start, end)`` is queried as ``oldest = ceil(start)`` and
+``latest = ceil(end) - 1``: adjacent intervals never share a second, and every second of the window
+belongs to exactly one interval.
 
 All arithmetic runs on integer microseconds: a float timestamp cannot represent every microsecond
 of this century exactly, and an off-by-one ``ceil`` would land an event twice or never.
@@ -218,11 +220,15 @@ class Window(_Bounds):
 
     def intervals(self, step: timedelta) -> list[Interval]:
         """
-        Split the window on a grid of ``step`` starting at ``start``; the last interval ends at ``end``.
+        The window cut on the fixed grid of ``step``: boundaries are multiples of ``step`` counted
+        from the Unix epoch (UTC), whatever the window's start, time zone or re-run.
 
-        Intervals that hold no whole second (possible only for sub-second pieces) are dropped: the API
-        has nothing to return for them, and the kept intervals still cover every second of the window
-        exactly once.
+        So every window maps a given instant to the same interval key. A window that does not start
+        or end on the grid keeps its edges: the first and last intervals are their grid cells clipped
+        to the window (e.g. ``[00:30, 01:00)`` of an hourly grid), named by their clipped bounds, so a
+        piece never takes the key of a whole cell. Intervals that hold no whole second (possible only
+        for sub-second pieces) are dropped: the API has nothing to return for them, and the kept
+        intervals still cover every second of the window exactly once.
         """
         if not isinstance(step, timedelta):
             raise TypeError(
@@ -233,9 +239,16 @@ class Window(_Bounds):
             raise ValueError(f"interval length {step!r} is not positive; pass e.g. timedelta(hours=1)")
         start, end = _to_micros(self.start), _to_micros(self.end)
         intervals = []
-        for lower in range(start, end, step_micros):
-            upper = min(lower + step_micros, end)
+        cell = start - start % step_micros  # the grid cell holding start (floor, epoch origin)
+        while cell < end:
+            lower, upper = max(cell, start), min(cell + step_micros, end)
             # Same test as Interval.is_empty, on integers, before building the object.
             if _ceil_seconds(lower) < _ceil_seconds(upper):
                 intervals.append(Interval(_from_micros(lower), _from_micros(upper)))
+            cell += step_micros
         return intervals
+
+    def is_on_grid(self, step: timedelta) -> bool:
+        """True when both bounds are multiples of ``step`` from the epoch (every interval a whole cell)."""
+        step_micros = step // _MICROSECOND
+        return _to_micros(self.start) % step_micros == 0 and _to_micros(self.end) % step_micros == 0

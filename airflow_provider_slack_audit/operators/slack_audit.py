@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_slack_audit.hooks.slack_audit import ClientOptions, SlackAuditLogsHook
+from airflow_provider_slack_audit.ingest.outcome import describe_failure, is_retryable, is_success, run_ingest
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec
 from airflow_provider_slack_audit.ingest.validation import (
     check_destination,
@@ -23,7 +24,7 @@ from airflow_provider_slack_audit.ingest.validation import (
 )
 from airflow_provider_slack_audit.ingest.windows import Window, parse_datetime
 from airflow_provider_slack_audit.operators._lineage import operator_lineage
-from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger, ingest_event
+from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger
 from airflow_provider_slack_audit.version_compat import (
     AirflowException,
     AirflowFailException,
@@ -33,6 +34,7 @@ from airflow_provider_slack_audit.version_compat import (
     ObjectStoragePath,
     coerce_to_core_timetable,
     conf,
+    redact,
     storage_conn_id,
 )
 
@@ -78,6 +80,9 @@ class SlackAuditLogsOperator(BaseOperator):
     :param compression: ``"gzip"`` (default) or ``None`` for plain ``.jsonl``.
     :param overwrite: rewrite committed intervals instead of skipping them; ``True``/``False`` or the
         rendered strings ``"True"``/``"False"``. (templated)
+    :param replace_destructively: with ``overwrite``, replace an interval even when the new read lacks
+        ids its landed file holds (events lost from the API: retention, an incident, a narrower token
+        scope). Without it such a rewrite fails permanently and the landed file and marker stay.
     :param deferrable: wait on the triggerer instead of holding a worker slot. Default: the
         deployment's ``[operators] default_deferrable`` (see :func:`default_deferrable`).
     """
@@ -100,6 +105,7 @@ class SlackAuditLogsOperator(BaseOperator):
         settle_lag: timedelta = timedelta(minutes=5),
         compression: Literal["gzip"] | None = "gzip",
         overwrite: bool | str = False,
+        replace_destructively: bool = False,
         deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
@@ -118,6 +124,7 @@ class SlackAuditLogsOperator(BaseOperator):
         self.settle_lag = settle_lag
         self.compression = compression
         self.overwrite = overwrite
+        self.replace_destructively = replace_destructively
         self.deferrable = default_deferrable() if deferrable is None else deferrable
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -140,18 +147,26 @@ class SlackAuditLogsOperator(BaseOperator):
         hook = SlackAuditLogsHook(slack_audit_conn_id=self.slack_audit_conn_id)
         # The sync connection API runs in a thread, never on the loop; the ingest is the very coroutine
         # the trigger runs, so both modes land, summarize and fail the same way.
-        event = asyncio.run(ingest_event(lambda: asyncio.to_thread(hook.get_client), spec.to_json()))
-        return self.execute_complete(context, event)
+        outcome = asyncio.run(
+            run_ingest(
+                lambda: asyncio.to_thread(hook.get_client, spec.priority(datetime.now(timezone.utc))),
+                spec.to_json(),
+                redact=redact,
+            )
+        )
+        return self.execute_complete(context, outcome)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Return the summary of a landed window, or raise what tells Airflow whether to retry.
 
-        A transient failure (or a cursor that kept expiring) raises ``AirflowException`` (the task's
-        retries apply, and the next try skips committed intervals); anything else raises
+        ``event`` is the trigger event's payload: the ingest's outcome (``ingest.outcome``). A
+        retryable failure (transient, or a cursor that kept expiring) raises ``AirflowException``
+        (the task's retries apply, and the next try skips committed intervals); anything else raises
         ``AirflowFailException``, because another try would fail the same way.
         """
-        if event.get("status") != "success":
-            raise _failure(event)
+        if not is_success(event):
+            failure = AirflowException if is_retryable(event) else AirflowFailException
+            raise failure(describe_failure(event))
         summary: dict[str, Any] = event["summary"]
         self._landed_summary = summary  # for get_openlineage_facets_on_complete, in this same process
         self._record_asset_events(context, summary)
@@ -204,6 +219,7 @@ class SlackAuditLogsOperator(BaseOperator):
                 compression=self.compression,
                 settle_lag=self.settle_lag,
                 overwrite=_as_bool(self.overwrite, "overwrite"),
+                replace_destructively=self.replace_destructively,
             )
             spec.validate()
         except (ValueError, TypeError) as exc:
@@ -354,24 +370,3 @@ def _as_bool(value: bool | str, name: str) -> bool:
     if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
         return value.strip().lower() == "true"
     raise ValueError(f"{name} must be True or False (or the string 'True'/'False'), got {value!r}")
-
-
-def _failure(event: dict[str, Any]) -> AirflowException:
-    """The exception for an error event: only ``transient`` and ``cursor`` errors are worth another try.
-
-    A ``cursor`` error reaches here only when an interval's cursor expired on every re-read: a
-    server in trouble, not a bad request.
-    """
-    kind = event.get("kind") or "unknown"
-    error = event.get("error") or "unknown_error"
-    message = event.get("message") or "(no message)"
-    if kind in ("transient", "cursor"):
-        return AirflowException(
-            f"Slack audit ingest hit a transient error ({error}): {message}. Airflow retries the task "
-            "if it has retries left, and the next try skips the intervals already committed. If this "
-            "keeps happening, raise the connection's max_retry_wait or the task's retries."
-        )
-    return AirflowFailException(
-        f"Slack audit ingest failed with a {kind} error ({error}): {message}. Not retrying, since "
-        "another try would fail the same way: fix the cause, then clear the task."
-    )

@@ -10,31 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
 from typing import Any
 
-from airflow_provider_slack_audit.client import (
-    AsyncAuditLogsClient,
-    SlackAuditLogsApiError,
-    classify_exception,
-)
-from airflow_provider_slack_audit.client.errors import hint
+from airflow_provider_slack_audit.client import AsyncAuditLogsClient
 from airflow_provider_slack_audit.hooks.slack_audit import SlackAuditLogsHook
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
+from airflow_provider_slack_audit.ingest.outcome import run_ingest
+from airflow_provider_slack_audit.ingest.pipeline import IngestSpec
 from airflow_provider_slack_audit.version_compat import BaseTrigger, TriggerEvent, redact
-
-# An event becomes the task's next_kwargs, stored in the metadata DB: a message is for a human.
-_MAX_MESSAGE_CHARS = 2000
-
-ClientFactory = Callable[[], Awaitable[AsyncAuditLogsClient]]
 
 
 class SlackAuditLogsTrigger(BaseTrigger):
     """Run :func:`~airflow_provider_slack_audit.ingest.pipeline.ingest_window` for one window.
 
-    Yields exactly one event: ``{"status": "success", "summary": {...}}`` or
-    ``{"status": "error", "kind": "transient" | "permanent" | "cursor", "error": <code>,
-    "message": <text>}``, where ``error`` is Slack's error code or the exception's class name.
+    Yields exactly one event, whose payload is the ingest's outcome (see
+    :mod:`airflow_provider_slack_audit.ingest.outcome`): a summary, or an error's kind, code and
+    secret-free message.
 
     :param slack_audit_conn_id: the ``slack_audit`` connection; the token is read from it here, on
         the triggerer, with Airflow's async connection API.
@@ -66,51 +58,13 @@ class SlackAuditLogsTrigger(BaseTrigger):
         # Cancellation (triggerer shutdown, task timeout) propagates out of here without an event;
         # the next trigger instance skips the intervals this one committed.
         started = time.monotonic()
-        event = await ingest_event(hook.get_async_client, self.spec)
-        if event.get("kind") == "permanent" and self.task_instance is not None:
+
+        async def client() -> AsyncAuditLogsClient:
+            # Old windows (a backfill) yield the org's shared budget to today's runs.
+            priority = IngestSpec.from_json(self.spec).priority(datetime.now(timezone.utc))
+            return await hook.get_async_client(priority=priority)
+
+        outcome = await run_ingest(client, self.spec, redact=redact)
+        if outcome.get("kind") == "permanent" and self.task_instance is not None:
             await asyncio.sleep(max(0.0, started + self.permanent_error_hold_seconds - time.monotonic()))
-        yield TriggerEvent(event)  # type: ignore[no-untyped-call]
-
-
-async def ingest_event(get_client: ClientFactory, spec: dict[str, Any]) -> dict[str, Any]:
-    """Land the window ``spec`` describes and return the event payload describing the outcome.
-
-    This is the one path both the trigger and the operator's non-deferrable mode run, so both map
-    errors the same way. It returns an error payload instead of raising for every ``Exception``;
-    ``asyncio.CancelledError`` (a ``BaseException``) still propagates.
-    """
-    try:
-        ingest_spec = IngestSpec.from_json(spec)
-        client = await get_client()
-        summary = await ingest_window(client, ingest_spec)
-    except Exception as exc:
-        return error_payload(exc)
-    return {"status": "success", "summary": summary.to_json()}
-
-
-def error_payload(exc: BaseException) -> dict[str, Any]:
-    """Describe a failure as a small, secret-free event payload.
-
-    ``kind`` decides what the operator raises: only ``transient`` failures are worth another try.
-    Anything unclassified (a bad spec, a missing connection, a bug) is ``permanent``: retrying it
-    would fail the same way.
-    """
-    error = exc.error if isinstance(exc, SlackAuditLogsApiError) and exc.error else type(exc).__name__
-    return {
-        "status": "error",
-        "kind": classify_exception(exc) or "permanent",
-        "error": error,
-        "message": _secret_free_message(exc),
-    }
-
-
-def _secret_free_message(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, SlackAuditLogsApiError) and exc.error and hint(exc.error) not in text:
-        text = f"{text}: {hint(exc.error)}"
-    # The token was registered with the secrets masker when the hook read it; redact() is the
-    # defence in depth for a library that echoes a header or URL into an exception.
-    redacted = str(redact(text))
-    if len(redacted) > _MAX_MESSAGE_CHARS:
-        redacted = redacted[: _MAX_MESSAGE_CHARS - 1] + "…"
-    return redacted
+        yield TriggerEvent(outcome)  # type: ignore[no-untyped-call]

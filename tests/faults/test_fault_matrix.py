@@ -2,9 +2,10 @@
 nothing; past it, the ingest fails with a clear transient error, commits no partial interval, and a
 rerun lands the window exactly.
 
-Each fault strikes in the middle of the window (on the second page of its second interval), so
-"nothing partial committed" is checked with one interval committed before the fault and the one
-being read when it struck.
+The window is read as one stream, newest first. Each fault strikes in the middle of it (on the
+second page after the stream entered its second-newest interval), so "nothing partial committed"
+is checked with one interval (the newest) committed before the fault and the one being read when it
+struck.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import aiohttp
 import pytest
 from landing_invariants import (
     assert_landing_sound,
-    interval_of_request,
     server_ids,
     temp_files,
     window_files,
@@ -39,9 +39,10 @@ from airflow_provider_slack_audit.client.retry import (
     AsyncServerErrorRetryHandler,
 )
 from airflow_provider_slack_audit.ingest import Window
+from airflow_provider_slack_audit.ingest.outcome import failure_outcome
 from airflow_provider_slack_audit.ingest.pipeline import MAX_CURSOR_RESTARTS, IngestSpec, ingest_window
 from airflow_provider_slack_audit.testing import EventSet, FakeAuditLogsServer, FaultPlan, ManualClock
-from airflow_provider_slack_audit.triggers.slack_audit import error_payload
+from airflow_provider_slack_audit.version_compat import redact
 
 DAY = datetime(2026, 1, 4, tzinfo=timezone.utc)
 WINDOW = Window(DAY, DAY + timedelta(hours=4))
@@ -133,12 +134,14 @@ def clean_run(tmp_path_factory: pytest.TempPathFactory) -> CleanRun:
         requests = server.logs_requests()
     finally:
         server.stop()
-    second = WINDOW.intervals(STEP)[1]
-    reads_of_second = [
-        i for i, r in enumerate(requests) if interval_of_request(WINDOW.intervals(STEP), r.query) == second
-    ]
-    assert len(reads_of_second) >= 3, "the second interval must span several pages for a mid-interval fault"
-    fault_point = reads_of_second[1]
+    *_, second_newest, newest = WINDOW.intervals(STEP)
+    # Pages hold LIMIT entries (more only when a second is crowded): the stream has passed the
+    # newest interval by the page after its last, and is mid-way through the next one after that.
+    pages_of_newest = -(-len(EVENTS.index_range(newest.oldest, newest.latest)) // LIMIT)
+    assert len(EVENTS.index_range(second_newest.oldest, second_newest.latest)) >= 3 * LIMIT, (
+        "the second-newest interval must span several pages for a mid-interval fault"
+    )
+    fault_point = pages_of_newest + 1
     return CleanRun(
         files=window_files(root),
         fault_point=fault_point,
@@ -155,9 +158,10 @@ async def server() -> AsyncIterator[FakeAuditLogsServer]:
 
 
 def assert_only_first_interval_committed(root: Path, server: FakeAuditLogsServer) -> None:
+    """Only the interval the stream read first (the newest) is committed."""
     state = assert_landing_sound(root, WINDOW, STEP, server_ids(server))
-    first = WINDOW.intervals(STEP)[0]
-    assert state.committed == {first}, "the interval being read when the fault struck must not commit"
+    newest = WINDOW.intervals(STEP)[-1]
+    assert state.committed == {newest}, "the interval being read when the fault struck must not commit"
     assert state.landed == state.committed, "a data file without its commit marker was left behind"
     assert temp_files(root) == [], "a failed write left its temporary file behind"
 
@@ -239,7 +243,9 @@ async def test_a_fault_outlasting_the_retry_budget_fails_cleanly_and_a_rerun_lan
     if isinstance(error, SlackAuditLogsApiError):
         assert (error.error, error.status_code) == (expected.error, expected.status)
     assert classify_exception(error) == "transient"
-    assert error_payload(error)["kind"] == "transient"  # the operator lets Airflow retry the task
+    assert (
+        failure_outcome(error, redact=redact)["kind"] == "transient"
+    )  # the operator lets Airflow retry the task
     assert_only_first_interval_committed(tmp_path, server)
 
     server.faults.clear()

@@ -18,15 +18,17 @@ from landing_invariants import assert_landing_sound, final_name_files, server_id
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient, classify_exception
 from airflow_provider_slack_audit.ingest import Window
-from airflow_provider_slack_audit.ingest import landing as landing_module
+from airflow_provider_slack_audit.ingest.landing import writer as landing_module
+from airflow_provider_slack_audit.ingest.outcome import failure_outcome
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
-from airflow_provider_slack_audit.triggers.slack_audit import error_payload
+from airflow_provider_slack_audit.version_compat import redact
 
 DAY = datetime(2026, 1, 4, tzinfo=timezone.utc)
 WINDOW = Window(DAY, DAY + timedelta(hours=3))
 STEP = timedelta(hours=1)
-FIRST, SECOND, THIRD = WINDOW.intervals(STEP)
+# Named in the order the stream writes them: newest first.
+THIRD, SECOND, FIRST = WINDOW.intervals(STEP)
 
 
 @pytest.fixture
@@ -92,7 +94,7 @@ async def test_a_destination_that_cannot_exist_fails_transiently_before_any_requ
         await ingest_window(client_for(server), spec_for(blocker / "landing"))
 
     assert classify_exception(info.value) == "transient"
-    assert error_payload(info.value)["kind"] == "transient"
+    assert failure_outcome(info.value, redact=redact)["kind"] == "transient"
     assert server.logs_requests() == []
     assert blocker.read_text() == "a regular file where the destination's parent should be\n"
 
@@ -137,7 +139,9 @@ async def test_a_failed_commit_marker_leaves_the_interval_uncommitted_and_the_re
     server.reset_log()
     summary = await ingest_window(client_for(server), spec_for(tmp_path))
     assert (summary.intervals_skipped, summary.intervals_landed) == (1, 2)
-    assert {int(r.query["oldest"]) for r in server.logs_requests()} == {SECOND.oldest, THIRD.oldest}
+    assert {(int(r.query["oldest"]), int(r.query["latest"])) for r in server.logs_requests()} == {
+        (THIRD.oldest, SECOND.latest)
+    }, "one query over the two uncommitted intervals"
     assert assert_landing_sound(tmp_path, WINDOW, STEP, server_ids(server)).committed == set(
         WINDOW.intervals(STEP)
     )

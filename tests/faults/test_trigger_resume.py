@@ -1,5 +1,5 @@
-"""A trigger cancelled mid-interval (triggerer restart, task moved) and re-created from its
-serialized form resumes at the first uncommitted interval and completes the window exactly."""
+"""A trigger cancelled mid-stream (triggerer restart, task moved) and re-created from its serialized
+form resumes with one query over the uncommitted intervals and completes the window exactly."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from importlib import import_module
 from pathlib import Path
 
 import pytest
-from landing_invariants import assert_landing_sound, interval_of_request, server_ids, temp_files
+from landing_invariants import assert_landing_sound, server_ids, temp_files
 
 from airflow_provider_slack_audit.ingest import Window
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec
@@ -47,11 +47,9 @@ def rebuild(trigger: SlackAuditLogsTrigger) -> SlackAuditLogsTrigger:
     return rebuilt
 
 
-async def wait_for_second_page_of(server: FakeAuditLogsServer, oldest: int) -> None:
-    # The server's request log is the observable; the server has no event to wait on.
-    while not any(  # noqa: ASYNC110
-        r.query.get("oldest") == str(oldest) and "cursor" in r.query for r in server.logs_requests()
-    ):
+async def wait_for_a_commit_marker(root: Path) -> None:
+    # The landing is the observable: the stream commits the newest interval first.
+    while not await asyncio.to_thread(lambda: list(root.rglob("*.commit.json"))):  # noqa: ASYNC110
         await asyncio.sleep(0.005)
 
 
@@ -69,26 +67,33 @@ async def test_a_cancelled_trigger_recreated_from_serialize_resumes_and_complete
             events.append(event)
 
     running = asyncio.create_task(consume(trigger.run()))
-    await asyncio.wait_for(wait_for_second_page_of(server, INTERVALS[1].oldest), timeout=30)
+    await asyncio.wait_for(wait_for_a_commit_marker(tmp_path), timeout=30)
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
 
     assert events == []
     state = assert_landing_sound(tmp_path, WINDOW, STEP, server_ids(server))
-    assert state.committed == state.landed == {INTERVALS[0]}
+    assert state.committed == state.landed
+    done = len(state.committed)
+    assert 0 < done < len(INTERVALS)
+    assert state.committed == set(INTERVALS[-done:]), "the stream commits newest first"
     assert temp_files(tmp_path) == []
+    uncommitted = INTERVALS[:-done]
+    remaining = len(server.expected_ids(uncommitted[0].oldest, uncommitted[-1].latest))
 
     server.reset_log()
     (event,) = [event async for event in rebuild(trigger).run()]
 
     assert event.payload["status"] == "success", event.payload
     summary = event.payload["summary"]
-    assert (summary["intervals_skipped"], summary["intervals_landed"]) == (1, 3)
+    assert (summary["intervals_skipped"], summary["intervals_landed"]) == (done, len(uncommitted))
     requests = server.logs_requests()
-    assert interval_of_request(INTERVALS, requests[0].query) == INTERVALS[1]
-    assert "cursor" not in requests[0].query, "the interrupted interval is re-read from its start"
-    assert all(interval_of_request(INTERVALS, r.query) != INTERVALS[0] for r in requests)
+    assert "cursor" not in requests[0].query, "the interrupted stream is re-read from its start"
+    assert {(int(r.query["oldest"]), int(r.query["latest"])) for r in requests} == {
+        (uncommitted[0].oldest, uncommitted[-1].latest)
+    }, "one query over exactly the uncommitted intervals"
+    assert len(requests) <= -(-remaining // 40) + 1
     state = assert_landing_sound(tmp_path, WINDOW, STEP, server_ids(server))
     assert state.committed == set(INTERVALS)
     assert summary["events"] == len(server.expected_ids(WINDOW.oldest, WINDOW.latest))

@@ -278,16 +278,19 @@ def test_extras_out_of_range_are_refused_naming_the_field_the_value_and_the_rang
 async def test_a_bad_extra_fails_the_trigger_path_as_permanent_before_any_request(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from airflow_provider_slack_audit.triggers.slack_audit import error_payload
+    from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger
 
     set_connection(monkeypatch, extra={"requests_per_minute": 1e-9})
+    spec = {
+        "window": {"start": "2026-01-04T00:00:00+00:00", "end": "2026-01-05T00:00:00+00:00"},
+        "interval_seconds": 3600,
+        "destination": "file:///tmp/slack_audit_bad_extra",
+    }
     with aioresponses() as mocked:
-        with pytest.raises(SlackAuditLogsConfigError) as excinfo:
-            await SlackAuditLogsHook().get_async_client()
+        (event,) = [event async for event in SlackAuditLogsTrigger("slack_audit_default", spec).run()]
         assert not mocked.requests
-    payload = error_payload(excinfo.value)
-    assert payload["kind"] == "permanent"
-    assert "requests_per_minute" in payload["message"]
+    assert event.payload["kind"] == "permanent"
+    assert "requests_per_minute" in event.payload["message"]
 
 
 def test_a_proxy_password_in_a_bad_extra_is_not_echoed() -> None:

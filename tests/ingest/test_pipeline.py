@@ -19,7 +19,13 @@ from airflow_provider_slack_audit.client import (
 from airflow_provider_slack_audit.client.async_client import MAX_GARBLED_PAGE_RETRIES
 from airflow_provider_slack_audit.client.retry import default_retry_handlers
 from airflow_provider_slack_audit.ingest import Window, read_manifest
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
+from airflow_provider_slack_audit.ingest.outcome import failure_outcome
+from airflow_provider_slack_audit.ingest.pipeline import (
+    EvidenceLossError,
+    IngestSpec,
+    InvalidEntryError,
+    ingest_window,
+)
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 
 DAY = datetime(2026, 1, 4, tzinfo=timezone.utc)
@@ -131,28 +137,27 @@ async def test_overwrite_refetches_and_writes_identical_bytes(
     assert data_files(tmp_path) == before
 
 
-async def test_a_failure_keeps_earlier_intervals_and_the_next_try_resumes(
+async def test_a_failure_keeps_the_intervals_already_streamed_and_the_next_try_resumes(
     server: FakeAuditLogsServer, tmp_path: Path
 ) -> None:
     spec = spec_for(tmp_path)
     client = client_for(server, retry_handlers=[])
-    first = server.expected_ids(
-        WINDOW.intervals(spec.interval)[0].oldest, WINDOW.intervals(spec.interval)[0].latest
-    )
-    pages_of_first = -(-len(first) // 200) or 1
-    server.faults.push("http_503", count=1, after=pages_of_first)
+    newest = WINDOW.intervals(spec.interval)[-1]
+    pages_of_newest = -(-len(server.expected_ids(newest.oldest, newest.latest)) // 200)
+    # Pages come newest first: the failure hits once the stream is past the newest interval.
+    server.faults.push("http_503", count=1, after=pages_of_newest + 1)
     with pytest.raises(SlackAuditLogsApiError) as info:
         await ingest_window(client, spec)
     assert info.value.kind == "transient"
-    committed = [p for p in data_files(tmp_path)]
-    assert len(committed) == 1  # the first interval, and nothing partial under a final name
+    assert list(data_files(tmp_path)) == [f"dt=2026-01-04/slack_audit_{newest.key}.jsonl.gz"]
 
     server.reset_log()
     summary = await ingest_window(client, spec)
-    assert summary.intervals_skipped == 1
-    assert summary.intervals_landed == 5
-    first_interval = WINDOW.intervals(spec.interval)[0]
-    assert all(int(r.query["oldest"]) > first_interval.latest for r in server.logs_requests())
+    assert (summary.intervals_skipped, summary.intervals_landed, summary.queries) == (1, 5, 1)
+    requests = server.logs_requests()
+    assert {(r.query["oldest"], r.query["latest"]) for r in requests} == {
+        (str(WINDOW.oldest), str(newest.oldest - 1))
+    }
     assert set(landed_ids(summary.manifest)) == server.expected_ids(WINDOW.oldest, WINDOW.latest)
 
 
@@ -267,22 +272,30 @@ def test_the_spec_round_trips_through_json() -> None:
     assert IngestSpec.from_json(data) == spec
 
 
-def scripted_client(pages: list[list[tuple[str, int]]]) -> AsyncAuditLogsClient:
-    """A client whose every query returns these pages (entries as (id, date_create)), newest first."""
-    client = AsyncAuditLogsClient("xoxp-test", base_url="http://127.0.0.1:1/audit/v1/")
+class ScriptedClient:
+    """A client (the pipeline's IngestClient protocol, no HTTP) whose every query returns ``pages``
+    (entries as (id, date_create)), newest first; each response says it took 2 requests."""
 
-    async def pages_of(**query: object) -> AsyncIterator[AuditLogsResponse]:
-        for number, page in enumerate(pages):
+    def __init__(self, pages: list[list[tuple[str, int]]]) -> None:
+        self.script = pages
+        self.queries: list[dict[str, object]] = []
+
+    async def pages(self, **query: object) -> AsyncIterator[AuditLogsResponse]:
+        self.queries.append(query)
+        for number, page in enumerate(self.script):
             body = {
                 "entries": [{"id": i, "date_create": t} for i, t in page],
-                "response_metadata": {"next_cursor": "" if number == len(pages) - 1 else f"c{number}"},
+                "response_metadata": {"next_cursor": "" if number == len(self.script) - 1 else f"c{number}"},
             }
-            yield AuditLogsResponse(
+            response = AuditLogsResponse(
                 url="http://127.0.0.1:1/logs", status_code=200, raw_body=json.dumps(body), headers={}
             )
+            response.requests, response.wait_seconds = 2, 0.5
+            yield response
 
-    client.pages = pages_of  # type: ignore[method-assign]
-    return client
+
+def scripted_client(pages: list[list[tuple[str, int]]]) -> ScriptedClient:
+    return ScriptedClient(pages)
 
 
 T0 = WINDOW.oldest
@@ -302,3 +315,231 @@ async def test_entries_out_of_newest_first_order_are_reread_remembering_every_id
     summary = await ingest_window(client, spec_for(tmp_path, window=Window(DAY, DAY + timedelta(hours=1))))
     assert landed_ids(summary.manifest) == ["a", "b", "c"]
     assert summary.duplicates == 1
+
+
+# One request stream per window ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("interval", [timedelta(hours=1), timedelta(minutes=10), timedelta(hours=6)])
+async def test_a_window_is_one_query_with_the_apis_minimum_requests_whatever_the_interval(
+    server: FakeAuditLogsServer, tmp_path: Path, interval: timedelta
+) -> None:
+    summary = await ingest_window(client_for(server), spec_for(tmp_path, interval=interval, limit=500))
+    events = len(server.expected_ids(WINDOW.oldest, WINDOW.latest))
+    requests = server.logs_requests()
+    assert summary.queries == 1
+    assert summary.intervals_landed == len(WINDOW.intervals(interval))
+    assert len(requests) <= -(-events // 500) + 1
+    assert {(r.query["oldest"], r.query["latest"]) for r in requests} == {
+        (str(WINDOW.oldest), str(WINDOW.latest))
+    }
+    assert "cursor" not in requests[0].query
+    assert set(landed_ids(summary.manifest)) == server.expected_ids(WINDOW.oldest, WINDOW.latest)
+
+
+async def test_a_try_failed_after_half_the_window_resumes_with_the_minimum_requests_for_the_rest(
+    server: FakeAuditLogsServer, tmp_path: Path
+) -> None:
+    spec = spec_for(tmp_path, limit=100)
+    events = len(server.expected_ids(WINDOW.oldest, WINDOW.latest))
+    server.faults.push("http_503", count=1, after=-(-events // 100) // 2)
+    with pytest.raises(SlackAuditLogsApiError):
+        await ingest_window(client_for(server, retry_handlers=[]), spec)
+    landing_files = data_files(tmp_path)
+    assert 0 < len(landing_files) < len(WINDOW.intervals(spec.interval))
+
+    server.reset_log()
+    summary = await ingest_window(client_for(server), spec)
+    remaining = sum(
+        len(server.expected_ids(i.oldest, i.latest))
+        for i in WINDOW.intervals(spec.interval)
+        if f"dt=2026-01-04/slack_audit_{i.key}.jsonl.gz" not in landing_files
+    )
+    assert summary.intervals_skipped == len(landing_files)
+    assert len(server.logs_requests()) <= -(-remaining // 100) + 1
+    assert set(landed_ids(summary.manifest)) == server.expected_ids(WINDOW.oldest, WINDOW.latest)
+
+
+async def test_an_expired_cursor_never_rereads_the_intervals_the_stream_already_committed(
+    server: FakeAuditLogsServer, tmp_path: Path
+) -> None:
+    newest = WINDOW.intervals(timedelta(hours=1))[-1]
+    pages_of_newest = -(-len(server.expected_ids(newest.oldest, newest.latest)) // 50)
+    server.faults.push("invalid_cursor", count=1, after=pages_of_newest + 2)
+    summary = await ingest_window(client_for(server), spec_for(tmp_path, limit=50))
+
+    assert (summary.cursor_restarts, summary.queries) == (1, 2)
+    restarted = [r for r in server.logs_requests() if r.query["latest"] != str(WINDOW.latest)]
+    assert restarted and all(int(r.query["latest"]) < newest.oldest for r in restarted)
+    ids = landed_ids(summary.manifest)
+    assert len(ids) == len(set(ids))
+    assert set(ids) == server.expected_ids(WINDOW.oldest, WINDOW.latest)
+
+
+async def test_entries_outside_the_run_are_dropped_and_counted(tmp_path: Path) -> None:
+    hour = Window(DAY, DAY + timedelta(hours=1))
+    client = scripted_client([[("late", hour.latest + 1), ("a", T0 + 10), ("early", T0 - 1)]])
+    summary = await ingest_window(client, spec_for(tmp_path, window=hour))
+    assert landed_ids(summary.manifest) == ["a"]
+    assert summary.out_of_range == 2
+
+
+async def test_the_summary_adds_up_the_figures_each_response_carries(tmp_path: Path) -> None:
+    client = scripted_client([[("a", T0 + 10)], [("b", T0 + 9)], [("c", T0 + 8)]])
+    summary = await ingest_window(client, spec_for(tmp_path, window=Window(DAY, DAY + timedelta(hours=1))))
+    assert (summary.pages, summary.requests, summary.wait_seconds) == (3, 6, 1.5)
+
+
+async def test_a_window_off_the_grid_lands_its_edges_as_clipped_cells(
+    server: FakeAuditLogsServer, tmp_path: Path
+) -> None:
+    shifted = Window(DAY + timedelta(minutes=30), DAY + timedelta(hours=2, minutes=30))
+    summary = await ingest_window(client_for(server), spec_for(tmp_path, window=shifted))
+    assert sorted(data_files(tmp_path)) == [
+        "dt=2026-01-04/slack_audit_20260104T003000Z_20260104T010000Z.jsonl.gz",
+        "dt=2026-01-04/slack_audit_20260104T010000Z_20260104T020000Z.jsonl.gz",
+        "dt=2026-01-04/slack_audit_20260104T020000Z_20260104T023000Z.jsonl.gz",
+    ]
+    assert set(landed_ids(summary.manifest)) == server.expected_ids(shifted.oldest, shifted.latest)
+
+
+async def test_settle_lag_is_waited_once_per_window(
+    server: FakeAuditLogsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr("airflow_provider_slack_audit.ingest.pipeline.asyncio.sleep", fake_sleep)
+    now = WINDOW.start + timedelta(hours=3)  # half the window is still in the future
+    await ingest_window(
+        client_for(server), spec_for(tmp_path, settle_lag=timedelta(minutes=5)), now=lambda: now
+    )
+    assert [s for s in slept if s] == [3 * 3600 + 300.0]
+
+
+# A rewrite never loses landed evidence -------------------------------------------------------------
+
+HOUR = Window(DAY, DAY + timedelta(hours=1))
+
+
+def marker_and_data(tmp_path: Path) -> dict[str, bytes]:
+    root = tmp_path / "landing"
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("slack_audit_*"))
+        if "_manifests" not in str(p)
+    }
+
+
+async def test_a_rewrite_whose_read_lost_ids_replaces_nothing_and_fails_permanently_naming_the_loss(
+    tmp_path: Path,
+) -> None:
+    await ingest_window(
+        scripted_client([[("a", T0 + 10), ("b", T0 + 9), ("c", T0 + 8)]]), spec_for(tmp_path, window=HOUR)
+    )
+    before = marker_and_data(tmp_path)
+
+    shrunk = scripted_client([[("a", T0 + 10)]])  # retention, an incident, a narrower token scope
+    with pytest.raises(EvidenceLossError, match=r"lacks 2 of the 3 event ids") as info:
+        await ingest_window(shrunk, spec_for(tmp_path, window=HOUR, overwrite=True))
+
+    assert info.value.interval == HOUR.intervals(timedelta(hours=1))[0]
+    assert failure_outcome(info.value, redact=str)["kind"] == "permanent"
+    assert marker_and_data(tmp_path) == before
+    assert not [p for p in (tmp_path / "landing").rglob("*") if ".tmp-" in p.name]
+
+
+async def test_a_rewrite_that_only_adds_late_events_replaces_the_file(tmp_path: Path) -> None:
+    await ingest_window(scripted_client([[("a", T0 + 10), ("c", T0 + 8)]]), spec_for(tmp_path, window=HOUR))
+    grown = scripted_client([[("a", T0 + 10), ("b", T0 + 9), ("c", T0 + 8)]])
+
+    summary = await ingest_window(grown, spec_for(tmp_path, window=HOUR, overwrite=True))
+
+    assert landed_ids(summary.manifest) == ["a", "b", "c"]
+
+
+async def test_a_destructive_replace_is_a_separate_explicit_option(tmp_path: Path) -> None:
+    await ingest_window(scripted_client([[("a", T0 + 10), ("b", T0 + 9)]]), spec_for(tmp_path, window=HOUR))
+    spec = spec_for(tmp_path, window=HOUR, overwrite=True, replace_destructively=True)
+
+    summary = await ingest_window(scripted_client([[("a", T0 + 10)]]), spec)
+
+    assert landed_ids(summary.manifest) == ["a"]
+    with pytest.raises(ValueError, match="only applies to a rewrite"):
+        spec_for(tmp_path, window=HOUR, replace_destructively=True).validate()
+
+
+async def test_a_failed_rewrite_leaves_every_committed_interval_committed(
+    server: FakeAuditLogsServer, tmp_path: Path
+) -> None:
+    await ingest_window(client_for(server), spec_for(tmp_path))
+    before = marker_and_data(tmp_path)
+    revoked = AsyncAuditLogsClient("xoxp-revoked", base_url=server.base_url)
+
+    with pytest.raises(SlackAuditLogsApiError):
+        await ingest_window(revoked, spec_for(tmp_path, overwrite=True))
+
+    assert marker_and_data(tmp_path) == before
+    server.reset_log()
+    summary = await ingest_window(client_for(server), spec_for(tmp_path))
+    assert (summary.intervals_skipped, server.logs_requests()) == (6, [])
+
+
+# Each landed entry is a strict UTF-8 JSON object on one line ----------------------------------------
+
+
+class RawBodyClient:
+    """A client whose every query returns one page with this exact body."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    async def pages(self, **query: object) -> AsyncIterator[AuditLogsResponse]:
+        yield AuditLogsResponse(
+            url="http://127.0.0.1:1/logs", status_code=200, raw_body=self.body, headers={}
+        )
+
+
+def page_of(*entries: bytes) -> bytes:
+    return b'{"entries":[' + b",".join(entries) + b'],"response_metadata":{"next_cursor":""}}'
+
+
+async def test_a_pretty_printed_entry_lands_on_one_line_with_its_values_unchanged(tmp_path: Path) -> None:
+    pretty = b'{\n  "id": "p1",\n  "date_create": %d,\n  "details": {"n": 1.50}\n}' % (T0 + 5)
+    compact = b'{"id":"c1","date_create":%d}' % (T0 + 4)
+    summary = await ingest_window(
+        RawBodyClient(page_of(pretty, compact)), spec_for(tmp_path, window=HOUR, compression=None)
+    )
+
+    lines = list(read_manifest(summary.manifest).iter_lines())
+    assert lines == [b'{"id": "p1", "date_create": %d, "details": {"n": 1.50}}' % (T0 + 5), compact]
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        (b'{"id":"bad","date_create":%d,"name":"caf\xe9"}', "not valid UTF-8"),
+    ],
+)
+async def test_an_entry_that_is_not_strict_utf8_fails_permanently_naming_interval_and_position(
+    tmp_path: Path, entry: bytes, reason: str
+) -> None:
+    good = b'{"id":"ok","date_create":%d}' % (T0 + 9)
+    body = page_of(good, entry % (T0 + 8))
+
+    with pytest.raises(InvalidEntryError, match=reason) as info:
+        await ingest_window(RawBodyClient(body), spec_for(tmp_path, window=HOUR))
+
+    assert "entry 1 of page 1 of interval 20260104T000000Z_20260104T010000Z" in str(info.value)
+    assert failure_outcome(info.value, redact=str)["kind"] == "permanent"
+    assert data_files(tmp_path) == {}
+
+
+async def test_a_valid_surrogate_pair_lands_unchanged(tmp_path: Path) -> None:
+    emoji = b'{"id":"e1","date_create":%d,"name":"\\ud83d\\ude00"}' % (T0 + 3)
+    summary = await ingest_window(
+        RawBodyClient(page_of(emoji)), spec_for(tmp_path, window=HOUR, compression=None)
+    )
+    assert list(read_manifest(summary.manifest).iter_lines()) == [emoji]

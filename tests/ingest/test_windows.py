@@ -325,3 +325,38 @@ def test_pendulum_datetimes_from_airflows_context_become_plain_utc_datetimes() -
     assert type(window.start) is datetime
     assert window.start == datetime(2026, 1, 4, 0, tzinfo=timezone.utc)
     assert len(window.intervals(timedelta(hours=1))) == 24
+
+
+# The fixed grid -------------------------------------------------------------------------------------
+
+
+def test_intervals_lie_on_the_epoch_grid_whatever_the_window_start():
+    day = datetime(2026, 1, 4, tzinfo=timezone.utc)
+    shifted = Window(day + timedelta(minutes=30), day + timedelta(hours=2, minutes=30))
+
+    assert [(i.start, i.end) for i in shifted.intervals(timedelta(hours=1))] == [
+        (day + timedelta(minutes=30), day + timedelta(hours=1)),
+        (day + timedelta(hours=1), day + timedelta(hours=2)),
+        (day + timedelta(hours=2), day + timedelta(hours=2, minutes=30)),
+    ]
+
+
+def test_two_windows_share_the_keys_of_the_whole_cells_they_both_hold():
+    day = datetime(2026, 1, 4, tzinfo=timezone.utc)
+    utc_day = Window(day, day + timedelta(days=1))
+    kolkata_day = Window(day - timedelta(hours=5, minutes=30), day + timedelta(hours=18, minutes=30))
+    hourly = timedelta(hours=1)
+
+    utc_keys = {i.key for i in utc_day.intervals(hourly)}
+    kolkata_keys = {i.key for i in kolkata_day.intervals(hourly)}
+
+    assert len(utc_keys & kolkata_keys) == 18  # the whole hours 00:00..18:00 both windows hold
+    assert not kolkata_day.is_on_grid(hourly)
+    assert kolkata_day.is_on_grid(timedelta(minutes=30))
+
+
+def test_a_six_hour_grid_counts_from_the_epoch_not_from_the_window():
+    start = datetime(2026, 1, 4, 3, tzinfo=timezone.utc)
+    (first, *_rest) = Window(start, start + timedelta(days=1)).intervals(timedelta(hours=6))
+
+    assert first.end == datetime(2026, 1, 4, 6, tzinfo=timezone.utc)

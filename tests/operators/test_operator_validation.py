@@ -28,7 +28,9 @@ def slack_audit_connection(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def operator(**kwargs: Any) -> SlackAuditLogsOperator:
-    return SlackAuditLogsOperator(**{"task_id": "land", "destination": DESTINATION, "deferrable": True, **kwargs})
+    return SlackAuditLogsOperator(
+        **{"task_id": "land", "destination": DESTINATION, "deferrable": True, **kwargs}
+    )
 
 
 def deferred_spec(task: SlackAuditLogsOperator) -> IngestSpec:

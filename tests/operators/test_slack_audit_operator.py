@@ -15,9 +15,9 @@ import pendulum
 import pytest
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient, SlackAuditLogsApiError
+from airflow_provider_slack_audit.ingest import outcome as outcome_module
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, IngestSummary
 from airflow_provider_slack_audit.operators.slack_audit import SlackAuditLogsOperator
-from airflow_provider_slack_audit.triggers import slack_audit as trigger_module
 from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger
 from airflow_provider_slack_audit.version_compat import (
     AirflowException,
@@ -266,7 +266,7 @@ def test_explicit_outlets_win() -> None:
 def test_sync_mode_runs_the_same_ingest_in_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[IngestSpec] = []
     summary = summary_of()
-    monkeypatch.setattr(trigger_module, "ingest_window", fake_ingest(summary, calls))
+    monkeypatch.setattr(outcome_module, "ingest_window", fake_ingest(summary, calls))
 
     result = make_operator(deferrable=False).execute(run_context())
 
@@ -277,7 +277,7 @@ def test_sync_mode_runs_the_same_ingest_in_the_worker(monkeypatch: pytest.Monkey
 
 def test_sync_mode_maps_errors_like_the_deferred_path(monkeypatch: pytest.MonkeyPatch) -> None:
     error = SlackAuditLogsApiError("HTTP 401", error="invalid_authentication", status_code=401)
-    monkeypatch.setattr(trigger_module, "ingest_window", fake_ingest(error, []))
+    monkeypatch.setattr(outcome_module, "ingest_window", fake_ingest(error, []))
 
     with pytest.raises(AirflowFailException, match="invalid_authentication"):
         make_operator(deferrable=False).execute(run_context())
@@ -285,7 +285,7 @@ def test_sync_mode_maps_errors_like_the_deferred_path(monkeypatch: pytest.Monkey
 
 def test_sync_mode_retries_transient_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     error = SlackAuditLogsApiError("HTTP 503", error=None, status_code=503)
-    monkeypatch.setattr(trigger_module, "ingest_window", fake_ingest(error, []))
+    monkeypatch.setattr(outcome_module, "ingest_window", fake_ingest(error, []))
 
     with pytest.raises(AirflowException) as excinfo:
         make_operator(deferrable=False).execute(run_context())
@@ -340,3 +340,12 @@ def test_pendulum_data_intervals_become_a_plain_utc_window() -> None:
     assert type(spec.window.start) is datetime
     assert spec.window.start == datetime(2026, 1, 4, 0, tzinfo=timezone.utc)
     assert len(spec.window.intervals(timedelta(hours=1))) == 24
+
+
+def test_a_destructive_replace_must_be_asked_for_by_name_and_only_with_overwrite() -> None:
+    spec = make_operator(overwrite=True, replace_destructively=True).build_spec(run_context())
+    assert (spec.overwrite, spec.replace_destructively) == (True, True)
+    assert make_operator(overwrite=True).build_spec(run_context()).replace_destructively is False
+
+    with pytest.raises(AirflowFailException, match="only applies to a rewrite"):
+        make_operator(replace_destructively=True).build_spec(run_context())

@@ -28,9 +28,10 @@ from airflow_provider_slack_audit.client.retry import (
 )
 from airflow_provider_slack_audit.hooks.slack_audit import SlackAuditLogsHook
 from airflow_provider_slack_audit.ingest import Window
+from airflow_provider_slack_audit.ingest.outcome import failure_outcome
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer, FaultPlan
-from airflow_provider_slack_audit.triggers.slack_audit import error_payload
+from airflow_provider_slack_audit.version_compat import redact
 
 DAY = datetime(2026, 1, 4, tzinfo=timezone.utc)
 WINDOW = Window(DAY, DAY + timedelta(hours=2))
@@ -278,7 +279,7 @@ async def test_errors_and_debug_logs_never_carry_the_token(
         assert error.error == case.error
     for text in (str(error), repr(error), repr(error.args), *reachable_texts(error)):
         assert not leaks_in(text), f"the error carries the token: {text[:300]}"
-    assert not leaks_in(json.dumps(error_payload(error)))
+    assert not leaks_in(json.dumps(failure_outcome(error, redact=redact)))
     if case.sends_requests:
         assert any(
             r.levelno == logging.DEBUG and r.name.startswith("airflow_provider_slack_audit.client")

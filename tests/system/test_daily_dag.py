@@ -87,6 +87,11 @@ def requested_oldest(server: FakeAuditLogsServer) -> list[int]:
     return [int(request.query["oldest"]) for request in server.logs_requests()]
 
 
+def requested_ranges(server: FakeAuditLogsServer) -> list[tuple[int, int]]:
+    """The (oldest, latest) of every ``logs`` request: one pair per paginated query."""
+    return [(int(r.query["oldest"]), int(r.query["latest"])) for r in server.logs_requests()]
+
+
 class FaultOnRequests(FaultPlan):
     """Answer the ``logs`` requests with the given 1-based numbers with ``kind``; the others normally."""
 
@@ -164,7 +169,7 @@ def test_a_rerun_with_overwrite_rewrites_the_same_bytes(landed_day: LandedDay, a
     )
 
     run.assert_succeeded()
-    assert set(requested_oldest(landed_day.server)) == {interval.oldest for interval in INTERVALS}
+    assert set(requested_ranges(landed_day.server)) == {(WINDOW.oldest, WINDOW.latest)}, "one query"
     inodes_after = landed_day.landing.inodes()
     assert all(inodes_after[name] != inodes_before[name] for name in before), "a file was not rewritten"
     assert landed_day.landing.data_files() == before
@@ -188,7 +193,7 @@ def test_a_run_killed_mid_window_and_rerun_lands_exactly_the_windows_events(
     assert server.expected_ids(WINDOW.latest, WINDOW.latest), "no event on the window's last second"
     landing = Landing(tmp_path / "landing")
     env = {**connection_env(server), "SLACK_AUDIT_BASE_PATH": landing.url}
-    server.faults.slow_seconds = 0.3  # 24 intervals of one page each: about 7 s of fetching
+    server.faults.slow_seconds = 1.0  # 3 pages of one stream: the first commits about half the day
     server.faults.set_rate("slow", 1.0)
 
     killed = airflow_home.start_dags_test(DAG_ID, LOGICAL_DATE, env=env, log=tmp_path / "killed.log")
@@ -204,7 +209,9 @@ def test_a_run_killed_mid_window_and_rerun_lands_exactly_the_windows_events(
     run = airflow_home.dags_test(DAG_ID, LOGICAL_DATE, env=env, log=tmp_path / "rerun.log")
 
     run.assert_succeeded()
-    assert not set(requested_oldest(server)) & committed, "a committed interval was fetched again"
+    assert set(requested_ranges(server)) == {(WINDOW.oldest, min(committed) - 1)}, (
+        "the rerun reads exactly the uncommitted intervals, with one query"
+    )
     assert_landed_exactly(landing, server)
     assert landing.leftovers() == []
 
@@ -215,7 +222,7 @@ def test_503s_past_the_retry_budget_fail_the_try_and_the_next_try_resumes(
     connection_env: Callable[..., dict[str, str]],
     tmp_path: Path,
 ) -> None:
-    failing_request = 6  # intervals 1-5 commit on the first try, the 6th interval's request fails
+    failing_request = 2  # the first page (the newest ~10k events) commits, the second request fails
     server = audit_server(
         events=20_000,
         seed=13,
@@ -237,6 +244,36 @@ def test_503s_past_the_retry_budget_fail_the_try_and_the_next_try_resumes(
     requests = server.logs_requests()
     assert [request.status for request in requests].count(503) == 1
     first_try, second_try = requests[:failing_request], requests[failing_request:]
-    assert [int(request.query["oldest"]) for request in first_try] == [i.oldest for i in INTERVALS[:6]]
-    assert [int(request.query["oldest"]) for request in second_try] == [i.oldest for i in INTERVALS[5:]]
+    assert "cursor" in first_try[-1].query, "the failure struck mid-stream"
+    ((oldest, latest),) = {(int(r.query["oldest"]), int(r.query["latest"])) for r in second_try}
+    assert oldest == WINDOW.oldest, "the second try reads the uncommitted intervals with one query"
+    assert latest + 1 in {interval.oldest for interval in INTERVALS[1:]}, "it stops at a committed one"
+    events_left = len(server.expected_ids(oldest, latest))
+    assert len(second_try) <= -(-events_left // 9999) + 1
     assert_landed_exactly(landing, server)
+
+
+@pytest.mark.parametrize(("events", "max_requests"), [(5_000, 2), (110_000, 13)])
+def test_a_day_lands_24_hourly_files_with_the_apis_minimum_requests_and_reruns_without_any(
+    airflow_home: Any,
+    audit_server: Callable[..., FakeAuditLogsServer],
+    connection_env: Callable[..., dict[str, str]],
+    tmp_path: Path,
+    events: int,
+    max_requests: int,
+) -> None:
+    server = audit_server(events=events, seed=14, **SPAN_ON_START_AND_PAST_END)
+    landing = Landing(tmp_path / "landing")
+    env = {**connection_env(server), "SLACK_AUDIT_BASE_PATH": landing.url}
+
+    airflow_home.dags_test(DAG_ID, LOGICAL_DATE, env=env, log=tmp_path / "run.log").assert_succeeded()
+
+    assert len(server.logs_requests()) <= max_requests
+    assert len(landing.data_files()) == 24
+    assert_landed_exactly(landing, server)
+
+    before = landing.data_files()
+    server.reset_log()
+    airflow_home.dags_test(DAG_ID, LOGICAL_DATE, env=env, log=tmp_path / "rerun.log").assert_succeeded()
+    assert server.logs_requests() == []
+    assert landing.data_files() == before

@@ -12,11 +12,12 @@ import aiohttp
 import pytest
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient, SlackAuditLogsApiError
+from airflow_provider_slack_audit.ingest import outcome as outcome_module
+from airflow_provider_slack_audit.ingest.outcome import failure_outcome
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, IngestSummary
 from airflow_provider_slack_audit.ingest.windows import Window
-from airflow_provider_slack_audit.triggers import slack_audit as trigger_module
-from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger, error_payload
-from airflow_provider_slack_audit.version_compat import TriggerEvent
+from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger
+from airflow_provider_slack_audit.version_compat import TriggerEvent, redact
 
 TOKEN = "xoxp-trigger-test-token-9876"
 SPEC = IngestSpec(
@@ -81,7 +82,7 @@ def test_serialized_kwargs_never_hold_the_token() -> None:
 async def test_run_yields_one_success_event_with_the_summary(monkeypatch: pytest.MonkeyPatch) -> None:
     summary = IngestSummary(window=SPEC.window.to_json(), manifest="file:///m.json", intervals_landed=4)
     calls: list[tuple[AsyncAuditLogsClient, IngestSpec]] = []
-    monkeypatch.setattr(trigger_module, "ingest_window", fake_ingest(summary, calls))
+    monkeypatch.setattr(outcome_module, "ingest_window", fake_ingest(summary, calls))
 
     events = await collect(make_trigger())
 
@@ -95,7 +96,7 @@ async def test_run_reports_a_permanent_api_error_with_its_code_and_fix(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     error = SlackAuditLogsApiError("HTTP 403 for logs", error="user_not_authorized", status_code=403)
-    monkeypatch.setattr(trigger_module, "ingest_window", fake_ingest(error))
+    monkeypatch.setattr(outcome_module, "ingest_window", fake_ingest(error))
 
     (event,) = await collect(make_trigger())
 
@@ -106,7 +107,7 @@ async def test_run_reports_a_permanent_api_error_with_its_code_and_fix(
 
 
 async def test_run_reports_a_dropped_connection_as_transient(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(trigger_module, "ingest_window", fake_ingest(aiohttp.ServerDisconnectedError()))
+    monkeypatch.setattr(outcome_module, "ingest_window", fake_ingest(aiohttp.ServerDisconnectedError()))
 
     (event,) = await collect(make_trigger())
 
@@ -124,7 +125,7 @@ async def test_run_reports_a_missing_connection_as_permanent(monkeypatch: pytest
 
 async def test_error_messages_never_carry_the_token(monkeypatch: pytest.MonkeyPatch) -> None:
     leaky = RuntimeError(f"a library echoed its request headers: Authorization: Bearer {TOKEN}")
-    monkeypatch.setattr(trigger_module, "ingest_window", fake_ingest(leaky))
+    monkeypatch.setattr(outcome_module, "ingest_window", fake_ingest(leaky))
 
     (event,) = await collect(make_trigger())
 
@@ -132,8 +133,8 @@ async def test_error_messages_never_carry_the_token(monkeypatch: pytest.MonkeyPa
     assert event.payload["error"] == "RuntimeError"
 
 
-def test_error_payload_keeps_long_messages_small() -> None:
-    payload = error_payload(ValueError("x" * 10_000))
+def test_a_failure_outcome_keeps_long_messages_small() -> None:
+    payload = failure_outcome(ValueError("x" * 10_000), redact=redact)
 
     assert len(payload["message"]) == 2000
     assert payload["kind"] == "permanent"
@@ -147,7 +148,7 @@ async def test_cancellation_propagates_without_an_event(monkeypatch: pytest.Monk
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
-    monkeypatch.setattr(trigger_module, "ingest_window", ingest_forever)
+    monkeypatch.setattr(outcome_module, "ingest_window", ingest_forever)
     events: list[TriggerEvent] = []
 
     async def consume() -> None:

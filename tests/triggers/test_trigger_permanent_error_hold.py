@@ -14,9 +14,9 @@ from types import SimpleNamespace
 import pytest
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient, SlackAuditLogsApiError
+from airflow_provider_slack_audit.ingest import outcome as outcome_module
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, IngestSummary
 from airflow_provider_slack_audit.ingest.windows import Window
-from airflow_provider_slack_audit.triggers import slack_audit as trigger_module
 from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger
 
 HOLD = 0.5
@@ -40,7 +40,7 @@ def outcome(result: IngestSummary | BaseException, monkeypatch: pytest.MonkeyPat
             raise result
         return result
 
-    monkeypatch.setattr(trigger_module, "ingest_window", ingest_window)
+    monkeypatch.setattr(outcome_module, "ingest_window", ingest_window)
 
 
 def trigger(*, in_triggerer: bool) -> SlackAuditLogsTrigger:

@@ -1,0 +1,216 @@
+"""``Landing``: one destination, and the landing contract applied to it (layout, commits, manifests).
+
+Guarantees:
+
+* A data file exists under its final name only when it is complete, and nothing else under the
+  destination ends in ``.jsonl`` or ``.jsonl.gz`` (temporary files end in ``.tmp-<pid>-<random>``).
+* An interval is committed only when its marker and its data file agree (query, compression, size),
+  so a crash between the two steps reads as "not committed" and the rerun rewrites the interval.
+* Reruns overwrite, never append; gzip output is deterministic, so a rerun writes identical bytes.
+
+Everything here is synchronous and blocking; the async pipeline calls it through ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgspec
+
+from airflow_provider_slack_audit.ingest.windows import Interval, Window
+from airflow_provider_slack_audit.version_compat import ObjectStoragePath
+
+from . import layout
+from .commit import IntervalCommit, json_bytes, json_normalized
+from .layout import PREFIX, TEMP_MARK, Compression, parse_compression
+from .manifest import ManifestInterval, check_covers, iter_data_lines, manifest_document, read_manifest
+from .writer import IntervalWriter, is_local, temp_sibling, write_small_file
+
+log = logging.getLogger(__name__)
+
+
+class _EntryId(msgspec.Struct, gc=False):
+    id: str
+
+
+_ids_decoder = msgspec.json.Decoder(_EntryId)
+
+
+class Landing:
+    """
+    Lands intervals under ``destination`` following the landing contract (see the module docstring).
+
+    On a local filesystem each file is written to a hidden temporary sibling and renamed into place,
+    which is atomic. On object stores a rename is a copy plus a delete, so files are written to their
+    final key directly: the object appears only when its upload completes. ``level`` is the gzip level.
+    """
+
+    def __init__(
+        self,
+        destination: ObjectStoragePath | str,
+        *,
+        compression: Compression = "gzip",
+        conn_id: str | None = None,
+        level: int = 6,
+    ) -> None:
+        if isinstance(destination, ObjectStoragePath):
+            if conn_id is not None and conn_id != destination.conn_id:
+                raise ValueError(
+                    f"conn_id {conn_id!r} differs from the destination path's conn_id "
+                    f"{destination.conn_id!r}; pass conn_id only with a string destination"
+                )
+            self.destination = destination
+        else:
+            self.destination = ObjectStoragePath(destination, conn_id=conn_id)
+        self.compression: Compression = parse_compression(compression)
+        if not 0 <= level <= 9:
+            raise ValueError(f"gzip level {level} is outside 0..9; 6 is a good balance of speed and size")
+        self.level = level
+        self._local = is_local(self.destination)
+
+    def __repr__(self) -> str:
+        return f"Landing({str(self.destination)!r}, compression={self.compression!r})"
+
+    # Layout -----------------------------------------------------------------------------------------
+
+    def relative_data_path(self, interval: Interval) -> str:
+        """The data file's path relative to the destination (as markers and manifests record it)."""
+        return layout.relative_data_path(interval, self.compression)
+
+    def data_path(self, interval: Interval) -> ObjectStoragePath:
+        """Where the interval's data file lives once complete."""
+        return self.destination / self.relative_data_path(interval)
+
+    def marker_path(self, interval: Interval) -> ObjectStoragePath:
+        """Where the interval's commit marker lives."""
+        return self.destination / layout.relative_marker_path(interval)
+
+    def manifest_path(self, window: Window) -> ObjectStoragePath:
+        """Where the window's manifest lives."""
+        return self.destination / layout.relative_manifest_path(window)
+
+    # Commit state ---------------------------------------------------------------------------------
+
+    def committed(self, interval: Interval, query: Mapping[str, Any]) -> IntervalCommit | None:
+        """
+        The interval's commit if it landed with this ``query`` and compression, else None.
+
+        The marker alone is not enough: the data file must exist with the size the marker records,
+        which catches a data file deleted or replaced after the commit. The reason for a None is logged
+        at DEBUG.
+        """
+        marker = self.marker_path(interval)
+        try:
+            commit = IntervalCommit.from_json(json.loads(marker.read_bytes()))
+        except FileNotFoundError:
+            return self._not_committed(interval, "no commit marker")
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            return self._not_committed(interval, f"unreadable commit marker {marker}: {error!r}")
+        if commit.interval != interval:
+            return self._not_committed(interval, f"marker {marker} is for interval {commit.interval.key}")
+        if commit.query != json_normalized(query, "query"):
+            return self._not_committed(interval, f"committed with query {commit.query}, not {dict(query)}")
+        if commit.compression != self.compression:
+            return self._not_committed(
+                interval, f"committed with compression {commit.compression}, not {self.compression}"
+            )
+        if commit.path != self.relative_data_path(interval):
+            return self._not_committed(interval, f"marker names data file {commit.path}")
+        data = self.data_path(interval)
+        try:
+            size = data.size()
+        except FileNotFoundError:
+            return self._not_committed(interval, f"data file {data} is missing")
+        if size != commit.bytes:
+            return self._not_committed(
+                interval, f"data file {data} has {size} bytes, marker says {commit.bytes}"
+            )
+        return commit
+
+    @staticmethod
+    def _not_committed(interval: Interval, reason: str) -> None:
+        log.debug("Interval %s is not committed: %s", interval.key, reason)
+        return None
+
+    # Writing ----------------------------------------------------------------------------------------
+
+    def open_interval(self, interval: Interval) -> IntervalWriter:
+        """
+        Start (re)writing the interval; use the writer as a context manager and call ``commit``.
+
+        A committed interval stays committed while it is rewritten: its old marker is removed only
+        once the new data file is complete, right before the new file takes the final name (see
+        :meth:`IntervalWriter.commit`), so a failed or interrupted rewrite leaves the old file and
+        marker as they were. Temporary files a killed writer of this interval left behind are removed.
+        """
+        final = self.data_path(interval)
+        if not self._local:
+            return IntervalWriter(self, interval, final, temp=None)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_temps(interval)
+        return IntervalWriter(self, interval, final, temp=temp_sibling(final))
+
+    def remove_other_formats(self, interval: Interval) -> None:
+        """Remove the interval's data file in the other compression format: one data file per interval."""
+        other_format: Compression = None if self.compression == "gzip" else "gzip"
+        (self.destination / layout.relative_data_path(interval, other_format)).unlink(missing_ok=True)
+
+    def committed_ids(self, commit: IntervalCommit) -> set[str]:
+        """The ids in a committed interval's data file (verified against its marker while read)."""
+        entry = ManifestInterval(
+            interval=commit.interval,
+            path=commit.path,
+            data_path=self.destination / commit.path,
+            count=commit.count,
+            bytes=commit.bytes,
+            sha256=commit.sha256,
+        )
+        return {
+            _ids_decoder.decode(line).id for line in iter_data_lines(entry, commit.compression, verify=True)
+        }
+
+    def _remove_stale_temps(self, interval: Interval) -> None:
+        prefix = f".{PREFIX}{interval.key}."
+        for path in self.data_path(interval).parent.iterdir():
+            if path.name.startswith(prefix) and TEMP_MARK in path.name:
+                log.info("Removing %s, left behind by an interrupted writer", path)
+                path.unlink(missing_ok=True)
+
+    def write_manifest(
+        self, window: Window, query: Mapping[str, Any], commits: Sequence[IntervalCommit]
+    ) -> ObjectStoragePath:
+        """
+        Write the window's manifest from its interval commits and return its path.
+
+        Refuses commits that do not cover every second of the window exactly once, or that landed
+        with another query or compression: a manifest is a promise that loading it loads the window.
+        """
+        query = json_normalized(query, "query")
+        ordered = sorted(commits, key=lambda commit: commit.interval)
+        for commit in ordered:
+            if commit.query != query or commit.compression != self.compression:
+                raise ValueError(
+                    f"interval {commit.interval.key} was committed with query {commit.query} and "
+                    f"compression {commit.compression}, but the manifest is for query {query} and "
+                    f"compression {self.compression}; re-ingest the window with one query"
+                )
+        check_covers(window, [commit.interval for commit in ordered])
+        path = self.manifest_path(window)
+        if self._local:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        write_small_file(
+            path,
+            json_bytes(manifest_document(window, query, self.compression, str(self.destination), ordered)),
+        )
+        return path
+
+    def _write_marker(self, commit: IntervalCommit) -> None:
+        write_small_file(self.marker_path(commit.interval), json_bytes(commit.to_json()))
+
+    read_manifest = staticmethod(read_manifest)
+
+
+__all__ = ["Landing"]

@@ -1,0 +1,243 @@
+"""Window manifests: written from interval commits, read back and verified against the data files."""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import json
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import PurePosixPath
+from typing import Any
+
+from airflow_provider_slack_audit.ingest.windows import Interval, Window, parse_datetime
+from airflow_provider_slack_audit.version_compat import ObjectStoragePath
+
+from . import writer
+from .commit import FORMAT_VERSION, IntervalCommit
+from .layout import MANIFESTS_DIR, Compression, parse_compression
+
+MANIFEST_KIND = "slack_audit_window_manifest"
+_READ_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ManifestInterval:
+    """One interval listed in a manifest, with its data file resolved against the manifest's location."""
+
+    interval: Interval
+    path: str
+    data_path: ObjectStoragePath
+    count: int
+    bytes: int
+    sha256: str
+
+    # The manifest's JSON lists these per interval; readers expect them on the entry too.
+    @property
+    def start(self) -> datetime:
+        return self.interval.start
+
+    @property
+    def end(self) -> datetime:
+        return self.interval.end
+
+    @property
+    def oldest(self) -> int:
+        return self.interval.oldest
+
+    @property
+    def latest(self) -> int:
+        return self.interval.latest
+
+
+@dataclass(frozen=True)
+class WindowManifest:
+    """
+    A window's manifest as read back: the one thing a warehouse load needs to read exactly one window.
+
+    ``destination`` is the manifest's grandparent (not the URL recorded at write time), so a landing
+    tree copied elsewhere still resolves to its own files.
+    """
+
+    path: ObjectStoragePath
+    destination: ObjectStoragePath
+    window: Window
+    query: Mapping[str, Any]
+    compression: Compression
+    intervals: tuple[ManifestInterval, ...]
+    events: int
+    bytes: int
+    created_at: datetime
+
+    def iter_lines(self, *, verify: bool = True) -> Iterator[builtins.bytes]:
+        """
+        Stream every entry's raw JSON bytes (no newline), interval by interval, in time order.
+
+        Memory stays flat whatever the window size. With ``verify`` (the default) each file's size,
+        SHA-256 and line count are checked against the manifest; a mismatch raises ValueError after
+        that file's lines were yielded, so load inside a transaction and let the error roll it back.
+        """
+        for entry in self.intervals:
+            yield from iter_data_lines(entry, self.compression, verify=verify)
+
+    def iter_entries(self, *, verify: bool = True) -> Iterator[dict[str, Any]]:
+        """Like :meth:`iter_lines`, decoded to dicts (convenient for small loads; the lines are faster)."""
+        for line in self.iter_lines(verify=verify):
+            entry: dict[str, Any] = json.loads(line)
+            yield entry
+
+
+def iter_data_lines(entry: ManifestInterval, compression: Compression, *, verify: bool) -> Iterator[bytes]:
+    hasher = hashlib.sha256()
+    size = count = 0
+    decompressor = zlib.decompressobj(writer.GZIP_WBITS) if compression == "gzip" else None
+    pending = b""
+    with closing(writer._open(entry.data_path, "rb")) as file:
+        while chunk := file.read(_READ_CHUNK):
+            size += len(chunk)
+            if verify:
+                hasher.update(chunk)
+            for data in _inflate(decompressor, chunk) if decompressor else (chunk,):
+                lines = (pending + data).split(b"\n")
+                pending = lines.pop()  # an incomplete line, continued by the next block
+                count += len(lines)
+                yield from lines
+    if decompressor is not None and not decompressor.eof:
+        raise ValueError(f"{entry.data_path} ends before its gzip stream does: the file is truncated")
+    if pending:
+        raise ValueError(f"{entry.data_path} does not end with a newline: the file is truncated")
+    if verify:
+        _verify_data_file(entry, size=size, sha256=hasher.hexdigest(), count=count)
+
+
+def _inflate(decompressor: zlib._Decompress, chunk: bytes) -> Iterator[bytes]:
+    """Decompress in bounded blocks: JSON inflates 10-100x, so one call per chunk would not stay flat."""
+    yield decompressor.decompress(chunk, _READ_CHUNK)
+    while decompressor.unconsumed_tail:
+        yield decompressor.decompress(decompressor.unconsumed_tail, _READ_CHUNK)
+
+
+def _verify_data_file(entry: ManifestInterval, *, size: int, sha256: str, count: int) -> None:
+    found = (size, sha256, count)
+    expected = (entry.bytes, entry.sha256, entry.count)
+    if found != expected:
+        raise ValueError(
+            f"{entry.data_path} does not match its manifest: (bytes, sha256, lines) {found} != {expected}; "
+            f"the file changed after it was landed: rerun the ingest of the window holding interval "
+            f"{entry.interval.key}"
+        )
+
+
+def read_manifest(path: ObjectStoragePath | str, conn_id: str | None = None) -> WindowManifest:
+    """Read and validate a window manifest; data paths resolve relative to the manifest's location."""
+    manifest_path = path if isinstance(path, ObjectStoragePath) else ObjectStoragePath(path, conn_id=conn_id)
+    try:
+        data = json.loads(manifest_path.read_bytes())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{manifest_path} is not a window manifest: it is not JSON ({error})") from None
+    if not isinstance(data, dict) or data.get("kind") != MANIFEST_KIND:
+        kind = data.get("kind") if isinstance(data, dict) else type(data).__name__
+        raise ValueError(
+            f"{manifest_path} is not a window manifest (kind {kind!r}, expected {MANIFEST_KIND!r}); "
+            f"pass a file from <destination>/{MANIFESTS_DIR}/"
+        )
+    if data.get("version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{manifest_path} has manifest version {data.get('version')!r}, but this provider reads version "
+            f"{FORMAT_VERSION}; install the provider version that wrote it"
+        )
+    try:
+        return _manifest_from_document(data, manifest_path)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(
+            f"{manifest_path} is a damaged window manifest ({type(error).__name__}: {error}); "
+            f"rerun the ingest of its window to rewrite it"
+        ) from error
+
+
+def _manifest_from_document(data: Mapping[str, Any], manifest_path: ObjectStoragePath) -> WindowManifest:
+    destination = manifest_path.parent.parent
+    return WindowManifest(
+        path=manifest_path,
+        destination=destination,
+        window=Window.from_json(data["window"]),
+        query=dict(data["query"]),
+        compression=parse_compression(data["compression"]),
+        intervals=tuple(_manifest_interval(item, destination) for item in data["intervals"]),
+        events=int(data["events"]),
+        bytes=int(data["bytes"]),
+        created_at=parse_datetime(data["created_at"], "created_at"),
+    )
+
+
+def _manifest_interval(item: Mapping[str, Any], destination: ObjectStoragePath) -> ManifestInterval:
+    relative = str(item["path"])
+    parts = PurePosixPath(relative).parts
+    if not parts or PurePosixPath(relative).is_absolute() or ".." in parts or "://" in relative:
+        raise ValueError(
+            f"manifest data path {relative!r} is not relative to the landing destination; "
+            f"a manifest lists paths like 'dt=2026-01-04/slack_audit_<key>.jsonl.gz'"
+        )
+    return ManifestInterval(
+        interval=Interval.from_json(item),
+        path=relative,
+        data_path=destination / relative,
+        count=int(item["count"]),
+        bytes=int(item["bytes"]),
+        sha256=str(item["sha256"]),
+    )
+
+
+def check_covers(window: Window, intervals: Sequence[Interval]) -> None:
+    """Raise unless the sorted intervals cover each second of the window exactly once."""
+    next_second = window.oldest
+    for interval in intervals:
+        if interval.start < window.start or interval.end > window.end:
+            raise ValueError(f"interval {interval.key} lies outside window {window.key}")
+        if interval.oldest > next_second:
+            raise ValueError(
+                f"no committed interval covers seconds {next_second}..{interval.oldest - 1} of window "
+                f"{window.key}; commit every interval of the window before writing its manifest"
+            )
+        if interval.oldest < next_second:
+            raise ValueError(f"interval {interval.key} overlaps the one before it in window {window.key}")
+        next_second = interval.latest + 1
+    if next_second != window.latest + 1:
+        raise ValueError(
+            f"no committed interval covers seconds {next_second}..{window.latest} of window {window.key}; "
+            f"commit every interval of the window before writing its manifest"
+        )
+
+
+def manifest_document(
+    window: Window,
+    query: Mapping[str, Any],
+    compression: Compression,
+    destination: str,
+    commits: Sequence[IntervalCommit],
+) -> dict[str, Any]:
+    """The manifest of ``window`` listing ``commits`` (sorted, covering the window exactly once)."""
+    return {
+        "version": FORMAT_VERSION,
+        "kind": MANIFEST_KIND,
+        "window": window.to_json(),
+        "query": dict(query),
+        "compression": compression,
+        "destination": destination,
+        "intervals": [
+            {
+                **commit.interval.to_json(),
+                "path": commit.path,
+                "count": commit.count,
+                "bytes": commit.bytes,
+                "sha256": commit.sha256,
+            }
+            for commit in commits
+        ],
+        "events": sum(commit.count for commit in commits),
+        "bytes": sum(commit.bytes for commit in commits),
+        "created_at": datetime.now(timezone.utc).isoformat(),
+    }

@@ -1,0 +1,58 @@
+"""Large pages are decoded in slices; the result is always the one-pass decode's, whatever the body."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from airflow_provider_slack_audit.client.response import AuditLogsResponse, _decode_in_slices
+
+
+def page_body(entries: list[dict[str, object]], cursor: str = "next") -> bytes:
+    body = {"entries": entries, "response_metadata": {"next_cursor": cursor}}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def tricky_entries(count: int, separators_per_entry: int = 1) -> list[dict[str, object]]:
+    """Entries whose strings and nested values hold the ``},{`` the slicer cuts at."""
+    return [
+        {
+            "id": f"id-{i}",
+            "date_create": 1_700_000_000 - i,
+            "details": {"text": "a},{b" * separators_per_entry, "nested": [{"k": "v"}, {"k": i}]},
+            "pad": "x" * 900,
+        }
+        for i in range(count)
+    ]
+
+
+def compact(entry: dict[str, object]) -> bytes:
+    return json.dumps(entry, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize("count", [1, 700, 3000])
+def test_a_sliced_decode_equals_the_one_pass_decode(count: int) -> None:
+    entries = tricky_entries(count)
+    raws, keys, cursor = _decode_in_slices(page_body(entries))
+
+    assert [bytes(raw) for raw in raws] == [compact(e) for e in entries]
+    assert [(k.id, k.date_create) for k in keys] == [(f"id-{i}", 1_700_000_000 - i) for i in range(count)]
+    assert cursor == "next"
+
+
+def test_a_body_too_hostile_to_slice_is_decoded_in_one_pass() -> None:
+    entries = tricky_entries(3000, separators_per_entry=40)
+    page = AuditLogsResponse(url="u", status_code=200, raw_body=page_body(entries), headers={}).raw_page()
+
+    assert [bytes(e.raw) for e in page.entries] == [compact(e) for e in entries]
+    assert page.next_cursor == "next"
+
+
+def test_a_page_with_metadata_before_its_entries_keeps_its_cursor() -> None:
+    entries = tricky_entries(2000)
+    body = json.dumps({"response_metadata": {"next_cursor": "c2"}, "entries": entries}, separators=(",", ":"))
+    page = AuditLogsResponse(url="u", status_code=200, raw_body=body, headers={}).raw_page()
+
+    assert page.next_cursor == "c2"
+    assert [e.id for e in page.entries] == [f"id-{i}" for i in range(2000)]
