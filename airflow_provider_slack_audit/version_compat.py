@@ -28,6 +28,10 @@ from airflow.providers.common.compat.sdk import (
 from airflow.sdk.log import amask_secret
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+# isort: split
+# The warehouse transfer loads through any common-sql DbApiHook (same path on Airflow 2 and 3).
+from airflow.providers.common.sql.hooks.sql import DbApiHook
+
 __all__ = [
     "AirflowException",
     "AirflowFailException",
@@ -38,6 +42,7 @@ __all__ = [
     "BaseTrigger",
     "Connection",
     "Context",
+    "DbApiHook",
     "ObjectStoragePath",
     "TaskDeferred",
     "TriggerEvent",

@@ -35,6 +35,7 @@ from pathlib import PurePosixPath
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
+from airflow_provider_slack_audit.ingest.manifest_check import checked
 from airflow_provider_slack_audit.ingest.windows import Interval, Window, parse_datetime
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
@@ -302,7 +303,7 @@ def read_manifest(path: ObjectStoragePath | str, conn_id: str | None = None) -> 
             f"{FORMAT_VERSION}; install the provider version that wrote it"
         )
     try:
-        return _manifest_from_document(data, manifest_path)
+        return checked(_manifest_from_document(data, manifest_path))
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(
             f"{manifest_path} is a damaged window manifest ({type(error).__name__}: {error}); "
