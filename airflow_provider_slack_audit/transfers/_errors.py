@@ -16,6 +16,7 @@ __all__ = [
     "InvalidTableNameError",
     "SchemaMismatchError",
     "UnsupportedDatabaseError",
+    "error_summary",
     "is_transient",
     "missing_provider_hint",
 ]
@@ -83,6 +84,23 @@ def _mysql_error_code(error: BaseException) -> int | None:
     if error.args and isinstance(error.args[0], int):
         return error.args[0]
     return None
+
+
+def error_summary(error: BaseException) -> str:
+    """The database's error without the audit data some messages quote.
+
+    SQLAlchemy's wrapper quotes the statement's parameters, and PostgreSQL's DETAIL the failing
+    row ("Failing row contains (...)"): both are audit data, which stays out of task logs. The
+    driver's error class, SQLSTATE/code and primary message say what went wrong.
+    """
+    cause = getattr(error, "orig", None) or error
+    diag = getattr(cause, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    if primary:
+        code = getattr(diag, "sqlstate", None)
+        return f"{type(cause).__name__} ({code}): {primary}" if code else f"{type(cause).__name__}: {primary}"
+    text = str(cause)
+    return f"{type(cause).__name__}: {text[:300]}{'...' if len(text) > 300 else ''}"
 
 
 #: The extra of this provider that installs each first-class database's Airflow provider and driver.

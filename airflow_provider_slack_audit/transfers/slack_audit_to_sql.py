@@ -34,6 +34,7 @@ from airflow_provider_slack_audit.transfers._errors import (
     InvalidTableNameError,
     SchemaMismatchError,
     UnsupportedDatabaseError,
+    error_summary,
     is_transient,
     missing_provider_hint,
 )
@@ -157,12 +158,9 @@ class SlackAuditLogsToSqlOperator(BaseOperator):
         except Exception as error:
             if is_transient(error):
                 raise  # a lost connection, a lock or a timeout: Airflow's retry can succeed
-            # The driver's own error, not SQLAlchemy's wrapper, which quotes the statement's parameters
-            # (audit data) into its message.
-            cause = getattr(error, "orig", None) or error
             raise AirflowFailException(
                 f"loading window {manifest.window.key} into {table} failed with an error a retry would "
-                f"repeat: {type(cause).__name__}: {cause}"
+                f"repeat: {error_summary(error)}"
             ) from error
         self.log.info(
             "Loaded window %s into %s (%s): %d rows from %d files, %d inserted, %d updated, %d unchanged, "
