@@ -148,13 +148,13 @@ def entry_line(entry: Mapping[str, Any]) -> bytes:
     return json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def bulk_lines(count: int, *, seed: int = 0, action: str = "user_login") -> Iterator[bytes]:
-    """``count`` distinct entries spread evenly over the window, as lines, generated lazily."""
+def bulk_lines(count: int, *, seed: int = 0, action: str = "user_login", day: int = 0) -> Iterator[bytes]:
+    """``count`` distinct entries spread evenly over the window (or ``day`` days later), lazily."""
     spacing = 86_400 / count
     for number in range(count):
         entry = make_entry(
             str(uuid.UUID(int=(seed << 64) | number)),
-            seconds=int(number * spacing),
+            seconds=day * 86_400 + int(number * spacing),
             action=action,
             entity={"type": "file", "file": {"id": f"F{number:09d}", "name": f"file-{number}.pdf"}},
             details={"number": number, "seed": seed},
