@@ -28,6 +28,7 @@ import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Final
@@ -247,9 +248,9 @@ class WarehouseDialect(ABC):
                     self._add_column(connection, self.table.c[name])
         connection.commit()
 
-    def creation_lock(self, connection: Connection) -> Any:
+    def creation_lock(self, connection: Connection) -> AbstractContextManager[None]:
         """A context manager serializing table creation across sessions; none by default."""
-        return _no_lock()
+        return nullcontext()
 
     def _add_column(self, connection: Connection, column: sa.Column[Any]) -> None:
         # SQLAlchemy Core has no ALTER TABLE construct (Alembic does); the parts are compiled by it.
@@ -309,14 +310,6 @@ class WarehouseDialect(ABC):
         return existing
 
 
-class _no_lock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 def _differs(table: sa.Table, incoming: Any) -> sa.ColumnElement[bool]:
     """NULL-safe "some value column differs": skips identical rows, so a reload writes nothing."""
     return sa.or_(*(table.c[name].is_distinct_from(incoming[name]) for name in _VALUE_COLUMNS))
@@ -335,17 +328,11 @@ _pg_timestamp = _iso_utc("+00:00")
 _sqlite_timestamp = _iso_utc("Z")
 
 
-class _PostgresLock:
-    """A transaction-scoped advisory lock keyed by the table's name."""
-
-    def __init__(self, connection: Connection, key: str) -> None:
-        self.connection, self.key = connection, key
-
-    def __enter__(self) -> None:
-        self.connection.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(self.key))))
-
-    def __exit__(self, *exc: object) -> None:
-        return None  # released by the commit or rollback that ends the transaction
+@contextmanager
+def _postgres_lock(connection: Connection, key: str) -> Iterator[None]:
+    """A transaction-scoped advisory lock keyed by the table's name, released by commit or rollback."""
+    connection.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(key))))
+    yield
 
 
 class PostgresDialect(WarehouseDialect):
@@ -373,8 +360,8 @@ class PostgresDialect(WarehouseDialect):
     def timestamp(self, micros: int) -> str:
         return _pg_timestamp(micros)
 
-    def creation_lock(self, connection: Connection) -> Any:
-        return _PostgresLock(connection, f"airflow-provider-slack-audit:{self.name_of_table}")
+    def creation_lock(self, connection: Connection) -> AbstractContextManager[None]:
+        return _postgres_lock(connection, f"airflow-provider-slack-audit:{self.name_of_table}")
 
     def start_load(self, connection: Connection) -> None:
         # A temp table is private to this session and dropped with the transaction, rolled back or not.
@@ -435,10 +422,10 @@ class SqliteDialect(WarehouseDialect):
     def timestamp(self, micros: int) -> str:
         return _sqlite_timestamp(micros)
 
-    def creation_lock(self, connection: Connection) -> Any:
+    def creation_lock(self, connection: Connection) -> AbstractContextManager[None]:
         # The write lock, up front: a concurrent creator waits (busy timeout) and then finds the table.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
-        return _no_lock()
+        return nullcontext()
 
     def start_load(self, connection: Connection) -> None:
         # sqlite3 opens a transaction lazily, before the first INSERT: the id counts read before it
@@ -453,19 +440,16 @@ class SqliteDialect(WarehouseDialect):
         return BatchCounts.from_counts(len(rows), existing, written.rowcount)
 
 
-class _MySqlLock:
-    """A named server lock (GET_LOCK) held around table creation: MySQL's DDL commits implicitly."""
-
-    def __init__(self, connection: Connection, key: str) -> None:
-        self.connection, self.key = connection, key[:64]
-
-    def __enter__(self) -> None:
-        got = self.connection.execute(sa.select(sa.func.get_lock(self.key, 60))).scalar()
-        if got != 1:
-            raise TimeoutError(f"could not take the table-creation lock {self.key!r} within 60 s")
-
-    def __exit__(self, *exc: object) -> None:
-        self.connection.execute(sa.select(sa.func.release_lock(self.key)))
+@contextmanager
+def _mysql_lock(connection: Connection, key: str) -> Iterator[None]:
+    """A named server lock (GET_LOCK) around table creation: MySQL's DDL commits implicitly."""
+    key = key[:64]
+    if connection.execute(sa.select(sa.func.get_lock(key, 60))).scalar() != 1:
+        raise TimeoutError(f"could not take the table-creation lock {key!r} within 60 s")
+    try:
+        yield
+    finally:
+        connection.execute(sa.select(sa.func.release_lock(key)))
 
 
 class MySqlDialect(WarehouseDialect):
@@ -484,8 +468,8 @@ class MySqlDialect(WarehouseDialect):
         # Naive UTC: DATETIME has no zone and drivers bind it without shifting it.
         return _EPOCH + timedelta(microseconds=micros)
 
-    def creation_lock(self, connection: Connection) -> Any:
-        return _MySqlLock(connection, f"slack_audit:{self.name_of_table}")
+    def creation_lock(self, connection: Connection) -> AbstractContextManager[None]:
+        return _mysql_lock(connection, f"slack_audit:{self.name_of_table}")
 
     def write_batch(self, connection: Connection, rows: Sequence[Row]) -> BatchCounts:
         existing = self.count_existing(connection, [row[0] for row in rows])
