@@ -348,11 +348,17 @@ def _run_label(context: Context) -> str:
 
 
 def _default_outlets(destination: str | ObjectStoragePath) -> list[Asset]:
-    """The destination as an Asset, when it is known when the DAG is parsed (not a template)."""
-    url = str(destination)
+    """The destination as an Asset, when it is known when the DAG is parsed (not a template).
+
+    A destination that is no valid URL gets no asset here: ``execute`` refuses it with the fix.
+    """
+    url = storage_path_url(destination) if isinstance(destination, ObjectStoragePath) else str(destination)
     if not url.strip() or "{{" in url or "{%" in url:
         return []
-    return [Asset(_asset_uri(url))]
+    try:
+        return [Asset(_asset_uri(check_destination(url)))]
+    except (TypeError, ValueError):
+        return []
 
 
 def _asset_uri(url: str) -> str:

@@ -1,7 +1,10 @@
 """The warehouse table's columns and how one landed Audit Logs entry becomes one row.
 
 The table is flat so analysts can answer "who exported data last week" without JSON functions: every
-column but ``details`` and ``raw`` is a scalar taken from a fixed place in the entry. ``raw`` keeps the
+column but ``details``, ``anomaly_reasons`` and ``raw`` is a scalar taken from a fixed place in the
+entry. Anomaly events (``action = 'anomaly'``) also get their signal, which Slack puts in
+``details``, as columns: the reasons (a JSON array), the previous IP address and user agent, and
+``action_timestamp`` as a timestamp (Slack sends milliseconds or microseconds). ``raw`` keeps the
 entry exactly as landed, so fields this mapping does not know (Slack adds some over time) are never
 lost and can be re-flattened later by reloading the window.
 
@@ -13,6 +16,7 @@ entity is decoded into a dict, because its target sits under a key named after i
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -23,7 +27,7 @@ class ColumnKind(enum.Enum):
     """What a column holds; each SQL dialect maps a kind to its own type."""
 
     KEY = "key"  # the entry id: the primary key
-    TIMESTAMP = "timestamp"  # date_create, always UTC
+    TIMESTAMP = "timestamp"  # date_create and anomaly_action_timestamp, always UTC
     TEXT = "text"
     JSON = "json"  # JSON text: details and raw
 
@@ -51,16 +55,39 @@ COLUMNS: Final[dict[str, ColumnKind]] = {
     "app_id": ColumnKind.TEXT,
     "app_name": ColumnKind.TEXT,
     "details": ColumnKind.JSON,
+    "anomaly_reasons": ColumnKind.JSON,
+    "anomaly_previous_ip_address": ColumnKind.TEXT,
+    "anomaly_previous_ua": ColumnKind.TEXT,
+    "anomaly_action_timestamp": ColumnKind.TIMESTAMP,
     "raw": ColumnKind.JSON,
 }
 COLUMN_NAMES: Final[tuple[str, ...]] = tuple(COLUMNS)
 #: Columns that may never be NULL: an entry without them is not an audit event.
 REQUIRED_COLUMNS: Final[frozenset[str]] = frozenset({"id", "date_create", "action", "raw"})
+#: Columns added after the table's first release: a load adds them to an older table (all nullable).
+ADDED_COLUMNS: Final[tuple[str, ...]] = (
+    "anomaly_reasons",
+    "anomaly_previous_ip_address",
+    "anomaly_previous_ua",
+    "anomaly_action_timestamp",
+)
 #: Columns indexed for the two questions users ask first: "when" and "what".
 INDEXED_COLUMNS: Final[tuple[str, ...]] = ("date_create", "action")
 
 #: One table row: values in :data:`COLUMN_NAMES` order.
 Row = tuple[Any, ...]
+
+
+#: What PostgreSQL text and JSONB cannot hold, and the escape that replaces it there (see NUL_ESCAPE).
+NUL: Final = "\x00"
+#: U+0000 is stored in PostgreSQL as these six characters (backslash, u, 0, 0, 0, 0): in the flat
+#: columns, and inside ``raw`` and ``details``, whose JSON escape for U+0000 becomes an escaped
+#: backslash followed by ``u0000``. The landed file keeps the original bytes.
+NUL_ESCAPE: Final = "\\u0000"
+_JSON_NUL: Final = b"\\u0000"
+# A JSON "\u0000" escape that is not itself an escaped backslash followed by "u0000".
+_JSON_NUL_ESCAPE: Final = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+_MICROS: Final = 1_000_000
 
 
 class InvalidEntryError(ValueError):
@@ -102,6 +129,13 @@ class _Context(msgspec.Struct):
     app: _App | None = None
 
 
+class _AnomalyDetails(msgspec.Struct):
+    reason: Any = None
+    previous_ip_address: Any = None
+    previous_ua: Any = None
+    action_timestamp: Any = None
+
+
 class _Entry(msgspec.Struct):
     id: str
     date_create: int
@@ -114,6 +148,7 @@ class _Entry(msgspec.Struct):
 
 
 _decode_entry = msgspec.json.Decoder(_Entry).decode
+_decode_anomaly = msgspec.json.Decoder(_AnomalyDetails).decode
 _encode_json = msgspec.json.encode
 _EMPTY_USER, _EMPTY_LOCATION, _EMPTY_APP = _User(), _Location(), _App()
 
@@ -142,15 +177,54 @@ def _entity_target(entity: dict[str, Any] | None) -> tuple[str | None, dict[str,
     return _text(entity_type), target if isinstance(target, dict) else {}
 
 
-class RowBuilder:
-    """Turns landed lines into rows, with the timestamp in the representation a dialect wants.
+def action_timestamp_micros(value: Any) -> int | None:
+    """An anomaly's ``action_timestamp`` as Unix microseconds, whatever unit Slack sent it in.
 
-    :param timestamp: converts ``date_create`` (Unix seconds, UTC) into the value bound for the
-        ``date_create`` column, e.g. an ISO-8601 string or an aware ``datetime``.
+    Slack documents milliseconds and microseconds (and seconds would not surprise): the magnitude
+    tells them apart for any date after 1973, so ``< 1e11`` is seconds, ``< 1e14`` milliseconds,
+    anything larger microseconds. Not a number (or a numeric string) -> None, never a failed load.
+    """
+    if isinstance(value, str):
+        try:
+            value = float(value) if "." in value else int(value)
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < 0:
+        return None
+    if value < 1e11:
+        return round(value * _MICROS)
+    if value < 1e14:
+        return round(value * 1_000)
+    return round(value) if value < 1e17 else None
+
+
+def _escape_json_nul(text: str) -> str:
+    return _JSON_NUL_ESCAPE.sub(lambda match: match.group(1) + "\\\\u0000", text)
+
+
+def _escape_row_nul(row: Row) -> Row:
+    """The row with U+0000 escaped for PostgreSQL: flat text values and JSON texts (details, raw)."""
+    escaped = []
+    for name, value in zip(COLUMN_NAMES, row, strict=True):
+        if isinstance(value, str):
+            if COLUMNS[name] is ColumnKind.JSON:
+                value = _escape_json_nul(value)
+            value = value.replace(NUL, NUL_ESCAPE)
+        escaped.append(value)
+    return tuple(escaped)
+
+
+class RowBuilder:
+    """Turns landed lines into rows, with timestamps in the representation a dialect wants.
+
+    :param timestamp: converts Unix microseconds (UTC) into the value bound for a timestamp column,
+        e.g. an ISO-8601 string or a ``datetime``.
+    :param escape_nul: replace U+0000 by :data:`NUL_ESCAPE` (PostgreSQL cannot store it).
     """
 
-    def __init__(self, timestamp: Callable[[int], Any]) -> None:
+    def __init__(self, timestamp: Callable[[int], Any], *, escape_nul: bool = False) -> None:
         self._timestamp = timestamp
+        self._escape_nul = escape_nul
 
     def build(self, line: bytes) -> Row:
         """The row for one landed line; raises :class:`InvalidEntryError` when it is not an entry."""
@@ -159,6 +233,32 @@ class RowBuilder:
             raw = line.decode()
         except (msgspec.DecodeError, UnicodeDecodeError) as error:
             raise InvalidEntryError(f"not an Audit Logs entry ({error}): {line[:200]!r}") from error
+        row = self._row(entry, raw)
+        # JSON text holds U+0000 only as the escape \u0000 (a raw NUL byte is not valid JSON).
+        if self._escape_nul and _JSON_NUL in line:
+            return _escape_row_nul(row)
+        return row
+
+    def _anomaly(self, entry: _Entry) -> tuple[Any, Any, Any, Any]:
+        """The anomaly columns: all NULL unless the entry is an anomaly event with details."""
+        if entry.action != "anomaly" or not bytes(entry.details):
+            return None, None, None, None
+        try:
+            details = _decode_anomaly(entry.details)
+        except (msgspec.DecodeError, msgspec.ValidationError):  # details that are not an object
+            return None, None, None, None
+        reasons = details.reason
+        if reasons is not None and not isinstance(reasons, list):
+            reasons = [reasons]
+        micros = action_timestamp_micros(details.action_timestamp)
+        return (
+            None if reasons is None else _encode_json(reasons).decode(),
+            _text(details.previous_ip_address),
+            _text(details.previous_ua),
+            None if micros is None else self._timestamp(micros),
+        )
+
+    def _row(self, entry: _Entry, raw: str) -> Row:
         actor = entry.actor or _Actor()
         user = actor.user or _EMPTY_USER
         entity_type, target = _entity_target(entry.entity)
@@ -167,7 +267,7 @@ class RowBuilder:
         app = context.app or _EMPTY_APP
         return (
             entry.id,
-            self._timestamp(entry.date_create),
+            self._timestamp(entry.date_create * _MICROS),
             entry.action,
             _text(actor.type),
             _text(user.id),
@@ -187,17 +287,21 @@ class RowBuilder:
             _text(app.id),
             _text(app.name),
             _json_text(entry.details),
+            *self._anomaly(entry),
             raw,
         )
 
 
 __all__ = [
+    "ADDED_COLUMNS",
     "COLUMNS",
     "COLUMN_NAMES",
     "INDEXED_COLUMNS",
+    "NUL_ESCAPE",
     "REQUIRED_COLUMNS",
     "ColumnKind",
     "InvalidEntryError",
     "Row",
     "RowBuilder",
+    "action_timestamp_micros",
 ]

@@ -1,10 +1,15 @@
 """Load one landed window of Slack audit events into a SQL table, idempotently.
 
 The landing operator writes a window's events to object storage with a manifest listing its data
-files; this operator reads exactly that window through the manifest and upserts it into a flat,
-typed table (see :mod:`airflow_provider_slack_audit.transfers._schema` for the columns) through any
-common-sql ``DbApiHook`` connection. PostgreSQL and SQLite get native types and a real upsert; other
-databases get portable ANSI SQL (see :mod:`airflow_provider_slack_audit.transfers._dialects`).
+files; this operator checks that manifest, reads exactly that window through it and upserts it into
+a flat, typed table (see :mod:`airflow_provider_slack_audit.transfers._schema` for the columns)
+through a common-sql ``DbApiHook`` connection. PostgreSQL, SQLite and MySQL/MariaDB get native
+types and SQLAlchemy's upserts; other databases their Airflow provider's common-sql upsert (see
+:mod:`airflow_provider_slack_audit.transfers._dialects`).
+
+Errors a retry cannot fix (configuration, a damaged manifest or data file, a table of another
+shape, a value the database refuses) raise ``AirflowFailException``; only connection, lock and
+timeout errors propagate as they are, for Airflow to retry (see ``_errors``).
 """
 
 from __future__ import annotations
@@ -12,23 +17,33 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.sql.hooks.sql import DbApiHook
-
 from airflow_provider_slack_audit.ingest.landing import WindowManifest, read_manifest
+from airflow_provider_slack_audit.ingest.manifest_check import ManifestCheckError, check_manifest
 from airflow_provider_slack_audit.transfers._dialects import (
     BatchCounts,
+    CommonSqlWriter,
     TableName,
     WarehouseDialect,
     dialect_for,
-    rollback,
+    engine_on,
+)
+from airflow_provider_slack_audit.transfers._errors import (
+    InvalidTableNameError,
+    SchemaMismatchError,
+    UnsupportedDatabaseError,
+    error_summary,
+    is_transient,
+    missing_provider_hint,
 )
 from airflow_provider_slack_audit.transfers._schema import InvalidEntryError, Row, RowBuilder
 from airflow_provider_slack_audit.version_compat import (
     AirflowFailException,
     BaseHook,
     BaseOperator,
+    DbApiHook,
     ObjectStoragePath,
 )
 
@@ -69,32 +84,35 @@ class SlackAuditLogsToSqlOperator(BaseOperator):
 
     The load upserts by entry ``id`` in one transaction: loading a window twice leaves the same rows
     (the second load changes nothing), and a failure part-way (a bad data file, a lost connection)
-    rolls the table back to what it was. The table is created when missing, with indexes on
-    ``date_create`` and ``action``; it is never dropped or truncated. Every data file is checked
-    against the SHA-256, size and line count its manifest records while it is read, because loaded
-    audit data is evidence: a mismatch fails the task (no retry) and names the file.
+    rolls the table back to what it was. Before a row is written the manifest must cover its window
+    exactly once with totals that add up; every data file is then checked against the SHA-256, size
+    and line count its manifest records while it is read, because loaded audit data is evidence: a
+    mismatch fails the task (no retry) and names the file.
 
-    Memory stays flat whatever the window's size: lines stream from storage and are written in
-    batches of ``batch_size`` rows (PostgreSQL: COPY into a staging table, then one upsert per batch;
-    SQLite: ``executemany`` of an upsert; other databases: DELETE + INSERT per batch, ANSI types).
+    The table is created when missing (concurrent first loads included), with indexes on
+    ``date_create`` and ``action``; columns added by newer releases are added to an older table; it
+    is never dropped or truncated. Memory stays flat whatever the window's size: lines stream from
+    storage and are written in batches of ``batch_size`` rows (PostgreSQL: COPY into a staging
+    table, then one ``INSERT ... ON CONFLICT`` per batch; SQLite: ``ON CONFLICT``; MySQL/MariaDB:
+    ``ON DUPLICATE KEY UPDATE``; other databases: their common-sql dialect's upsert, e.g. MERGE).
 
     :param source: the window to load (templated): the landing operator's output
         (``source=land.output``), a dict with a ``"manifest"`` key (an Asset event's ``extra``), or the
         manifest's URL/path.
-    :param conn_id: an Airflow connection whose hook is a common-sql ``DbApiHook`` (postgres, sqlite,
-        ...). PostgreSQL and SQLite are first-class; other databases get portable ANSI SQL.
-    :param table: the table to load into (templated); a plain identifier, not quoted.
+    :param conn_id: an Airflow connection whose hook is a common-sql ``DbApiHook``: postgres, sqlite,
+        mysql (install the extra of the same name), or another database whose provider has an upsert.
+    :param table: the table to load into (templated); a plain identifier (reserved words are quoted).
     :param schema: the table's schema (templated; an attached database name on SQLite).
     :param source_conn_id: the connection for the object store holding the landing, when the
         manifest is given as a URL string and the store needs credentials.
     :param batch_size: rows per insert batch; larger batches are faster and use more memory.
     :param create_table: create the table and its indexes when missing. Turn off to load into a
-        table you created yourself (same column names, your types).
+        table you created yourself (same column names, your types, a primary key on ``id``).
 
     Returns ``{"rows", "inserted", "updated", "unchanged", "table", "window", "manifest"}``: ``rows``
     is the number of entries landed in the window; every entry is counted once as inserted (new id),
-    updated (an existing row whose content changed) or unchanged. On databases other than PostgreSQL
-    and SQLite a replaced row always counts as updated, because ANSI SQL cannot tell.
+    updated (an existing row whose content changed) or unchanged. Through a common-sql dialect's
+    upsert (MERGE) every row counts as updated, because its row count cannot tell.
     """
 
     template_fields: Sequence[str] = ("source", "table", "schema")
@@ -124,24 +142,32 @@ class SlackAuditLogsToSqlOperator(BaseOperator):
         self.create_table = create_table
 
     def execute(self, context: Context) -> dict[str, Any]:
-        table = TableName(self.table, self.schema or None)
-        manifest = read_manifest(manifest_location(self.source), conn_id=self.source_conn_id)
-        hook = self.get_db_hook()
-        dialect = dialect_for(_dialect_name(hook), table, hook.placeholder)
-        started = time.monotonic()
-        conn = hook.get_conn()
         try:
-            if self.create_table:
-                dialect.ensure_table(conn)
-            counts = self._load_window(conn, hook, dialect, manifest)
-        finally:
-            conn.close()
+            table = TableName(self.table, self.schema or None)
+        except InvalidTableNameError as error:
+            raise AirflowFailException(str(error)) from error
+        manifest = self._read_manifest()
+        hook = self.get_db_hook()
+        started = time.monotonic()
+        try:
+            counts, database = self._load(hook, table, manifest)
+        except AirflowFailException:
+            raise
+        except (SchemaMismatchError, UnsupportedDatabaseError) as error:
+            raise AirflowFailException(str(error)) from error
+        except Exception as error:
+            if is_transient(error):
+                raise  # a lost connection, a lock or a timeout: Airflow's retry can succeed
+            raise AirflowFailException(
+                f"loading window {manifest.window.key} into {table} failed with an error a retry would "
+                f"repeat: {error_summary(error)}"
+            ) from error
         self.log.info(
             "Loaded window %s into %s (%s): %d rows from %d files, %d inserted, %d updated, %d unchanged, "
             "%.1f s",
             manifest.window.key,
             table,
-            dialect.name,
+            database,
             counts.rows,
             len(manifest.intervals),
             counts.inserted,
@@ -159,33 +185,87 @@ class SlackAuditLogsToSqlOperator(BaseOperator):
             "manifest": str(manifest.path),
         }
 
+    def _read_manifest(self) -> WindowManifest:
+        """The source's manifest, verified to cover its window exactly once before any row is written."""
+        location = manifest_location(self.source)
+        try:
+            manifest = read_manifest(location, conn_id=self.source_conn_id)
+            check_manifest(
+                manifest.window, manifest.intervals, events=manifest.events, total_bytes=manifest.bytes
+            )
+        except FileNotFoundError as error:
+            raise AirflowFailException(
+                f"no window manifest at {location}: land the window first (pass source=land.output)"
+            ) from error
+        except (ManifestCheckError, ValueError) as error:  # read_manifest's damaged-manifest errors too
+            raise AirflowFailException(f"cannot load this window: {error}") from error
+        return manifest
+
     def get_db_hook(self) -> DbApiHook:
         """The warehouse connection's hook; it must speak DB-API through common-sql."""
-        hook = BaseHook.get_connection(self.conn_id).get_hook()  # type: ignore[no-untyped-call]
+        connection = BaseHook.get_connection(self.conn_id)
+        try:
+            hook = connection.get_hook()  # type: ignore[no-untyped-call]
+        except Exception as error:  # Airflow: 'Unknown hook type "sqlite"', or the driver is missing
+            raise AirflowFailException(
+                f"connection {self.conn_id!r} is of type {connection.conn_type!r}, but Airflow has no "
+                f"working hook for it ({type(error).__name__}: {error}); install its provider: "
+                f"{missing_provider_hint(str(connection.conn_type))}"
+            ) from error
         if not isinstance(hook, DbApiHook):
-            raise TypeError(
+            raise AirflowFailException(
                 f"connection {self.conn_id!r} gives a {type(hook).__name__}, which is not a common-sql "
                 "DbApiHook; use a SQL database connection (postgres, sqlite, mysql, ...)"
             )
         return hook
 
-    def _load_window(
-        self, conn: Any, hook: DbApiHook, dialect: WarehouseDialect, manifest: WindowManifest
-    ) -> BatchCounts:
+    def _load(self, hook: DbApiHook, table: TableName, manifest: WindowManifest) -> tuple[BatchCounts, str]:
         """Upsert every landed entry of the window in ONE transaction; roll back on any failure."""
+        conn = hook.get_conn()
+        engine = engine_on(conn)
+        try:
+            if engine is None:
+                return self._load_through_common_sql(conn, hook, table, manifest), CommonSqlWriter.name
+            dialect = dialect_for(engine.dialect.name, table)
+            with engine.connect() as connection:
+                if self.create_table:
+                    dialect.ensure_table(connection)
+                dialect.check_table(connection)
+                connection.rollback()  # end the inspector's reads; the load opens its own transaction
+                dialect.start_load(connection)
+                counts = self._write(connection, dialect, manifest)
+                connection.commit()
+            return counts, dialect.name
+        finally:
+            if engine is not None:
+                engine.dispose()
+            with suppress(Exception):
+                conn.close()
+
+    def _write(
+        self, target: Any, dialect: WarehouseDialect | CommonSqlWriter, manifest: WindowManifest
+    ) -> BatchCounts:
+        builder = RowBuilder(dialect.timestamp, escape_nul=getattr(dialect, "escape_nul", False))
+        counts = BatchCounts()
+        for batch in self._batches(_landed_rows(manifest, builder)):
+            counts += dialect.write_batch(target, batch)
+        return counts
+
+    def _load_through_common_sql(
+        self, conn: Any, hook: DbApiHook, table: TableName, manifest: WindowManifest
+    ) -> BatchCounts:
+        """A database SQLAlchemy is not wired for here: its provider's common-sql upsert, one transaction."""
+        writer = CommonSqlWriter(table, hook)
+        writer.check_table()
         if hook.supports_autocommit:
             hook.set_autocommit(conn, False)
-        builder = RowBuilder(dialect.timestamp)
-        counts = BatchCounts()
         cursor = conn.cursor()
         try:
-            for statement in dialect.start_load_statements():
-                cursor.execute(statement)
-            for batch in self._batches(_landed_rows(manifest, builder)):
-                counts += dialect.write_batch(cursor, batch)
+            counts = self._write(cursor, writer, manifest)
             conn.commit()
         except BaseException:
-            rollback(conn)
+            with suppress(Exception):
+                conn.rollback()
             raise
         finally:
             cursor.close()
@@ -225,13 +305,9 @@ def _landed_rows(manifest: WindowManifest, builder: RowBuilder) -> Iterator[Row]
                 f"line {number} of {landed.data_path} is not an Audit Logs entry: {error}; "
                 "the landed file is corrupt, rerun the ingest of this window"
             ) from error
+        except FileNotFoundError as error:
+            raise AirflowFailException(
+                f"{landed.data_path} is listed in the manifest but missing: rerun the ingest of this window"
+            ) from error
         except ValueError as error:  # size, SHA-256 or line count differs from the manifest
             raise AirflowFailException(f"landed data failed verification: {error}") from error
-
-
-def _dialect_name(hook: DbApiHook) -> str:
-    """The SQLAlchemy dialect name of the hook, or its connection type when it has none."""
-    name = hook.dialect_name
-    if name and name != "default":
-        return name
-    return str(BaseHook.get_connection(hook.get_conn_id()).conn_type or "default")

@@ -9,9 +9,11 @@ exactly what goes in.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -146,13 +148,13 @@ def entry_line(entry: Mapping[str, Any]) -> bytes:
     return json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def bulk_lines(count: int, *, seed: int = 0, action: str = "user_login") -> Iterator[bytes]:
-    """``count`` distinct entries spread evenly over the window, as lines, generated lazily."""
+def bulk_lines(count: int, *, seed: int = 0, action: str = "user_login", day: int = 0) -> Iterator[bytes]:
+    """``count`` distinct entries spread evenly over the window (or ``day`` days later), lazily."""
     spacing = 86_400 / count
     for number in range(count):
         entry = make_entry(
             str(uuid.UUID(int=(seed << 64) | number)),
-            seconds=int(number * spacing),
+            seconds=day * 86_400 + int(number * spacing),
             action=action,
             entity={"type": "file", "file": {"id": f"F{number:09d}", "name": f"file-{number}.pdf"}},
             details={"number": number, "seed": seed},
@@ -206,3 +208,38 @@ def lines_in_date_order(entries: Iterable[Mapping[str, Any]]) -> list[bytes]:
 def sample_lines(*names: str) -> list[bytes]:
     """The named sample entries (all when none are named) as landed lines, in date order."""
     return lines_in_date_order([SAMPLE_ENTRIES[name] for name in names] if names else SAMPLE_ENTRIES.values())
+
+
+def manifest_file(manifest: str) -> Path:
+    """The local file behind a ``file://`` manifest URL."""
+    return Path(manifest.removeprefix("file://"))
+
+
+def edit_manifest(manifest: str, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Rewrite a landed manifest after ``edit`` changed its document in place (a damaged manifest)."""
+    path = manifest_file(manifest)
+    document = json.loads(path.read_bytes())
+    edit(document)
+    path.write_text(json.dumps(document))
+
+
+def replace_landed_lines(manifest: str, interval: int, lines: Iterable[bytes]) -> Path:
+    """Replace interval ``interval``'s data file with ``lines`` and make the manifest agree with it.
+
+    This is how a file the landing would refuse (not UTF-8, say) gets past verification: the
+    loader's own checks are then the only defence left.
+    """
+    document = json.loads(manifest_file(manifest).read_bytes())
+    data_path = manifest_file(manifest).parent.parent / document["intervals"][interval]["path"]
+    lines = list(lines)
+    data = gzip.compress(b"".join(line + b"\n" for line in lines))
+    data_path.write_bytes(data)
+
+    def agree(document: dict[str, Any]) -> None:
+        listed = document["intervals"][interval]
+        listed.update(count=len(lines), bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+        document["events"] = sum(item["count"] for item in document["intervals"])
+        document["bytes"] = sum(item["bytes"] for item in document["intervals"])
+
+    edit_manifest(manifest, agree)
+    return data_path

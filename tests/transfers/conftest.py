@@ -1,8 +1,8 @@
-"""Fixtures for the warehouse load tests: a throwaway PostgreSQL server, SQLite files, landed windows.
+"""Fixtures for the warehouse load tests: throwaway PostgreSQL and MariaDB servers, SQLite files.
 
-The PostgreSQL server is a real one (the Debian ``postgresql`` package), started once per session on
-127.0.0.1 in a temp dir and stopped at the end. Without the binaries the Postgres tests skip on a
-laptop and fail in CI (``CI`` set), so CI can never pass by silently testing less.
+The servers are real ones (the Debian ``postgresql`` and ``mariadb-server`` packages), started once
+per session on 127.0.0.1 in a temp dir and stopped at the end. Without the binaries their tests skip
+on a laptop and fail in CI (``CI`` set), so CI can never pass by silently testing less.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from warehouses import PostgresServer, Warehouse
+from warehouses import MariaDbServer, PostgresServer, Warehouse
 
 
 def _postgres_bindir() -> Path | None:
@@ -46,10 +47,8 @@ def postgres_server() -> Iterator[PostgresServer]:
     """A PostgreSQL cluster on 127.0.0.1:<free port>, trust auth, fsync off; removed at session end."""
     bindir = _postgres_bindir()
     if bindir is None:
-        message = "PostgreSQL binaries not found under /usr/lib/postgresql/*/bin (apt-get install postgresql)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        _missing("PostgreSQL binaries not found under /usr/lib/postgresql/*/bin (apt-get install postgresql)")
+    assert bindir is not None
 
     # initdb refuses to run as root: run the server as the `postgres` user, in a dir it owns.
     # mkdtemp (not tmp_path) because pytest's base temp dir is private to root.
@@ -97,22 +96,97 @@ def postgres_server() -> Iterator[PostgresServer]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+def _missing(message: str) -> None:
+    """Skip on a laptop, fail in CI: CI must never pass by testing less."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[MariaDbServer]:
+    """A MariaDB server on 127.0.0.1:<free port>, root without password, a database ``slack_audit``."""
+    install_db, server = (
+        shutil.which("mariadb-install-db"),
+        shutil.which("mariadbd", path="/usr/sbin:/usr/bin"),
+    )
+    if install_db is None or server is None:
+        _missing("MariaDB binaries (mariadb-install-db, mariadbd) not found (apt-get install mariadb-server)")
+    assert install_db is not None and server is not None
+    # mariadbd refuses to run as root unless told to: run it as `mysql`, in a dir it owns.
+    run_as: list[str] = ["runuser", "-u", "mysql", "--"] if os.geteuid() == 0 else []
+    root = Path(tempfile.mkdtemp(prefix="slack-audit-mariadb-"))
+    if run_as:
+        shutil.chown(root, user="mysql", group="mysql")
+    data_dir, socket_path, log_file = root / "data", root / "mariadb.sock", root / "server.log"
+    port = _free_loopback_port()
+    try:
+        # --skip-name-resolve makes the root account root@127.0.0.1, which TCP clients match.
+        subprocess.run(
+            [*run_as, install_db, "--no-defaults", f"--datadir={data_dir}", "--skip-test-db",
+             "--auth-root-authentication-method=normal", "--skip-name-resolve"],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+    except subprocess.CalledProcessError as error:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.fail(f"mariadb-install-db failed: {error.stderr.decode()}")
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            [*run_as, server, "--no-defaults", f"--datadir={data_dir}", f"--socket={socket_path}",
+             f"--port={port}", "--bind-address=127.0.0.1", "--skip-name-resolve", "--skip-log-bin",
+             "--innodb-flush-log-at-trx-commit=0", "--innodb-buffer-pool-size=64M"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    info = MariaDbServer(host="127.0.0.1", port=port, user="root", database="slack_audit")
+    try:
+        _wait_for_mariadb(info, process, log_file)
+        yield info
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_for_mariadb(info: MariaDbServer, process: subprocess.Popen[bytes], log_file: Path) -> None:
+    """Wait until the server accepts connections, then create the test database."""
+    import MySQLdb
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            conn = MySQLdb.connect(host=info.host, port=info.port, user=info.user)
+            break
+        except MySQLdb.OperationalError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"could not start MariaDB:\n{log_file.read_text()}")
+            time.sleep(0.2)
+    try:
+        conn.cursor().execute(f"CREATE DATABASE IF NOT EXISTS {info.database}")
+    finally:
+        conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres", "mariadb"])
 def warehouse(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[Warehouse]:
-    """Each test runs once on a fresh SQLite file and once on the session's PostgreSQL server."""
+    """Each test runs on a fresh SQLite file, the session's PostgreSQL server and its MariaDB server."""
     table = f"audit_{uuid.uuid4().hex[:12]}"
     if request.param == "sqlite":
         conn = {"conn_type": "sqlite", "host": str(tmp_path / "warehouse.db")}
         monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_SQLITE", json.dumps(conn))
         yield Warehouse("sqlite", "warehouse_sqlite", table)
         return
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_POSTGRES", server.connection_json())
-    warehouse = Warehouse("postgres", "warehouse_postgres", table)
+    server: PostgresServer | MariaDbServer = request.getfixturevalue(f"{request.param}_server")
+    conn_id = f"warehouse_{request.param}"
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", server.connection_json())
+    warehouse = Warehouse(request.param, conn_id, table)
     yield warehouse
-    warehouse.hook().run(f"DROP TABLE IF EXISTS {table}")
+    warehouse.drop()
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from audit_entries import (
 from warehouses import Warehouse
 
 from airflow_provider_slack_audit.ingest.landing import read_manifest
-from airflow_provider_slack_audit.transfers._dialects import PostgresDialect, SqliteDialect
+from airflow_provider_slack_audit.transfers._dialects import MySqlDialect, PostgresDialect, SqliteDialect
 from airflow_provider_slack_audit.transfers.slack_audit_to_sql import SlackAuditLogsToSqlOperator
 from airflow_provider_slack_audit.version_compat import AirflowFailException
 
@@ -74,6 +74,14 @@ _CONTEXT_ACME = {
     "app_name": None,
 }
 
+#: No sample entry is an anomaly event: their anomaly columns are NULL.
+_NOT_AN_ANOMALY = {
+    "anomaly_reasons": None,
+    "anomaly_previous_ip_address": None,
+    "anomaly_previous_ua": None,
+    "anomaly_action_timestamp": None,
+}
+
 #: The row each sample entry must become (all columns but ``id`` and ``raw``).
 EXPECTED_ROWS: dict[str, dict[str, Any]] = {
     "user": {
@@ -85,6 +93,7 @@ EXPECTED_ROWS: dict[str, dict[str, Any]] = {
         "entity_name": "bob",
         **_CONTEXT_ACME,
         "details": None,
+        **_NOT_AN_ANOMALY,
     },
     "channel": {
         "date_create": utc("2026-01-04T01:00:00"),
@@ -95,6 +104,7 @@ EXPECTED_ROWS: dict[str, dict[str, Any]] = {
         "entity_name": "project-x",
         **_CONTEXT_ACME,
         "details": {"is_internal_integration": False},
+        **_NOT_AN_ANOMALY,
     },
     "file": {
         "date_create": utc("2026-01-04T02:00:00"),
@@ -107,6 +117,7 @@ EXPECTED_ROWS: dict[str, dict[str, Any]] = {
         "app_id": "A0EXPORT",
         "app_name": "Exporter",
         "details": None,
+        **_NOT_AN_ANOMALY,
     },
     "app": {
         "date_create": utc("2026-01-04T06:00:00"),
@@ -117,6 +128,7 @@ EXPECTED_ROWS: dict[str, dict[str, Any]] = {
         "entity_name": "Exporter",
         **_CONTEXT_ACME,
         "details": {"new_scopes": ["files:read", "users:read.email"], "previous_scopes": ["files:read"]},
+        **_NOT_AN_ANOMALY,
     },
     "workspace": {
         "date_create": utc("2026-01-04T12:00:00"),
@@ -131,6 +143,7 @@ EXPECTED_ROWS: dict[str, dict[str, Any]] = {
         "location_name": "Sales",
         "location_domain": None,
         "details": None,
+        **_NOT_AN_ANOMALY,
     },
     "enterprise": {
         "date_create": utc("2026-01-04T18:00:00"),
@@ -141,6 +154,7 @@ EXPECTED_ROWS: dict[str, dict[str, Any]] = {
         "entity_name": "Acme Corp",
         **_CONTEXT_ACME,
         "details": {"export_type": "standard", "path": "C:\\exports\\q4\tfinal\nv2"},
+        **_NOT_AN_ANOMALY,
     },
     "unknown_type_and_fields": {
         "date_create": utc("2026-01-04T19:26:40"),
@@ -158,6 +172,7 @@ EXPECTED_ROWS: dict[str, dict[str, Any]] = {
         "ip_address": "2001:db8::1",
         "session_id": None,
         "details": None,
+        **_NOT_AN_ANOMALY,
     },
     "minimal": {
         "date_create": utc("2026-01-04T23:59:59"),
@@ -180,6 +195,7 @@ EXPECTED_ROWS: dict[str, dict[str, Any]] = {
         "app_id": None,
         "app_name": None,
         "details": None,
+        **_NOT_AN_ANOMALY,
     },
 }
 
@@ -226,7 +242,7 @@ def test_raw_holds_the_entry_with_fields_this_provider_does_not_know(
 
     entry = SAMPLE_ENTRIES["unknown_type_and_fields"]
     raw = warehouse.rows_by_id()[entry["id"]]["raw"]
-    if warehouse.kind == "sqlite":
+    if warehouse.kind in ("sqlite", "mariadb"):  # MariaDB's JSON is text checked by JSON_VALID
         assert raw == entry_line(entry).decode()  # byte for byte as landed
     else:
         assert raw == entry  # JSONB keeps the content; it normalizes key order and whitespace
@@ -297,7 +313,7 @@ def test_a_failure_mid_load_rolls_the_table_back(
             raise ConnectionError("server closed the connection unexpectedly")
         return original[type(self)](self, cursor, rows)
 
-    original = {cls: cls.write_batch for cls in (PostgresDialect, SqliteDialect)}
+    original = {cls: cls.write_batch for cls in (PostgresDialect, SqliteDialect, MySqlDialect)}
     for cls in original:
         monkeypatch.setattr(cls, "write_batch", write_batch_failing_on_the_third)
     # The new window updates both stored rows and inserts six, two per batch: the third batch fails.
@@ -344,6 +360,8 @@ def test_creates_the_table_with_indexes_on_date_create_and_action(
 
     if warehouse.kind == "sqlite":
         sql = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = '{table}'"
+    elif warehouse.kind == "mariadb":
+        sql = "SELECT index_name FROM information_schema.statistics WHERE table_name = '{table}'"
     else:
         sql = "SELECT indexname FROM pg_indexes WHERE tablename = '{table}'"
     indexes = {row[0] for row in warehouse.query(sql)}
@@ -400,25 +418,41 @@ def test_loads_into_the_given_schema(warehouse: Warehouse, sample_manifest: str)
 
 
 @pytest.mark.parametrize("warehouse", ["sqlite"], indirect=True)
-@pytest.mark.parametrize("table", ["audit; DROP TABLE x", "1audit", "audit-logs", ""])
-def test_refuses_a_table_name_that_is_not_a_plain_identifier(
+@pytest.mark.parametrize("table", ["audit; DROP TABLE x", 't"--', "t`--", "1audit", "audit-logs", ""])
+def test_refuses_a_table_name_that_is_not_a_plain_identifier_without_retry(
     warehouse: Warehouse, sample_manifest: str, table: str
 ) -> None:
     operator = SlackAuditLogsToSqlOperator(
         task_id="load", source=sample_manifest, conn_id=warehouse.conn_id, table=table
     )
 
-    with pytest.raises(ValueError, match="is not a plain SQL identifier"):
+    with pytest.raises(AirflowFailException, match="is not a plain SQL identifier"):
         operator.execute(context={})
 
 
-def test_refuses_a_connection_that_is_not_a_sql_database(
+@pytest.mark.parametrize("reserved", ["order", "select", "table"])
+def test_a_reserved_word_as_table_name_is_quoted_and_loads(
+    warehouse: Warehouse, sample_manifest: str, reserved: str
+) -> None:
+    warehouse.drop(reserved)
+    try:
+        first = load(Warehouse(warehouse.kind, warehouse.conn_id, reserved), sample_manifest)
+        second = load(Warehouse(warehouse.kind, warehouse.conn_id, reserved), sample_manifest)
+
+        assert (first["inserted"], second["unchanged"]) == (len(SAMPLE_ENTRIES), len(SAMPLE_ENTRIES))
+        count = f"SELECT COUNT(*) FROM {warehouse.quoted(reserved)}"  # noqa: S608
+        assert warehouse.query(count) == [(len(SAMPLE_ENTRIES),)]
+    finally:
+        warehouse.drop(reserved)
+
+
+def test_refuses_a_connection_that_is_not_a_sql_database_without_retry(
     monkeypatch: pytest.MonkeyPatch, sample_manifest: str
 ) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_NOT_SQL", json.dumps({"conn_type": "fs", "extra": {"path": "/tmp"}}))
     operator = SlackAuditLogsToSqlOperator(task_id="load", source=sample_manifest, conn_id="not_sql")
 
-    with pytest.raises(TypeError, match="'not_sql' gives a FSHook, which is not a common-sql DbApiHook"):
+    with pytest.raises(AirflowFailException, match="'not_sql' gives a FSHook, which is not a common-sql"):
         operator.execute(context={})
 
 

@@ -9,11 +9,13 @@ from audit_entries import SAMPLE_ENTRIES, entry_line
 
 from airflow_provider_slack_audit.transfers._schema import (
     COLUMN_NAMES,
+    NUL_ESCAPE,
     InvalidEntryError,
     RowBuilder,
+    action_timestamp_micros,
 )
 
-builder = RowBuilder(timestamp=lambda epoch: f"t{epoch}")
+builder = RowBuilder(timestamp=lambda micros: f"t{micros}")
 
 
 def build(entry: dict[str, object]) -> dict[str, object]:
@@ -26,7 +28,11 @@ def test_a_row_has_one_value_per_column_in_column_order() -> None:
     row = builder.build(entry_line(entry))
 
     assert len(row) == len(COLUMN_NAMES)
-    assert (row[0], row[1], row[2]) == (entry["id"], f"t{entry['date_create']}", "file_downloaded")
+    assert (row[0], row[1], row[2]) == (
+        entry["id"],
+        f"t{entry['date_create'] * 1_000_000}",
+        "file_downloaded",
+    )
     assert row[-1] == entry_line(entry).decode()
 
 
@@ -84,3 +90,84 @@ def test_an_entity_whose_target_is_missing_keeps_its_type() -> None:
 def test_a_line_that_is_not_an_entry_is_refused(line: bytes) -> None:
     with pytest.raises(InvalidEntryError, match="not an Audit Logs entry"):
         builder.build(line)
+
+
+def anomaly(**details: object) -> dict[str, object]:
+    return {"id": "a", "date_create": 1, "action": "anomaly", "details": details}
+
+
+def test_an_anomaly_events_signal_gets_its_own_columns() -> None:
+    row = build(
+        anomaly(
+            reason=["asn", "ip_address"],
+            previous_ip_address="198.51.100.4",
+            previous_ua="curl/8.0",
+            action_timestamp=1767484800123,
+            location="Paris",
+        )
+    )
+
+    assert json.loads(str(row["anomaly_reasons"])) == ["asn", "ip_address"]
+    assert (row["anomaly_previous_ip_address"], row["anomaly_previous_ua"]) == ("198.51.100.4", "curl/8.0")
+    assert row["anomaly_action_timestamp"] == "t1767484800123000"
+    assert json.loads(str(row["details"]))["location"] == "Paris"  # details keep everything
+
+
+@pytest.mark.parametrize(
+    ("value", "micros"),
+    [
+        pytest.param(1767484800123, 1767484800123000, id="milliseconds"),
+        pytest.param(1767484800123456, 1767484800123456, id="microseconds"),
+        pytest.param(1767484800, 1767484800000000, id="seconds"),
+        pytest.param("1767484800123", 1767484800123000, id="numeric-string"),
+        pytest.param(1767484800.5, 1767484800500000, id="float-seconds"),
+        pytest.param("soon", None, id="not-a-number"),
+        pytest.param(None, None, id="absent"),
+        pytest.param(True, None, id="boolean"),
+    ],
+)
+def test_action_timestamp_is_normalised_whatever_its_unit(value: object, micros: int | None) -> None:
+    assert action_timestamp_micros(value) == micros
+
+
+def test_only_anomaly_events_fill_the_anomaly_columns() -> None:
+    row = build({"id": "a", "date_create": 1, "action": "user_login", "details": {"reason": ["asn"]}})
+
+    assert row["anomaly_reasons"] is row["anomaly_action_timestamp"] is None
+
+
+@pytest.mark.parametrize("details", [["not", "an", "object"], "text", {"reason": "single"}])
+def test_odd_anomaly_details_never_fail_the_row(details: object) -> None:
+    row = build({"id": "a", "date_create": 1, "action": "anomaly", "details": details})
+
+    assert row["anomaly_reasons"] in (None, '["single"]')
+
+
+def test_nul_is_escaped_in_flat_columns_and_json_when_asked() -> None:
+    entry = {
+        "id": "a",
+        "date_create": 1,
+        "action": "x",
+        "actor": {"type": "user", "user": {"name": "ev\u0000il"}},
+        "details": {"note": "a\u0000b", "path": "C:\\u0000", "k\u0000": 1},
+    }
+    line = entry_line(entry)
+
+    row = dict(zip(COLUMN_NAMES, RowBuilder(str, escape_nul=True).build(line), strict=True))
+
+    assert row["actor_user_name"] == f"ev{NUL_ESCAPE}il"
+    # JSON stays valid and holds the same escape as text; a literal backslash-u0000 stays as it was.
+    assert json.loads(str(row["details"])) == {
+        "note": f"a{NUL_ESCAPE}b",
+        "path": "C:\\u0000",
+        f"k{NUL_ESCAPE}": 1,
+    }
+    assert json.loads(str(row["raw"]))["details"] == json.loads(str(row["details"]))
+    assert "\x00" not in "".join(str(value) for value in row.values())
+
+
+def test_nul_is_kept_as_is_without_the_escape() -> None:
+    line = entry_line({"id": "a", "date_create": 1, "action": "x", "actor": {"user": {"name": "a\u0000"}}})
+
+    assert build(json.loads(line))["actor_user_name"] == "a\u0000"
+    assert builder.build(line)[-1] == line.decode()

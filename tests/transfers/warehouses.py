@@ -29,16 +29,45 @@ class PostgresServer:
         )
 
 
+@dataclass(frozen=True)
+class MariaDbServer:
+    host: str
+    port: int
+    user: str
+    database: str
+
+    def connection_json(self) -> str:
+        """An ``AIRFLOW_CONN_<ID>`` value for this server (conn type mysql: the MySQL provider)."""
+        return json.dumps(
+            {
+                "conn_type": "mysql",
+                "host": self.host,
+                "port": self.port,
+                "login": self.user,
+                "schema": self.database,
+            }
+        )
+
+
 @dataclass
 class Warehouse:
     """A database under test, reached through an Airflow connection, with a table of its own."""
 
-    kind: str  # "sqlite" or "postgres"
+    kind: str  # "sqlite", "postgres" or "mariadb"
     conn_id: str
     table: str
 
     def hook(self) -> Any:
         return BaseHook.get_connection(self.conn_id).get_hook()
+
+    def quoted(self, name: str | None = None) -> str:
+        """A table name quoted for this database (``order`` and friends)."""
+        name = name or self.table
+        return f"`{name}`" if self.kind == "mariadb" else f'"{name}"'
+
+    def drop(self, name: str | None = None) -> None:
+        if self.kind != "sqlite":
+            self.hook().run(f"DROP TABLE IF EXISTS {self.quoted(name)}")
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         """Rows of ``sql``, in which ``{table}`` stands for this warehouse's table."""

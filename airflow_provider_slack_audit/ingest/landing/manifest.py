@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import Any
 
+from airflow_provider_slack_audit.ingest.manifest_check import checked
 from airflow_provider_slack_audit.ingest.windows import Interval, Window, parse_datetime
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
@@ -150,7 +151,8 @@ def read_manifest(path: ObjectStoragePath | str, conn_id: str | None = None) -> 
             f"{FORMAT_VERSION}; install the provider version that wrote it"
         )
     try:
-        return _manifest_from_document(data, manifest_path)
+        # Coverage of its window exactly once, totals, no file listed twice: the transfer's check too.
+        return checked(_manifest_from_document(data, manifest_path))
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(
             f"{manifest_path} is a damaged window manifest ({type(error).__name__}: {error}); "
