@@ -294,18 +294,20 @@ class AsyncAuditLogsClient:
         the query, so asking again for the same page is the cheapest repair; the retry handlers never
         see it because its status is 2xx.
         """
-        requests, waited = 0, 0.0
+        requests, waited, limited = 0, 0.0, 0
         for attempt in range(MAX_GARBLED_PAGE_RETRIES + 1):
             response = await self._api_call(
                 path="logs", query_params=params, headers=headers, session=session
             )
             requests += response.requests
             waited += response.wait_seconds
+            limited += response.rate_limited
             try:
                 # Validates status and body; decoding a large page runs in a thread, in slices, so
                 # the event loop (shared by every trigger of a triggerer) is never held for long.
                 next_cursor = await asyncio.to_thread(getattr, response, "next_cursor")
                 response.requests, response.wait_seconds = requests, waited
+                response.rate_limited = limited
                 return response, next_cursor
             except SlackAuditLogsApiError as error:
                 if error.error != "invalid_response" or attempt == MAX_GARBLED_PAGE_RETRIES:
@@ -389,7 +391,7 @@ class AsyncAuditLogsClient:
         retry_request: HttpRequest,
     ) -> AuditLogsResponse:
         state = RetryState(custom_values={})
-        requests, waited = 0, 0.0
+        requests, waited, limited = 0, 0.0, 0
         for _attempt in range(MAX_ATTEMPTS):
             state.next_attempt_requested = False
             if self.rate_limiter is not None:
@@ -408,7 +410,8 @@ class AsyncAuditLogsClient:
                     raise
                 continue
             self._debug_response(response)
-            response.requests = requests
+            limited += response.status_code == 429
+            response.requests, response.rate_limited = requests, limited
             if response.ok:
                 response.wait_seconds = waited
                 return response
