@@ -117,7 +117,7 @@ class VerifyReport:
             f"provider version: {self.provider_version}",
             f"scope:            {scope}",
             f"checked:          {self.data_files} data files, {self.markers} commit markers, "
-            f"{len(self.windows)} window manifests, {self.events} events",
+            f"{len(self.windows)} window manifests; {self.events} events read back",
             f"id digest:        {evidence.DIGEST_METHOD}",
             "",
         ]
@@ -207,7 +207,7 @@ def verify_destination(
             continue
         name = PurePosixPath(relative).name
         if name.startswith(layout.PREFIX) and PurePosixPath(relative).parent.name.startswith("dt="):
-            report.problems.append(f"{relative}: data file without a commit marker")
+            by_file.setdefault(relative, []).append(f"{relative}: data file without a commit marker")
         else:
             report.problems.append(
                 f"{relative}: stray file; nothing but committed data files may end in .jsonl"
@@ -319,7 +319,12 @@ def _check_data_file(
             if len(batch) >= 10_000:
                 tracker.add(batch)
                 batch = []
-    except (ValueError, OSError, zlib.error) as error:
+    except zlib.error as error:
+        problems.append(
+            f"{commit.path}: not a valid gzip stream ({error}): the file changed after it was landed"
+        )
+        return None
+    except (ValueError, OSError) as error:
         problems.append(f"{commit.path}: {error}")
         return None
     tracker.add(batch)
