@@ -135,6 +135,23 @@ async def test_a_swapped_id_fails_on_the_id_digest_even_with_checksums_rewritten
     assert f"FAIL {target.relative_to(root)}: id digest" in out
 
 
+async def test_an_id_in_two_files_fails_naming_both(
+    server: FakeAuditLogsServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "plain"
+    await land(server, f"file://{root}", compression=None)
+    first, second = sorted(root.rglob("*.jsonl"))[:2]
+    entry = json.loads(first.read_bytes().split(b"\n")[0])
+    entry["date_create"] = WINDOW.oldest + 3600  # inside the second interval
+    second.write_bytes(second.read_bytes() + json.dumps(entry).encode() + b"\n")
+
+    code, out = await asyncio.to_thread(verify, root, capsys)
+
+    assert code == 1
+    assert f"holds id {entry['id']}, which {first.relative_to(root)} holds too" in out
+    assert f"FAIL {second.relative_to(root)}" in out
+
+
 async def test_a_removed_marker_fails_naming_its_data_file(
     landed: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
