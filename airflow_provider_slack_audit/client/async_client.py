@@ -448,7 +448,7 @@ class AsyncAuditLogsClient:
     ) -> AuditLogsResponse:
         budget = RetryBudget(self.max_retry_wait)
         state = RetryState(custom_values={}, budget=budget, sleep=self.sleep)
-        requests = 0
+        requests, limited = 0, 0
         for _attempt in range(MAX_ATTEMPTS):
             state.next_attempt_requested = False
             await self._pace(budget, url)
@@ -463,7 +463,8 @@ class AsyncAuditLogsClient:
                     self._raise_clean(error)
                 continue
             self._debug_response(response)
-            response.requests = requests
+            limited += response.status_code == 429
+            response.requests, response.rate_limited = requests, limited
             response.wait_seconds = budget.spent
             if 300 <= response.status_code < 400:
                 raise _redirect_error(response)

@@ -75,6 +75,8 @@ class AuditLogsResponse:
     #: (retry back-off and rate-limit pacing); set by the client, figures for the caller to add up.
     requests: int = 1
     wait_seconds: float = 0.0
+    #: 429 answers among those requests.
+    rate_limited: int = 0
 
     def __init__(
         self,

@@ -41,6 +41,7 @@ from airflow_provider_slack_audit.client.errors import SlackAuditLogsApiError
 from airflow_provider_slack_audit.client.ratelimit import Priority, infer_priority
 from airflow_provider_slack_audit.client.response import AuditLogsResponse
 
+from .evidence import IdEvidence, public_base_url
 from .validation import check_destination, check_window, normalize_actions
 from .windows import Interval, Window
 
@@ -217,6 +218,8 @@ class IngestSummary:
     events_landed: int = 0  # events fetched by this run
     pages: int = 0
     requests: int = 0
+    rate_limited: int = 0  # 429 answers among the requests
+    drained: bool = True  # every query this run read ended on an empty (or absent) next_cursor
     bytes: int = 0
     duplicates: int = 0
     out_of_range: int = 0
@@ -267,6 +270,8 @@ async def ingest_window(
     logger = logger or log
     spec.validate(now=now())
     started = time.monotonic()
+    started_at = now()
+    streams: list[dict[str, Any]] = []  # what each completed query of this run read
     landing = Landing(spec.destination, compression=spec.compression, conn_id=spec.destination_conn_id)
     query = spec.query
     summary = IngestSummary(window=spec.window.to_json())
@@ -285,12 +290,15 @@ async def ingest_window(
     if runs:
         await _wait_until_settled(runs[-1][-1], spec.settle_lag, now, logger)
     for run in reversed(runs):  # newest first, like the pages of each run
-        landed = await _land_run(client, landing, run, spec, query, summary, logger, evidence)
+        landed = await _land_run(client, landing, run, spec, query, summary, logger, evidence, streams)
         commits.update(landed)
         summary.intervals_landed += len(landed)
         summary.events_landed += sum(commit.count for commit in landed.values())
 
-    manifest = await asyncio.to_thread(landing.write_manifest, spec.window, query, list(commits.values()))
+    run_figures = _run_figures(client, spec, summary, streams, started_at)
+    manifest = await asyncio.to_thread(
+        landing.write_manifest, spec.window, query, list(commits.values()), run_figures
+    )
     summary.manifest = str(manifest)
     summary.events = sum(c.count for c in commits.values())
     summary.bytes = sum(c.bytes for c in commits.values())
@@ -354,6 +362,7 @@ async def _land_run(
     summary: IngestSummary,
     logger: logging.Logger,
     evidence: Mapping[Interval, IntervalCommit],
+    streams: list[dict[str, Any]],
 ) -> dict[Interval, IntervalCommit]:
     """Read one run of contiguous uncommitted intervals with one query; return what it committed.
 
@@ -401,8 +410,39 @@ async def _land_run(
             await stream.abort()
             raise
         landed.update(stream.commits)
+        streams.append(stream.figures)
+        summary.drained = summary.drained and stream.figures["drained"]
         return landed
     return landed
+
+
+def _run_figures(
+    client: IngestClient,
+    spec: IngestSpec,
+    summary: IngestSummary,
+    streams: list[dict[str, Any]],
+    started_at: datetime,
+) -> dict[str, Any]:
+    """What the manifest records of the run writing it: completeness evidence for an auditor."""
+    from airflow_provider_slack_audit import __version__
+
+    return {
+        "provider_version": __version__,
+        "base_url": public_base_url(getattr(client, "base_url", None)),
+        "started_at": started_at.isoformat(),
+        "settle_lag_seconds": spec.settle_lag.total_seconds(),
+        "limit": spec.limit,
+        "intervals_landed": summary.intervals_landed,
+        "intervals_skipped": summary.intervals_skipped,
+        "queries": summary.queries,
+        "pages": summary.pages,
+        "requests": summary.requests,
+        "rate_limited": summary.rate_limited,
+        "wait_seconds": round(summary.wait_seconds, 3),
+        "cursor_restarts": summary.cursor_restarts,
+        "drained": summary.drained,
+        "streams": streams,
+    }
 
 
 @dataclass
@@ -424,6 +464,8 @@ class _RunStream:
     _must_hold: dict[int, set[str]] = field(default_factory=dict)
     _writers: dict[int, IntervalWriter] = field(default_factory=dict)
     _stats: dict[int, _IntervalStats] = field(default_factory=dict)
+    _evidence: dict[int, IdEvidence] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
     _io: asyncio.Future[None] | None = None
     _started: float = field(default_factory=time.monotonic)
 
@@ -438,7 +480,9 @@ class _RunStream:
         # newer than that second breaks the order this relies on: _OutOfOrder re-reads remembering all.
         seen: set[str] = set()
         stats = self._stats
-        checked = [interval in self.evidence for interval in self.intervals]
+        figures = self.figures
+        figures.update(oldest=oldest, latest=latest, pages=0, requests=0, rate_limited=0, drained=False)
+        next_cursor = ""
         try:
             async for response in client.pages(
                 oldest=oldest,
@@ -451,11 +495,16 @@ class _RunStream:
                 summary.pages += 1
                 summary.requests += response.requests
                 summary.wait_seconds += response.wait_seconds
-                entries = response.raw_page().entries
+                rate_limited = getattr(response, "rate_limited", 0)
+                summary.rate_limited += rate_limited
+                figures["pages"] += 1
+                figures["requests"] += response.requests
+                figures["rate_limited"] += rate_limited
+                entries, next_cursor = response.raw_page()
                 # C-speed scans of the body in a thread; per-entry work only when they find something.
                 fixes = await asyncio.to_thread(_entry_fixes, response.content, entries)
                 batches: dict[int, list[Any]] = {}
-                batch_ids: dict[int, list[str]] = {}
+                batch_keys: dict[int, list[Any]] = {}  # the RawEntry of each batched entry
                 passed: list[int] = []
                 for offset in range(0, len(entries), _ROUTE_SLICE):
                     if offset:
@@ -498,11 +547,15 @@ class _RunStream:
                         batch = batches.get(index)
                         if batch is None:
                             batch = batches[index] = []
+                            keys = batch_keys[index] = []
                             stats.setdefault(index, _IntervalStats()).pages += 1
+                        else:
+                            keys = batch_keys[index]
                         batch.append(raw)
-                        if checked[index]:
-                            batch_ids.setdefault(index, []).append(entry.id)
-                await self._submit(batches, passed, batch_ids)
+                        keys.append(entry)
+                await self._submit(batches, passed, batch_keys)
+            # The client stops on an empty or absent next_cursor; recorded, not assumed.
+            figures["drained"] = not next_cursor
             # Pagination ended: every interval not committed yet is complete.
             rest = range(len(self.intervals)) if self.remember_all_ids else range(current, -1, -1)
             await self._submit({}, [index for index in rest if self.intervals[index] not in self.commits])
@@ -513,11 +566,11 @@ class _RunStream:
                 await asyncio.wait([self._io])
 
     async def _submit(
-        self, batches: dict[int, list[Any]], complete: list[int], ids: dict[int, list[str]] | None = None
+        self, batches: dict[int, list[Any]], complete: list[int], keys: dict[int, list[Any]] | None = None
     ) -> None:
         await self._drain()
         if batches or complete:
-            self._io = asyncio.ensure_future(asyncio.to_thread(self._apply, batches, complete, ids or {}))
+            self._io = asyncio.ensure_future(asyncio.to_thread(self._apply, batches, complete, keys or {}))
 
     async def _drain(self) -> None:
         if self._io is not None:
@@ -534,13 +587,15 @@ class _RunStream:
             writer = self._writers[index] = self.landing.open_interval(interval)
         return writer
 
-    def _apply(self, batches: dict[int, list[Any]], complete: list[int], ids: dict[int, list[str]]) -> None:
+    def _apply(self, batches: dict[int, list[Any]], complete: list[int], keys: dict[int, list[Any]]) -> None:
         """In a worker thread: append each interval's batch, then commit the completed intervals."""
         for index in sorted(batches, reverse=True):
             self._writer(index).write(batches[index])
+            batch_keys = keys.get(index, ())
+            self._evidence.setdefault(index, IdEvidence()).add(batch_keys)
             must_hold = self._must_hold.get(index)
             if must_hold:
-                must_hold.difference_update(ids.get(index, ()))
+                must_hold.difference_update(entry.id for entry in batch_keys)
         for index in complete:
             interval = self.intervals[index]
             writer = self._writer(index)
@@ -550,7 +605,11 @@ class _RunStream:
                 del self._writers[index]
                 raise EvidenceLossError(interval, lost=len(lost), held=self.evidence[interval].count)
             stats = self._stats.get(index, _IntervalStats())
-            commit = writer.commit(query=self.query, stats=stats.as_marker_stats())
+            commit = writer.commit(
+                query=self.query,
+                stats=stats.as_marker_stats(),
+                evidence=self._evidence.pop(index, IdEvidence()).to_json(),
+            )
             del self._writers[index]
             self.commits[interval] = commit
             self.logger.info(

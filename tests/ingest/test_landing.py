@@ -386,6 +386,12 @@ def test_manifest_lists_the_window_with_relative_paths(landing, root):
         "count": 1,
         "bytes": commits[0].bytes,
         "sha256": commits[0].sha256,
+        # Completeness evidence: none here, since these commits were written without it.
+        "id_digest": None,
+        "first_date_create": None,
+        "last_date_create": None,
+        "stats": STATS,
+        "committed_at": commits[0].committed_at.isoformat(),
     }
     assert (document["events"], document["bytes"]) == (1 + 2 + 3 + 3, sum(commit.bytes for commit in commits))
 

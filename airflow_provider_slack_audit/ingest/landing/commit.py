@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -46,6 +46,8 @@ class IntervalCommit:
     compression: Compression
     stats: Mapping[str, int]
     committed_at: datetime
+    # Completeness evidence of the file (id_digest, first/last date_create: see ingest.evidence).
+    evidence: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The marker document (format version 1)."""
@@ -60,6 +62,7 @@ class IntervalCommit:
             "compression": self.compression,
             "stats": dict(self.stats),
             "committed_at": self.committed_at.isoformat(),
+            **({"evidence": dict(self.evidence)} if self.evidence else {}),
         }
 
     @classmethod
@@ -77,4 +80,5 @@ class IntervalCommit:
             compression=parse_compression(data["compression"]),
             stats={str(name): int(value) for name, value in data["stats"].items()},
             committed_at=parse_datetime(data["committed_at"], "committed_at"),
+            evidence=dict(data.get("evidence") or {}),
         )

@@ -180,7 +180,11 @@ class Landing:
                 path.unlink(missing_ok=True)
 
     def write_manifest(
-        self, window: Window, query: Mapping[str, Any], commits: Sequence[IntervalCommit]
+        self,
+        window: Window,
+        query: Mapping[str, Any],
+        commits: Sequence[IntervalCommit],
+        run: Mapping[str, Any] | None = None,
     ) -> ObjectStoragePath:
         """
         Write the window's manifest from its interval commits and return its path.
@@ -203,7 +207,9 @@ class Landing:
             path.parent.mkdir(parents=True, exist_ok=True)
         write_small_file(
             path,
-            json_bytes(manifest_document(window, query, self.compression, str(self.destination), ordered)),
+            json_bytes(
+                manifest_document(window, query, self.compression, str(self.destination), ordered, run)
+            ),
         )
         return path
 

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import Any
 
+from airflow_provider_slack_audit.ingest import evidence
 from airflow_provider_slack_audit.ingest.manifest_check import checked
 from airflow_provider_slack_audit.ingest.windows import Interval, Window, parse_datetime
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
@@ -220,8 +221,26 @@ def manifest_document(
     compression: Compression,
     destination: str,
     commits: Sequence[IntervalCommit],
+    run: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The manifest of ``window`` listing ``commits`` (sorted, covering the window exactly once)."""
+    """The manifest of ``window`` listing ``commits`` (sorted, covering the window exactly once).
+
+    ``run`` holds the figures of the run writing it (see ``ingest.evidence``); each interval carries
+    its marker's evidence, and the window the digest and first/last date_create they combine to.
+    """
+    intervals = [
+        {
+            **commit.interval.to_json(),
+            "path": commit.path,
+            "count": commit.count,
+            "bytes": commit.bytes,
+            "sha256": commit.sha256,
+            **evidence.interval_evidence(commit.evidence),
+            "stats": dict(commit.stats),
+            "committed_at": commit.committed_at.isoformat(),
+        }
+        for commit in commits
+    ]
     return {
         "version": FORMAT_VERSION,
         "kind": MANIFEST_KIND,
@@ -229,17 +248,10 @@ def manifest_document(
         "query": dict(query),
         "compression": compression,
         "destination": destination,
-        "intervals": [
-            {
-                **commit.interval.to_json(),
-                "path": commit.path,
-                "count": commit.count,
-                "bytes": commit.bytes,
-                "sha256": commit.sha256,
-            }
-            for commit in commits
-        ],
+        "intervals": intervals,
         "events": sum(commit.count for commit in commits),
         "bytes": sum(commit.bytes for commit in commits),
         "created_at": datetime.now(timezone.utc).isoformat(),
+        **evidence.window_evidence(intervals),
+        "run": dict(run or {}),
     }

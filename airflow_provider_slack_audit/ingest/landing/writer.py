@@ -219,7 +219,13 @@ class IntervalWriter:
             self._file.write(chunk)
             self._bytes += len(chunk)
 
-    def commit(self, *, query: Mapping[str, Any], stats: Mapping[str, int]) -> IntervalCommit:
+    def commit(
+        self,
+        *,
+        query: Mapping[str, Any],
+        stats: Mapping[str, int],
+        evidence: Mapping[str, Any] | None = None,
+    ) -> IntervalCommit:
         """Publish the data file under its final name, then write the marker that makes it committed."""
         self._require_open("commit")
         query = json_normalized(query, "query")
@@ -238,6 +244,7 @@ class IntervalWriter:
             compression=self._landing.compression,
             stats=dict(stats),
             committed_at=datetime.now(timezone.utc),
+            evidence=dict(evidence or {}),
         )
         # A failure here leaves a complete data file without a marker: not committed, rewritten next run.
         self._landing._write_marker(commit)

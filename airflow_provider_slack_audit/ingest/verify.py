@@ -1,0 +1,450 @@
+"""``verify``: re-check a landed destination from its files alone, for an auditor to keep the report.
+
+Every data file is read once, streaming: its size, SHA-256 and line count against its commit marker;
+every line a JSON object with a string ``id`` and an integer ``date_create`` inside the interval; its
+id digest (see :mod:`~airflow_provider_slack_audit.ingest.evidence`) and first/last ``date_create``
+against the marker's evidence; no id in two files. Every manifest is read with its own checks, must
+cover its window exactly once, add up (events, bytes, id digest) and agree with the markers.
+Markers without data files, data files without markers and stray ``.jsonl``/``.jsonl.gz`` files fail.
+
+Finding an id in two files keeps every id verified in memory (~150 bytes each): verify a large
+destination window by window (``window=``) to bound it.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import PurePosixPath
+from typing import Any
+
+import msgspec
+
+from airflow_provider_slack_audit.ingest import evidence
+from airflow_provider_slack_audit.ingest.windows import Interval, Window
+from airflow_provider_slack_audit.version_compat import ObjectStoragePath
+
+from .landing import layout
+from .landing.commit import IntervalCommit
+from .landing.manifest import ManifestInterval, check_covers, iter_data_lines, read_manifest
+
+_MAX_LINE_PROBLEMS = 3  # per data file: the first few bad lines name the damage well enough
+
+
+class _Key(msgspec.Struct, gc=False):
+    id: str
+    date_create: int
+
+
+_key_decoder = msgspec.json.Decoder(_Key)
+
+
+@dataclass
+class WindowReport:
+    """One manifest's window: what it lists and what is wrong with it (empty ``problems``: verified)."""
+
+    manifest: str
+    window: Window
+    intervals: int
+    events: int
+    id_digest: str | None
+    first_date_create: int | None
+    last_date_create: int | None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "manifest": self.manifest,
+            "window": self.window.to_json(),
+            "intervals": self.intervals,
+            "events": self.events,
+            "id_digest": self.id_digest,
+            "first_date_create": self.first_date_create,
+            "last_date_create": self.last_date_create,
+            "ok": self.ok,
+            "problems": list(self.problems),
+        }
+
+
+@dataclass
+class VerifyReport:
+    """What ``verify`` found under one destination; ``ok`` only when every check passed."""
+
+    destination: str
+    verified_at: datetime
+    provider_version: str
+    scope: Window | None
+    windows: list[WindowReport] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # not attributable to one window
+    notes: list[str] = field(default_factory=list)  # worth knowing, not a failure
+    data_files: int = 0
+    markers: int = 0
+    events: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(window.ok for window in self.windows)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "destination": self.destination,
+            "verified_at": self.verified_at.isoformat(),
+            "provider_version": self.provider_version,
+            "scope": self.scope.to_json() if self.scope is not None else None,
+            "id_digest_method": evidence.DIGEST_METHOD,
+            "ok": self.ok,
+            "data_files": self.data_files,
+            "markers": self.markers,
+            "events": self.events,
+            "windows": [window.to_json() for window in self.windows],
+            "problems": list(self.problems),
+            "notes": list(self.notes),
+        }
+
+    def to_text(self) -> str:
+        scope = "every window" if self.scope is None else _span(self.scope)
+        lines = [
+            "Slack audit landing verification",
+            f"destination:      {self.destination}",
+            f"verified at:      {self.verified_at.isoformat()}",
+            f"provider version: {self.provider_version}",
+            f"scope:            {scope}",
+            f"checked:          {self.data_files} data files, {self.markers} commit markers, "
+            f"{len(self.windows)} window manifests; {self.events} events read back",
+            f"id digest:        {evidence.DIGEST_METHOD}",
+            "",
+        ]
+        for window in self.windows:
+            lines.append(
+                f"window {_span(window.window)}: {window.intervals} intervals, {window.events} events, "
+                f"id digest {window.id_digest or '(not recorded)'}, "
+                f"date_create {window.first_date_create}..{window.last_date_create}: "
+                f"{'OK' if window.ok else 'FAIL'}"
+            )
+            lines.extend(f"  FAIL {problem}" for problem in window.problems)
+        if self.problems:
+            lines.append("")
+            lines.append("outside any window manifest:")
+            lines.extend(f"  FAIL {problem}" for problem in self.problems)
+        if self.notes:
+            lines.append("")
+            lines.append("notes:")
+            lines.extend(f"  {note}" for note in self.notes)
+        failures = len(self.problems) + sum(len(window.problems) for window in self.windows)
+        lines.append("")
+        lines.append("RESULT: OK" if self.ok else f"RESULT: FAIL ({failures} problems)")
+        return "\n".join(lines) + "\n"
+
+
+@dataclass
+class _FileFigures:
+    count: int
+    id_digest: str
+    first_date_create: int | None
+    last_date_create: int | None
+
+
+def verify_destination(
+    destination: ObjectStoragePath | str, *, window: Window | None = None, conn_id: str | None = None
+) -> VerifyReport:
+    """Re-check the landing under ``destination`` (within ``window`` when given); never raises on damage."""
+    from airflow_provider_slack_audit import __version__
+
+    root = (
+        destination
+        if isinstance(destination, ObjectStoragePath)
+        else ObjectStoragePath(destination, conn_id=conn_id)
+    )
+    report = VerifyReport(
+        destination=str(root),
+        verified_at=datetime.now(timezone.utc),
+        provider_version=__version__,
+        scope=window,
+    )
+    manifests, markers, data, temps = _listing(root)
+    by_file: dict[str, list[str]] = {}  # problems of each data file or marker, by relative path
+    ids: dict[str, str] = {}  # every id verified so far -> the data file holding it
+    commits: dict[str, IntervalCommit] = {}  # by data path
+    figures: dict[str, _FileFigures] = {}
+
+    for relative in markers:
+        commit = _read_marker(root, relative, report)
+        if commit is None or not _in_scope(commit.interval, window):
+            if commit is not None:
+                data.discard(commit.path)  # out of scope: neither checked nor reported
+            continue
+        report.markers += 1
+        problems = by_file.setdefault(commit.path, [])
+        expected_marker = layout.relative_marker_path(commit.interval)
+        if relative != expected_marker:
+            problems.append(
+                f"{relative}: marker for interval {commit.interval.key} belongs at {expected_marker}"
+            )
+        if commit.path != layout.relative_data_path(commit.interval, commit.compression):
+            problems.append(
+                f"{relative}: names data file {commit.path}, not the layout's path for its interval"
+            )
+        if commit.path not in data:
+            problems.append(f"{commit.path}: missing, but its commit marker {relative} says it is committed")
+            continue
+        data.discard(commit.path)
+        commits[commit.path] = commit
+        report.data_files += 1
+        result = _check_data_file(root, commit, ids, problems)
+        if result is not None:
+            figures[commit.path] = result
+            report.events += result.count
+
+    for relative in sorted(data):
+        if not _stray_in_scope(relative, window):
+            continue
+        name = PurePosixPath(relative).name
+        if name.startswith(layout.PREFIX) and PurePosixPath(relative).parent.name.startswith("dt="):
+            by_file.setdefault(relative, []).append(f"{relative}: data file without a commit marker")
+        else:
+            report.problems.append(
+                f"{relative}: stray file; nothing but committed data files may end in .jsonl"
+            )
+
+    listed: set[str] = set()
+    for relative in manifests:
+        checked = _check_manifest(root, relative, window, commits, figures, report)
+        if checked is None:
+            continue
+        window_report, paths = checked
+        for item_path in paths:
+            listed.add(item_path)
+            window_report.problems.extend(by_file.pop(item_path, []))
+        report.windows.append(window_report)
+    for problems in by_file.values():
+        report.problems.extend(problems)
+    if not report.windows:
+        report.problems.append(
+            f"no window manifest under {root}"
+            + (f" for {_span(window)}" if window is not None else "")
+            + ": nothing proves a window was landed completely"
+        )
+    unlisted = sorted(set(commits) - listed)
+    if unlisted:
+        report.notes.append(
+            f"{len(unlisted)} committed intervals are in no manifest "
+            f"(a run that did not finish its window?), "
+            f"e.g. {unlisted[0]}"
+        )
+    report.notes.extend(
+        f"{relative}: temporary file (a writer running now, or one that was killed)" for relative in temps
+    )
+    return report
+
+
+def _listing(root: ObjectStoragePath) -> tuple[list[str], list[str], set[str], list[str]]:
+    """Manifests, markers, data files and temporary files under ``root``, as relative paths."""
+    base = root.path.rstrip("/")
+    try:
+        found = root.fs.find(base)
+    except FileNotFoundError:
+        found = []
+    manifests, markers, temps = [], [], []
+    data: set[str] = set()
+    for full in sorted(found):
+        relative = str(full)[len(base) :].lstrip("/")
+        name = PurePosixPath(relative).name
+        if layout.TEMP_MARK in name and name.startswith("."):
+            temps.append(relative)
+        elif relative.startswith(f"{layout.MANIFESTS_DIR}/") and name.endswith(".manifest.json"):
+            manifests.append(relative)
+        elif name.startswith(layout.PREFIX) and name.endswith(".commit.json"):
+            markers.append(relative)
+        elif name.endswith((".jsonl", ".jsonl.gz")):
+            data.add(relative)
+    return manifests, markers, data, temps
+
+
+def _read_marker(root: ObjectStoragePath, relative: str, report: VerifyReport) -> IntervalCommit | None:
+    try:
+        return IntervalCommit.from_json(json.loads((root / relative).read_bytes()))
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        report.problems.append(f"{relative}: unreadable commit marker ({type(error).__name__}: {error})")
+        return None
+
+
+def _check_data_file(
+    root: ObjectStoragePath, commit: IntervalCommit, ids: dict[str, str], problems: list[str]
+) -> _FileFigures | None:
+    """Stream the data file once: checksums and lines against the marker, each entry's id and second."""
+    interval = commit.interval
+    entry = ManifestInterval(
+        interval=interval,
+        path=commit.path,
+        data_path=root / commit.path,
+        count=commit.count,
+        bytes=commit.bytes,
+        sha256=commit.sha256,
+    )
+    tracker = evidence.IdEvidence()
+    bad_lines = 0
+    batch: list[_Key] = []
+    seen_here: set[str] = set()
+    try:
+        for number, line in enumerate(iter_data_lines(entry, commit.compression, verify=True), start=1):
+            try:
+                key = _key_decoder.decode(line)
+            except msgspec.DecodeError as error:
+                bad_lines += 1
+                if bad_lines <= _MAX_LINE_PROBLEMS:
+                    problems.append(
+                        f"{commit.path}: line {number} is not a JSON object with a string id and an integer "
+                        f"date_create ({error})"
+                    )
+                continue
+            if not interval.oldest <= key.date_create <= interval.latest:
+                problems.append(
+                    f"{commit.path}: line {number} (id {key.id}) has date_create {key.date_create}, outside "
+                    f"its interval {interval.oldest}..{interval.latest}"
+                )
+            other = ids.setdefault(key.id, commit.path)
+            if other != commit.path:
+                problems.append(f"{commit.path}: line {number} holds id {key.id}, which {other} holds too")
+            elif key.id in seen_here:
+                problems.append(f"{commit.path}: line {number} repeats id {key.id}")
+            seen_here.add(key.id)
+            batch.append(key)
+            if len(batch) >= 10_000:
+                tracker.add(batch)
+                batch = []
+    except zlib.error as error:
+        problems.append(
+            f"{commit.path}: not a valid gzip stream ({error}): the file changed after it was landed"
+        )
+        return None
+    except (ValueError, OSError) as error:
+        problems.append(f"{commit.path}: {error}")
+        return None
+    tracker.add(batch)
+    found = _FileFigures(
+        tracker.count,
+        evidence.format_digest(tracker.total),
+        tracker.first_date_create,
+        tracker.last_date_create,
+    )
+    recorded = commit.evidence
+    if recorded.get("id_digest") is not None and recorded["id_digest"] != found.id_digest:
+        problems.append(
+            f"{commit.path}: id digest {found.id_digest} differs from its marker's {recorded['id_digest']}"
+        )
+    for name in ("first_date_create", "last_date_create"):
+        if recorded.get(name) is not None and recorded[name] != getattr(found, name):
+            problems.append(
+                f"{commit.path}: {name} {getattr(found, name)} differs from its marker's {recorded[name]}"
+            )
+    return found
+
+
+def _check_manifest(
+    root: ObjectStoragePath,
+    relative: str,
+    scope: Window | None,
+    commits: Mapping[str, IntervalCommit],
+    figures: Mapping[str, _FileFigures],
+    report: VerifyReport,
+) -> tuple[WindowReport, list[str]] | None:
+    """The manifest's window report and the data paths it lists; None when out of scope or unreadable."""
+    try:
+        manifest = read_manifest(root / relative)
+        document: dict[str, Any] = json.loads((root / relative).read_bytes())
+    except (ValueError, OSError) as error:
+        report.problems.append(f"{relative}: {error}")
+        return None
+    if scope is not None and not (manifest.window.start < scope.end and scope.start < manifest.window.end):
+        return None
+    items = [item for item in document.get("intervals", []) if isinstance(item, dict)]
+    window_report = WindowReport(
+        manifest=relative,
+        window=manifest.window,
+        intervals=len(manifest.intervals),
+        events=manifest.events,
+        id_digest=document.get("id_digest"),
+        first_date_create=document.get("first_date_create"),
+        last_date_create=document.get("last_date_create"),
+    )
+    problems = window_report.problems
+    expected_manifest = layout.relative_manifest_path(manifest.window)
+    if relative != expected_manifest:
+        problems.append(
+            f"{relative}: manifest of window {manifest.window.key} belongs at {expected_manifest}"
+        )
+    try:
+        check_covers(manifest.window, sorted(entry.interval for entry in manifest.intervals))
+    except ValueError as error:
+        problems.append(f"{relative}: its intervals do not cover its window exactly once: {error}")
+    if manifest.events != sum(entry.count for entry in manifest.intervals):
+        problems.append(f"{relative}: events {manifest.events} is not the sum of its intervals' counts")
+    if manifest.bytes != sum(entry.bytes for entry in manifest.intervals):
+        problems.append(f"{relative}: bytes {manifest.bytes} is not the sum of its intervals' bytes")
+    combined = evidence.window_evidence(items)
+    for name in ("id_digest", "first_date_create", "last_date_create"):
+        if document.get(name) is not None and document.get(name) != combined[name]:
+            problems.append(f"{relative}: {name} {document.get(name)} is not what its intervals combine to")
+    for entry, item in zip(manifest.intervals, items, strict=True):
+        _check_listed_interval(relative, entry, item, commits, figures, problems)
+    return window_report, [entry.path for entry in manifest.intervals]
+
+
+def _check_listed_interval(
+    relative: str,
+    entry: ManifestInterval,
+    item: Mapping[str, Any],
+    commits: Mapping[str, IntervalCommit],
+    figures: Mapping[str, _FileFigures],
+    problems: list[str],
+) -> None:
+    """One interval the manifest lists, against its marker and the figures read from its file."""
+    commit = commits.get(entry.path)
+    if commit is None:
+        problems.append(f"{relative}: lists {entry.path}, which has no commit marker or no data file")
+        return
+    if commit.interval != entry.interval:
+        problems.append(
+            f"{relative}: lists {entry.path} for {entry.interval.key}, its marker says {commit.interval.key}"
+        )
+    listed = (entry.count, entry.bytes, entry.sha256)
+    marked = (commit.count, commit.bytes, commit.sha256)
+    if listed != marked:
+        problems.append(
+            f"{relative}: lists {entry.path} with (count, bytes, sha256) {listed}, its marker says {marked}"
+        )
+    found = figures.get(entry.path)
+    digest = item.get("id_digest")
+    if found is not None and digest is not None and digest != found.id_digest:
+        problems.append(
+            f"{relative}: lists {entry.path} with id digest {digest}, its data holds {found.id_digest}"
+        )
+
+
+def _in_scope(interval: Interval, scope: Window | None) -> bool:
+    return scope is None or (interval.start < scope.end and scope.start < interval.end)
+
+
+def _stray_in_scope(relative: str, scope: Window | None) -> bool:
+    """A file without a marker is in scope when its ``dt=`` partition overlaps the scope (or it has none)."""
+    if scope is None:
+        return True
+    partition = PurePosixPath(relative).parts[0]
+    if not partition.startswith("dt="):
+        return True
+    day = partition[3:]
+    return scope.start.date().isoformat() <= day <= scope.end.date().isoformat()
+
+
+def _span(bounds: Window) -> str:
+    return f"[{bounds.start.isoformat()}, {bounds.end.isoformat()})"
+
+
+__all__ = ["VerifyReport", "WindowReport", "verify_destination"]
