@@ -42,6 +42,8 @@ from airflow_provider_slack_audit.client.ratelimit import Priority, infer_priori
 from airflow_provider_slack_audit.client.response import AuditLogsResponse
 
 from .evidence import IdEvidence, public_base_url
+from .health import validate_settings as validate_health_settings
+from .registry import NameSampler
 from .validation import check_destination, check_window, normalize_actions
 from .windows import Interval, Window
 
@@ -100,6 +102,11 @@ class IngestSpec:
     # A rewrite replaces an interval only when the new read holds every id the old file held;
     # this replaces it even when ids would vanish (evidence destroyed on purpose).
     replace_destructively: bool = False
+    # Silence and volume, drift's daily API snapshot (see ingest.health).
+    silence_fraction: float = 0.5
+    silence_lookback: int = 7
+    fail_on_silence: bool = False
+    api_snapshot: bool = False
 
     def validate(self, now: datetime | None = None) -> None:
         """Raise ValueError/TypeError naming the bad argument and the fix; no request is made first."""
@@ -157,6 +164,9 @@ class IngestSpec:
                 "replace_destructively=True only applies to a rewrite: pass overwrite=True with it "
                 "(committed intervals are otherwise skipped, never replaced)"
             )
+        validate_health_settings(
+            self.silence_fraction, self.silence_lookback, self.fail_on_silence, self.api_snapshot
+        )
 
     def priority(self, now: datetime) -> Priority:
         """``backfill`` for a window that ended long ago, else ``live``: the shared limiter serves
@@ -185,6 +195,10 @@ class IngestSpec:
             "limit": self.limit,
             "overwrite": self.overwrite,
             "replace_destructively": self.replace_destructively,
+            "silence_fraction": self.silence_fraction,
+            "silence_lookback": self.silence_lookback,
+            "fail_on_silence": self.fail_on_silence,
+            "api_snapshot": self.api_snapshot,
         }
 
     @classmethod
@@ -203,6 +217,10 @@ class IngestSpec:
             limit=data.get("limit", MAX_LIMIT),
             overwrite=data.get("overwrite", False),
             replace_destructively=data.get("replace_destructively", False),
+            silence_fraction=data.get("silence_fraction", 0.5),
+            silence_lookback=data.get("silence_lookback", 7),
+            fail_on_silence=data.get("fail_on_silence", False),
+            api_snapshot=data.get("api_snapshot", False),
         )
 
 
@@ -227,6 +245,8 @@ class IngestSummary:
     queries: int = 0  # paginated logs queries: one per contiguous run of uncommitted intervals
     seconds: float = 0.0
     wait_seconds: float = 0.0
+    drift: dict[str, Any] | None = None  # {new_actions, new_keys, new_listed_actions, baseline}
+    silence: dict[str, Any] | None = None  # {flagged, reason, events, expected, ...}
 
     def to_json(self) -> dict[str, Any]:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in self.__dict__.items()}
@@ -265,6 +285,7 @@ async def ingest_window(
     """
     # The landing needs Airflow's ObjectStoragePath: imported here, so importing the pipeline (and
     # the outcome module built on it) imports no Airflow.
+    from .health import check_window
     from .landing import Landing
 
     logger = logger or log
@@ -277,6 +298,7 @@ async def ingest_window(
     summary = IngestSummary(window=spec.window.to_json())
     intervals = spec.window.intervals(spec.interval)
     commits: dict[Interval, IntervalCommit] = {}
+    names = NameSampler()
     found = await asyncio.to_thread(_committed_intervals, landing, intervals, query)
     # On a rewrite, the committed intervals are the evidence a new read must keep.
     evidence = {} if spec.replace_destructively else found
@@ -290,7 +312,7 @@ async def ingest_window(
     if runs:
         await _wait_until_settled(runs[-1][-1], spec.settle_lag, now, logger)
     for run in reversed(runs):  # newest first, like the pages of each run
-        landed = await _land_run(client, landing, run, spec, query, summary, logger, evidence, streams)
+        landed = await _land_run(client, landing, run, spec, query, summary, logger, evidence, streams, names)
         commits.update(landed)
         summary.intervals_landed += len(landed)
         summary.events_landed += sum(commit.count for commit in landed.values())
@@ -302,6 +324,7 @@ async def ingest_window(
     summary.manifest = str(manifest)
     summary.events = sum(c.count for c in commits.values())
     summary.bytes = sum(c.bytes for c in commits.values())
+    await check_window(client, landing, spec, summary, names, logger, now)
     summary.seconds = time.monotonic() - started
     logger.info(
         "Window %s: %d intervals landed, %d skipped, %d events, %d queries, %d requests, %.1f s, "
@@ -363,6 +386,7 @@ async def _land_run(
     logger: logging.Logger,
     evidence: Mapping[Interval, IntervalCommit],
     streams: list[dict[str, Any]],
+    names: NameSampler | None = None,
 ) -> dict[Interval, IntervalCommit]:
     """Read one run of contiguous uncommitted intervals with one query; return what it committed.
 
@@ -376,7 +400,13 @@ async def _land_run(
     restarts = 0
     while pending:
         stream = _RunStream(
-            landing, pending, query, remember_all_ids=remember_all_ids, logger=logger, evidence=evidence
+            landing,
+            pending,
+            query,
+            remember_all_ids=remember_all_ids,
+            logger=logger,
+            evidence=evidence,
+            names=names,
         )
         summary.queries += 1
         try:
@@ -461,6 +491,7 @@ class _RunStream:
     # Committed intervals being rewritten: each new file must hold every id the old one held.
     evidence: Mapping[Interval, IntervalCommit] = field(default_factory=dict)
     commits: dict[Interval, IntervalCommit] = field(default_factory=dict)
+    names: NameSampler | None = None  # drift: samples action and key names in the decode thread
     _must_hold: dict[int, set[str]] = field(default_factory=dict)
     _writers: dict[int, IntervalWriter] = field(default_factory=dict)
     _stats: dict[int, _IntervalStats] = field(default_factory=dict)
@@ -502,7 +533,7 @@ class _RunStream:
                 figures["rate_limited"] += rate_limited
                 entries, next_cursor = response.raw_page()
                 # C-speed scans of the body in a thread; per-entry work only when they find something.
-                fixes = await asyncio.to_thread(_entry_fixes, response.content, entries)
+                fixes = await asyncio.to_thread(_entry_fixes, response.content, entries, self.names)
                 batches: dict[int, list[Any]] = {}
                 batch_keys: dict[int, list[Any]] = {}  # the RawEntry of each batched entry
                 passed: list[int] = []
@@ -637,14 +668,18 @@ class _RunStream:
             writer.abort()
 
 
-def _entry_fixes(content: bytes, entries: Sequence[Any]) -> dict[int, bytes | str] | None:
+def _entry_fixes(
+    content: bytes, entries: Sequence[Any], names: NameSampler | None = None
+) -> dict[int, bytes | str] | None:
     """What must change before a page's entries can be landed as strict UTF-8, one JSON per line.
 
     ``None`` (the fast path: two C-speed scans of the body) when nothing does. Otherwise a map from
     entry position to its single-line re-encoding (``msgspec.json.format``: whitespace only, every
     value byte-exact), or to the reason (a ``str``) why it cannot be landed (invalid UTF-8). Escapes
-    of lone surrogates never get here: the page decode refuses them.
+    of lone surrogates never get here: the page decode refuses them. ``names`` samples the page.
     """
+    if names is not None:
+        names.observe(entries)
     multiline = b"\n" in content or b"\r" in content
     try:
         content.decode("utf-8")

@@ -83,6 +83,13 @@ class SlackAuditLogsOperator(BaseOperator):
     :param replace_destructively: with ``overwrite``, replace an interval even when the new read lacks
         ids its landed file holds (events lost from the API: retention, an incident, a narrower token
         scope). Without it such a rewrite fails permanently and the landed file and marker stay.
+    :param silence_fraction: flag a window with fewer events than this share of the trailing median
+        of earlier windows under the destination (an empty window is always flagged); default 0.5.
+    :param silence_lookback: how many earlier windows the median is taken over; default 7.
+    :param fail_on_silence: fail the task (without retrying) when the window is flagged as silent; the
+        landed files stay committed.
+    :param api_snapshot: land the ``actions`` and ``schemas`` endpoints once a day under
+        ``<destination>/_registry/`` (2 more requests a day); default true.
     :param deferrable: wait on the triggerer instead of holding a worker slot. Default: the
         deployment's ``[operators] default_deferrable`` (see :func:`default_deferrable`).
     """
@@ -106,6 +113,10 @@ class SlackAuditLogsOperator(BaseOperator):
         compression: Literal["gzip"] | None = "gzip",
         overwrite: bool | str = False,
         replace_destructively: bool = False,
+        silence_fraction: float = 0.5,
+        silence_lookback: int = 7,
+        fail_on_silence: bool = False,
+        api_snapshot: bool = True,
         deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
@@ -125,6 +136,8 @@ class SlackAuditLogsOperator(BaseOperator):
         self.compression = compression
         self.overwrite = overwrite
         self.replace_destructively = replace_destructively
+        self.silence_fraction, self.silence_lookback = silence_fraction, silence_lookback
+        self.fail_on_silence, self.api_snapshot = fail_on_silence, api_snapshot
         self.deferrable = default_deferrable() if deferrable is None else deferrable
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -180,6 +193,7 @@ class SlackAuditLogsOperator(BaseOperator):
             summary.get("bytes"),
             summary.get("manifest"),
         )
+        raise_on_silence(summary, self.fail_on_silence)
         return summary
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
@@ -220,6 +234,10 @@ class SlackAuditLogsOperator(BaseOperator):
                 settle_lag=self.settle_lag,
                 overwrite=_as_bool(self.overwrite, "overwrite"),
                 replace_destructively=self.replace_destructively,
+                silence_fraction=self.silence_fraction,
+                silence_lookback=self.silence_lookback,
+                fail_on_silence=self.fail_on_silence,
+                api_snapshot=self.api_snapshot,
             )
             spec.validate()
         except (ValueError, TypeError) as exc:
@@ -271,6 +289,7 @@ class SlackAuditLogsOperator(BaseOperator):
         if outlet_events is None:
             return
         extra = {"manifest": summary.get("manifest"), "window": summary.get("window")}
+        extra.update({key: summary[key] for key in ("drift", "silence") if summary.get(key) is not None})
         for outlet in self.outlets:
             if isinstance(outlet, Asset):
                 outlet_events[outlet].extra.update(extra)
@@ -345,6 +364,18 @@ def _warn_if_logical_date_outside(
 def _run_label(context: Context) -> str:
     run_id = getattr(context.get("dag_run"), "run_id", None)
     return f"run {run_id!r}" if run_id else "this run"
+
+
+def raise_on_silence(summary: dict[str, Any], fail_on_silence: bool) -> None:
+    """With ``fail_on_silence``, a window flagged as silent fails the task (its files stay committed)."""
+    silence = summary.get("silence") or {}
+    if fail_on_silence and silence.get("flagged"):
+        raise AirflowFailException(
+            f"Window {summary.get('window')} is silent ({silence.get('reason')}): {silence.get('message')}. "
+            "Its files are landed and committed; fail_on_silence=True turned the warning into a failure. "
+            "Check the token's scopes and the org's activity, then clear the task (or set "
+            "fail_on_silence=False)."
+        )
 
 
 def _default_outlets(destination: str | ObjectStoragePath) -> list[Asset]:

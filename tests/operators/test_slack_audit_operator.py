@@ -119,6 +119,7 @@ def test_window_defaults_to_the_data_interval_and_carries_every_option() -> None
         entity="C2",
         compression=None,
         settle_lag=timedelta(minutes=1),
+        api_snapshot=True,  # the operator lands the daily API snapshot; the bare spec does not
     )
     assert (spec.window.start, spec.window.end) == (DAY_START, DAY_END)
 

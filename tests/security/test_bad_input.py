@@ -329,6 +329,7 @@ def expected_spec(args: dict[str, Arg], destination: str) -> IngestSpec | Refuse
         compression=args["compression"].verdict,
         settle_lag=args["settle_lag"].verdict,
         overwrite=args["overwrite"].verdict,
+        api_snapshot=True,  # the operator lands the daily API snapshot; the bare spec does not
     )
 
 

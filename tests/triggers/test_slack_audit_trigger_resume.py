@@ -90,6 +90,16 @@ async def test_the_token_appears_in_no_log_line_kwarg_or_event_even_at_debug(
 ) -> None:
     token = "xoxp-debug-secret-31337"
     caplog.set_level(logging.DEBUG)
+    # An earlier test may have run Airflow's logging config, which disables existing loggers: this
+    # test must see every line the provider logs.
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if name.startswith("airflow_provider_slack_audit") and isinstance(logger, logging.Logger):
+            monkeypatch.setattr(logger, "disabled", False)
+            monkeypatch.setattr(logger, "level", logging.NOTSET)
+    package_logger = logging.getLogger("airflow_provider_slack_audit")
+    monkeypatch.setattr(package_logger, "level", logging.DEBUG)
+    # Capture here, whatever became of the root logger's handlers.
+    monkeypatch.setattr(package_logger, "handlers", [*package_logger.handlers, caplog.handler])
     async with FakeAuditLogsServer(
         events=300, seed=5, start=WINDOW.start, end=WINDOW.end, tokens=(token,)
     ) as server:

@@ -1,0 +1,274 @@
+"""Drift: the action names and entry keys seen under a destination, kept in a small registry.
+
+Slack adds actions and fields without notice (``acting_agent``, ``slack_ai_*`` actions, huddle
+entities, anomaly ``details.reason``). Each window records what it saw that the destination had not
+seen before, in ``<destination>/_registry/schema.json``::
+
+    {"version": 1,
+     "actions": {"user_login": {"first_seen": "<window key>"}, ...},
+     "keys": {"details.reason": {"first_seen": "<window key>", "action": "anomaly"}, ...},
+     "listed_actions": {"user_login": {"first_seen": "2026-01-05"}, ...}}
+
+Key paths are the top-level keys (``acting_agent``) and the keys of ``context``, ``entity`` and
+``details`` (``details.reason``). The first window under a destination records a baseline.
+
+Cost: decoding the action and key names of every entry costs about a third of the landing path's
+time, so each page contributes a spread sample of at most :data:`SAMPLE_PER_PAGE` entries (its first
+and last included; every entry of a smaller page). A full page of 9,999 entries is then sampled at
+~1.3 %, which costs ~1 % of the landing. The trade-off: a new action or key carried by very few
+entries of a large window may be seen only on a later window; the daily snapshot of the ``actions``
+endpoint reports newly listed actions whatever their volume.
+
+Registry updates merge on write (read, union, write atomically): concurrent writers never lose the
+file, and a lost race only means that an entry is reported as new once more.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+if TYPE_CHECKING:
+    from airflow_provider_slack_audit.client.response import RawEntry
+    from airflow_provider_slack_audit.version_compat import ObjectStoragePath
+
+log = logging.getLogger(__name__)
+
+REGISTRY_DIR = "_registry"
+SCHEMA_FILE = "schema.json"
+REGISTRY_VERSION = 1
+# Entries of one page whose names are decoded (see the module docstring for the trade-off).
+SAMPLE_PER_PAGE = 128
+# Examples named in the drift warning, per kind.
+EXAMPLES = 5
+NESTED = ("context", "entity", "details")
+
+
+class _EntryNames(msgspec.Struct, gc=False):
+    action: str | None = None
+    context: dict[str, msgspec.Raw] | None = None
+    entity: dict[str, msgspec.Raw] | None = None
+    details: dict[str, msgspec.Raw] | None = None
+
+
+_names_decoder = msgspec.json.Decoder(_EntryNames)
+_top_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def sample_positions(count: int, size: int = SAMPLE_PER_PAGE) -> range | list[int]:
+    """Positions of a spread sample of ``size`` among ``count`` entries (all when ``count <= size``)."""
+    if count <= size:
+        return range(count)
+    step = (count - 1) / (size - 1)
+    return sorted({round(i * step) for i in range(size)})
+
+
+@dataclass
+class NameSampler:
+    """Collects action names and key paths from the pages of one window (in the decode thread).
+
+    ``actions`` maps each action to the number of sampled entries carrying it; ``keys`` maps each
+    key path to the first action it was seen with (an example for the warning).
+    """
+
+    sample_per_page: int = SAMPLE_PER_PAGE
+    actions: dict[str, int] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
+    sampled: int = 0
+
+    def observe(self, entries: Sequence[RawEntry]) -> None:
+        for position in sample_positions(len(entries), self.sample_per_page):
+            self.observe_raw(entries[position].raw)
+
+    def observe_raw(self, raw: Any) -> None:
+        names: _EntryNames | None
+        top: Iterable[str]
+        try:
+            top = _top_decoder.decode(raw)
+            names = _names_decoder.decode(raw)
+        except msgspec.DecodeError:
+            names, top = _loose_names(raw)
+        if names is None:
+            return
+        self.sampled += 1
+        action = names.action if isinstance(names.action, str) else ""
+        self.actions[action] = self.actions.get(action, 0) + 1
+        keys = self.keys
+        for key in top:
+            keys.setdefault(key, action)
+        for scope in NESTED:
+            nested = getattr(names, scope)
+            if nested:
+                for key in nested:
+                    keys.setdefault(f"{scope}.{key}", action)
+
+
+def _loose_names(raw: Any) -> tuple[_EntryNames | None, Iterable[str]]:
+    """An entry whose context/entity/details is not an object: take the keys of what is one."""
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None, ()
+    if not isinstance(value, dict):
+        return None, ()
+    nested = {scope: value.get(scope) if isinstance(value.get(scope), dict) else None for scope in NESTED}
+    action = value.get("action")
+    return _EntryNames(action=action if isinstance(action, str) else None, **nested), list(value)
+
+
+@dataclass
+class Drift:
+    """What one window saw first under its destination."""
+
+    new_actions: list[str]
+    new_keys: list[str]
+    new_listed_actions: list[str] = field(default_factory=list)
+    baseline: bool = False
+
+    @property
+    def any(self) -> bool:
+        return bool(self.new_actions or self.new_keys or self.new_listed_actions)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "new_actions": self.new_actions,
+            "new_keys": self.new_keys,
+            "new_listed_actions": self.new_listed_actions,
+            "baseline": self.baseline,
+        }
+
+    def describe(self, examples: Mapping[str, str]) -> str:
+        parts = []
+        if self.new_actions:
+            parts.append(f"{len(self.new_actions)} new action(s) {_some(self.new_actions)}")
+        if self.new_keys:
+            shown = [f"{key} (in {examples[key]})" if examples.get(key) else key for key in self.new_keys]
+            parts.append(f"{len(self.new_keys)} new key(s) {_some(shown)}")
+        if self.new_listed_actions:
+            parts.append(
+                f"{len(self.new_listed_actions)} action(s) newly listed by the actions endpoint "
+                f"{_some(self.new_listed_actions)}"
+            )
+        return "; ".join(parts)
+
+
+def _some(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:EXAMPLES])
+    return f"[{shown}{', ...' if len(names) > EXAMPLES else ''}]"
+
+
+def registry_path(destination: ObjectStoragePath, name: str = SCHEMA_FILE) -> ObjectStoragePath:
+    return destination / REGISTRY_DIR / name
+
+
+def read_document(path: ObjectStoragePath) -> dict[str, Any]:
+    """A registry document, or an empty one when there is none (or it is not a JSON object)."""
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return {}
+    except ValueError:
+        log.warning("Registry file %s is not valid JSON: starting it afresh", path)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_document(path: ObjectStoragePath, document: Mapping[str, Any]) -> None:
+    write_bytes(path, json.dumps(document, indent=1, sort_keys=True).encode() + b"\n")
+
+
+def write_bytes(path: ObjectStoragePath, payload: bytes) -> None:
+    """Write a small file atomically (readers see the old or the new version), parents created."""
+    from .landing.writer import is_local, write_small_file
+
+    if is_local(path):  # object stores have no directories to create
+        path.parent.mkdir(parents=True, exist_ok=True)
+    write_small_file(path, payload)
+
+
+def merge_names(
+    document: Mapping[str, Any], section: str, names: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """``document`` with ``names`` added to ``section``; an entry already there keeps its first_seen."""
+    merged = dict(document)
+    known = dict(merged.get(section) or {})
+    for name, record in names.items():
+        known.setdefault(name, dict(record))
+    merged[section] = known
+    merged["version"] = REGISTRY_VERSION
+    return merged
+
+
+def record_window_names(
+    destination: ObjectStoragePath, window_key: str, sampler: NameSampler
+) -> tuple[Drift, dict[str, str]]:
+    """Compare the window's names with the registry, add the new ones; return the drift.
+
+    Blocking: call in a worker thread, after the window committed.
+    """
+    path = registry_path(destination)
+    current = read_document(path)
+    known_actions = current.get("actions") or {}
+    known_keys = current.get("keys") or {}
+    baseline = not known_actions and not known_keys
+    new_actions = sorted(a for a in sampler.actions if a not in known_actions)
+    new_keys = sorted(k for k in sampler.keys if k not in known_keys)
+    if new_actions or new_keys:
+        # Read again just before writing: a writer that finished meanwhile keeps its entries.
+        latest = read_document(path)
+        latest = merge_names(latest, "actions", {a: {"first_seen": window_key} for a in new_actions})
+        latest = merge_names(
+            latest,
+            "keys",
+            {k: {"first_seen": window_key, "action": sampler.keys[k]} for k in new_keys},
+        )
+        write_document(path, latest)
+    if baseline:
+        return Drift([], [], baseline=True), {}
+    return Drift(new_actions, new_keys), {k: sampler.keys[k] for k in new_keys}
+
+
+def listed_actions(body: Any) -> set[str]:
+    """The action names an ``actions`` response lists (``{"actions": {group: [names]}}``)."""
+    actions = body.get("actions") if isinstance(body, dict) else None
+    if isinstance(actions, list):
+        return {name for name in actions if isinstance(name, str)}
+    if not isinstance(actions, dict):
+        return set()
+    return {
+        name
+        for names in actions.values()
+        if isinstance(names, list)
+        for name in names
+        if isinstance(name, str)
+    }
+
+
+def record_listed_actions(destination: ObjectStoragePath, day: str, names: Iterable[str]) -> list[str]:
+    """Add the actions the ``actions`` endpoint lists; return those not listed before (none at first)."""
+    path = registry_path(destination)
+    current = read_document(path)
+    known = current.get("listed_actions") or {}
+    new = sorted(set(names) - set(known))
+    if new:
+        latest = merge_names(read_document(path), "listed_actions", {n: {"first_seen": day} for n in new})
+        write_document(path, latest)
+    return new if known else []
+
+
+__all__ = [
+    "REGISTRY_DIR",
+    "SAMPLE_PER_PAGE",
+    "Drift",
+    "NameSampler",
+    "listed_actions",
+    "record_listed_actions",
+    "record_window_names",
+    "registry_path",
+    "sample_positions",
+]
