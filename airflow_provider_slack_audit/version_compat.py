@@ -49,9 +49,12 @@ DOUBLING_RETRY_BACKOFF: float | bool = 2.0 if AIRFLOW_V_3_2_PLUS else True
 
 # CronDataIntervalTimetable: in airflow.sdk from 3.2; airflow.timetables.interval on every line.
 try:
-    from airflow.sdk import CronDataIntervalTimetable
+    from airflow.sdk import CronDataIntervalTimetable, DeltaDataIntervalTimetable
 except ImportError:
-    from airflow.timetables.interval import CronDataIntervalTimetable  # type: ignore[assignment,no-redef,unused-ignore]
+    from airflow.timetables.interval import (  # type: ignore[assignment,no-redef,unused-ignore]
+        CronDataIntervalTimetable,
+        DeltaDataIntervalTimetable,
+    )
 
 # attach: registers a filesystem for a scheme (memory:// in tests, a custom store in deployments).
 try:
@@ -159,6 +162,7 @@ __all__ = [
     "DbApiHook",
     "DeadlineAlert",
     "DeadlineReference",
+    "DeltaDataIntervalTimetable",
     "ObjectStoragePath",
     "OutletEventAccessors",
     "Param",

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.sdk.io import attach
 from fsspec.implementations.memory import MemoryFileSystem
 
 from airflow_provider_slack_audit.__main__ import main
@@ -24,7 +23,7 @@ from airflow_provider_slack_audit.ingest import Window
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
 from airflow_provider_slack_audit.ingest.verify import verify_destination
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
-from airflow_provider_slack_audit.version_compat import ObjectStoragePath
+from airflow_provider_slack_audit.version_compat import ObjectStoragePath, attach
 
 DAY = datetime(2026, 1, 4, tzinfo=timezone.utc)
 WINDOW = Window(DAY, DAY + timedelta(hours=3))

@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.sdk.execution_time.context import OutletEventAccessors
 
 from airflow_provider_slack_audit.ingest import read_manifest
 from airflow_provider_slack_audit.operators.slack_audit import SlackAuditLogsOperator
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
-from airflow_provider_slack_audit.version_compat import AirflowFailException, Asset
+from airflow_provider_slack_audit.version_compat import AirflowFailException, Asset, OutletEventAccessors
 
 DAY0 = datetime(2026, 1, 4, tzinfo=timezone.utc)
 EMPTY_DAY = DAY0 + timedelta(days=2)  # after the server's last event

@@ -8,10 +8,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from airflow.sdk import DAG, CronDataIntervalTimetable, DeltaDataIntervalTimetable
 
 from airflow_provider_slack_audit.operators.slack_audit import SlackAuditLogsOperator
-from airflow_provider_slack_audit.version_compat import AirflowFailException
+from airflow_provider_slack_audit.version_compat import (
+    DAG,
+    AirflowFailException,
+    CronDataIntervalTimetable,
+    DeltaDataIntervalTimetable,
+)
 
 UTC = timezone.utc
 TRIGGERED_AT = datetime(2026, 12, 1, 7, 13, tzinfo=UTC)
