@@ -31,13 +31,15 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
     "max_retry_wait": {
         "label": "Retry budget (seconds)",
         "schema": {"type": ["number", "null"], "default": 300},
-        "description": "Longest total wait on 429s, 5xx and dropped connections for one request "
-        "before the task try fails (Airflow's task retries then resume from committed intervals).",
+        "description": "Longest total wait for one request, 0-3600 s: 429s (Retry-After), 5xx, dropped "
+        "connections, garbled pages and rate pacing all draw from it; past it the try fails and "
+        "Airflow's task retries resume from committed intervals.",
     },
     "requests_per_minute": {
         "label": "Requests per minute",
         "schema": {"type": ["number", "null"]},
-        "description": "Client-side pace. Slack allows about 50 requests/minute for the whole org, "
+        "description": "Client-side pace, 0.1-6000 (adapts down on 429s). Slack allows about 50 "
+        "requests/minute for the whole org, "
         "shared by every task; leave empty to pace on Retry-After only.",
     },
     "allow_insecure_http": {
