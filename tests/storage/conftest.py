@@ -65,6 +65,9 @@ def s3_endpoint() -> Iterator[str]:
         patch.setenv("AWS_SECRET_ACCESS_KEY", CREDENTIALS["aws_secret_access_key"])
         patch.setenv("AWS_DEFAULT_REGION", REGION)
         patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        # Every AWS client of the process, whatever reads the connection's extra, talks to moto only.
+        patch.setenv("AWS_ENDPOINT_URL", endpoint)
+        patch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
         try:
             yield endpoint
         finally:
