@@ -31,6 +31,9 @@ _MICROS_PER_SECOND = 1_000_000
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
+_FRACTION = re.compile(r"(?<=\d\d:\d\d:\d\d)\.(\d+)")
+
+
 def parse_datetime(value: datetime | str, name: str) -> datetime:
     """
     Return ``value`` as an aware UTC datetime; ``name`` is the parameter it came from, for errors.
@@ -57,6 +60,8 @@ def _parse_iso(text: str, name: str) -> datetime:
     # Python 3.10's fromisoformat does not know the "Z" suffix.
     if stripped[-1:] in ("Z", "z"):
         stripped = stripped[:-1] + "+00:00"
+    # ... nor fractions of other than 3 or 6 digits: write them as microseconds.
+    stripped = _FRACTION.sub(lambda match: "." + match.group(1)[:6].ljust(6, "0"), stripped, count=1)
     try:
         parsed = datetime.fromisoformat(stripped)
     except ValueError:

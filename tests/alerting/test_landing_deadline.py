@@ -11,12 +11,19 @@ import pytest
 
 from airflow_provider_slack_audit import alerting
 from airflow_provider_slack_audit.alerting import landing_deadline, log_missed_landing
-from airflow_provider_slack_audit.version_compat import AsyncCallback, DeadlineAlert, DeadlineReference
+from airflow_provider_slack_audit.version_compat import (
+    AIRFLOW_V_3_1_PLUS,
+    AsyncCallback,
+    DeadlineAlert,
+    DeadlineReference,
+)
 
 EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
 DAY = timedelta(days=1)
+deadline_alerts = pytest.mark.skipif(not AIRFLOW_V_3_1_PLUS, reason="DeadlineAlert arrived in Airflow 3.1")
 
 
+@deadline_alerts
 def test_on_airflow_3_1_plus_the_deadline_is_grace_after_the_data_interval_ends() -> None:
     arguments = landing_deadline(period=DAY, grace=timedelta(hours=6))
 
@@ -37,6 +44,7 @@ def daily_example_dag() -> Any:
     return bag.dags["slack_audit_daily"]
 
 
+@deadline_alerts
 def test_the_daily_example_dag_alerts_when_asked_to_and_serializes(monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow.serialization.serialized_objects import DagSerialization
 
@@ -49,6 +57,7 @@ def test_the_daily_example_dag_alerts_when_asked_to_and_serializes(monkeypatch: 
     assert DagSerialization.serialize_dag(dag)["deadline"]
 
 
+@deadline_alerts
 def test_the_daily_example_dag_has_no_deadline_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     """Airflow 3.3's `airflow dags test` fails at the end of a run of a DAG with a deadline alert."""
     monkeypatch.delenv("SLACK_AUDIT_LANDING_GRACE_HOURS", raising=False)
