@@ -118,8 +118,6 @@ def test_absolute_urls_and_object_storage_paths_defer(destination: str | ObjectS
 
 
 @pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="Airflow 2 makes a relative ObjectStoragePath absolute")
-    not AIRFLOW_V_3_0_PLUS, reason="Airflow 2's ObjectStoragePath makes a relative path absolute"
-)
 def test_a_relative_object_storage_path_fails_the_task() -> None:
     assert "relative path" in refusal(True, destination=ObjectStoragePath("slack_audit/landing"))
 
