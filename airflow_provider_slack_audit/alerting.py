@@ -13,6 +13,7 @@ Only this module knows the difference (through ``version_compat``); DAG files ca
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
@@ -64,14 +65,15 @@ def landing_deadline(
     description = f"landed later than {grace} after its data interval ended"
     callback_kwargs = {"description": description, **(kwargs or {})}
     if DeadlineAlert is not None:
-        return {
-            "deadline": DeadlineAlert(
-                reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
-                interval=period + grace,
-                callback=AsyncCallback(callback, kwargs=callback_kwargs),
-                name="slack_audit_landing_deadline",
-            )
+        alert: dict[str, Any] = {
+            "reference": DeadlineReference.DAGRUN_LOGICAL_DATE,
+            "interval": period + grace,
+            "callback": AsyncCallback(callback, kwargs=callback_kwargs),
         }
+        # Deadline alerts are named from Airflow 3.3 on; 3.1 and 3.2 take no name.
+        if "name" in inspect.signature(DeadlineAlert).parameters:
+            alert["name"] = "slack_audit_landing_deadline"
+        return {"deadline": DeadlineAlert(**alert)}
     return {"on_failure_callback": _failure_callback(callback, callback_kwargs)}
 
 

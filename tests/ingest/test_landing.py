@@ -504,6 +504,9 @@ def test_object_store_landing_commits_and_reads_back(remote_landing):
 
 
 def test_object_store_abort_leaves_no_object(remote_landing):
+    # A fresh interval (some lines share one memory store between tests): an aborted rewrite keeps
+    # the landed object, which is another test's promise.
+    remote_landing.data_path(FIRST).unlink(missing_ok=True)
     with remote_landing.open_interval(FIRST) as writer:
         writer.write(ENTRIES)
 

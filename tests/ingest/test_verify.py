@@ -252,7 +252,7 @@ async def test_an_empty_destination_does_not_verify(
 async def test_a_memory_destination_verifies_and_a_changed_file_fails(server: FakeAuditLogsServer) -> None:
     conn_id = f"memory-{uuid.uuid4().hex}"
     attach("memory", conn_id=conn_id, fs=MemoryFileSystem(global_store=False, skip_instance_cache=True))
-    destination = "memory://bucket/landing"
+    destination = f"memory://{conn_id}/landing"  # its own bucket: some lines share one memory store
     await land(server, destination, destination_conn_id=conn_id)
 
     report = await asyncio.to_thread(verify_destination, destination, conn_id=conn_id)
