@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from recorded_sleeps import RecordedSleeps
 
 from airflow_provider_slack_audit.client.retry import set_default_sleep
+
+# CI draws the same examples on every run, so a verdict there is about the change, not the draw;
+# local runs keep exploring new ones (and a failure prints the blob that reproduces it).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 # Where each Airflow line keeps its process-wide SecretsMasker (newest first).
 _MASKER_MODULES = (

@@ -119,6 +119,8 @@ def arguments(domains: dict[str, Domain]) -> st.SearchStrategy[dict[str, Arg]]:
 INSTANTS = Domain(
     good=st.one_of(
         st.just(Arg(None, None)),
+        # A blank string is a template that rendered empty: not given, like None.
+        st.sampled_from(["", " ", "\t\n"]).map(lambda text: Arg(text, None)),
         accepted(NEAR_THE_RUN, _utc),
         accepted(AWARE, _utc),
         accepted(AWARE.map(datetime.isoformat), lambda text: _utc(datetime.fromisoformat(text))),
@@ -134,7 +136,7 @@ INSTANTS = Domain(
     bad=st.one_of(
         refused(NAIVE),
         refused(NAIVE.map(datetime.isoformat)),
-        refused(st.text(max_size=30).filter(_not_iso)),
+        refused(st.text(max_size=30).filter(lambda text: bool(text.strip()) and _not_iso(text))),
         refused(st.integers() | st.floats() | st.booleans() | st.just(date(2026, 1, 4))),
     ),
 )
