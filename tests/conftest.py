@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from hypothesis import settings
-from recorded_sleeps import RecordedSleeps
 
 from airflow_provider_slack_audit.client.retry import set_default_sleep
+
+from support.connections import CLOSED_PORT_URL, connection_env
+from support.recorded_sleeps import RecordedSleeps
 
 # CI draws the same examples on every run, so a verdict there is about the change, not the draw;
 # local runs keep exploring new ones (and a failure prints the blob that reproduces it).
@@ -60,3 +62,15 @@ def instant_retries() -> Iterator[RecordedSleeps]:
     previous = set_default_sleep(sleeps)
     yield sleeps
     set_default_sleep(previous)
+
+
+@pytest.fixture
+def slack_audit_connection(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Define a ``slack_audit`` connection for this test: ``slack_audit_connection(base_url, **options)``
+    takes ``support.connections.connection_env``'s arguments (``conn_id``, ``password``, extra fields)."""
+
+    def define(base_url: str = CLOSED_PORT_URL, **options: Any) -> None:
+        for name, value in connection_env(base_url, **options).items():
+            monkeypatch.setenv(name, value)
+
+    return define

@@ -7,7 +7,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from recorded_sleeps import RecordedSleeps
 
 from airflow_provider_slack_audit.client import (
     AsyncAuditLogsClient,
@@ -16,6 +15,8 @@ from airflow_provider_slack_audit.client import (
 )
 from airflow_provider_slack_audit.client.retry import AsyncInvalidResponseRetryHandler
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer, FaultPlan
+
+from support.recorded_sleeps import RecordedSleeps
 
 MAX_GARBLED_PAGE_RETRIES = AsyncInvalidResponseRetryHandler().max_retry_count
 

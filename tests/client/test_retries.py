@@ -8,7 +8,6 @@ import re
 import aiohttp
 import pytest
 from aioresponses import aioresponses
-from recorded_sleeps import RecordedSleeps
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler as SdkAsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler as SdkRateLimitHandler,
@@ -26,6 +25,8 @@ from airflow_provider_slack_audit.client import (
     SlackAuditLogsApiError,
     default_retry_handlers,
 )
+
+from support.recorded_sleeps import RecordedSleeps
 
 BASE = "http://127.0.0.1:9/audit/v1/"
 LOGS = re.compile(r"^http://127\.0\.0\.1:9/audit/v1/logs(\?.*)?$")

@@ -11,7 +11,6 @@ from email.utils import formatdate
 
 import pytest
 from aioresponses import aioresponses
-from recorded_sleeps import RecordedSleeps
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler as SdkRateLimitHandler,
 )
@@ -20,6 +19,8 @@ from airflow_provider_slack_audit.client import AsyncAuditLogsClient, SlackAudit
 from airflow_provider_slack_audit.client.ratelimit import MAX_SHARED_PAUSE, RateLimiter
 from airflow_provider_slack_audit.client.retry import retry_after_seconds
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer, FaultPlan
+
+from support.recorded_sleeps import RecordedSleeps
 
 PAGE = {"entries": [{"id": "a", "date_create": 1}], "response_metadata": {"next_cursor": ""}}
 RATE_LIMITED = '{"ok": false, "error": "rate_limited"}'

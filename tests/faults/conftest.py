@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from recorded_sleeps import RecordedSleeps
+
+from support.recorded_sleeps import RecordedSleeps
 
 
 @pytest.fixture(autouse=True)

@@ -18,13 +18,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from landing_invariants import (
-    assert_landing_sound,
-    server_ids,
-    temp_files,
-    window_files,
-)
-from recorded_sleeps import RecordedSleeps
 
 from airflow_provider_slack_audit.client import (
     AsyncAuditLogsClient,
@@ -43,6 +36,14 @@ from airflow_provider_slack_audit.ingest.outcome import failure_outcome
 from airflow_provider_slack_audit.ingest.pipeline import MAX_CURSOR_RESTARTS, IngestSpec, ingest_window
 from airflow_provider_slack_audit.testing import EventSet, FakeAuditLogsServer, FaultPlan, ManualClock
 from airflow_provider_slack_audit.version_compat import redact
+
+from support.landing_invariants import (
+    assert_landing_sound,
+    server_ids,
+    temp_files,
+    window_files,
+)
+from support.recorded_sleeps import RecordedSleeps
 
 DAY = datetime(2026, 1, 4, tzinfo=timezone.utc)
 WINDOW = Window(DAY, DAY + timedelta(hours=4))

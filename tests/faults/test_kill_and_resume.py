@@ -17,13 +17,14 @@ from collections.abc import Iterator
 from multiprocessing.context import ForkServerContext
 from pathlib import Path
 
-import ingest_child
 import pytest
-from ingest_child import STEP, WINDOW
-from landing_invariants import assert_landing_sound, server_ids, window_files
 
 from airflow_provider_slack_audit.ingest import read_manifest
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer, FaultPlan
+
+from support import ingest_child
+from support.ingest_child import STEP, WINDOW
+from support.landing_invariants import assert_landing_sound, server_ids, window_files
 
 KILLS = 20
 SEED = 20260104
@@ -49,7 +50,7 @@ def processes() -> ForkServerContext:
     context = multiprocessing.get_context("forkserver")
     # The forkserver of Python 3.11 does not see the test directory on its path (it imports the
     # installed package fine), so preload the package: that is the Airflow import that costs seconds.
-    context.set_forkserver_preload(["airflow_provider_slack_audit.ingest.pipeline", "ingest_child"])
+    context.set_forkserver_preload(["airflow_provider_slack_audit.ingest.pipeline", "support.ingest_child"])
     return context
 
 

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from landing_invariants import assert_landing_sound, data_ids, server_ids, window_files
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient
 from airflow_provider_slack_audit.ingest import Landing, Window
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, IngestSummary, ingest_window
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer, ManualClock
+
+from support.landing_invariants import assert_landing_sound, data_ids, server_ids, window_files
 
 DAY = datetime(2026, 1, 4, tzinfo=timezone.utc)
 WINDOW = Window(DAY, DAY + timedelta(hours=4))

@@ -14,12 +14,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from landing_invariants import assert_landing_sound, server_ids
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient
 from airflow_provider_slack_audit.ingest import Window
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, IngestSummary, ingest_window
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
+
+from support.landing_invariants import assert_landing_sound, server_ids
 
 DAY = datetime(2026, 1, 4, tzinfo=timezone.utc)
 STEP = timedelta(hours=1)

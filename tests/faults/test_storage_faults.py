@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from landing_invariants import assert_landing_sound, final_name_files, server_ids, temp_files
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient, classify_exception
 from airflow_provider_slack_audit.ingest import Window
@@ -23,6 +22,8 @@ from airflow_provider_slack_audit.ingest.outcome import failure_outcome
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 from airflow_provider_slack_audit.version_compat import redact
+
+from support.landing_invariants import assert_landing_sound, final_name_files, server_ids, temp_files
 
 DAY = datetime(2026, 1, 4, tzinfo=timezone.utc)
 WINDOW = Window(DAY, DAY + timedelta(hours=3))

@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
 from importlib import import_module
 from pathlib import Path
 
 import pytest
-from landing_invariants import assert_landing_sound, server_ids, temp_files
 
 from airflow_provider_slack_audit.ingest import Window
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer, FaultPlan
 from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger
 from airflow_provider_slack_audit.version_compat import TriggerEvent
+
+from support.landing_invariants import assert_landing_sound, server_ids, temp_files
 
 TOKEN = "xoxp-trigger-resume-token"
 DAY = datetime(2026, 1, 4, tzinfo=timezone.utc)
@@ -27,14 +28,13 @@ INTERVALS = WINDOW.intervals(STEP)
 
 
 @pytest.fixture
-async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeAuditLogsServer]:
+async def server(slack_audit_connection: Callable[..., None]) -> AsyncIterator[FakeAuditLogsServer]:
     # Every answer takes 30 ms, so the test can cancel while an interval is being read.
     faults = FaultPlan(rates={"slow": 1.0}, slow_seconds=0.03)
     async with FakeAuditLogsServer(
         events=1000, seed=9, start=DAY, end=WINDOW.end, tokens=(TOKEN,), faults=faults
     ) as fake:
-        conn = {"conn_type": "slack_audit", "password": TOKEN, "extra": {"base_url": fake.base_url}}
-        monkeypatch.setenv("AIRFLOW_CONN_SLACK_AUDIT_DEFAULT", json.dumps(conn))
+        slack_audit_connection(fake.base_url, password=TOKEN)
         yield fake
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -23,20 +24,6 @@ BASE_URL = "http://127.0.0.1:8999/audit/v1/"
 LOGS_URL = re.compile(r"^http://127\.0\.0\.1:8999/audit/v1/logs\b.*")
 
 
-def set_connection(
-    monkeypatch: pytest.MonkeyPatch,
-    *,
-    conn_id: str = "slack_audit_default",
-    password: str | None = TOKEN,
-    extra: dict[str, Any] | None = None,
-) -> None:
-    """Define a connection the way system tests and users do: an AIRFLOW_CONN_* JSON variable."""
-    conn: dict[str, Any] = {"conn_type": "slack_audit", "extra": {"base_url": BASE_URL, **(extra or {})}}
-    if password is not None:
-        conn["password"] = password
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
-
-
 def test_hook_declares_the_names_airflow_looks_up() -> None:
     assert SlackAuditLogsHook.conn_name_attr == "slack_audit_conn_id"
     assert SlackAuditLogsHook.default_conn_name == "slack_audit_default"
@@ -44,8 +31,12 @@ def test_hook_declares_the_names_airflow_looks_up() -> None:
     assert SlackAuditLogsHook.hook_name == "Slack Audit Logs"
 
 
-def test_get_client_configures_the_client_from_the_env_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    set_connection(monkeypatch, extra={"timeout": 7, "max_retry_wait": 2.5, "proxy": "http://127.0.0.1:3128"})
+def test_get_client_configures_the_client_from_the_env_connection(
+    slack_audit_connection: Callable[..., None],
+) -> None:
+    slack_audit_connection(
+        BASE_URL, password=TOKEN, timeout=7, max_retry_wait=2.5, proxy="http://127.0.0.1:3128"
+    )
 
     client = SlackAuditLogsHook().get_client()
 
@@ -56,8 +47,10 @@ def test_get_client_configures_the_client_from_the_env_connection(monkeypatch: p
     assert {handler.max_wait_seconds for handler in client.retry_handlers} == {2.5}
 
 
-async def test_get_async_client_reads_the_same_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    set_connection(monkeypatch, conn_id="audit_async", extra={"timeout": 9})
+async def test_get_async_client_reads_the_same_connection(
+    slack_audit_connection: Callable[..., None],
+) -> None:
+    slack_audit_connection(BASE_URL, password=TOKEN, conn_id="audit_async", timeout=9)
 
     client = await SlackAuditLogsHook(slack_audit_conn_id="audit_async").get_async_client()
 
@@ -118,43 +111,48 @@ def test_bad_extra_names_the_connection_and_the_field(field: str, value: Any) ->
     assert repr(value) in str(excinfo.value)
 
 
-def test_missing_password_says_which_token_to_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    set_connection(monkeypatch, password=None)
+def test_missing_password_says_which_token_to_set(slack_audit_connection: Callable[..., None]) -> None:
+    slack_audit_connection(BASE_URL, password=None)
 
     with pytest.raises(ValueError, match=r"'slack_audit_default' has no password.*xoxp.*auditlogs:read"):
         SlackAuditLogsHook().get_client()
 
 
-async def test_missing_password_fails_the_async_path_the_same_way(monkeypatch: pytest.MonkeyPatch) -> None:
-    set_connection(monkeypatch, password=" ")
+async def test_missing_password_fails_the_async_path_the_same_way(
+    slack_audit_connection: Callable[..., None],
+) -> None:
+    slack_audit_connection(BASE_URL, password=" ")
 
     with pytest.raises(ValueError, match="has no password"):
         await SlackAuditLogsHook().get_async_client()
 
 
-def test_token_is_registered_with_the_secrets_masker(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_token_is_registered_with_the_secrets_masker(slack_audit_connection: Callable[..., None]) -> None:
     token = "xoxp-masked-by-the-hook-5678"
-    set_connection(monkeypatch, password=token)
+    slack_audit_connection(BASE_URL, password=token)
 
     SlackAuditLogsHook().get_client()
 
     assert token not in str(redact(f"Authorization: Bearer {token}"))
 
 
-def test_plain_http_to_a_remote_host_needs_allow_insecure_http(monkeypatch: pytest.MonkeyPatch) -> None:
-    set_connection(monkeypatch, extra={"base_url": "http://audit.example.internal/audit/v1/"})
+def test_plain_http_to_a_remote_host_needs_allow_insecure_http(
+    slack_audit_connection: Callable[..., None],
+) -> None:
+    slack_audit_connection("http://audit.example.internal/audit/v1/", password=TOKEN)
     with pytest.raises(ValueError, match="plain http"):
         SlackAuditLogsHook().get_client()
 
-    set_connection(
-        monkeypatch,
-        extra={"base_url": "http://audit.example.internal/audit/v1/", "allow_insecure_http": True},
+    slack_audit_connection(
+        "http://audit.example.internal/audit/v1/", password=TOKEN, allow_insecure_http=True
     )
     assert SlackAuditLogsHook().get_client().allow_insecure_http is True
 
 
-def test_test_connection_succeeds_when_the_token_can_read_logs(monkeypatch: pytest.MonkeyPatch) -> None:
-    set_connection(monkeypatch)
+def test_test_connection_succeeds_when_the_token_can_read_logs(
+    slack_audit_connection: Callable[..., None],
+) -> None:
+    slack_audit_connection(BASE_URL, password=TOKEN)
     with aioresponses() as mocked:
         mocked.get(LOGS_URL, status=200, payload={"entries": [], "response_metadata": {"next_cursor": ""}})
 
@@ -166,8 +164,10 @@ def test_test_connection_succeeds_when_the_token_can_read_logs(monkeypatch: pyte
     assert request.kwargs["headers"]["Authorization"] == f"Bearer {TOKEN}"
 
 
-def test_test_connection_reports_slacks_error_code_and_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    set_connection(monkeypatch)
+def test_test_connection_reports_slacks_error_code_and_the_fix(
+    slack_audit_connection: Callable[..., None],
+) -> None:
+    slack_audit_connection(BASE_URL, password=TOKEN)
     with aioresponses() as mocked:
         mocked.get(LOGS_URL, status=403, payload={"ok": False, "error": "user_not_authorized"})
 
@@ -179,8 +179,8 @@ def test_test_connection_reports_slacks_error_code_and_the_fix(monkeypatch: pyte
     assert TOKEN not in message
 
 
-def test_test_connection_reports_an_unreachable_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    set_connection(monkeypatch, extra={"max_retry_wait": 0})
+def test_test_connection_reports_an_unreachable_server(slack_audit_connection: Callable[..., None]) -> None:
+    slack_audit_connection(BASE_URL, password=TOKEN, max_retry_wait=0)
     with aioresponses() as mocked:
         mocked.get(LOGS_URL, exception=ConnectionRefusedError("connection refused"))
 
@@ -189,8 +189,8 @@ def test_test_connection_reports_an_unreachable_server(monkeypatch: pytest.Monke
     assert (ok, message) == (False, "ConnectionRefusedError: connection refused")
 
 
-def test_test_connection_reports_a_missing_password(monkeypatch: pytest.MonkeyPatch) -> None:
-    set_connection(monkeypatch, password=None)
+def test_test_connection_reports_a_missing_password(slack_audit_connection: Callable[..., None]) -> None:
+    slack_audit_connection(BASE_URL, password=None)
 
     ok, message = SlackAuditLogsHook().test_connection()
 
@@ -276,11 +276,11 @@ def test_extras_out_of_range_are_refused_naming_the_field_the_value_and_the_rang
 
 
 async def test_a_bad_extra_fails_the_trigger_path_as_permanent_before_any_request(
-    monkeypatch: pytest.MonkeyPatch,
+    slack_audit_connection: Callable[..., None],
 ) -> None:
     from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger
 
-    set_connection(monkeypatch, extra={"requests_per_minute": 1e-9})
+    slack_audit_connection(BASE_URL, password=TOKEN, requests_per_minute=1e-9)
     spec = {
         "window": {"start": "2026-01-04T00:00:00+00:00", "end": "2026-01-05T00:00:00+00:00"},
         "interval_seconds": 3600,
@@ -301,9 +301,9 @@ def test_a_proxy_password_in_a_bad_extra_is_not_echoed() -> None:
 
 @pytest.mark.parametrize("priority", ["live", "backfill"])
 async def test_the_hook_builds_clients_of_either_priority(
-    monkeypatch: pytest.MonkeyPatch, priority: Any
+    slack_audit_connection: Callable[..., None], priority: Any
 ) -> None:
-    set_connection(monkeypatch, extra={"max_retry_wait": 12})
+    slack_audit_connection(BASE_URL, password=TOKEN, max_retry_wait=12)
     sync_client = SlackAuditLogsHook().get_client(priority=priority)
     async_client = await SlackAuditLogsHook().get_async_client(priority=priority)
     assert sync_client.priority == async_client.priority == priority
@@ -311,10 +311,12 @@ async def test_the_hook_builds_clients_of_either_priority(
 
 
 @pytest.mark.parametrize("port", ["9", "notaport"])
-def test_test_connection_never_shows_the_proxys_password(monkeypatch: pytest.MonkeyPatch, port: str) -> None:
+def test_test_connection_never_shows_the_proxys_password(
+    slack_audit_connection: Callable[..., None], port: str
+) -> None:
     password = "proxy-pass-0451"
     proxy = f"http://user:{password}@127.0.0.1:{port}"
-    set_connection(monkeypatch, extra={"proxy": proxy, "max_retry_wait": 0})
+    slack_audit_connection(BASE_URL, password=TOKEN, proxy=proxy, max_retry_wait=0)
 
     ok, message = SlackAuditLogsHook().test_connection()
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from recorded_sleeps import RecordedSleeps
 
 from airflow_provider_slack_audit import __version__
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient
@@ -19,6 +18,8 @@ from airflow_provider_slack_audit.ingest.evidence import public_base_url
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 from airflow_provider_slack_audit.testing.server import ManualClock
+
+from support.recorded_sleeps import RecordedSleeps
 
 DAY = datetime(2026, 1, 4, tzinfo=timezone.utc)
 WINDOW = Window(DAY, DAY + timedelta(hours=4))

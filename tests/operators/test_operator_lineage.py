@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -48,10 +48,9 @@ async def deferred_run(server: FakeAuditLogsServer, destination: str) -> tuple[S
 
 
 @pytest.fixture
-async def server(monkeypatch: pytest.MonkeyPatch) -> Any:
+async def server(slack_audit_connection: Callable[..., None]) -> Any:
     async with FakeAuditLogsServer(events=3000, seed=5, start=DAY_START, end=DAY_END) as fake:
-        conn = {"conn_type": "slack_audit", "password": "xoxp-test", "extra": {"base_url": fake.base_url}}
-        monkeypatch.setenv("AIRFLOW_CONN_SLACK_AUDIT_DEFAULT", json.dumps(conn))
+        slack_audit_connection(fake.base_url)
         yield fake
 
 

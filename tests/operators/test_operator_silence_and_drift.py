@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,10 @@ EMPTY_DAY = DAY0 + timedelta(days=2)  # after the server's last event
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAuditLogsServer]:
+def server(slack_audit_connection: Callable[..., None]) -> Iterator[FakeAuditLogsServer]:
     fake = FakeAuditLogsServer(events=400, seed=9, start=DAY0, end=DAY0 + timedelta(days=2))
     fake.start_in_thread()
-    conn = {"conn_type": "slack_audit", "password": "xoxp-test", "extra": {"base_url": fake.base_url}}
-    monkeypatch.setenv("AIRFLOW_CONN_SLACK_AUDIT_DEFAULT", json.dumps(conn))
+    slack_audit_connection(fake.base_url)
     try:
         yield fake
     finally:

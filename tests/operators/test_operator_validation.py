@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,9 @@ DESTINATION = "file:///tmp/slack_audit_operator_validation"
 
 
 @pytest.fixture(autouse=True)
-def slack_audit_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+def _connection(slack_audit_connection: Callable[..., None]) -> None:
     # A closed port: any request made despite a refusal would fail differently.
-    conn = {"conn_type": "slack_audit", "password": "xoxp-x", "extra": {"base_url": "http://127.0.0.1:9/"}}
-    monkeypatch.setenv("AIRFLOW_CONN_SLACK_AUDIT_DEFAULT", json.dumps(conn))
+    slack_audit_connection()
 
 
 def operator(**kwargs: Any) -> SlackAuditLogsOperator:

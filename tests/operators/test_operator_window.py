@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
@@ -23,13 +23,8 @@ DAILY = CronDataIntervalTimetable("0 0 * * *", timezone="UTC")
 
 
 @pytest.fixture(autouse=True)
-def slack_audit_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    conn = {
-        "conn_type": "slack_audit",
-        "password": "xoxp-window",
-        "extra": {"base_url": "http://127.0.0.1:9/"},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_SLACK_AUDIT_DEFAULT", json.dumps(conn))
+def _connection(slack_audit_connection: Callable[..., None]) -> None:
+    slack_audit_connection()
 
 
 def operator(**kwargs: Any) -> SlackAuditLogsOperator:

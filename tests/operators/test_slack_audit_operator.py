@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -35,9 +34,8 @@ DESTINATION = "file:///tmp/slack_audit_operator_test"
 
 
 @pytest.fixture(autouse=True)
-def slack_audit_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    conn = {"conn_type": "slack_audit", "password": TOKEN, "extra": {"base_url": "http://127.0.0.1:9/"}}
-    monkeypatch.setenv("AIRFLOW_CONN_SLACK_AUDIT_DEFAULT", json.dumps(conn))
+def _connection(slack_audit_connection: Callable[..., None]) -> None:
+    slack_audit_connection(password=TOKEN)
 
 
 def make_operator(**kwargs: Any) -> SlackAuditLogsOperator:

@@ -23,9 +23,10 @@ from types import ModuleType
 
 import pytest
 from cryptography.fernet import Fernet
-from secret_scan import TOKEN, leaks_in_bytes
 
 from airflow_provider_slack_audit.version_compat import AIRFLOW_V_3_0_PLUS
+
+from support.secret_scan import TOKEN, leaks_in_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_ID = "slack_audit_daily"

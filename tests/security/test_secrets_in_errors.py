@@ -18,7 +18,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from secret_scan import TOKEN, leaks_in, reachable_texts
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient, SlackAuditLogsApiError
 from airflow_provider_slack_audit.client.retry import (
@@ -32,6 +31,8 @@ from airflow_provider_slack_audit.ingest.outcome import failure_outcome
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer, FaultPlan
 from airflow_provider_slack_audit.version_compat import redact
+
+from support.secret_scan import TOKEN, leaks_in, reachable_texts
 
 DAY = datetime(2026, 1, 4, tzinfo=timezone.utc)
 WINDOW = Window(DAY, DAY + timedelta(hours=2))

@@ -11,13 +11,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from secret_scan import TOKEN
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient
 from airflow_provider_slack_audit.hooks.slack_audit import SlackAuditLogsHook
 from airflow_provider_slack_audit.operators.slack_audit import SlackAuditLogsOperator
 from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger
 from airflow_provider_slack_audit.version_compat import AirflowFailException
+
+from support.secret_scan import TOKEN
 
 NON_LOOPBACK_HTTP = [
     "http://api.slack.com/audit/v1/",

@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import itertools
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -247,12 +247,11 @@ async def test_a_window_landed_on_s3_reads_back_through_its_manifest(
 
 
 @pytest.fixture
-def threaded_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAuditLogsServer]:
+def threaded_server(slack_audit_connection: Callable[..., None]) -> Iterator[FakeAuditLogsServer]:
     """The fake API in a thread of its own, with the ``slack_audit`` connection the operator reads."""
     fake = FakeAuditLogsServer(events=600, seed=12, start=WINDOW.start, end=WINDOW.end)
     fake.start_in_thread()
-    conn = {"conn_type": "slack_audit", "password": TOKEN, "extra": {"base_url": fake.base_url}}
-    monkeypatch.setenv("AIRFLOW_CONN_SLACK_AUDIT_DEFAULT", json.dumps(conn))
+    slack_audit_connection(fake.base_url, password=TOKEN)
     yield fake
     fake.stop()
 

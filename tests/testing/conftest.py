@@ -7,9 +7,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from fake_api import END, START, Fetch, ReadAll, Reply, fetch_from
 
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer, ManualClock
+
+from support.fake_api import END, START, Fetch, ReadAll, Reply, fetch_from
 
 
 @pytest.fixture

@@ -11,9 +11,10 @@ from typing import Any
 
 import msgspec
 import pytest
-from fake_api import END, START
 
 from airflow_provider_slack_audit.testing import EventSet, default_span, to_unix_seconds
+
+from support.fake_api import END, START
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_api import END, START
+
+from support.fake_api import END, START
 
 MODULE = "airflow_provider_slack_audit.testing"
 

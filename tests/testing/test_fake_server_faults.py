@@ -9,9 +9,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from fake_api import END, START, Fetch, fetch_from
 
 from airflow_provider_slack_audit.testing import FAULT_KINDS, FakeAuditLogsServer, FaultPlan, ManualClock
+
+from support.fake_api import END, START, Fetch, fetch_from
 
 WINDOW = {"oldest": START, "latest": END - 1, "limit": 50}
 

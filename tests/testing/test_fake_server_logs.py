@@ -12,9 +12,10 @@ from typing import Any
 import aiohttp
 import msgspec
 import pytest
-from fake_api import END, START, TOKEN, Fetch, ReadAll, fetch_from
 
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer, ManualClock
+
+from support.fake_api import END, START, TOKEN, Fetch, ReadAll, fetch_from
 
 
 def _dates(entries: list[dict[str, Any]]) -> list[int]:

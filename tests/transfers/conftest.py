@@ -20,7 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from warehouses import MariaDbServer, PostgresServer, Warehouse
+
+from support.warehouses import MariaDbServer, PostgresServer, Warehouse
 
 
 def _postgres_bindir() -> Path | None:

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audit_entries import DAY, bulk_lines, land_window
-from warehouses import Warehouse
 
 from airflow_provider_slack_audit.ingest.windows import Window
+
+from support.audit_entries import DAY, bulk_lines, land_window
+from support.warehouses import Warehouse
 
 PROCESSES = 4
 ROUNDS = 3

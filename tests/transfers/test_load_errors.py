@@ -15,12 +15,19 @@ from typing import Any
 import MySQLdb
 import psycopg
 import pytest
-from audit_entries import SAMPLE_ENTRIES, edit_manifest, land_window, lines_in_date_order, sample_lines
-from warehouses import MariaDbServer, PostgresServer, Warehouse
 
 from airflow_provider_slack_audit.transfers._errors import is_transient, missing_provider_hint
 from airflow_provider_slack_audit.transfers.slack_audit_to_sql import SlackAuditLogsToSqlOperator
 from airflow_provider_slack_audit.version_compat import AirflowFailException
+
+from support.audit_entries import (
+    SAMPLE_ENTRIES,
+    edit_manifest,
+    land_window,
+    lines_in_date_order,
+    sample_lines,
+)
+from support.warehouses import MariaDbServer, PostgresServer, Warehouse
 
 
 def load(warehouse: Warehouse, source: Any, **kwargs: Any) -> dict[str, Any]:

@@ -14,10 +14,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import pytest
-from audit_entries import bulk_lines, land_window
-from warehouses import Warehouse
 
 from airflow_provider_slack_audit.transfers.slack_audit_to_sql import SlackAuditLogsToSqlOperator
+
+from support.audit_entries import bulk_lines, land_window
+from support.warehouses import Warehouse
 
 MiB = 1 << 20
 PEAK_BOUND = 40 * MiB

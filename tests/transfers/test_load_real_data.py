@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audit_entries import (
+
+from airflow_provider_slack_audit.ingest.landing import read_manifest
+from airflow_provider_slack_audit.transfers._schema import NUL_ESCAPE
+from airflow_provider_slack_audit.transfers.slack_audit_to_sql import SlackAuditLogsToSqlOperator
+from airflow_provider_slack_audit.version_compat import AirflowFailException
+
+from support.audit_entries import (
     SAMPLE_ENTRIES,
     entry_line,
     land_window,
@@ -20,12 +26,7 @@ from audit_entries import (
     replace_landed_lines,
     sample_lines,
 )
-from warehouses import Warehouse
-
-from airflow_provider_slack_audit.ingest.landing import read_manifest
-from airflow_provider_slack_audit.transfers._schema import NUL_ESCAPE
-from airflow_provider_slack_audit.transfers.slack_audit_to_sql import SlackAuditLogsToSqlOperator
-from airflow_provider_slack_audit.version_compat import AirflowFailException
+from support.warehouses import Warehouse
 
 
 def load(warehouse: Warehouse, source: Any, **kwargs: Any) -> dict[str, Any]:

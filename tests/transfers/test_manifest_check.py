@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audit_entries import edit_manifest, land_window, sample_lines
 
 from airflow_provider_slack_audit.ingest.landing import read_manifest
 from airflow_provider_slack_audit.ingest.manifest_check import ManifestCheckError, check_manifest
+
+from support.audit_entries import edit_manifest, land_window, sample_lines
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audit_entries import (
+
+from airflow_provider_slack_audit.ingest.landing import read_manifest
+from airflow_provider_slack_audit.transfers._dialects import MySqlDialect, PostgresDialect, SqliteDialect
+from airflow_provider_slack_audit.transfers.slack_audit_to_sql import SlackAuditLogsToSqlOperator
+from airflow_provider_slack_audit.version_compat import AirflowFailException
+
+from support.audit_entries import (
     SAMPLE_ENTRIES,
     WINDOW,
     entry_line,
@@ -22,12 +28,7 @@ from audit_entries import (
     make_entry,
     sample_lines,
 )
-from warehouses import Warehouse
-
-from airflow_provider_slack_audit.ingest.landing import read_manifest
-from airflow_provider_slack_audit.transfers._dialects import MySqlDialect, PostgresDialect, SqliteDialect
-from airflow_provider_slack_audit.transfers.slack_audit_to_sql import SlackAuditLogsToSqlOperator
-from airflow_provider_slack_audit.version_compat import AirflowFailException
+from support.warehouses import Warehouse
 
 
 def load(warehouse: Warehouse, source: Any, **kwargs: Any) -> dict[str, Any]:

@@ -9,9 +9,7 @@ from typing import Any
 import psycopg2
 import pytest
 import sqlalchemy as sa
-from audit_entries import SAMPLE_ENTRIES, land_window, sample_lines
 from sqlalchemy.dialects import mysql, postgresql, sqlite
-from warehouses import PostgresServer, Warehouse
 
 from airflow_provider_slack_audit.ingest.landing import read_manifest
 from airflow_provider_slack_audit.transfers._dialects import (
@@ -34,6 +32,9 @@ from airflow_provider_slack_audit.transfers.slack_audit_to_sql import (
     manifest_location,
 )
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
+
+from support.audit_entries import SAMPLE_ENTRIES, land_window, sample_lines
+from support.warehouses import PostgresServer, Warehouse
 
 
 def sample_rows(dialect: WarehouseDialect) -> list[tuple[Any, ...]]:

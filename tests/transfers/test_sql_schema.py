@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from audit_entries import SAMPLE_ENTRIES, entry_line
 
 from airflow_provider_slack_audit.transfers._schema import (
     COLUMN_NAMES,
@@ -14,6 +13,8 @@ from airflow_provider_slack_audit.transfers._schema import (
     RowBuilder,
     action_timestamp_micros,
 )
+
+from support.audit_entries import SAMPLE_ENTRIES, entry_line
 
 builder = RowBuilder(timestamp=lambda micros: f"t{micros}")
 
