@@ -5,9 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-test
 # The compatibility cells: Airflow line x Python, each with constraints/airflow-<ver>-py<py>.txt.
-# 3.0.6:3.12 is not in CI yet: its `airflow dags test` refuses the example DAG's outlet as an inactive
-# asset (AirflowInactiveAssetInInletOrOutletException); its unit tests pass (.ci/compat 3.0.6 3.12).
-COMPAT_CELLS ?= 2.11.2:3.10 3.2.2:3.13
+COMPAT_CELLS ?= 2.11.2:3.10 3.0.6:3.12 3.2.2:3.13
 
 .PHONY: test test-fast test-compat lint demo bench clean
 

@@ -66,6 +66,7 @@ def bench() -> ModuleType:
     return module
 
 
+@pytest.mark.slow  # one run of the harness: ~30 s
 def test_report_has_the_shape_the_issue_asks_for(bench_run: BenchRun) -> None:
     _, report = bench_run
     assert report["events"] == EVENTS
@@ -75,6 +76,7 @@ def test_report_has_the_shape_the_issue_asks_for(bench_run: BenchRun) -> None:
         assert all(isinstance(figures[figure], (int, float)) for figure in FIGURES), figures
 
 
+@pytest.mark.slow  # one run of the harness: ~30 s
 def test_every_contender_saw_every_event(bench_run: BenchRun) -> None:
     _, report = bench_run
     assert {name: figures["events"] for name, figures in report["contenders"].items()} == {
@@ -82,6 +84,7 @@ def test_every_contender_saw_every_event(bench_run: BenchRun) -> None:
     }
 
 
+@pytest.mark.slow  # one run of the harness: ~30 s
 def test_requests_are_counted_on_the_wire(bench_run: BenchRun) -> None:
     _, report = bench_run
     contenders = report["contenders"]
@@ -91,12 +94,14 @@ def test_requests_are_counted_on_the_wire(bench_run: BenchRun) -> None:
     assert all(row["requests"] <= row["minimum"] + 1 for row in report["layouts"])
 
 
+@pytest.mark.slow  # one run of the harness: ~30 s
 def test_printed_table_has_a_row_per_contender(bench_run: BenchRun) -> None:
     completed, report = bench_run
     rows = [line for line in completed.stdout.splitlines() if line.startswith("| ")]
     assert {row.split("|")[1].strip() for row in rows} >= set(report["contenders"])
 
 
+@pytest.mark.slow  # one run of the harness: ~30 s
 def test_rate_budget_lands_every_window_completely(bench_run: BenchRun) -> None:
     _, report = bench_run
     budget = report["rate_budget"]

@@ -30,6 +30,9 @@ import pytest
 
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 
+from support import connections
+from support.airflow_quirks import RESERIALIZE_BEFORE_DAGS_TEST
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_DAGS = REPO / "example_dags"
 AIRFLOW = Path(sys.executable).with_name("airflow")
@@ -82,6 +85,8 @@ class AirflowHome:
         conf: Mapping[str, Any] | None = None,
     ) -> DagsTestProcess:
         """Start ``airflow dags test`` in its own process group, so a test can kill all of it."""
+        if RESERIALIZE_BEFORE_DAGS_TEST:
+            self.reserialize(env=env, log=log)
         command = [str(AIRFLOW), "dags", "test", dag_id, logical_date.isoformat()]
         if conf is not None:
             command += ["--conf", json.dumps(dict(conf))]
@@ -95,6 +100,21 @@ class AirflowHome:
                 start_new_session=True,
             )
         return DagsTestProcess(process, log)
+
+    def reserialize(self, *, env: Mapping[str, str], log: Path) -> None:
+        """Parse the DAGs folder into the metadata DB (``airflow dags reserialize``), as the DAG
+        processor would: with ``env``, so the outlets it registers are the ones the run will have."""
+        with log.open("ab") as output:
+            result = subprocess.run(
+                [str(AIRFLOW), "dags", "reserialize"],
+                cwd=self.path,
+                env=self.env(env),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                timeout=DAGS_TEST_TIMEOUT,
+                check=False,
+            )
+        assert result.returncode == 0, f"airflow dags reserialize failed; see {log}"
 
     def dags_test(
         self,
@@ -190,16 +210,8 @@ def audit_server() -> Iterator[Callable[..., FakeAuditLogsServer]]:
         yield lambda **kwargs: stack.enter_context(running_server(**kwargs))
 
 
-FAKE_SERVER_TOKEN = "xoxp-test"  # the token FakeAuditLogsServer accepts by default
-
-
 def _connection_env(server: FakeAuditLogsServer, **extra: Any) -> dict[str, str]:
-    conn = {
-        "conn_type": "slack_audit",
-        "password": FAKE_SERVER_TOKEN,
-        "extra": {"base_url": server.base_url, **extra},
-    }
-    return {"AIRFLOW_CONN_SLACK_AUDIT_DEFAULT": json.dumps(conn)}
+    return connections.connection_env(server.base_url, **extra)
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,8 @@ from airflow_provider_slack_audit.ingest.landing import read_manifest
 from airflow_provider_slack_audit.ingest.windows import Window
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer, FaultKind, FaultPlan
 
+from support.airflow_quirks import DAGS_TEST_RETRY_RESUMES_THE_OLD_EVENT
+
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
 DAG_ID = "slack_audit_daily"
@@ -216,6 +218,10 @@ def test_a_run_killed_mid_window_and_rerun_lands_exactly_the_windows_events(
     assert landing.leftovers() == []
 
 
+@pytest.mark.skipif(
+    DAGS_TEST_RETRY_RESUMES_THE_OLD_EVENT,
+    reason="Airflow 3.0's dags test resumes a retry from the failed try's event (never clears next_method)",
+)
 def test_503s_past_the_retry_budget_fail_the_try_and_the_next_try_resumes(
     airflow_home: Any,
     audit_server: Callable[..., FakeAuditLogsServer],

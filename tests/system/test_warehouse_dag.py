@@ -22,7 +22,6 @@ import pytest
 
 from airflow_provider_slack_audit.ingest.windows import Window
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
-from airflow_provider_slack_audit.version_compat import Asset
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
@@ -121,7 +120,9 @@ def test_the_on_landing_dag_runs_when_a_window_lands_under_the_base_path(on_land
 
 def test_the_on_landing_dag_loads_every_landed_window_oldest_first(on_landing_dag: Any) -> None:
     landed_windows = on_landing_dag.get_task("landed_windows").python_callable
-    landed = Asset("file:///data/slack_audit")
+    # Keyed as Airflow keys it on that line (an Asset, a Dataset, an AssetUniqueKey); the function
+    # reads only the values, and Airflow 3.0's Asset is not hashable, so the URI stands in for it.
+    landed = "file:///data/slack_audit"
 
     def event(day: int, extra: dict[str, Any]) -> SimpleNamespace:
         return SimpleNamespace(timestamp=datetime(2026, 1, day, tzinfo=timezone.utc), extra=extra)
