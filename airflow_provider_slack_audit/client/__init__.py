@@ -6,7 +6,14 @@ This package does not import Airflow: it can be used on its own.
 from __future__ import annotations
 
 from .async_client import AsyncAuditLogsClient, build_logs_params, get_user_agent, page_cap
-from .errors import ErrorKind, SlackAuditLogsApiError, SlackAuditLogsConfigError, classify, classify_exception
+from .errors import (
+    ErrorKind,
+    InvalidEntryApiError,
+    SlackAuditLogsApiError,
+    SlackAuditLogsConfigError,
+    classify,
+    classify_exception,
+)
 from .logs import (
     Actor,
     App,
@@ -66,6 +73,7 @@ __all__ = [
     "FixedValueRetryIntervalCalculator",
     "HttpRequest",
     "HttpResponse",
+    "InvalidEntryApiError",
     "Location",
     "LogsResponse",
     "Message",

@@ -44,6 +44,9 @@ _HINTS: dict[str, str] = {
     "rate_limited": "the org-wide budget (about 50 requests/minute) is spent: wait for Retry-After",
     "ratelimited": "the org-wide budget (about 50 requests/minute) is spent: wait for Retry-After",
     "invalid_response": "the server answered with a body that is not an Audit Logs page",
+    "invalid_entry": "an entry holds text that is not valid Unicode (an escaped lone surrogate); the "
+    "API returns the same bytes on every retry: report the entry to Slack, or land the window "
+    "without that interval",
     "redirected": "the Audit Logs API never redirects: check the connection's base_url and proxy (a "
     "redirect usually means a captive portal, a login page or a wrong host)",
     "pagination_stalled": "the API kept returning pages that do not move older (a server or proxy "
@@ -68,6 +71,7 @@ _PERMANENT_CODES = frozenset(
         "invalid_workspace",
         "bad_endpoint",
         "method_not_allowed",
+        "invalid_entry",
     }
 )
 _TRANSIENT_CODES = frozenset(
@@ -139,6 +143,30 @@ class SlackAuditLogsApiError(Exception):
         return str(self.args[0])
 
 
+class InvalidEntryApiError(SlackAuditLogsApiError):
+    """A page that is valid JSON but holds an entry no strict UTF-8 landing can carry (permanent).
+
+    JSON allows escapes of lone surrogates (``"\\ud800"``), which are not Unicode characters:
+    they have no UTF-8 encoding, so the entry can be neither landed as strict UTF-8 nor repaired
+    without changing it. ``position`` is the entry's index in the page; ``entry_id`` and
+    ``date_create`` are the entry's own (``None`` when it lacks them).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        response: AuditLogsResponse | None = None,
+        *,
+        position: int,
+        entry_id: str | None,
+        date_create: int | None,
+    ) -> None:
+        super().__init__(message, response, error="invalid_entry")
+        self.position = position
+        self.entry_id = entry_id
+        self.date_create = date_create
+
+
 class SlackAuditLogsConfigError(ValueError):
     """A setting (a connection extra, a client argument) is invalid: always permanent.
 
@@ -172,6 +200,7 @@ def classify_exception(exc: BaseException) -> ErrorKind | None:
 
 __all__ = [
     "ErrorKind",
+    "InvalidEntryApiError",
     "SlackAuditLogsApiError",
     "SlackAuditLogsConfigError",
     "classify",

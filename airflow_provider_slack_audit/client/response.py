@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any, NamedTuple
 
 import msgspec
 
-from .errors import SlackAuditLogsApiError, hint
+from .errors import InvalidEntryApiError, SlackAuditLogsApiError, hint
 from .logs import LogsResponse
 
 
@@ -188,7 +189,9 @@ class AuditLogsResponse:
             try:
                 page = _page_decoder.decode(self.content)
             except msgspec.DecodeError as e:
-                raise self._invalid(f"the body is not an Audit Logs page ({e})") from None
+                raise (
+                    self._unicode_error() or self._invalid(f"the body is not an Audit Logs page ({e})")
+                ) from None
             try:
                 keys = _keys_decoder.decode(self.content).entries
             except msgspec.DecodeError:
@@ -206,6 +209,34 @@ class AuditLogsResponse:
             except msgspec.DecodeError as e:
                 return self._invalid(f"entry {position} of the page has no valid id/date_create ({e})")
         return self._invalid("an entry of the page has no valid id/date_create")
+
+    def _unicode_error(self) -> InvalidEntryApiError | None:
+        """The permanent error for a page that is JSON but not Unicode (an escaped lone surrogate,
+        which msgspec refuses and the stdlib accepts), naming the first such entry; else ``None``.
+        A slow path, taken only when the page failed to decode."""
+        try:
+            page = json.loads(self.content)
+        except ValueError:
+            return None
+        entries = page.get("entries") if isinstance(page, dict) else None
+        for position, entry in enumerate(entries if isinstance(entries, list) else ()):
+            try:
+                json.dumps(entry, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                fields = entry if isinstance(entry, dict) else {}
+                entry_id, date_create = fields.get("id"), fields.get("date_create")
+                entry_id = entry_id if isinstance(entry_id, str) else None
+                date_create = date_create if type(date_create) is int else None
+                return InvalidEntryApiError(
+                    f"Audit Logs API returned HTTP {self.status_code} for {_path(self.url)} with entry "
+                    f"{position} of the page (id {entry_id}, date_create {date_create}) holding an "
+                    f"escaped lone surrogate: {hint('invalid_entry')}",
+                    self,
+                    position=position,
+                    entry_id=entry_id,
+                    date_create=date_create,
+                )
+        return None
 
     def _invalid(self, detail: str) -> SlackAuditLogsApiError:
         return SlackAuditLogsApiError(

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import msgspec
 
 from airflow_provider_slack_audit.client.async_client import MAX_LIMIT
-from airflow_provider_slack_audit.client.errors import SlackAuditLogsApiError
+from airflow_provider_slack_audit.client.errors import InvalidEntryApiError, SlackAuditLogsApiError
 from airflow_provider_slack_audit.client.ratelimit import Priority, infer_priority
 from airflow_provider_slack_audit.client.response import AuditLogsResponse
 
@@ -263,6 +263,9 @@ class _IntervalStats:
 
 
 # Entries routed between two yields to the event loop: ~1-2 ms of work on a slow machine.
+DEDUP_HORIZON_SECONDS = 3600
+"""An id is remembered for at least this many seconds of ``date_create`` (and at most twice as
+long): a repeat of it within the horizon is dropped as a duplicate, across seconds and files."""
 _ROUTE_SLICE = 1000
 
 
@@ -505,11 +508,15 @@ class _RunStream:
         starts = [interval.oldest for interval in self.intervals]
         current = len(self.intervals) - 1  # the interval the stream is in (normal mode)
         boundary_second = latest + 1
-        # Entries come newest first, so only ids of the oldest second seen so far can repeat (a page
-        # boundary cutting through a crowded second), and only those are kept: memory stays flat
-        # whatever the run's size (a set of every id costs ~120 MB per million events). An entry
-        # newer than that second breaks the order this relies on: _OutOfOrder re-reads remembering all.
+        # Entries come newest first. Ids are remembered in two generations of DEDUP_HORIZON_SECONDS
+        # of date_create each: a repeat within the horizon is dropped (a page boundary cutting
+        # through a crowded second, or the same event at another second), and memory is bounded by
+        # the events of two horizons, whatever the run's or the interval's size (a set of every id
+        # costs ~120 MB per million events). An entry newer than the oldest second seen so far
+        # breaks the order this relies on: _OutOfOrder re-reads remembering every id.
         seen: set[str] = set()
+        older: set[str] = set()  # the previous generation (empty when remembering every id)
+        generation_start = boundary_second
         stats = self._stats
         figures = self.figures
         figures.update(oldest=oldest, latest=latest, pages=0, requests=0, rate_limited=0, drained=False)
@@ -531,7 +538,10 @@ class _RunStream:
                 figures["pages"] += 1
                 figures["requests"] += response.requests
                 figures["rate_limited"] += rate_limited
-                entries, next_cursor = response.raw_page()
+                try:
+                    entries, next_cursor = response.raw_page()
+                except InvalidEntryApiError as error:
+                    raise self._invalid_entry(error, summary.pages) from None
                 # C-speed scans of the body in a thread; per-entry work only when they find something.
                 fixes = await asyncio.to_thread(_entry_fixes, response.content, entries, self.names)
                 batches: dict[int, list[Any]] = {}
@@ -549,8 +559,11 @@ class _RunStream:
                             continue
                         if second < boundary_second:
                             boundary_second = second
-                            if not self.remember_all_ids:
-                                seen = set()
+                            if (
+                                second < generation_start - DEDUP_HORIZON_SECONDS
+                                and not self.remember_all_ids
+                            ):
+                                older, seen, generation_start = seen, set(), second
                         elif second > boundary_second and not self.remember_all_ids:
                             raise _OutOfOrder(f"an entry of {second} came after one of {boundary_second}")
                         if self.remember_all_ids:
@@ -560,7 +573,7 @@ class _RunStream:
                                 passed.append(current)  # the stream is below its start: complete
                                 current -= 1
                             index = current
-                        if entry.id in seen:
+                        if entry.id in seen or entry.id in older:
                             stats.setdefault(index, _IntervalStats()).duplicates += 1
                             summary.duplicates += 1
                             continue
@@ -595,6 +608,20 @@ class _RunStream:
             # Never abort a file while a write thread still holds it.
             if self._io is not None and not self._io.done():
                 await asyncio.wait([self._io])
+
+    def _invalid_entry(self, error: InvalidEntryApiError, page: int) -> InvalidEntryError:
+        """The permanent error for an entry that cannot be landed, naming its interval."""
+        where = "the run's intervals"
+        if error.date_create is not None:
+            index = bisect_right([interval.oldest for interval in self.intervals], error.date_create) - 1
+            if 0 <= index < len(self.intervals):
+                where = f"interval {self.intervals[index].key}"
+        return InvalidEntryError(
+            f"entry {error.position} of page {page} of {where} (id {error.entry_id}) holds an escaped "
+            "lone surrogate, which is not Unicode: it cannot be landed as strict UTF-8 JSON, and the "
+            "API returns the same bytes on a retry: report it to Slack, or land the window without "
+            "that interval"
+        )
 
     async def _submit(
         self, batches: dict[int, list[Any]], complete: list[int], keys: dict[int, list[Any]] | None = None
@@ -733,6 +760,7 @@ def _span_of(intervals: Sequence[Interval]) -> str:
 
 
 __all__ = [
+    "DEDUP_HORIZON_SECONDS",
     "EvidenceLossError",
     "IngestClient",
     "IngestSpec",

@@ -15,7 +15,11 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler as SdkRateLimitHandler,
 )
 
-from airflow_provider_slack_audit.client import AsyncAuditLogsClient, SlackAuditLogsApiError
+from airflow_provider_slack_audit.client import (
+    AsyncAuditLogsClient,
+    InvalidEntryApiError,
+    SlackAuditLogsApiError,
+)
 from airflow_provider_slack_audit.client.ratelimit import MAX_SHARED_PAUSE, RateLimiter
 from airflow_provider_slack_audit.client.retry import retry_after_seconds
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer, FaultPlan
@@ -120,6 +124,23 @@ async def test_garbled_pages_draw_from_the_same_budget(instant_retries: Recorded
     assert (info.value.kind, info.value.error) == ("transient", "invalid_response")
     # 0.5 s, then 1 s would exceed the budget: one retry only.
     assert instant_retries.durations == [0.5]
+
+
+async def test_a_page_with_a_lone_surrogate_is_permanent_and_never_asked_for_again(
+    instant_retries: RecordedSleeps,
+) -> None:
+    # Valid JSON, not Unicode: every retry would return the same bytes.
+    base, logs = fresh_base()
+    client = AsyncAuditLogsClient("xoxp-test", base_url=base)
+    body = '{"entries":[{"id":"a","date_create":5},{"id":"b","date_create":4,"name":"\\ud800x"}]}'
+    with aioresponses() as m:
+        m.get(logs, status=200, body=body, repeat=True)
+        with pytest.raises(InvalidEntryApiError) as info:
+            await read_all(client)
+        assert sum(len(calls) for calls in m.requests.values()) == 1
+    assert (info.value.kind, info.value.error) == ("permanent", "invalid_entry")
+    assert (info.value.position, info.value.entry_id, info.value.date_create) == (1, "b", 4)
+    assert instant_retries.durations == []
 
 
 async def test_waiting_for_the_rate_limiter_draws_from_the_budget() -> None:

@@ -21,6 +21,7 @@ from airflow_provider_slack_audit.client.retry import default_retry_handlers
 from airflow_provider_slack_audit.ingest import Window, read_manifest
 from airflow_provider_slack_audit.ingest.outcome import failure_outcome
 from airflow_provider_slack_audit.ingest.pipeline import (
+    DEDUP_HORIZON_SECONDS,
     EvidenceLossError,
     IngestSpec,
     InvalidEntryError,
@@ -308,6 +309,42 @@ async def test_an_entry_repeated_across_a_page_boundary_lands_once(tmp_path: Pat
     assert summary.duplicates == 1
 
 
+async def test_an_id_repeated_at_another_second_lands_once(tmp_path: Path) -> None:
+    # "b" again 7 seconds older (and on the next page): the same event, not a second one.
+    client = scripted_client([[("a", T0 + 10), ("b", T0 + 9)], [("c", T0 + 8), ("b", T0 + 2)]])
+    summary = await ingest_window(client, spec_for(tmp_path, window=Window(DAY, DAY + timedelta(hours=1))))
+    assert landed_ids(summary.manifest) == ["a", "b", "c"]
+    assert summary.duplicates == 1
+    assert summary.queries == 1, "no re-read: newest-first order held"
+
+
+async def test_an_id_repeated_in_another_interval_within_the_horizon_lands_once(tmp_path: Path) -> None:
+    # 10-minute files: "b" at 00:50 and again at 00:05 would otherwise be in two files.
+    client = scripted_client([[("a", T0 + 3001), ("b", T0 + 3000)], [("c", T0 + 1200), ("b", T0 + 300)]])
+    spec = spec_for(tmp_path, window=Window(DAY, DAY + timedelta(hours=1)), interval=timedelta(minutes=10))
+    summary = await ingest_window(client, spec)
+    assert sorted(landed_ids(summary.manifest)) == ["a", "b", "c"]
+    assert summary.duplicates == 1
+
+
+async def test_ids_are_remembered_for_the_dedup_horizon_then_forgotten(tmp_path: Path) -> None:
+    # Memory stays bounded: ids live at least DEDUP_HORIZON_SECONDS (of date_create) and at most two
+    # horizons. "b" repeated 2 horizons + 2 s later (past two generations) is no longer recognised.
+    horizon = DEDUP_HORIZON_SECONDS
+    far = 2 * horizon + 60
+    pages = [
+        [("a", T0 + far + 10), ("b", T0 + far)],
+        [("c", T0 + far - horizon - 1), ("d", T0 + far - 2 * horizon - 2)],
+        [("b", T0 + far - 2 * horizon - 3)],
+    ]
+    window = Window(DAY, DAY + timedelta(seconds=far + 11))
+    summary = await ingest_window(
+        scripted_client(pages), spec_for(tmp_path, window=window, interval=timedelta(days=1))
+    )
+    assert sorted(landed_ids(summary.manifest)) == ["a", "b", "b", "c", "d"]
+    assert summary.duplicates == 0
+
+
 async def test_entries_out_of_newest_first_order_are_reread_remembering_every_id(tmp_path: Path) -> None:
     # "a" comes back after older entries: the last-second dedup cannot see it, so the interval is
     # read again with every id remembered.
@@ -521,6 +558,8 @@ async def test_a_pretty_printed_entry_lands_on_one_line_with_its_values_unchange
     ("entry", "reason"),
     [
         (b'{"id":"bad","date_create":%d,"name":"caf\xe9"}', "not valid UTF-8"),
+        (b'{"id":"bad","date_create":%d,"name":"\\ud800x"}', "lone surrogate"),
+        (b'{"id":"bad","date_create":%d,"details":{"n":"x\\udc00"}}', "lone surrogate"),
     ],
 )
 async def test_an_entry_that_is_not_strict_utf8_fails_permanently_naming_interval_and_position(
@@ -535,6 +574,14 @@ async def test_an_entry_that_is_not_strict_utf8_fails_permanently_naming_interva
     assert "entry 1 of page 1 of interval 20260104T000000Z_20260104T010000Z" in str(info.value)
     assert failure_outcome(info.value, redact=str)["kind"] == "permanent"
     assert data_files(tmp_path) == {}
+
+
+async def test_an_escaped_backslash_before_u_d800_is_text_not_a_surrogate(tmp_path: Path) -> None:
+    text = b'{"id":"e1","date_create":%d,"name":"C:\\\\ud800"}' % (T0 + 3)
+    summary = await ingest_window(
+        RawBodyClient(page_of(text)), spec_for(tmp_path, window=HOUR, compression=None)
+    )
+    assert list(read_manifest(summary.manifest).iter_lines()) == [text]
 
 
 async def test_a_valid_surrogate_pair_lands_unchanged(tmp_path: Path) -> None:
