@@ -30,7 +30,10 @@ hours already landed.
 date meaning its midnight UTC) and `mode`:
 
 - `resume` (default): land only the hours of the window not committed yet.
-- `overwrite`: re-read every hour of the window and rewrite its files (picks up late events).
+- `reconcile`: re-read the window and add the events Slack recorded late: only the hours that grew
+  are rewritten, every landed event stays, the other files are not touched (see
+  `slack_audit_reconcile`, which does this every day for the day N days back).
+- `overwrite`: re-read every hour of the window and rewrite its files.
 
 ```bash
 airflow dags trigger slack_audit_daily \\
@@ -105,10 +108,11 @@ with DAG(
         ),
         "mode": Param(
             "resume",
-            enum=["resume", "overwrite"],
+            enum=["resume", "reconcile", "overwrite"],
             title="Re-run mode",
-            description="resume: land only the hours not committed yet. overwrite: re-read every hour of "
-            "the window and rewrite its files (picks up events Slack recorded late).",
+            description="resume: land only the hours not committed yet. reconcile: re-read the window and "
+            "add the events Slack recorded late, rewriting only the hours that grew. overwrite: re-read "
+            "every hour of the window and rewrite its files.",
         ),
     },
     **ALERTING,
@@ -124,6 +128,7 @@ with DAG(
         oldest="{{ params.oldest or '' }}",
         latest="{{ params.latest or '' }}",
         overwrite="{{ params.mode == 'overwrite' }}",
+        reconcile="{{ params.mode == 'reconcile' }}",
         # The deferral's timeout too: a day that has not landed in 3 hours needs a human.
         execution_timeout=timedelta(hours=3),
     )

@@ -102,6 +102,9 @@ class IngestSpec:
     # A rewrite replaces an interval only when the new read holds every id the old file held;
     # this replaces it even when ids would vanish (evidence destroyed on purpose).
     replace_destructively: bool = False
+    # Re-read committed intervals and rewrite only those whose id set grew (late events), keeping
+    # every id the old file held; unchanged intervals are not touched.
+    reconcile: bool = False
     # Silence and volume, drift's daily API snapshot (see ingest.health).
     silence_fraction: float = 0.5
     silence_lookback: int = 7
@@ -164,6 +167,13 @@ class IngestSpec:
                 "replace_destructively=True only applies to a rewrite: pass overwrite=True with it "
                 "(committed intervals are otherwise skipped, never replaced)"
             )
+        if not isinstance(self.reconcile, bool):
+            raise TypeError(f"reconcile must be True or False, got {self.reconcile!r}")
+        if self.reconcile and self.overwrite:
+            raise ValueError(
+                "reconcile=True and overwrite=True are two rerun modes: reconcile adds late events and "
+                "keeps every landed id, overwrite rewrites every interval; pass one of them"
+            )
         validate_health_settings(
             self.silence_fraction, self.silence_lookback, self.fail_on_silence, self.api_snapshot
         )
@@ -195,6 +205,7 @@ class IngestSpec:
             "limit": self.limit,
             "overwrite": self.overwrite,
             "replace_destructively": self.replace_destructively,
+            "reconcile": self.reconcile,
             "silence_fraction": self.silence_fraction,
             "silence_lookback": self.silence_lookback,
             "fail_on_silence": self.fail_on_silence,
@@ -217,6 +228,7 @@ class IngestSpec:
             limit=data.get("limit", MAX_LIMIT),
             overwrite=data.get("overwrite", False),
             replace_destructively=data.get("replace_destructively", False),
+            reconcile=data.get("reconcile", False),
             silence_fraction=data.get("silence_fraction", 0.5),
             silence_lookback=data.get("silence_lookback", 7),
             fail_on_silence=data.get("fail_on_silence", False),
@@ -247,6 +259,11 @@ class IngestSummary:
     wait_seconds: float = 0.0
     drift: dict[str, Any] | None = None  # {new_actions, new_keys, new_listed_actions, baseline}
     silence: dict[str, Any] | None = None  # {flagged, reason, events, expected, ...}
+    # reconcile=True: intervals rewritten with late events, the late events, and ids the API no
+    # longer returns that the landed files keep.
+    intervals_reconciled: int = 0
+    late_events: int = 0
+    vanished_kept: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in self.__dict__.items()}
@@ -257,15 +274,28 @@ class _IntervalStats:
     pages: int = 0
     duplicates: int = 0
     out_of_range: int = 0
+    # A reconcile that found late events: how many, and how late (discovery time - date_create).
+    lateness: list[int] | None = None
+    vanished_kept: int = 0
 
     def as_marker_stats(self) -> dict[str, int]:
-        return {"pages": self.pages, "duplicates": self.duplicates, "out_of_range": self.out_of_range}
+        stats = {"pages": self.pages, "duplicates": self.duplicates, "out_of_range": self.out_of_range}
+        if self.lateness:
+            ordered = sorted(self.lateness)
+            stats.update(
+                late_events=len(ordered),
+                late_min_seconds=ordered[0],
+                late_median_seconds=ordered[len(ordered) // 2],
+                late_max_seconds=ordered[-1],
+                vanished_kept=self.vanished_kept,
+            )
+        return stats
 
 
-# Entries routed between two yields to the event loop: ~1-2 ms of work on a slow machine.
 DEDUP_HORIZON_SECONDS = 3600
 """An id is remembered for at least this many seconds of ``date_create`` (and at most twice as
 long): a repeat of it within the horizon is dropped as a duplicate, across seconds and files."""
+# Entries routed between two yields to the event loop: ~1-2 ms of work on a slow machine.
 _ROUTE_SLICE = 1000
 
 
@@ -305,7 +335,7 @@ async def ingest_window(
     found = await asyncio.to_thread(_committed_intervals, landing, intervals, query)
     # On a rewrite, the committed intervals are the evidence a new read must keep.
     evidence = {} if spec.replace_destructively else found
-    if not spec.overwrite:
+    if not (spec.overwrite or spec.reconcile):
         commits, evidence = found, {}
         for interval, commit in commits.items():
             logger.info("Interval %s already committed (%d events): skipped", _span(interval), commit.count)
@@ -315,10 +345,17 @@ async def ingest_window(
     if runs:
         await _wait_until_settled(runs[-1][-1], spec.settle_lag, now, logger)
     for run in reversed(runs):  # newest first, like the pages of each run
-        landed = await _land_run(client, landing, run, spec, query, summary, logger, evidence, streams, names)
+        landed = await _land_run(
+            client, landing, run, spec, query, summary, logger, evidence, streams, names, started_at
+        )
+        # A reconcile keeps an unchanged interval's commit as it was: found, not landed.
+        fresh = {
+            interval: commit for interval, commit in landed.items() if commit is not evidence.get(interval)
+        }
         commits.update(landed)
-        summary.intervals_landed += len(landed)
-        summary.events_landed += sum(commit.count for commit in landed.values())
+        summary.intervals_landed += len(fresh)
+        summary.intervals_skipped += len(landed) - len(fresh)
+        summary.events_landed += sum(commit.count for commit in fresh.values())
 
     run_figures = _run_figures(client, spec, summary, streams, started_at)
     manifest = await asyncio.to_thread(
@@ -390,6 +427,7 @@ async def _land_run(
     evidence: Mapping[Interval, IntervalCommit],
     streams: list[dict[str, Any]],
     names: NameSampler | None = None,
+    started_at: datetime | None = None,
 ) -> dict[Interval, IntervalCommit]:
     """Read one run of contiguous uncommitted intervals with one query; return what it committed.
 
@@ -410,6 +448,9 @@ async def _land_run(
             logger=logger,
             evidence=evidence,
             names=names,
+            reconcile=spec.reconcile,
+            discovered_at=int((started_at or _utcnow()).timestamp()),
+            summary=summary,
         )
         summary.queries += 1
         try:
@@ -475,6 +516,17 @@ def _run_figures(
         "cursor_restarts": summary.cursor_restarts,
         "drained": summary.drained,
         "streams": streams,
+        **(
+            {
+                "reconcile": {
+                    "intervals_reconciled": summary.intervals_reconciled,
+                    "late_events": summary.late_events,
+                    "vanished_kept": summary.vanished_kept,
+                }
+            }
+            if spec.reconcile
+            else {}
+        ),
     }
 
 
@@ -495,7 +547,12 @@ class _RunStream:
     evidence: Mapping[Interval, IntervalCommit] = field(default_factory=dict)
     commits: dict[Interval, IntervalCommit] = field(default_factory=dict)
     names: NameSampler | None = None  # drift: samples action and key names in the decode thread
+    # reconcile: rewrite an evidence interval only when its id set grew, keeping every old id.
+    reconcile: bool = False
+    discovered_at: int = 0  # Unix seconds: when this run read the window (lateness = this - date_create)
+    summary: IngestSummary | None = None
     _must_hold: dict[int, set[str]] = field(default_factory=dict)
+    _old_ids: dict[int, set[str]] = field(default_factory=dict)
     _writers: dict[int, IntervalWriter] = field(default_factory=dict)
     _stats: dict[int, _IntervalStats] = field(default_factory=dict)
     _evidence: dict[int, IdEvidence] = field(default_factory=dict)
@@ -642,6 +699,9 @@ class _RunStream:
             old = self.evidence.get(interval)
             if old is not None:
                 self._must_hold[index] = self.landing.committed_ids(old)
+                if self.reconcile:
+                    self._old_ids[index] = set(self._must_hold[index])
+                    self._stats.setdefault(index, _IntervalStats()).lateness = []
             writer = self._writers[index] = self.landing.open_interval(interval)
         return writer
 
@@ -654,11 +714,21 @@ class _RunStream:
             must_hold = self._must_hold.get(index)
             if must_hold:
                 must_hold.difference_update(entry.id for entry in batch_keys)
+            old_ids = self._old_ids.get(index)
+            if old_ids is not None:
+                lateness = self._stats[index].lateness
+                assert lateness is not None
+                lateness.extend(
+                    self.discovered_at - entry.date_create for entry in batch_keys if entry.id not in old_ids
+                )
         for index in complete:
             interval = self.intervals[index]
             writer = self._writer(index)
             lost = self._must_hold.pop(index, set())
-            if lost:
+            if index in self._old_ids:
+                if not self._reconcile(index, writer, lost):
+                    continue
+            elif lost:
                 writer.abort()
                 del self._writers[index]
                 raise EvidenceLossError(interval, lost=len(lost), held=self.evidence[interval].count)
@@ -682,6 +752,42 @@ class _RunStream:
                 stats.out_of_range,
                 commit.path,
             )
+
+    def _reconcile(self, index: int, writer: IntervalWriter, vanished: set[str]) -> bool:
+        """In a worker thread, for a committed interval re-read by a reconcile: True when it is to be
+        committed anew (late events found; the old entries the API no longer returns are appended, so
+        every landed id stays), False when it stays as it was (its new file is discarded)."""
+        interval, old = self.intervals[index], self.evidence[self.intervals[index]]
+        self._old_ids.pop(index)
+        stats = self._stats.setdefault(index, _IntervalStats())
+        late = len(stats.lateness or ())
+        if vanished:
+            self.logger.warning(
+                "Interval %s: %d of its %d landed ids are no longer returned by the API; the landed "
+                "file keeps them",
+                _span(interval),
+                len(vanished),
+                old.count,
+            )
+        if self.summary is not None:
+            self.summary.vanished_kept += len(vanished)
+        if not late:
+            writer.abort()
+            del self._writers[index]
+            self._evidence.pop(index, None)
+            self.commits[interval] = old  # untouched: the same file, marker and bytes
+            self.logger.info("Interval %s: no late events, left as landed", _span(interval))
+            return False
+        if vanished:
+            lines, keys = self.landing.committed_entries(old, vanished)
+            writer.write(lines)
+            self._evidence.setdefault(index, IdEvidence()).add(keys)
+            stats.vanished_kept = len(vanished)
+        if self.summary is not None:
+            self.summary.intervals_reconciled += 1
+            self.summary.late_events += late
+        self.logger.info("Interval %s: %d late events found; rewriting it with them", _span(interval), late)
+        return True
 
     async def abort(self) -> None:
         if self._io is not None and not self._io.done():

@@ -60,7 +60,9 @@ class SlackAuditLogsOperator(BaseOperator):
     """Land the Slack audit events of ``[oldest, latest)`` under ``destination``, one file per interval.
 
     Each interval is committed on its own, so a retry, a rerun or a restarted triggerer skips what is
-    already landed; with ``overwrite=True`` a rerun rewrites every interval (to pick up late events).
+    already landed; with ``reconcile=True`` a rerun re-reads the window and adds the events Slack
+    recorded late (rewriting only the intervals that grew); with ``overwrite=True`` it rewrites every
+    interval.
     The task returns a small summary (window, intervals landed and skipped, events, pages, bytes,
     manifest path) and emits an asset event for ``destination`` carrying the manifest and window.
 
@@ -80,6 +82,10 @@ class SlackAuditLogsOperator(BaseOperator):
     :param compression: ``"gzip"`` (default) or ``None`` for plain ``.jsonl``.
     :param overwrite: rewrite committed intervals instead of skipping them; ``True``/``False`` or the
         rendered strings ``"True"``/``"False"``. (templated)
+    :param reconcile: re-read committed intervals (one query per window) and rewrite only those whose
+        id set grew, keeping every id their files held; the others are not touched. The manifest
+        records each rewritten interval's late events and their lateness. ``True``/``False`` or the
+        rendered strings. (templated)
     :param replace_destructively: with ``overwrite``, replace an interval even when the new read lacks
         ids its landed file holds (events lost from the API: retention, an incident, a narrower token
         scope). Without it such a rewrite fails permanently and the landed file and marker stay.
@@ -94,7 +100,7 @@ class SlackAuditLogsOperator(BaseOperator):
         deployment's ``[operators] default_deferrable`` (see :func:`default_deferrable`).
     """
 
-    template_fields: Sequence[str] = ("oldest", "latest", "destination", "overwrite")
+    template_fields: Sequence[str] = ("oldest", "latest", "destination", "overwrite", "reconcile")
     ui_color = "#ecb22e"
 
     def __init__(
@@ -113,6 +119,7 @@ class SlackAuditLogsOperator(BaseOperator):
         compression: Literal["gzip"] | None = "gzip",
         overwrite: bool | str = False,
         replace_destructively: bool = False,
+        reconcile: bool | str = False,
         silence_fraction: float = 0.5,
         silence_lookback: int = 7,
         fail_on_silence: bool = False,
@@ -136,6 +143,7 @@ class SlackAuditLogsOperator(BaseOperator):
         self.compression = compression
         self.overwrite = overwrite
         self.replace_destructively = replace_destructively
+        self.reconcile = reconcile
         self.silence_fraction, self.silence_lookback = silence_fraction, silence_lookback
         self.fail_on_silence, self.api_snapshot = fail_on_silence, api_snapshot
         self.deferrable = default_deferrable() if deferrable is None else deferrable
@@ -234,6 +242,7 @@ class SlackAuditLogsOperator(BaseOperator):
                 settle_lag=self.settle_lag,
                 overwrite=_as_bool(self.overwrite, "overwrite"),
                 replace_destructively=self.replace_destructively,
+                reconcile=_as_bool(self.reconcile, "reconcile"),
                 silence_fraction=self.silence_fraction,
                 silence_lookback=self.silence_lookback,
                 fail_on_silence=self.fail_on_silence,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +17,8 @@ from airflow_provider_slack_audit.version_compat import (
     DeadlineReference,
 )
 
-EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
+from support.example_dags import example_dag, serialize_dag
+
 DAY = timedelta(days=1)
 deadline_alerts = pytest.mark.skipif(not AIRFLOW_V_3_1_PLUS, reason="DeadlineAlert arrived in Airflow 3.1")
 
@@ -37,24 +37,18 @@ def test_on_airflow_3_1_plus_the_deadline_is_grace_after_the_data_interval_ends(
 
 
 def daily_example_dag() -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(str(EXAMPLE_DAGS / "slack_audit_daily.py"))
-    assert bag.import_errors == {}
-    return bag.dags["slack_audit_daily"]
+    return example_dag("slack_audit_daily.py", "slack_audit_daily")
 
 
 @deadline_alerts
 def test_the_daily_example_dag_alerts_when_asked_to_and_serializes(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow.serialization.serialized_objects import DagSerialization
-
     monkeypatch.setenv("SLACK_AUDIT_LANDING_GRACE_HOURS", "6")
 
     dag = daily_example_dag()
 
     (alert,) = dag.deadline
     assert alert.interval == DAY + timedelta(hours=6)
-    assert DagSerialization.serialize_dag(dag)["deadline"]
+    assert serialize_dag(dag)["deadline"]
 
 
 @deadline_alerts

@@ -17,9 +17,11 @@ import pytest
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient
 from airflow_provider_slack_audit.ingest import Landing, Window
+from airflow_provider_slack_audit.ingest.landing import layout
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, IngestSummary, ingest_window
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer, ManualClock
 
+from support.audit_entries import manifest_document
 from support.landing_invariants import assert_landing_sound, data_ids, server_ids, window_files
 
 DAY = datetime(2026, 1, 4, tzinfo=timezone.utc)
@@ -52,7 +54,13 @@ def now_of(clock: ManualClock) -> Callable[[], datetime]:
 
 
 async def ingest(
-    server: FakeAuditLogsServer, clock: ManualClock, root: Path, *, settle_lag: timedelta, overwrite: bool
+    server: FakeAuditLogsServer,
+    clock: ManualClock,
+    root: Path,
+    *,
+    settle_lag: timedelta,
+    overwrite: bool = False,
+    reconcile: bool = False,
 ) -> IngestSummary:
     spec = IngestSpec(
         window=WINDOW,
@@ -61,6 +69,7 @@ async def ingest(
         settle_lag=settle_lag,
         limit=200,
         overwrite=overwrite,
+        reconcile=reconcile,
     )
     client = AsyncAuditLogsClient("xoxp-test", base_url=server.base_url)
     return await ingest_window(client, spec, now=now_of(clock))
@@ -154,3 +163,76 @@ async def test_rerunning_with_overwrite_when_nothing_changed_writes_identical_by
     assert assert_landing_sound(tmp_path, WINDOW, STEP, server_ids(server)).committed == set(
         WINDOW.intervals(STEP)
     )
+
+
+# Reconcile: re-read committed intervals, rewrite only those that grew -------------------------------
+
+
+def file_identities(root: Path) -> dict[str, tuple[int, int, bytes]]:
+    """Each landed file (data and markers) with its inode, mtime and bytes: untouched means all equal."""
+    return {
+        str(path.relative_to(root)): (path.stat().st_ino, path.stat().st_mtime_ns, path.read_bytes())
+        for path in sorted(root.glob("dt=*/*"))
+    }
+
+
+async def test_a_reconcile_adds_exactly_the_late_events_and_leaves_the_other_intervals_untouched(
+    server: FakeAuditLogsServer, clock: ManualClock, tmp_path: Path
+) -> None:
+    clock.advance(120)
+    await ingest(server, clock, tmp_path, settle_lag=timedelta(minutes=2))
+    missed = server.pending_ids(WINDOW.oldest, WINDOW.latest)
+    before = file_identities(tmp_path)
+    clock.advance(LATE_DELAY.total_seconds())
+    requests_before = len(server.logs_requests())
+
+    summary = await ingest(server, clock, tmp_path, settle_lag=timedelta(minutes=2), reconcile=True)
+
+    assert missed and summary.late_events == len(missed)
+    assert landed_ids(tmp_path) == server.expected_ids(WINDOW.oldest, WINDOW.latest)
+    state = assert_landing_sound(tmp_path, WINDOW, STEP, all_ids(server))
+    assert state.committed == set(WINDOW.intervals(STEP))
+    # Only the last interval had events later than the first run's settle lag.
+    landing = Landing(f"file://{tmp_path}")
+    last = WINDOW.intervals(STEP)[-1]
+    changed = {landing.relative_data_path(last), layout.relative_marker_path(last)}
+    after = file_identities(tmp_path)
+    assert {name for name in after if after[name] != before.get(name)} == changed
+    assert (summary.intervals_reconciled, summary.intervals_landed, summary.intervals_skipped) == (1, 1, 3)
+    # One query for the window, at the API's minimum of requests.
+    events = len(server.expected_ids(WINDOW.oldest, WINDOW.latest))
+    assert summary.queries == 1
+    assert len(server.logs_requests()) - requests_before <= -(-events // 200) + 1
+    # The manifest records how many late events the interval got and how late they were.
+    manifest = manifest_document(summary.manifest)
+    stats = {item["path"]: item["stats"] for item in manifest["intervals"]}
+    late = stats[landing.relative_data_path(last)]
+    assert late["late_events"] == len(missed)
+    assert 0 < late["late_min_seconds"] <= late["late_median_seconds"] <= late["late_max_seconds"]
+    assert late["late_max_seconds"] <= (last.end - DAY).total_seconds() + 120 + LATE_DELAY.total_seconds()
+    assert all("late_events" not in stats[path] for path in stats if path != landing.relative_data_path(last))
+    assert manifest["run"]["reconcile"] == {
+        "intervals_reconciled": 1,
+        "late_events": len(missed),
+        "vanished_kept": 0,
+    }
+
+
+async def test_a_reconcile_without_late_events_touches_no_data_file(
+    server: FakeAuditLogsServer, clock: ManualClock, tmp_path: Path
+) -> None:
+    clock.advance(LATE_DELAY.total_seconds())
+    await ingest(server, clock, tmp_path, settle_lag=LATE_DELAY)
+    before = file_identities(tmp_path)
+
+    summary = await ingest(server, clock, tmp_path, settle_lag=LATE_DELAY, reconcile=True)
+
+    assert file_identities(tmp_path) == before
+    assert (summary.late_events, summary.intervals_reconciled, summary.intervals_landed) == (0, 0, 0)
+    assert summary.queries == 1 and summary.requests >= 1, "a reconcile re-reads the window"
+
+
+def test_reconcile_and_overwrite_are_refused_together() -> None:
+    spec = IngestSpec(window=WINDOW, destination="file:///tmp/x", overwrite=True, reconcile=True)
+    with pytest.raises(ValueError, match="two rerun modes"):
+        spec.validate()

@@ -29,6 +29,8 @@ from airflow_provider_slack_audit.ingest.pipeline import (
 )
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 
+from support.audit_entries import manifest_document
+
 DAY = datetime(2026, 1, 4, tzinfo=timezone.utc)
 WINDOW = Window(DAY, DAY + timedelta(hours=6))
 
@@ -352,6 +354,40 @@ async def test_entries_out_of_newest_first_order_are_reread_remembering_every_id
     summary = await ingest_window(client, spec_for(tmp_path, window=Window(DAY, DAY + timedelta(hours=1))))
     assert landed_ids(summary.manifest) == ["a", "b", "c"]
     assert summary.duplicates == 1
+
+
+async def test_a_reconcile_keeps_ids_the_api_no_longer_returns_and_adds_the_late_ones(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    hour = Window(DAY, DAY + timedelta(hours=1))
+    await ingest_window(
+        scripted_client([[("a", T0 + 10), ("b", T0 + 9), ("c", T0 + 8)]]), spec_for(tmp_path, window=hour)
+    )
+    # "b" is gone from the API (retention, a narrower token); "d" arrived late.
+    client = scripted_client([[("a", T0 + 10), ("c", T0 + 8), ("d", T0 + 7)]])
+
+    summary = await ingest_window(client, spec_for(tmp_path, window=hour, reconcile=True))
+
+    assert sorted(landed_ids(summary.manifest)) == ["a", "b", "c", "d"]
+    assert (summary.late_events, summary.vanished_kept, summary.intervals_reconciled) == (1, 1, 1)
+    manifest = manifest_document(summary.manifest)
+    (item,) = manifest["intervals"]
+    assert (item["count"], item["stats"]["late_events"], item["stats"]["vanished_kept"]) == (4, 1, 1)
+    assert "1 of its 3 landed ids are no longer returned by the API" in caplog.text
+
+
+async def test_a_reconcile_that_only_finds_fewer_ids_leaves_the_interval_as_landed(tmp_path: Path) -> None:
+    hour = Window(DAY, DAY + timedelta(hours=1))
+    await ingest_window(scripted_client([[("a", T0 + 10), ("b", T0 + 9)]]), spec_for(tmp_path, window=hour))
+    before = data_files(tmp_path)
+
+    summary = await ingest_window(
+        scripted_client([[("a", T0 + 10)]]), spec_for(tmp_path, window=hour, reconcile=True)
+    )
+
+    assert data_files(tmp_path) == before
+    assert sorted(landed_ids(summary.manifest)) == ["a", "b"]
+    assert (summary.late_events, summary.vanished_kept, summary.intervals_reconciled) == (0, 1, 0)
 
 
 # One request stream per window ---------------------------------------------------------------------

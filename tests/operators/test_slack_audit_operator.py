@@ -152,8 +152,20 @@ def test_an_object_storage_path_destination_brings_its_connection_id() -> None:
     assert (spec.destination, spec.destination_conn_id) == (str(path), "fs_conn")
 
 
-def test_templated_fields_are_the_window_the_destination_and_overwrite() -> None:
-    assert set(SlackAuditLogsOperator.template_fields) == {"oldest", "latest", "destination", "overwrite"}
+def test_templated_fields_are_the_window_the_destination_and_the_rerun_modes() -> None:
+    assert set(SlackAuditLogsOperator.template_fields) == {
+        "oldest",
+        "latest",
+        "destination",
+        "overwrite",
+        "reconcile",
+    }
+
+
+@pytest.mark.parametrize(("rendered", "expected"), [("True", True), ("False", False), (True, True)])
+def test_a_rendered_reconcile_reaches_the_spec(rendered: object, expected: bool) -> None:
+    spec = make_operator(reconcile=rendered).build_spec(run_context())
+    assert spec.reconcile is expected
 
 
 # Validation before any request ----------------------------------------------------------------------

@@ -215,6 +215,12 @@ def manifest_file(manifest: str) -> Path:
     return Path(manifest.removeprefix("file://"))
 
 
+def manifest_document(manifest: str) -> dict[str, Any]:
+    """A landed ``file://`` manifest's JSON document."""
+    document: dict[str, Any] = json.loads(manifest_file(manifest).read_bytes())
+    return document
+
+
 def edit_manifest(manifest: str, edit: Callable[[dict[str, Any]], None]) -> None:
     """Rewrite a landed manifest after ``edit`` changed its document in place (a damaged manifest)."""
     path = manifest_file(manifest)

@@ -8,7 +8,6 @@ parts are checked on the parsed DAG.
 
 from __future__ import annotations
 
-import inspect
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -22,6 +21,8 @@ import pytest
 
 from airflow_provider_slack_audit.ingest.windows import Window
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
+
+from support.example_dags import example_dag
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
@@ -93,20 +94,10 @@ def test_a_second_run_of_the_day_leaves_the_warehouse_unchanged(
 @pytest.fixture
 def on_landing_dag(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     """The asset-scheduled DAG, parsed from the example file."""
-    try:
-        from airflow.dag_processing.dagbag import DagBag
-    except ImportError:  # Airflow 2
-        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
-    # Where DagBag can also load Airflow's own examples, it must not (3.3 no longer can).
-    takes_examples = "include_examples" in inspect.signature(DagBag).parameters
-    options: dict[str, Any] = {"include_examples": False} if takes_examples else {}
-
     monkeypatch.setenv("SLACK_AUDIT_BASE_PATH", "file:///data/slack_audit")
     # A named connection: parsing then leaves this process's environment alone.
     monkeypatch.setenv("SLACK_AUDIT_WAREHOUSE_CONN_ID", "warehouse")
-    dagbag = DagBag(str(DAG_FILE), **options)
-    assert dagbag.import_errors == {}
-    return dagbag.dags["slack_audit_warehouse_on_landing"]
+    return example_dag("slack_audit_warehouse.py", "slack_audit_warehouse_on_landing")
 
 
 def test_the_on_landing_dag_runs_when_a_window_lands_under_the_base_path(on_landing_dag: Any) -> None:

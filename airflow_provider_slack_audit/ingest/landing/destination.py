@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence, Set
 from typing import Any
 
 import msgspec
@@ -36,7 +36,13 @@ class _EntryId(msgspec.Struct, gc=False):
     id: str
 
 
+class _EntryKey(msgspec.Struct, gc=False):
+    id: str
+    date_create: int
+
+
 _ids_decoder = msgspec.json.Decoder(_EntryId)
+_keys_decoder = msgspec.json.Decoder(_EntryKey)
 
 
 class Landing:
@@ -160,6 +166,22 @@ class Landing:
 
     def committed_ids(self, commit: IntervalCommit) -> set[str]:
         """The ids in a committed interval's data file (verified against its marker while read)."""
+        return {_ids_decoder.decode(line).id for line in self._committed_lines(commit)}
+
+    def committed_entries(self, commit: IntervalCommit, ids: Set[str]) -> tuple[list[bytes], list[Any]]:
+        """The lines of a committed interval's data file whose id is in ``ids``, in file order, and
+        their keys (``id``, ``date_create``); the file is verified against its marker while read."""
+        lines: list[bytes] = []
+        keys: list[Any] = []
+        for line in self._committed_lines(commit):
+            key = _keys_decoder.decode(line)
+            if key.id in ids:
+                lines.append(bytes(line))
+                keys.append(key)
+        return lines, keys
+
+    def _committed_lines(self, commit: IntervalCommit) -> Iterator[bytes]:
+        """The lines of a committed interval's data file, verified against its marker while read."""
         entry = ManifestInterval(
             interval=commit.interval,
             path=commit.path,
@@ -168,9 +190,7 @@ class Landing:
             bytes=commit.bytes,
             sha256=commit.sha256,
         )
-        return {
-            _ids_decoder.decode(line).id for line in iter_data_lines(entry, commit.compression, verify=True)
-        }
+        return iter_data_lines(entry, commit.compression, verify=True)
 
     def _remove_stale_temps(self, interval: Interval) -> None:
         prefix = f".{PREFIX}{interval.key}."
