@@ -132,12 +132,19 @@ def coerce_to_core_timetable(timetable: Any) -> Any:
     return coerce(timetable)
 
 
-# Deadline alerts arrived in Airflow 3.1; None on earlier lines (see airflow_provider_slack_audit.alerting).
+# Deadline alerts arrived in Airflow 3.1 (AsyncCallback in airflow.sdk.definitions.deadline there, in
+# .callback from 3.2); None on earlier lines (see airflow_provider_slack_audit.alerting).
 try:
     from airflow.sdk.definitions.callback import AsyncCallback
+except ImportError:
+    try:  # Airflow 3.1
+        from airflow.sdk.definitions.deadline import AsyncCallback  # type: ignore[attr-defined,no-redef,unused-ignore]
+    except ImportError:
+        AsyncCallback = None  # type: ignore[assignment,misc,unused-ignore]
+try:
     from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 except ImportError:
-    AsyncCallback = DeadlineAlert = DeadlineReference = None  # type: ignore[assignment,misc,unused-ignore]
+    DeadlineAlert = DeadlineReference = None  # type: ignore[assignment,misc,unused-ignore]
 
 
 __all__ = [
