@@ -41,6 +41,7 @@ from airflow_provider_slack_audit.client.errors import SlackAuditLogsApiError
 from airflow_provider_slack_audit.client.ratelimit import Priority, infer_priority
 from airflow_provider_slack_audit.client.response import AuditLogsResponse
 
+from .destination_check import DestinationConflictError, DestinationLayout
 from .evidence import IdEvidence, public_base_url
 from .health import validate_settings as validate_health_settings
 from .registry import NameSampler
@@ -296,7 +297,8 @@ async def ingest_window(
     landing = Landing(spec.destination, compression=spec.compression, conn_id=spec.destination_conn_id)
     query = spec.query
     summary = IngestSummary(window=spec.window.to_json())
-    intervals = spec.window.intervals(spec.interval)
+    # One destination, one truth: the run's layout and window must fit what is landed there.
+    intervals = await asyncio.to_thread(check_destination_fits, spec, landing=landing)
     commits: dict[Interval, IntervalCommit] = {}
     names = NameSampler()
     found = await asyncio.to_thread(_committed_intervals, landing, intervals, query)
@@ -340,6 +342,25 @@ async def ingest_window(
         summary.manifest,
     )
     return summary
+
+
+def check_destination_fits(
+    spec: IngestSpec, *, record: bool = True, landing: Landing | None = None
+) -> list[Interval]:
+    """The intervals ``spec`` lands, once its layout and window are checked against the destination.
+
+    Blocking storage I/O (the descriptor, a listing of the partitions the window touches), made
+    before any request; the operator calls it before deferring too (``record=False``). Raises
+    :class:`DestinationConflictError` when the run would put events in a second final file. With
+    ``record``, a destination without a descriptor gets one (see ``landing.descriptor``).
+    """
+    from .landing import Landing
+    from .landing.descriptor import prepare_destination
+
+    if landing is None:
+        landing = Landing(spec.destination, compression=spec.compression, conn_id=spec.destination_conn_id)
+    layout = DestinationLayout(grid=spec.interval, compression=spec.compression, query=spec.query)
+    return prepare_destination(landing.destination, spec.window, layout, record=record)
 
 
 def _committed_intervals(
@@ -733,10 +754,12 @@ def _span_of(intervals: Sequence[Interval]) -> str:
 
 
 __all__ = [
+    "DestinationConflictError",
     "EvidenceLossError",
     "IngestClient",
     "IngestSpec",
     "IngestSummary",
     "InvalidEntryError",
+    "check_destination_fits",
     "ingest_window",
 ]
