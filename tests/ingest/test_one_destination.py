@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -21,7 +20,7 @@ import pytest
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient
 from airflow_provider_slack_audit.ingest import Window, read_manifest
 from airflow_provider_slack_audit.ingest.destination_check import DestinationLayout
-from airflow_provider_slack_audit.ingest.landing.descriptor import DESCRIPTOR_NAME, prepare_destination
+from airflow_provider_slack_audit.ingest.landing.descriptor import DESCRIPTOR_NAME
 from airflow_provider_slack_audit.ingest.outcome import failure_outcome
 from airflow_provider_slack_audit.ingest.pipeline import (
     DestinationConflictError,
@@ -33,6 +32,7 @@ from airflow_provider_slack_audit.ingest.verify import verify_destination
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
+from support.descriptor_races import race_first_landings
 from support.landing_invariants import data_ids, final_name_files, window_files
 
 DAY = datetime(2026, 1, 4, tzinfo=timezone.utc)
@@ -266,27 +266,6 @@ async def test_the_first_landing_writes_the_descriptor_with_the_layout(
     assert not DESCRIPTOR_NAME.endswith((".jsonl", ".jsonl.gz"))
 
 
-def race_first_landings(root: ObjectStoragePath, layouts: list[DestinationLayout]) -> list[str]:
-    """Two threads make their first landing in ``root`` at the same instant; what each got."""
-    barrier = threading.Barrier(len(layouts))
-    outcomes = [""] * len(layouts)
-
-    def first_landing(index: int) -> None:
-        barrier.wait()
-        try:
-            prepare_destination(root, UTC_DAY, layouts[index])
-            outcomes[index] = "landed"
-        except DestinationConflictError:
-            outcomes[index] = "refused"
-
-    threads = [threading.Thread(target=first_landing, args=(index,)) for index in range(len(layouts))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes
-
-
 def test_two_concurrent_first_landings_agree_on_one_descriptor(tmp_path: Path) -> None:
     """Rounds of two first landings at once, with different layouts: one wins, the other is refused."""
     layouts = [
@@ -295,7 +274,7 @@ def test_two_concurrent_first_landings_agree_on_one_descriptor(tmp_path: Path) -
     ]
     for round_ in range(20):
         root = tmp_path / f"race{round_}"
-        outcomes = race_first_landings(ObjectStoragePath(f"file://{root}"), layouts)
+        outcomes = race_first_landings(ObjectStoragePath(f"file://{root}"), UTC_DAY, layouts)
 
         assert sorted(outcomes) == ["landed", "refused"]
         document = json.loads((root / DESCRIPTOR_NAME).read_bytes())
@@ -307,7 +286,10 @@ def test_two_concurrent_first_landings_of_one_layout_both_go_ahead(tmp_path: Pat
     layout = DestinationLayout(timedelta(hours=1), "gzip", UNFILTERED)
     for round_ in range(20):
         root = tmp_path / f"race{round_}"
-        assert race_first_landings(ObjectStoragePath(f"file://{root}"), [layout, layout]) == ["landed"] * 2
+        assert (
+            race_first_landings(ObjectStoragePath(f"file://{root}"), UTC_DAY, [layout, layout])
+            == ["landed"] * 2
+        )
 
 
 async def test_two_concurrent_first_runs_of_one_layout_both_land(
