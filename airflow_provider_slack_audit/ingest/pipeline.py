@@ -3,8 +3,10 @@
 Both operator modes run it (the trigger in the triggerer, ``deferrable=False`` in the worker), so a
 window lands the same way whatever runs it:
 
-1. cut the window into intervals on the fixed grid (``Window.intervals``) and skip the committed
-   ones (data file and marker agree): a retry resumes with what is not committed;
+1. cut the window into intervals on the fixed grid (``Window.intervals``), around the files already
+   landed, once the run is checked against its destination (``check_destination_fits``: one
+   destination, one truth), and skip the committed ones (data file and marker agree): a retry
+   resumes with what is not committed;
 2. wait once, until the newest uncommitted interval's ``end + settle_lag`` (events reach the API a
    little after they happen);
 3. group the uncommitted intervals into contiguous runs and read each run with ONE paginated

@@ -255,6 +255,8 @@ def _landed_files(destination: ObjectStoragePath, window: Window, grid: timedelt
 
 
 def _names_in(directory: ObjectStoragePath) -> list[str]:
+    # Listings are cached per filesystem (s3fs, gcsfs): another process's files must not be missed.
+    directory.fs.invalidate_cache(directory.path)
     try:
         entries = directory.fs.ls(directory.path, detail=False)
     except FileNotFoundError:
@@ -265,6 +267,7 @@ def _names_in(directory: ObjectStoragePath) -> list[str]:
 def _all_files(destination: ObjectStoragePath) -> list[str]:
     """Every file under the destination, relative to it."""
     base = destination.path.rstrip("/")
+    destination.fs.invalidate_cache(base)
     try:
         found = destination.fs.find(base)
     except FileNotFoundError:
