@@ -3,8 +3,10 @@
 Both operator modes run it (the trigger in the triggerer, ``deferrable=False`` in the worker), so a
 window lands the same way whatever runs it:
 
-1. cut the window into intervals on the fixed grid (``Window.intervals``) and skip the committed
-   ones (data file and marker agree): a retry resumes with what is not committed;
+1. cut the window into intervals on the fixed grid (``Window.intervals``), around the files already
+   landed, once the run is checked against its destination (``check_destination_fits``: one
+   destination, one truth), and skip the committed ones (data file and marker agree): a retry
+   resumes with what is not committed;
 2. wait once, until the newest uncommitted interval's ``end + settle_lag`` (events reach the API a
    little after they happen);
 3. group the uncommitted intervals into contiguous runs and read each run with ONE paginated
@@ -41,6 +43,7 @@ from airflow_provider_slack_audit.client.errors import InvalidEntryApiError, Sla
 from airflow_provider_slack_audit.client.ratelimit import Priority, infer_priority
 from airflow_provider_slack_audit.client.response import AuditLogsResponse
 
+from .destination_check import DestinationConflictError, DestinationLayout
 from .evidence import IdEvidence, public_base_url
 from .health import validate_settings as validate_health_settings
 from .registry import NameSampler
@@ -329,7 +332,8 @@ async def ingest_window(
     landing = Landing(spec.destination, compression=spec.compression, conn_id=spec.destination_conn_id)
     query = spec.query
     summary = IngestSummary(window=spec.window.to_json())
-    intervals = spec.window.intervals(spec.interval)
+    # One destination, one truth: the run's layout and window must fit what is landed there.
+    intervals = await asyncio.to_thread(check_destination_fits, spec, landing=landing)
     commits: dict[Interval, IntervalCommit] = {}
     names = NameSampler()
     found = await asyncio.to_thread(_committed_intervals, landing, intervals, query)
@@ -380,6 +384,25 @@ async def ingest_window(
         summary.manifest,
     )
     return summary
+
+
+def check_destination_fits(
+    spec: IngestSpec, *, record: bool = True, landing: Landing | None = None
+) -> list[Interval]:
+    """The intervals ``spec`` lands, once its layout and window are checked against the destination.
+
+    Blocking storage I/O (the descriptor, a listing of the partitions the window touches), made
+    before any request; the operator calls it before deferring too (``record=False``). Raises
+    :class:`DestinationConflictError` when the run would put events in a second final file. With
+    ``record``, a destination without a descriptor gets one (see ``landing.descriptor``).
+    """
+    from .landing import Landing
+    from .landing.descriptor import prepare_destination
+
+    if landing is None:
+        landing = Landing(spec.destination, compression=spec.compression, conn_id=spec.destination_conn_id)
+    layout = DestinationLayout(grid=spec.interval, compression=spec.compression, query=spec.query)
+    return prepare_destination(landing.destination, spec.window, layout, record=record)
 
 
 def _committed_intervals(
@@ -867,10 +890,12 @@ def _span_of(intervals: Sequence[Interval]) -> str:
 
 __all__ = [
     "DEDUP_HORIZON_SECONDS",
+    "DestinationConflictError",
     "EvidenceLossError",
     "IngestClient",
     "IngestSpec",
     "IngestSummary",
     "InvalidEntryError",
+    "check_destination_fits",
     "ingest_window",
 ]

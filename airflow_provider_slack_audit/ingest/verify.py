@@ -6,6 +6,8 @@ id digest (see :mod:`~airflow_provider_slack_audit.ingest.evidence`) and first/l
 against the marker's evidence; no id in two files. Every manifest is read with its own checks, must
 cover its window exactly once, add up (events, bytes, id digest) and agree with the markers.
 Markers without data files, data files without markers and stray ``.jsonl``/``.jsonl.gz`` files fail.
+The destination descriptor (``_slack_audit.json``) must be there, well-formed, and agree with every
+marker: its compression and query, and each interval inside one cell of its grid.
 
 Finding an id in two files keeps every id verified in memory (~150 bytes each): verify a large
 destination window by window (``window=``) to bound it.
@@ -27,8 +29,10 @@ from airflow_provider_slack_audit.ingest import evidence
 from airflow_provider_slack_audit.ingest.windows import Interval, Window
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
+from .destination_check import crosses_cells, describe_query, duration
 from .landing import layout
 from .landing.commit import IntervalCommit
+from .landing.descriptor import DESCRIPTOR_NAME, DestinationDescriptor, read_descriptor
 from .landing.manifest import ManifestInterval, check_covers, iter_data_lines, read_manifest
 
 _MAX_LINE_PROBLEMS = 3  # per data file: the first few bad lines name the damage well enough
@@ -169,6 +173,7 @@ def verify_destination(
         scope=window,
     )
     manifests, markers, data, temps = _listing(root)
+    descriptor = _check_descriptor(root, report)
     by_file: dict[str, list[str]] = {}  # problems of each data file or marker, by relative path
     ids: dict[str, str] = {}  # every id verified so far -> the data file holding it
     commits: dict[str, IntervalCommit] = {}  # by data path
@@ -182,6 +187,8 @@ def verify_destination(
             continue
         report.markers += 1
         problems = by_file.setdefault(commit.path, [])
+        if descriptor is not None:
+            problems.extend(_descriptor_disagreements(relative, commit, descriptor))
         expected_marker = layout.relative_marker_path(commit.interval)
         if relative != expected_marker:
             problems.append(
@@ -265,6 +272,48 @@ def _listing(root: ObjectStoragePath) -> tuple[list[str], list[str], set[str], l
         elif name.endswith((".jsonl", ".jsonl.gz")):
             data.add(relative)
     return manifests, markers, data, temps
+
+
+def _check_descriptor(root: ObjectStoragePath, report: VerifyReport) -> DestinationDescriptor | None:
+    try:
+        descriptor = read_descriptor(root)
+    except ValueError as error:
+        report.problems.append(f"{DESCRIPTOR_NAME}: {error}")
+        return None
+    except OSError as error:
+        report.problems.append(f"{DESCRIPTOR_NAME}: unreadable ({error})")
+        return None
+    if descriptor is None:
+        report.problems.append(
+            f"{DESCRIPTOR_NAME}: missing; it records the layout (grid, compression, filters) every file "
+            f"here shares. A destination landed by a provider version without descriptors gets one from "
+            f"its next ingest run, which checks the commit markers first"
+        )
+    return descriptor
+
+
+def _descriptor_disagreements(
+    relative: str, commit: IntervalCommit, descriptor: DestinationDescriptor
+) -> list[str]:
+    """How a marker disagrees with the destination's descriptor (empty when it agrees)."""
+    found = descriptor.layout
+    problems = []
+    if commit.compression != found.compression:
+        problems.append(
+            f"{relative}: records compression {commit.compression!r}, but {DESCRIPTOR_NAME} says "
+            f"{found.compression!r}"
+        )
+    if dict(commit.query) != dict(found.query):
+        problems.append(
+            f"{relative}: records {describe_query(commit.query)}, but {DESCRIPTOR_NAME} says "
+            f"{describe_query(found.query)}"
+        )
+    if crosses_cells(commit.interval, found.grid):
+        problems.append(
+            f"{relative}: interval {commit.interval.key} crosses a boundary of the {duration(found.grid)} "
+            f"grid {DESCRIPTOR_NAME} records"
+        )
+    return problems
 
 
 def _read_marker(root: ObjectStoragePath, relative: str, report: VerifyReport) -> IntervalCommit | None:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_slack_audit.hooks.slack_audit import ClientOptions, SlackAuditLogsHook
 from airflow_provider_slack_audit.ingest.outcome import describe_failure, is_retryable, is_success, run_ingest
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec
+from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, check_destination_fits
 from airflow_provider_slack_audit.ingest.validation import (
     check_destination,
     normalize_actions,
@@ -158,6 +158,7 @@ class SlackAuditLogsOperator(BaseOperator):
             spec.destination,
         )
         if self.deferrable:
+            self._check_local_destination(spec)
             self.defer(
                 trigger=SlackAuditLogsTrigger(
                     slack_audit_conn_id=self.slack_audit_conn_id, spec=spec.to_json()
@@ -176,6 +177,19 @@ class SlackAuditLogsOperator(BaseOperator):
             )
         )
         return self.execute_complete(context, outcome)
+
+    def _check_local_destination(self, spec: IngestSpec) -> None:
+        """Refuse, before deferring, a run that does not fit its local destination (one destination,
+        one truth: see ``ingest.destination_check``). Cheap locally; an object store is checked by the
+        trigger, before its first request, rather than from the worker."""
+        if not spec.destination.startswith(("file:", "local:")):
+            return
+        try:
+            check_destination_fits(spec, record=False)
+        except (ValueError, TypeError) as exc:  # DestinationConflictError, a damaged descriptor
+            raise AirflowFailException(f"Task {self.task_id!r} cannot land here: {exc}") from exc
+        except Exception as exc:  # storage or connection trouble: the trigger meets it again, with its kind
+            self.log.warning("Could not check the destination before deferring: %s", exc)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Return the summary of a landed window, or raise what tells Airflow whether to retry.

@@ -286,3 +286,61 @@ async def test_the_command_runs_as_a_module(landed: Path) -> None:
 
     assert done.returncode == 0, done.stderr
     assert "RESULT: OK" in done.stdout
+
+
+# -- the destination descriptor ------------------------------------------------------------------------
+
+
+async def test_a_destination_without_its_descriptor_fails_naming_it(
+    landed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (landed / "_slack_audit.json").unlink()
+
+    code, out = await asyncio.to_thread(verify, landed, capsys)
+
+    assert code == 1
+    assert "FAIL _slack_audit.json: missing; it records the layout" in out
+
+
+async def test_a_damaged_descriptor_fails_naming_it(landed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (landed / "_slack_audit.json").write_text('{"kind": "slack_audit_destination", "version": 1}')
+
+    code, out = await asyncio.to_thread(verify, landed, capsys)
+
+    assert code == 1
+    assert "FAIL _slack_audit.json:" in out and "not a well-formed destination descriptor" in out
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("compression", None, "records compression 'gzip', but _slack_audit.json says None"),
+        ("query", {"action": ["user_login"], "actor": None, "entity": None}, "records unfiltered, but"),
+        (
+            "grid_seconds",
+            1800,
+            "interval 20260104T000000Z_20260104T010000Z crosses a boundary of the 30min grid",
+        ),
+    ],
+)
+async def test_a_descriptor_disagreeing_with_the_markers_fails_naming_each_marker(
+    landed: Path, capsys: pytest.CaptureFixture[str], field: str, value: object, needle: str
+) -> None:
+    descriptor = landed / "_slack_audit.json"
+    document = json.loads(descriptor.read_bytes())
+    document[field] = value
+    descriptor.write_text(json.dumps(document))
+
+    code, out = await asyncio.to_thread(verify, landed, capsys)
+
+    assert code == 1
+    assert "dt=2026-01-04/slack_audit_20260104T000000Z_20260104T010000Z.commit.json: " + needle in out
+
+
+async def test_the_descriptor_is_neither_a_stray_nor_a_data_file(
+    landed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = await asyncio.to_thread(verify, landed, capsys)
+
+    assert code == 0, out
+    assert "checked:          3 data files, 3 commit markers" in out

@@ -156,3 +156,31 @@ def test_a_window_with_no_whole_second_fails_the_task_naming_the_bound(deferrabl
 
     assert "no whole second" in message
     assert "pass a latest after 2026-01-04T00:00:01+00:00" in message
+
+
+# One destination, one truth ------------------------------------------------------------------------
+
+
+def landed_destination(root: Path) -> str:
+    """A local destination whose descriptor says: 1h grid, gzip, unfiltered (as a first landing writes)."""
+    from airflow_provider_slack_audit.ingest.pipeline import check_destination_fits
+    from airflow_provider_slack_audit.ingest.windows import Window
+
+    url = f"file://{root}"
+    check_destination_fits(IngestSpec(window=Window(DAY_START, DAY_END), destination=url))
+    return url
+
+
+def test_a_run_of_another_layout_than_its_local_destinations_fails_before_deferring(tmp_path: Path) -> None:
+    destination = landed_destination(tmp_path / "landing")
+
+    message = refusal(True, destination=destination, compression=None)
+
+    assert "lands on a 1h grid, gzip, unfiltered" in message
+    assert "pass compression='gzip' (not None)" in message
+
+
+def test_a_run_fitting_its_local_destination_defers(tmp_path: Path) -> None:
+    destination = landed_destination(tmp_path / "landing")
+
+    assert deferred_spec(operator(destination=destination)).destination == destination
