@@ -54,6 +54,14 @@ def spec_for(root: Path, **kwargs: object) -> IngestSpec:
     return IngestSpec(**values)  # type: ignore[arg-type]
 
 
+async def first_request(server: FakeAuditLogsServer, timeout: float = 30) -> None:
+    for _ in range(int(timeout / 0.005)):
+        if server.logs_requests():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"no logs request within {timeout} s")
+
+
 async def one_runs_requests(server: FakeAuditLogsServer, root: Path) -> int:
     summary = await ingest_window(client_for(server), spec_for(root))
     server.reset_log()
@@ -90,8 +98,7 @@ async def test_a_run_starting_while_another_lands_the_window_waits_and_makes_no_
     server.faults.slow_seconds = 0.02
     server.faults.set_rate("slow", 1.0)
     first = asyncio.ensure_future(ingest_window(client_for(server), spec_for(root)))
-    while not server.logs_requests():  # the first run is reading
-        await asyncio.sleep(0.005)
+    await first_request(server)  # the first run is reading
 
     second = await ingest_window(client_for(server), spec_for(root))
 
