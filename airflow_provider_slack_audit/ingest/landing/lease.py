@@ -209,14 +209,14 @@ class LeaseStore:
                 file.write(payload)
             os.replace(temp, path.path)
         except BaseException:
-            with _ignoring_missing():
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
             raise
 
     def retire(self) -> None:
         """Delete this owner's record: every lease still naming it is stale from now on."""
         path = self.owner_path()
-        with _ignoring_missing():
+        with contextlib.suppress(FileNotFoundError):
             path.fs.rm_file(path.path)
 
     def owner_live(self, token: str) -> bool:
@@ -257,8 +257,14 @@ class LeaseStore:
             return None
         if holder is not None:
             return holder
-        if self._exists(lease) and not self._remove_stale(lease):
-            return self.holder(lease) or "?"
+        if self._exists(lease):
+            removed, stale_owner = self._remove_stale(lease)
+            if not removed:
+                return self.holder(lease) or "?"
+            if stale_owner is not None and not self.owner_live(stale_owner):
+                record = self.owner_path(stale_owner)  # a dead run's: nothing it holds is live any more
+                with contextlib.suppress(FileNotFoundError):
+                    record.fs.rm_file(record.path)
         if self._create(lease):
             return None
         return self.holder(lease) or "?"
@@ -270,7 +276,7 @@ class LeaseStore:
         except FileNotFoundError:
             return
         if _token_of(raw) == self.owner.token:
-            with _ignoring_missing():
+            with contextlib.suppress(FileNotFoundError):
                 lease.fs.rm_file(lease.path)
 
     def _lease_payload(self) -> bytes:
@@ -301,33 +307,34 @@ class LeaseStore:
             file.write(payload)
         return _token_of(self._read_bytes(lease)) == self.owner.token
 
-    def _remove_stale(self, lease: ObjectStoragePath) -> bool:
-        """Remove a lease judged stale; False when another run took it over in the meantime."""
+    def _remove_stale(self, lease: ObjectStoragePath) -> tuple[bool, str | None]:
+        """Remove a lease judged stale: (False, _) when another run took it over in the meantime,
+        else (True, the stale lease's owner)."""
         try:
             judged = self._read_bytes(lease)
         except FileNotFoundError:
-            return True
+            return True, None
         if not self._local:
-            # Best effort: a taker that wins between this read and the delete loses its lease, and
-            # finds out at its next holder() check (a narrow race; files stay atomic either way).
-            with _ignoring_missing():
+            # Best effort: a run taking it over between this read and the delete loses its lease (a
+            # narrow race of two takers; the files themselves stay atomic either way).
+            with contextlib.suppress(FileNotFoundError):
                 lease.fs.rm_file(lease.path)
-            return True
+            return True, _token_of(judged)
         aside = f"{lease.path}.stale-{self.owner.token}"
         try:
             os.rename(lease.path, aside)
         except FileNotFoundError:
-            return True
+            return True, None
         try:
             with open(aside, "rb") as file:
                 moved = file.read()
             if moved != judged:  # another run took it over between the check and the rename: put back
-                with _ignoring_existing():
+                with contextlib.suppress(OSError):  # exists already: that run's lease stands
                     os.link(aside, lease.path)
-                return False
-            return True
+                return False, None
+            return True, _token_of(judged)
         finally:
-            with _ignoring_missing():
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(aside)
 
     # Storage helpers -------------------------------------------------------------------------------
@@ -370,19 +377,6 @@ def _token_of(raw: bytes) -> str | None:
         return None
     token = document.get("owner") if isinstance(document, dict) else None
     return token if isinstance(token, str) and token else None
-
-
-class _ignoring_missing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
-        return exc_type is not None and issubclass(exc_type, FileNotFoundError)
-
-
-class _ignoring_existing(_ignoring_missing):
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
-        return exc_type is not None and issubclass(exc_type, FileExistsError)
 
 
 class LeaseWaitTimeout(TimeoutError):
