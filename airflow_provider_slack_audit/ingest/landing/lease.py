@@ -33,6 +33,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -178,6 +179,11 @@ class LeaseStore:
         self.clock = clock
         self._local = destination.protocol in _LOCAL_PROTOCOLS
         self._acquired_at = clock()
+
+    @property
+    def local(self) -> bool:
+        """Whether the destination is a local filesystem (atomic renames, ``O_EXCL``)."""
+        return self._local
 
     # Owner records ----------------------------------------------------------------------------------
 
@@ -397,6 +403,9 @@ class RunLeases:
     store: LeaseStore = field(init=False)
     _held: dict[str, ObjectStoragePath] = field(default_factory=dict, init=False)
     _heartbeat: asyncio.Task[None] | None = field(default=None, init=False)
+    # A renewal thread still running when the run ends must not write the record back after it is gone.
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _ended: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.store = LeaseStore(
@@ -416,10 +425,12 @@ class RunLeases:
     ) -> None:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
-        if exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
-            self.release_now()  # cancelled: no more awaiting; a few small deletes
-        else:
+        if exc_type is None or not issubclass(exc_type, asyncio.CancelledError):
             await asyncio.to_thread(self.release_now)
+        elif self.store.local:
+            self.release_now()  # cancelled: no more awaiting; a few local deletes
+        else:  # cancelled, and the deletes are network calls: in a thread, not waited for
+            asyncio.get_running_loop().run_in_executor(None, self.release_now)
 
     async def _renew_forever(self) -> None:
         # Timed waits on an event that is never set: the loop's own timer, whatever sleep tests stub.
@@ -428,12 +439,22 @@ class RunLeases:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(never.wait(), self.settings.renew_interval)
             try:
-                await asyncio.to_thread(self.store.renew)
+                await asyncio.to_thread(self._renew)
             except Exception:  # the next renewal tries again; a lapsed record makes leases stale
                 self.logger.warning("Could not renew the leases of %s", self.store.owner.token, exc_info=True)
 
+    def _renew(self) -> None:
+        with self._lock:
+            if not self._ended:
+                self.store.renew()
+
     def release_now(self) -> None:
         """Release every lease held, then delete the owner record (blocking)."""
+        with self._lock:
+            self._ended = True
+            self._release_all()
+
+    def _release_all(self) -> None:
         held, self._held = list(self._held.values()), {}
         for path in held:
             try:
