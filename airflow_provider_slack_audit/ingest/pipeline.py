@@ -322,7 +322,11 @@ async def ingest_window(
             # Usually one claim: the whole rest. Another run landing part of it makes this wait first.
             claimed, pending = await held.claim(pending)
             meanwhile = await asyncio.to_thread(_committed_intervals, landing, claimed, query)
-            meanwhile = {i: c for i, c in meanwhile.items() if not spec.overwrite or found.get(i) != c}
+            meanwhile = {  # on a rewrite, only what another run rewrote since this one looked
+                interval: commit
+                for interval, commit in meanwhile.items()
+                if not spec.overwrite or found.get(interval) != commit
+            }
             for interval, commit in meanwhile.items():
                 logger.info(
                     "Interval %s committed by another run (%d events): skipped", _span(interval), commit.count

@@ -106,3 +106,23 @@ async def test_a_run_starting_while_another_lands_the_window_waits_and_makes_no_
     assert second.requests == 0
     assert second.intervals_skipped == len(WINDOW.intervals(STEP))
     assert_landing_sound(root, WINDOW, STEP, server_ids(server))
+
+
+async def test_two_concurrent_rewrites_of_a_landed_window_both_succeed_and_keep_it_exact(
+    server: FakeAuditLogsServer, tmp_path: Path
+) -> None:
+    root = tmp_path / "landing"
+    await ingest_window(client_for(server), spec_for(root))
+    server.faults.slow_seconds = 0.01
+    server.faults.set_rate("slow", 1.0)
+
+    first, second = await asyncio.gather(
+        ingest_window(client_for(server), spec_for(root, overwrite=True)),
+        ingest_window(client_for(server), spec_for(root, overwrite=True)),
+    )
+
+    state = assert_landing_sound(root, WINDOW, STEP, server_ids(server))
+    assert state.committed == set(WINDOW.intervals(STEP))
+    assert temp_files(root) == []
+    # One of them rewrote each interval; the other skipped what was rewritten while it waited.
+    assert first.intervals_landed + second.intervals_landed == len(WINDOW.intervals(STEP))
