@@ -9,9 +9,11 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -351,3 +353,25 @@ def test_a_temp_of_a_file_no_lease_guards_is_stale_only_once_older_than_a_lease_
 
     assert fresh.exists() and not old.exists()
     assert (tmp_path / "registry.json").read_bytes() == b"{}"
+
+
+def test_of_owners_racing_for_one_lease_exactly_one_wins(tmp_path: Path) -> None:
+    destination = ObjectStoragePath(tmp_path.as_uri())
+    stores = [LeaseStore(destination, LeaseOwner.new()) for _ in range(4)]
+    for store in stores:
+        store.renew()
+
+    for round_number in range(50):
+        lease = destination / f".slack_audit_round{round_number}.lease"
+        start = threading.Barrier(len(stores))
+
+        def take(
+            store: LeaseStore, lease: ObjectStoragePath = lease, start: threading.Barrier = start
+        ) -> bool:
+            start.wait()
+            return store.try_acquire(lease) is None
+
+        with ThreadPoolExecutor(len(stores)) as pool:
+            won = list(pool.map(take, stores))
+
+        assert won.count(True) == 1, f"round {round_number}: {won.count(True)} owners hold one lease"

@@ -241,16 +241,20 @@ class LeaseStore:
         A lease file that cannot be read (its writer died between creating and filling it) is held by
         nobody known: live for one ttl after it was written, stale after.
         """
+        return self._judge(lease)[0]
+
+    def _judge(self, lease: ObjectStoragePath) -> tuple[str | None, bytes | None]:
+        """(the live holder's token or None, the lease's bytes as judged or None when absent)."""
         try:
             raw = self._read_bytes(lease)
         except FileNotFoundError:
-            return None
+            return None, None
         token = _token_of(raw)
         if token is None:
-            return "?" if self._age(lease) < self.ttl else None
+            return ("?" if self._age(lease) < self.ttl else None), raw
         if token == self.owner.token or self.owner_live(token):
-            return token
-        return None
+            return token, raw
+        return None, raw
 
     def try_acquire(self, lease: ObjectStoragePath) -> str | None:
         """Take ``lease`` for this owner; return None when held now, else the live holder's token.
@@ -258,13 +262,13 @@ class LeaseStore:
         A stale lease is taken over: moved aside (locally an atomic rename, so of two runs taking
         it over only one succeeds) or, on object stores, deleted, then created anew atomically.
         """
-        holder = self.holder(lease)
+        holder, judged = self._judge(lease)
         if holder == self.owner.token:
             return None
         if holder is not None:
             return holder
-        if self._exists(lease):
-            removed, stale_owner = self._remove_stale(lease)
+        if judged is not None:  # stale: take it over, unless another run did since it was judged
+            removed, stale_owner = self._remove_stale(lease, judged)
             if not removed:
                 return self.holder(lease) or "?"
             if stale_owner is not None and not self.owner_live(stale_owner):
@@ -313,14 +317,16 @@ class LeaseStore:
             file.write(payload)
         return _token_of(self._read_bytes(lease)) == self.owner.token
 
-    def _remove_stale(self, lease: ObjectStoragePath) -> tuple[bool, str | None]:
-        """Remove a lease judged stale: (False, _) when another run took it over in the meantime,
-        else (True, the stale lease's owner)."""
-        try:
-            judged = self._read_bytes(lease)
-        except FileNotFoundError:
-            return True, None
+    def _remove_stale(self, lease: ObjectStoragePath, judged: bytes) -> tuple[bool, str | None]:
+        """Remove the lease judged stale from ``judged`` (its bytes then): (False, None) when it
+        changed since (another run took it over), else (True, the stale lease's owner)."""
         if not self._local:
+            try:
+                current = self._read_bytes(lease)
+            except FileNotFoundError:
+                return True, None
+            if current != judged:
+                return False, None
             # Best effort: a run taking it over between this read and the delete loses its lease (a
             # narrow race of two takers; the files themselves stay atomic either way).
             with contextlib.suppress(FileNotFoundError):
@@ -360,9 +366,6 @@ class LeaseStore:
         except ValueError:
             return None
         return document if isinstance(document, dict) else None
-
-    def _exists(self, path: ObjectStoragePath) -> bool:
-        return os.path.lexists(path.path) if self._local else bool(path.fs.exists(path.path))
 
     def _age(self, path: ObjectStoragePath) -> float:
         try:
