@@ -52,6 +52,7 @@ from .windows import Interval, Window
 
 if TYPE_CHECKING:
     from .landing import IntervalCommit, IntervalWriter, Landing
+    from .landing.lease import LeaseSettings
 
 Compression = Literal["gzip"] | None
 
@@ -312,17 +313,22 @@ async def ingest_window(
     *,
     logger: logging.Logger | None = None,
     now: Callable[[], datetime] = _utcnow,
+    leases: LeaseSettings | None = None,
 ) -> IngestSummary:
     """Land every event of ``spec.window`` under ``spec.destination``; return what was done.
 
     Raises whatever stopped it, unchanged: :class:`SlackAuditLogsApiError` (with ``kind``), aiohttp
     and timeout errors (transient), ``OSError`` from storage (transient), ``ValueError``/``TypeError``
     for a bad spec (permanent). Committed intervals stay committed; rerun to resume.
+
+    Every interval is read under a lease (see ``landing.lease``): a run finding one leased by a live
+    run waits, then skips what that run committed. ``leases`` sets the ttl and the waits.
     """
     # The landing needs Airflow's ObjectStoragePath: imported here, so importing the pipeline (and
     # the outcome module built on it) imports no Airflow.
     from .health import check_window
     from .landing import Landing
+    from .landing.lease import LeaseSettings, RunLeases
 
     logger = logger or log
     spec.validate(now=now())
@@ -345,26 +351,47 @@ async def ingest_window(
             logger.info("Interval %s already committed (%d events): skipped", _span(interval), commit.count)
         summary.intervals_skipped = len(commits)
 
-    runs = _contiguous_runs([interval for interval in intervals if interval not in commits])
-    if runs:
-        await _wait_until_settled(runs[-1][-1], spec.settle_lag, now, logger)
-    for run in reversed(runs):  # newest first, like the pages of each run
-        landed = await _land_run(
-            client, landing, run, spec, query, summary, logger, evidence, streams, names, started_at
-        )
-        # A reconcile keeps an unchanged interval's commit as it was: found, not landed.
-        fresh = {
-            interval: commit for interval, commit in landed.items() if commit is not evidence.get(interval)
-        }
-        commits.update(landed)
-        summary.intervals_landed += len(fresh)
-        summary.intervals_skipped += len(landed) - len(fresh)
-        summary.events_landed += sum(commit.count for commit in fresh.values())
+    pending = [interval for interval in intervals if interval not in commits]
+    if pending:
+        await _wait_until_settled(pending[-1], spec.settle_lag, now, logger)
+    async with RunLeases(landing, leases or LeaseSettings(), logger) as held:
+        while pending:
+            # Usually one claim: the whole rest. Another run landing part of it makes this wait first.
+            claimed, pending = await held.claim(pending)
+            meanwhile = await asyncio.to_thread(_committed_intervals, landing, claimed, query)
+            meanwhile = {  # on a rewrite, only what another run rewrote since this one looked
+                interval: commit
+                for interval, commit in meanwhile.items()
+                if not (spec.overwrite or spec.reconcile) or found.get(interval) != commit
+            }
+            for interval, commit in meanwhile.items():
+                logger.info(
+                    "Interval %s committed by another run (%d events): skipped", _span(interval), commit.count
+                )
+            commits.update(meanwhile)
+            summary.intervals_skipped += len(meanwhile)
+            runs = _contiguous_runs([interval for interval in claimed if interval not in meanwhile])
+            for run in reversed(runs):  # newest first, like the pages of each run
+                landed = await _land_run(
+                    client, landing, run, spec, query, summary, logger, evidence, streams, names, started_at
+                )
+                # A reconcile keeps an unchanged interval's commit as it was: found, not landed.
+                fresh = {
+                    interval: commit
+                    for interval, commit in landed.items()
+                    if commit is not evidence.get(interval)
+                }
+                commits.update(landed)
+                summary.intervals_landed += len(fresh)
+                summary.intervals_skipped += len(landed) - len(fresh)
+                summary.events_landed += sum(commit.count for commit in fresh.values())
+            await held.release(claimed)
 
-    run_figures = _run_figures(client, spec, summary, streams, started_at)
-    manifest = await asyncio.to_thread(
-        landing.write_manifest, spec.window, query, list(commits.values()), run_figures
-    )
+        run_figures = _run_figures(client, spec, summary, streams, started_at)
+        async with held.holding(landing.manifest_lease_path(spec.window)):
+            manifest = await asyncio.to_thread(
+                landing.write_manifest, spec.window, query, list(commits.values()), run_figures
+            )
     summary.manifest = str(manifest)
     summary.events = sum(c.count for c in commits.values())
     summary.bytes = sum(c.bytes for c in commits.values())

@@ -3,7 +3,8 @@
 Guarantees:
 
 * A data file exists under its final name only when it is complete, and nothing else under the
-  destination ends in ``.jsonl`` or ``.jsonl.gz`` (temporary files end in ``.tmp-<pid>-<random>``).
+  destination ends in ``.jsonl`` or ``.jsonl.gz`` (temporary files end in ``.tmp-<owner>-<random>``).
+* A temporary file is removed only when its owner holds no live lease on its interval (see ``lease``).
 * An interval is committed only when its marker and its data file agree (query, compression, size),
   so a crash between the two steps reads as "not committed" and the rerun rewrites the interval.
 * Reruns overwrite, never append; gzip output is deterministic, so a rerun writes identical bytes.
@@ -26,6 +27,7 @@ from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 from . import layout
 from .commit import IntervalCommit, json_bytes, json_normalized
 from .layout import PREFIX, TEMP_MARK, Compression, parse_compression
+from .lease import LEASE_SUFFIX, LeaseOwner, LeaseStore, owner_of_temp
 from .manifest import ManifestInterval, check_covers, iter_data_lines, manifest_document, read_manifest
 from .writer import IntervalWriter, is_local, temp_sibling, write_small_file
 
@@ -61,6 +63,7 @@ class Landing:
         compression: Compression = "gzip",
         conn_id: str | None = None,
         level: int = 6,
+        owner: LeaseOwner | None = None,
     ) -> None:
         if isinstance(destination, ObjectStoragePath):
             if conn_id is not None and conn_id != destination.conn_id:
@@ -76,6 +79,9 @@ class Landing:
             raise ValueError(f"gzip level {level} is outside 0..9; 6 is a good balance of speed and size")
         self.level = level
         self._local = is_local(self.destination)
+        #: The run writing through this landing: its temporary files and leases carry its token.
+        self.owner = owner or LeaseOwner.new()
+        self._leases = LeaseStore(self.destination, self.owner)
 
     def __repr__(self) -> str:
         return f"Landing({str(self.destination)!r}, compression={self.compression!r})"
@@ -97,6 +103,15 @@ class Landing:
     def manifest_path(self, window: Window) -> ObjectStoragePath:
         """Where the window's manifest lives."""
         return self.destination / layout.relative_manifest_path(window)
+
+    def lease_path(self, interval: Interval) -> ObjectStoragePath:
+        """The interval's lease: a hidden sibling of its data file (see ``lease``)."""
+        return self.data_path(interval).parent / f".{PREFIX}{interval.key}{LEASE_SUFFIX}"
+
+    def manifest_lease_path(self, window: Window) -> ObjectStoragePath:
+        """The lease a run holds while it writes the window's manifest."""
+        manifest = self.manifest_path(window)
+        return manifest.parent / f".{manifest.name}{LEASE_SUFFIX}"
 
     # Commit state ---------------------------------------------------------------------------------
 
@@ -157,7 +172,7 @@ class Landing:
             return IntervalWriter(self, interval, final, temp=None)
         final.parent.mkdir(parents=True, exist_ok=True)
         self._remove_stale_temps(interval)
-        return IntervalWriter(self, interval, final, temp=temp_sibling(final))
+        return IntervalWriter(self, interval, final, temp=temp_sibling(final, self.owner.token))
 
     def remove_other_formats(self, interval: Interval) -> None:
         """Remove the interval's data file in the other compression format: one data file per interval."""
@@ -193,9 +208,16 @@ class Landing:
         return iter_data_lines(entry, commit.compression, verify=True)
 
     def _remove_stale_temps(self, interval: Interval) -> None:
+        """Remove the interval's temporary files whose owner holds no live lease on it."""
         prefix = f".{PREFIX}{interval.key}."
+        live: str | None = None
+        looked = False
         for path in self.data_path(interval).parent.iterdir():
             if path.name.startswith(prefix) and TEMP_MARK in path.name:
+                if not looked:  # one lease read, and only when a temp is there
+                    live, looked = self._leases.holder(self.lease_path(interval)), True
+                if live is not None and owner_of_temp(path.name) == live:
+                    continue
                 log.info("Removing %s, left behind by an interrupted writer", path)
                 path.unlink(missing_ok=True)
 
@@ -230,11 +252,18 @@ class Landing:
             json_bytes(
                 manifest_document(window, query, self.compression, str(self.destination), ordered, run)
             ),
+            owner=self.owner.token,
+            live_owner=lambda: self._leases.holder(self.manifest_lease_path(window)),
         )
         return path
 
     def _write_marker(self, commit: IntervalCommit) -> None:
-        write_small_file(self.marker_path(commit.interval), json_bytes(commit.to_json()))
+        write_small_file(
+            self.marker_path(commit.interval),
+            json_bytes(commit.to_json()),
+            owner=self.owner.token,
+            live_owner=lambda: self._leases.holder(self.lease_path(commit.interval)),
+        )
 
     read_manifest = staticmethod(read_manifest)
 

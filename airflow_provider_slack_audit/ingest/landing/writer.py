@@ -12,8 +12,9 @@ import hashlib
 import logging
 import os
 import secrets
+import time
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import closing
 from datetime import datetime, timezone
 from types import TracebackType
@@ -24,6 +25,7 @@ from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
 from .commit import IntervalCommit, json_normalized
 from .layout import TEMP_MARK
+from .lease import DEFAULT_TTL_SECONDS, owner_of_temp
 
 if TYPE_CHECKING:
     from .destination import Landing
@@ -68,30 +70,71 @@ def is_local(path: ObjectStoragePath) -> bool:
     return path.protocol in _LOCAL_PROTOCOLS
 
 
-def remove_stale_temps_of(path: ObjectStoragePath) -> None:
-    """Delete temporary siblings of ``path`` that an interrupted writer (a kill -9) left behind."""
+def remove_stale_temps_of(
+    path: ObjectStoragePath, *, live_owner: Callable[[], str | None] | None = None
+) -> None:
+    """Delete temporary siblings of ``path`` that no live writer owns (a kill -9 left them behind).
+
+    A temporary file names its owner (see :func:`temp_sibling`). With ``live_owner`` (the token of
+    the run holding the lease on ``path``, or None), every temp not of that owner is stale. Without
+    it (a file no lease guards), a temp counts as stale once it is older than a lease's ttl: a
+    small document is written in milliseconds, so only a dead writer leaves one that old.
+    """
     prefix = f".{path.name}{TEMP_MARK}"
     if not path.parent.exists():
         return
+    unknown = object()
+    live: object = unknown
     for sibling in path.parent.iterdir():
-        if sibling.name.startswith(prefix):
-            log.info("Removing %s, left behind by an interrupted writer", sibling)
-            sibling.unlink(missing_ok=True)
+        if not sibling.name.startswith(prefix):
+            continue
+        if live_owner is None:
+            if not _older_than(sibling, DEFAULT_TTL_SECONDS):
+                continue
+        else:
+            if live is unknown:
+                live = live_owner()
+            if live is not None and owner_of_temp(sibling.name) == live:
+                continue
+        log.info("Removing %s, left behind by an interrupted writer", sibling)
+        sibling.unlink(missing_ok=True)
 
 
-def temp_sibling(path: ObjectStoragePath) -> ObjectStoragePath:
-    """A unique hidden sibling whose name never ends in ``.jsonl``/``.jsonl.gz``."""
-    return path.parent / f".{path.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+def _older_than(path: ObjectStoragePath, seconds: float) -> bool:
+    try:
+        return time.time() - os.stat(path.path).st_mtime > seconds
+    except FileNotFoundError:
+        return False
 
 
-def write_small_file(path: ObjectStoragePath, payload: bytes) -> None:
-    """Write a small document so readers see the old version or the new one, never a part."""
+def temp_sibling(path: ObjectStoragePath, owner: str | None = None) -> ObjectStoragePath:
+    """A unique hidden sibling whose name never ends in ``.jsonl``/``.jsonl.gz``.
+
+    Named ``.<name>.tmp-<owner>-<random>``: ``owner`` is the writing run's lease token
+    (:attr:`~.lease.LeaseOwner.token`; the pid when none is given), so other runs can tell whether
+    the writer of a temp still holds its lease.
+    """
+    return path.parent / f".{path.name}{TEMP_MARK}{owner or os.getpid()}-{secrets.token_hex(4)}"
+
+
+def write_small_file(
+    path: ObjectStoragePath,
+    payload: bytes,
+    *,
+    owner: str | None = None,
+    live_owner: Callable[[], str | None] | None = None,
+) -> None:
+    """Write a small document so readers see the old version or the new one, never a part.
+
+    ``owner``/``live_owner``: the writer's lease token and who holds the lease guarding ``path``
+    (see :func:`remove_stale_temps_of`).
+    """
     if not is_local(path):
         with closing(_open(path, "wb")) as file:
             file.write(payload)
         return
-    remove_stale_temps_of(path)
-    temp = temp_sibling(path)
+    remove_stale_temps_of(path, live_owner=live_owner)
+    temp = temp_sibling(path, owner)
     try:
         with closing(_open(temp, "wb")) as file:
             file.write(payload)

@@ -1,0 +1,559 @@
+"""Leases: at most one live writer per interval under a destination, across processes and hosts.
+
+Two runs of one window can overlap (a manual re-run racing the scheduled run, two DAGs on one base
+path, a trigger that briefly runs twice). Each interval a run is about to read gets a **lease**, a
+small hidden file beside its data file, created atomically so only one run can hold it:
+
+    <dest>/dt=2026-01-04/.slack_audit_<interval.key>.lease     {"owner", "host", "pid", "acquired_at", ...}
+    <dest>/_leases/.<owner>.owner.json                           {"owner", ..., "acquired_at", "expires_at"}
+
+The second file is the **owner record** of one run: its ``expires_at`` is ``ttl`` ahead and the run
+renews it every ``ttl / 3`` while it works, so one write per run keeps all its interval leases alive
+however many intervals it holds. A lease is *live* while its owner record exists and has not
+expired; otherwise it is *stale* and the next run takes it over. On the host that wrote it, a lease
+whose process is gone (a ``kill -9``; same host name and pid namespace, pid no longer running) is
+stale at once. A run deletes its leases, then its owner record, when it is done, failed or cancelled.
+
+Atomic create: locally ``O_CREAT | O_EXCL``; on object stores a conditional write (fsspec's ``"xb"``
+mode: ``If-None-Match: *`` on S3), and where a filesystem has no conditional write, a best-effort
+fallback: write unless the lease exists, then read it back and keep it only if it names this owner.
+
+Temporary files carry their owner in their name (``.<name>.tmp-<owner>-<random>``), so a writer
+removes another's temporary file only when that owner holds no live lease on it (see
+:func:`owner_of_temp`). Everything here but :class:`RunLeases` is synchronous and blocking; the
+pipeline calls it through ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_slack_audit.ingest.windows import Interval
+from airflow_provider_slack_audit.version_compat import ObjectStoragePath
+
+from .layout import TEMP_MARK
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from .destination import Landing
+
+log = logging.getLogger(__name__)
+
+LEASES_DIR = "_leases"
+LEASE_SUFFIX = ".lease"
+OWNER_SUFFIX = ".owner.json"
+DEFAULT_TTL_SECONDS = 120.0
+# Long enough for any run that is alive (it renews), short enough that a stuck wait ends the try
+# with a transient error Airflow retries, instead of holding a worker slot all day.
+DEFAULT_MAX_WAIT_SECONDS = 3600.0
+_LOCAL_PROTOCOLS = ("file", "local", "")
+
+
+@dataclass(frozen=True)
+class LeaseSettings:
+    """How long leases live and how a run waits for one; every figure is seconds.
+
+    ``clock`` is wall-clock time (leases are compared across hosts); ``sleep`` is how a waiting
+    run waits between polls (tests pass one that takes no time). Renewals use ``renew_every``
+    (default ``ttl / 3``) on the event loop's own clock.
+    """
+
+    ttl: float = DEFAULT_TTL_SECONDS
+    renew_every: float | None = None
+    max_wait: float = DEFAULT_MAX_WAIT_SECONDS
+    first_poll: float = 0.05
+    max_poll: float = 5.0
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    def __post_init__(self) -> None:
+        for name in ("ttl", "max_wait", "first_poll", "max_poll"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"lease {name} must be a positive number of seconds, got {value!r}")
+        if self.renew_every is not None and not 0 < self.renew_every < self.ttl:
+            raise ValueError(
+                f"lease renew_every {self.renew_every!r} must be positive and below the ttl {self.ttl}, "
+                "or a lease expires between renewals"
+            )
+
+    @property
+    def renew_interval(self) -> float:
+        return self.renew_every if self.renew_every is not None else self.ttl / 3
+
+
+def _pid_namespace() -> str:
+    """The pid namespace of this process (Linux), so a pid is only compared inside its namespace."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
+
+
+@dataclass(frozen=True)
+class LeaseOwner:
+    """One run: who holds its leases and writes its temporary files."""
+
+    host: str
+    pid: int
+    nonce: str
+    pid_namespace: str = ""
+
+    @classmethod
+    def new(cls) -> LeaseOwner:
+        return cls(socket.gethostname(), os.getpid(), secrets.token_hex(6), _pid_namespace())
+
+    @property
+    def token(self) -> str:
+        """The owner id in file names: ``<pid>-<random>`` (filename-safe, unique per run)."""
+        return f"{self.pid}-{self.nonce}"
+
+
+def _process_gone(document: dict[str, Any]) -> bool:
+    """Whether the document's writer ran on this host, in this pid namespace, and has exited."""
+    if os.name != "posix":  # os.kill(pid, 0) would terminate the process on Windows
+        return False
+    if document.get("host") != socket.gethostname() or document.get("pid_namespace") != _pid_namespace():
+        return False
+    pid = document.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, but another user's process
+        return False
+    return False
+
+
+def owner_of_temp(name: str) -> str | None:
+    """The owner token in a temporary file's name (``.<name>.tmp-<owner>-<random>``), if it has one."""
+    _, mark, tail = name.rpartition(TEMP_MARK)
+    if not mark:
+        return None
+    owner, dash, _ = tail.rpartition("-")
+    return owner if dash and owner else None
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat()
+
+
+def _seconds(value: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+class LeaseStore:
+    """Lease files and owner records under one destination, for one owner (blocking calls)."""
+
+    def __init__(
+        self,
+        destination: ObjectStoragePath,
+        owner: LeaseOwner,
+        *,
+        ttl: float = DEFAULT_TTL_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.destination = destination
+        self.owner = owner
+        self.ttl = ttl
+        self.clock = clock
+        self._local = destination.protocol in _LOCAL_PROTOCOLS
+        self._acquired_at = clock()
+
+    @property
+    def local(self) -> bool:
+        """Whether the destination is a local filesystem (atomic renames, ``O_EXCL``)."""
+        return self._local
+
+    # Owner records ----------------------------------------------------------------------------------
+
+    def owner_path(self, token: str | None = None) -> ObjectStoragePath:
+        return self.destination / LEASES_DIR / f".{token or self.owner.token}{OWNER_SUFFIX}"
+
+    def _document(self) -> dict[str, Any]:
+        return {
+            "owner": self.owner.token,
+            "host": self.owner.host,
+            "pid": self.owner.pid,
+            "pid_namespace": self.owner.pid_namespace,
+            "acquired_at": _iso(self._acquired_at),
+        }
+
+    def renew(self) -> None:
+        """Write (or rewrite) this owner's record with ``expires_at`` one ttl from now."""
+        document = {**self._document(), "expires_at": _iso(self.clock() + self.ttl)}
+        path = self.owner_path()
+        payload = json.dumps(document, sort_keys=True).encode()
+        if not self._local:
+            with path.fs.open(path.path, "wb") as file:
+                file.write(payload)
+            return
+        os.makedirs(os.path.dirname(path.path), exist_ok=True)
+        temp = f"{path.path}{TEMP_MARK}{self.owner.token}-{secrets.token_hex(4)}"
+        try:
+            with open(temp, "wb") as file:
+                file.write(payload)
+            os.replace(temp, path.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            raise
+
+    def retire(self) -> None:
+        """Delete this owner's record: every lease still naming it is stale from now on."""
+        path = self.owner_path()
+        with contextlib.suppress(FileNotFoundError):
+            path.fs.rm_file(path.path)
+
+    def owner_live(self, token: str) -> bool:
+        """Whether the run ``token`` names is alive: its record exists, unexpired, its process not gone."""
+        document = self._read(self.owner_path(token))
+        if document is None:
+            return False
+        expires_at = _seconds(document.get("expires_at"))
+        return expires_at is not None and expires_at > self.clock() and not _process_gone(document)
+
+    # Leases ---------------------------------------------------------------------------------------
+
+    def holder(self, lease: ObjectStoragePath) -> str | None:
+        """The token of the live owner holding ``lease``, or None when it is free or stale.
+
+        A lease file that cannot be read (its writer died between creating and filling it) is held by
+        nobody known: live for one ttl after it was written, stale after.
+        """
+        return self._judge(lease)[0]
+
+    def _judge(self, lease: ObjectStoragePath) -> tuple[str | None, bytes | None]:
+        """(the live holder's token or None, the lease's bytes as judged or None when absent)."""
+        try:
+            raw = self._read_bytes(lease)
+        except FileNotFoundError:
+            return None, None
+        token = _token_of(raw)
+        if token is None:
+            return ("?" if self._age(lease) < self.ttl else None), raw
+        if token == self.owner.token or self.owner_live(token):
+            return token, raw
+        return None, raw
+
+    def try_acquire(self, lease: ObjectStoragePath) -> str | None:
+        """Take ``lease`` for this owner; return None when held now, else the live holder's token.
+
+        A stale lease is taken over: moved aside (locally an atomic rename, so of two runs taking
+        it over only one succeeds) or, on object stores, deleted, then created anew atomically.
+        """
+        holder, judged = self._judge(lease)
+        if holder == self.owner.token:
+            return None
+        if holder is not None:
+            return holder
+        if judged is not None:  # stale: take it over, unless another run did since it was judged
+            removed, stale_owner = self._remove_stale(lease, judged)
+            if not removed:
+                return self.holder(lease) or "?"
+            if stale_owner is not None and not self.owner_live(stale_owner):
+                record = self.owner_path(stale_owner)  # a dead run's: nothing it holds is live any more
+                with contextlib.suppress(FileNotFoundError):
+                    record.fs.rm_file(record.path)
+        if self._create(lease):
+            return None
+        return self.holder(lease) or "?"
+
+    def release(self, lease: ObjectStoragePath) -> None:
+        """Delete ``lease`` if this owner holds it (another owner's lease is left alone)."""
+        try:
+            raw = self._read_bytes(lease)
+        except FileNotFoundError:
+            return
+        if _token_of(raw) == self.owner.token:
+            with contextlib.suppress(FileNotFoundError):
+                lease.fs.rm_file(lease.path)
+
+    def _lease_payload(self) -> bytes:
+        return json.dumps(self._document(), sort_keys=True).encode()
+
+    def _create(self, lease: ObjectStoragePath) -> bool:
+        payload = self._lease_payload()
+        if self._local:
+            os.makedirs(os.path.dirname(lease.path), exist_ok=True)
+            try:
+                descriptor = os.open(lease.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(payload)
+            return True
+        try:
+            with lease.fs.open(lease.path, "xb") as file:  # S3: PutObject with If-None-Match: *
+                file.write(payload)
+            return True
+        except FileExistsError:
+            return False
+        except (ValueError, NotImplementedError):  # no conditional write: best effort, read back
+            log.debug("%s has no conditional write; leasing %s by write and read-back", lease.fs, lease)
+        if lease.fs.exists(lease.path):
+            return False
+        with lease.fs.open(lease.path, "wb") as file:
+            file.write(payload)
+        return _token_of(self._read_bytes(lease)) == self.owner.token
+
+    def _remove_stale(self, lease: ObjectStoragePath, judged: bytes) -> tuple[bool, str | None]:
+        """Remove the lease judged stale from ``judged`` (its bytes then): (False, None) when it
+        changed since (another run took it over), else (True, the stale lease's owner)."""
+        if not self._local:
+            try:
+                current = self._read_bytes(lease)
+            except FileNotFoundError:
+                return True, None
+            if current != judged:
+                return False, None
+            # Best effort: a run taking it over between this read and the delete loses its lease (a
+            # narrow race of two takers; the files themselves stay atomic either way).
+            with contextlib.suppress(FileNotFoundError):
+                lease.fs.rm_file(lease.path)
+            return True, _token_of(judged)
+        aside = f"{lease.path}.stale-{self.owner.token}"
+        try:
+            os.rename(lease.path, aside)
+        except FileNotFoundError:
+            return True, None
+        try:
+            with open(aside, "rb") as file:
+                moved = file.read()
+            if moved != judged:  # another run took it over between the check and the rename: put back
+                with contextlib.suppress(OSError):  # exists already: that run's lease stands
+                    os.link(aside, lease.path)
+                return False, None
+            return True, _token_of(judged)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(aside)
+
+    # Storage helpers -------------------------------------------------------------------------------
+
+    def _read_bytes(self, path: ObjectStoragePath) -> bytes:
+        if self._local:
+            with open(path.path, "rb") as file:
+                return file.read()
+        data: bytes = path.fs.cat_file(path.path)
+        return data
+
+    def _read(self, path: ObjectStoragePath) -> dict[str, Any] | None:
+        try:
+            document = json.loads(self._read_bytes(path))
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return None
+        return document if isinstance(document, dict) else None
+
+    def _age(self, path: ObjectStoragePath) -> float:
+        try:
+            if self._local:
+                return self.clock() - os.stat(path.path).st_mtime
+            modified: datetime = path.fs.modified(path.path)
+            return self.clock() - modified.timestamp()
+        except FileNotFoundError:
+            return float("inf")
+        except (NotImplementedError, AttributeError):
+            return 0.0  # cannot tell: keep treating it as live until its owner's record says more
+
+
+def _token_of(raw: bytes) -> str | None:
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        return None
+    token = document.get("owner") if isinstance(document, dict) else None
+    return token if isinstance(token, str) and token else None
+
+
+class LeaseWaitTimeout(TimeoutError):
+    """Another live run kept an interval leased longer than ``max_wait`` (transient: retry later)."""
+
+
+@dataclass
+class RunLeases:
+    """The leases one run holds on one destination: claimed, kept alive while held, released at the end.
+
+    Use as ``async with``: entering writes the owner record and starts renewing it; leaving (also on
+    an error or cancellation) releases every lease still held and deletes the record.
+    """
+
+    landing: Landing
+    settings: LeaseSettings = field(default_factory=LeaseSettings)
+    logger: logging.Logger = log
+    store: LeaseStore = field(init=False)
+    _held: dict[str, ObjectStoragePath] = field(default_factory=dict, init=False)
+    _heartbeat: asyncio.Task[None] | None = field(default=None, init=False)
+    # A renewal thread still running when the run ends must not write the record back after it is gone.
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _ended: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self.store = LeaseStore(
+            self.landing.destination, self.landing.owner, ttl=self.settings.ttl, clock=self.settings.clock
+        )
+
+    async def __aenter__(self) -> RunLeases:
+        await asyncio.to_thread(self.store.renew)
+        self._heartbeat = asyncio.ensure_future(self._renew_forever())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        if exc_type is None or not issubclass(exc_type, asyncio.CancelledError):
+            await asyncio.to_thread(self.release_now)
+        elif self.store.local:
+            self.release_now()  # cancelled: no more awaiting; a few local deletes
+        else:  # cancelled, and the deletes are network calls: in a thread, not waited for
+            asyncio.get_running_loop().run_in_executor(None, self.release_now)
+
+    async def _renew_forever(self) -> None:
+        # Timed waits on an event that is never set: the loop's own timer, whatever sleep tests stub.
+        never = asyncio.Event()
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(never.wait(), self.settings.renew_interval)
+            try:
+                await asyncio.to_thread(self._renew)
+            except Exception:  # the next renewal tries again; a lapsed record makes leases stale
+                self.logger.warning("Could not renew the leases of %s", self.store.owner.token, exc_info=True)
+
+    def _renew(self) -> None:
+        with self._lock:
+            if not self._ended:
+                self.store.renew()
+
+    def release_now(self) -> None:
+        """Release every lease held, then delete the owner record (blocking)."""
+        with self._lock:
+            self._ended = True
+            self._release_all()
+
+    def _release_all(self) -> None:
+        held, self._held = list(self._held.values()), {}
+        for path in held:
+            try:
+                self.store.release(path)
+            except Exception:
+                self.logger.warning("Could not release the lease %s", path, exc_info=True)
+        try:
+            self.store.retire()
+        except Exception:
+            self.logger.warning(
+                "Could not delete the owner record of %s", self.store.owner.token, exc_info=True
+            )
+
+    async def claim(self, intervals: Sequence[Interval]) -> tuple[list[Interval], list[Interval]]:
+        """Lease the longest prefix of ``intervals`` no live run holds; return it and the rest.
+
+        When the first interval is leased by a live run, wait (polling with backoff, no request) until
+        that lease is released or goes stale, then try again. Every run claims in ascending order and
+        holds nothing while it waits, so two runs never wait for each other, and a run that started
+        second finds the first interval taken and claims nothing rather than a scattered half.
+        """
+        waited = 0.0
+        while True:
+            claimed, holder = await asyncio.to_thread(self._claim_prefix, intervals)
+            if claimed or not intervals:
+                return claimed, list(intervals[len(claimed) :])
+            waited = await self._wait_for(self.landing.lease_path(intervals[0]), holder, waited)
+
+    async def release(self, intervals: Sequence[Interval]) -> None:
+        await asyncio.to_thread(self._release, [self.landing.lease_path(interval) for interval in intervals])
+
+    @asynccontextmanager
+    async def holding(self, lease: ObjectStoragePath) -> AsyncIterator[None]:
+        """Hold one lease (e.g. a window manifest's) for the ``async with`` block, waiting for it first."""
+        waited = 0.0
+        while (holder := await asyncio.to_thread(self._acquire, lease)) is not None:
+            waited = await self._wait_for(lease, holder, waited)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(self._release, [lease])
+
+    def _acquire(self, lease: ObjectStoragePath) -> str | None:
+        holder = self.store.try_acquire(lease)
+        if holder is None:
+            self._held[str(lease)] = lease
+        return holder
+
+    def _claim_prefix(self, intervals: Sequence[Interval]) -> tuple[list[Interval], str | None]:
+        claimed: list[Interval] = []
+        for interval in intervals:
+            holder = self._acquire(self.landing.lease_path(interval))
+            if holder is not None:
+                return claimed, holder
+            claimed.append(interval)
+        return claimed, None
+
+    def _release(self, leases: Sequence[ObjectStoragePath]) -> None:
+        for lease in leases:
+            self._held.pop(str(lease), None)
+            self.store.release(lease)
+
+    async def _wait_for(self, lease: ObjectStoragePath, holder: str | None, waited: float) -> float:
+        """Sleep until ``lease`` is free or stale (or ``max_wait`` is spent); return the total waited."""
+        settings = self.settings
+        self.logger.info(
+            "%s is leased by run %s, which is landing it now: waiting (up to %.0f s) for it to finish",
+            lease.name,
+            holder,
+            settings.max_wait - waited,
+        )
+        delay = settings.first_poll
+        while True:
+            if waited >= settings.max_wait:
+                raise LeaseWaitTimeout(
+                    f"{lease} was still leased by run {holder} after waiting {waited:.0f} s (max_wait "
+                    f"{settings.max_wait:.0f} s); that run is alive and landing the same interval. "
+                    "Retry later, or let the other run finish"
+                )
+            pause = min(delay, settings.max_poll, settings.max_wait - waited)
+            await settings.sleep(pause)
+            waited += pause
+            delay *= 2
+            if await asyncio.to_thread(self.store.holder, lease) in (None, self.store.owner.token):
+                return waited
+
+
+__all__ = [
+    "DEFAULT_MAX_WAIT_SECONDS",
+    "DEFAULT_TTL_SECONDS",
+    "LEASES_DIR",
+    "LEASE_SUFFIX",
+    "LeaseOwner",
+    "LeaseSettings",
+    "LeaseStore",
+    "LeaseWaitTimeout",
+    "RunLeases",
+    "owner_of_temp",
+]

@@ -1,0 +1,102 @@
+"""Concurrent runs on a real S3 API (moto's server on loopback), through ObjectStoragePath and an
+``aws`` connection: leases are conditional writes (``If-None-Match: *``), one run writes each
+interval, the other waits or skips, both succeed. The checks read the bucket with boto3."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import threading
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_slack_audit.client import AsyncAuditLogsClient
+from airflow_provider_slack_audit.ingest import Window
+from airflow_provider_slack_audit.ingest.landing.lease import LeaseOwner, LeaseStore
+from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
+from airflow_provider_slack_audit.testing import FakeAuditLogsServer
+from airflow_provider_slack_audit.version_compat import ObjectStoragePath
+
+DAY = datetime(2026, 1, 4, tzinfo=timezone.utc)
+WINDOW = Window(DAY, DAY + timedelta(hours=4))
+STEP = timedelta(hours=1)
+SMALL_CONSTANT = 2
+
+pytestmark = pytest.mark.usefixtures("instant_retries")
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeAuditLogsServer]:
+    async with FakeAuditLogsServer(events=1200, seed=13, start=DAY, end=WINDOW.end) as fake:
+        yield fake
+
+
+def client_for(server: FakeAuditLogsServer) -> AsyncAuditLogsClient:
+    return AsyncAuditLogsClient("xoxp-test", base_url=server.base_url)
+
+
+def spec_for(destination: str) -> IngestSpec:
+    return IngestSpec(
+        window=WINDOW, interval=STEP, destination=destination, settle_lag=timedelta(0), limit=100
+    )
+
+
+async def test_two_concurrent_runs_on_s3_both_succeed_and_land_each_event_once(
+    server: FakeAuditLogsServer, s3_destination: str, s3: Any, tmp_path: Path
+) -> None:
+    alone = (await ingest_window(client_for(server), spec_for(tmp_path.as_uri()))).requests  # same requests
+    server.reset_log()
+    server.faults.slow_seconds = 0.01
+    server.faults.set_rate("slow", 1.0)
+
+    first, second = await asyncio.gather(
+        ingest_window(client_for(server), spec_for(s3_destination)),
+        ingest_window(client_for(server), spec_for(s3_destination)),
+    )
+
+    keys = s3.keys(f"{s3.prefix}/")
+    data = [key for key in keys if key.endswith(".jsonl.gz")]
+    lines = [line for key in data for line in s3.lines(key)]
+    assert sorted(lines) == sorted(server.expected_entries(WINDOW.oldest, WINDOW.latest))
+    assert len(data) == len(WINDOW.intervals(STEP))
+    for key in data:
+        marker = s3.json(key.removesuffix(".jsonl.gz") + ".commit.json")
+        body = s3.read(key)
+        assert (marker["bytes"], marker["sha256"]) == (len(body), hashlib.sha256(body).hexdigest())
+    assert not [key for key in keys if key.endswith((".lease", ".owner.json")) or ".tmp-" in key]
+    assert s3.pending_uploads() == []
+    assert first.events == second.events == len(lines)
+    assert first.intervals_landed + second.intervals_landed == len(WINDOW.intervals(STEP))
+    assert first.requests + second.requests <= alone + SMALL_CONSTANT
+
+
+def test_s3_leases_are_conditional_writes_so_of_racing_owners_exactly_one_wins(
+    s3_destination: str, s3_conn_id: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    destination = ObjectStoragePath(s3_destination, conn_id=s3_conn_id)
+    stores = [LeaseStore(destination, LeaseOwner.new()) for _ in range(4)]
+    for store in stores:
+        store.renew()
+    caplog.set_level(logging.DEBUG, logger="airflow_provider_slack_audit.ingest.landing.lease")
+
+    for round_number in range(8):
+        lease = destination / f".slack_audit_round{round_number}.lease"
+        start = threading.Barrier(len(stores))
+
+        def take(
+            store: LeaseStore, lease: ObjectStoragePath = lease, start: threading.Barrier = start
+        ) -> bool:
+            start.wait()
+            return store.try_acquire(lease) is None
+
+        with ThreadPoolExecutor(len(stores)) as pool:
+            won = list(pool.map(take, stores))
+
+        assert won.count(True) == 1, f"round {round_number}: {won.count(True)} owners hold one lease"
+    assert "no conditional write" not in caplog.text
