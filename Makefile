@@ -21,14 +21,15 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 # The inner loop: everything but the slow fault and system tests.
 test-fast: lint
 	$(BIN)/pytest -q -m "not slow"
 
+# The cells run at the same time (COMPAT_JOBS=1 runs them one by one); see .ci/compat-all.
 test-compat:
-	set -e; for cell in $(COMPAT_CELLS); do .ci/compat $${cell%%:*} $${cell##*:}; done
+	.ci/compat-all $(COMPAT_CELLS)
 
 demo: $(STAMP)
 	$(BIN)/python tools/demo.py
