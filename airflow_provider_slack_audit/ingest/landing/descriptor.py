@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Mapping
 from contextlib import closing, suppress
 from dataclasses import dataclass
@@ -47,7 +46,8 @@ from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
 from .commit import FORMAT_VERSION, IntervalCommit, json_bytes, json_normalized
 from .layout import PREFIX, parse_compression
-from .writer import _open, is_local, temp_sibling
+from .lease import create_exclusively
+from .writer import _open
 
 log = logging.getLogger(__name__)
 
@@ -211,34 +211,14 @@ def _record(destination: ObjectStoragePath, layout: DestinationLayout, *, adopte
 
 def _create_if_absent(path: ObjectStoragePath, payload: bytes) -> bool:
     """Write ``path`` only if it does not exist; True when this call created it."""
-    if is_local(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = temp_sibling(path)
-        try:
-            with closing(_open(temp, "wb")) as file:
-                file.write(payload)
-            try:
-                os.link(temp.path, path.path)  # atomic, complete when visible, fails if it exists
-            except FileExistsError:
-                return False
-            except OSError:  # a filesystem without hard links: exclusive create (a tiny, small write)
-                try:
-                    descriptor = os.open(path.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                except FileExistsError:
-                    return False
-                with os.fdopen(descriptor, "wb") as file:
-                    file.write(payload)
-            return True
-        finally:
-            temp.unlink(missing_ok=True)
-    try:
-        path.fs.pipe_file(path.path, payload, mode="create")
-    except FileExistsError:
+    created = create_exclusively(path, payload)
+    if created is not None:
+        return created
+    # A store without conditional writes: write, and let the caller's read-back decide.
+    if path.exists():
         return False
-    except TypeError:  # an fsspec before conditional writes: write, and let the read-back decide
-        if path.exists():
-            return False
-        path.fs.pipe_file(path.path, payload)
+    with closing(_open(path, "wb")) as file:
+        file.write(payload)
     return True
 
 

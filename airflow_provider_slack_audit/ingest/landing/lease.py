@@ -294,23 +294,10 @@ class LeaseStore:
 
     def _create(self, lease: ObjectStoragePath) -> bool:
         payload = self._lease_payload()
-        if self._local:
-            os.makedirs(os.path.dirname(lease.path), exist_ok=True)
-            try:
-                descriptor = os.open(lease.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                return False
-            with os.fdopen(descriptor, "wb") as file:
-                file.write(payload)
-            return True
-        try:
-            with lease.fs.open(lease.path, "xb") as file:  # S3: PutObject with If-None-Match: *
-                file.write(payload)
-            return True
-        except FileExistsError:
-            return False
-        except (ValueError, NotImplementedError):  # no conditional write: best effort, read back
-            log.debug("%s has no conditional write; leasing %s by write and read-back", lease.fs, lease)
+        created = create_exclusively(lease, payload)
+        if created is not None:
+            return created
+        log.debug("%s has no conditional write; leasing %s by write and read-back", lease.fs, lease)
         if lease.fs.exists(lease.path):
             return False
         with lease.fs.open(lease.path, "wb") as file:
@@ -377,6 +364,45 @@ class LeaseStore:
             return float("inf")
         except (NotImplementedError, AttributeError):
             return 0.0  # cannot tell: keep treating it as live until its owner's record says more
+
+
+def create_exclusively(path: ObjectStoragePath, payload: bytes) -> bool | None:
+    """Write ``path`` only if it does not exist: True when this call created it, False when it
+    existed, None when the store has no conditional write (the caller decides by reading back).
+
+    Locally a complete temporary sibling is hard-linked into place (atomic, never seen half
+    written; ``O_EXCL`` where hard links are not supported); on object stores an exclusive open,
+    which s3fs sends as ``PutObject`` with ``If-None-Match: *``.
+    """
+    if path.protocol in _LOCAL_PROTOCOLS:
+        os.makedirs(os.path.dirname(path.path), exist_ok=True)
+        temp = f"{os.path.dirname(path.path)}/.{path.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            with open(temp, "wb") as file:
+                file.write(payload)
+            try:
+                os.link(temp, path.path)
+            except FileExistsError:
+                return False
+            except OSError:  # no hard links here: an exclusive create of a small file
+                try:
+                    descriptor = os.open(path.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                except FileExistsError:
+                    return False
+                with os.fdopen(descriptor, "wb") as file:
+                    file.write(payload)
+            return True
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+    try:
+        with path.fs.open(path.path, "xb") as file:
+            file.write(payload)
+    except FileExistsError:
+        return False
+    except (ValueError, NotImplementedError, TypeError):
+        return None
+    return True
 
 
 def _token_of(raw: bytes) -> str | None:

@@ -25,14 +25,13 @@ from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
 from .commit import IntervalCommit, json_normalized
 from .layout import TEMP_MARK
-from .lease import DEFAULT_TTL_SECONDS, owner_of_temp
+from .lease import _LOCAL_PROTOCOLS, DEFAULT_TTL_SECONDS, owner_of_temp
 
 if TYPE_CHECKING:
     from .destination import Landing
 
 log = logging.getLogger(__name__)
 
-_LOCAL_PROTOCOLS = ("file", "local", "")
 _COMPRESS_BLOCK = 1 << 18  # 256 KiB: large enough for ISA-L's speed, small enough to stay flat
 GZIP_WBITS = 31  # zlib's gzip wrapper: header with mtime 0 and no file name, so output is deterministic
 
