@@ -14,9 +14,10 @@ expired; otherwise it is *stale* and the next run takes it over. On the host tha
 whose process is gone (a ``kill -9``; same host name and pid namespace, pid no longer running) is
 stale at once. A run deletes its leases, then its owner record, when it is done, failed or cancelled.
 
-Atomic create: locally ``O_CREAT | O_EXCL``; on object stores a conditional write (fsspec's ``"xb"``
-mode: ``If-None-Match: *`` on S3), and where a filesystem has no conditional write, a best-effort
-fallback: write unless the lease exists, then read it back and keep it only if it names this owner.
+Atomic create (``create_exclusively``): locally a complete temp hard-linked into place; on object
+stores a conditional write (fsspec's ``"xb"`` mode: ``If-None-Match: *`` on S3), and where a
+filesystem has no conditional write, a best-effort fallback: write unless the lease exists, then
+read it back and keep it only if it names this owner.
 
 Temporary files carry their owner in their name (``.<name>.tmp-<owner>-<random>``), so a writer
 removes another's temporary file only when that owner holds no live lease on it (see
