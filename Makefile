@@ -11,6 +11,7 @@ COMPAT_CELLS ?= 2.11.2:3.10 3.0.6:3.12 3.2.2:3.13
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --upgrade --default-pip >/dev/null
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check 'uv>=0.5'
 	$(BIN)/uv pip install --quiet -p $(BIN)/python -e '.[test,bench]'
 	touch $(STAMP)
@@ -23,9 +24,9 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest -q --durations=25
 
-# The inner loop: everything but the slow fault and system tests.
+# The inner loop: everything but the slow tests (fault, system, S3 and packaging), on every core.
 test-fast: lint
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow" -n auto
 
 # The cells run at the same time (COMPAT_JOBS=1 runs them one by one); see .ci/compat-all.
 test-compat:

@@ -9,7 +9,6 @@ files), which the API serves in one request.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import tempfile
 from datetime import datetime, timedelta
@@ -20,8 +19,6 @@ from _server import TOKEN, fake_server
 
 MAX_LIMIT = 9999
 SMALL_ORG_EVENTS = 5_000
-# In-process scenarios: the pipeline's INFO line per interval would flood the report on stdout.
-logging.getLogger("airflow_provider_slack_audit").setLevel(logging.WARNING)
 LAYOUTS = {"1 h files (24)": timedelta(hours=1), "1 day file (1)": timedelta(days=1)}
 
 

@@ -8,15 +8,12 @@ lateness while the ingest runs is the stall figure (the loop could run nothing e
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 PROBE_PERIOD = 0.001
-# In-process scenarios: the pipeline's INFO line per interval would flood the report on stdout.
-logging.getLogger("airflow_provider_slack_audit").setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ runs in well under a minute with the same arithmetic.
 from __future__ import annotations
 
 import asyncio
-import logging
 import tempfile
 import time
 from dataclasses import dataclass
@@ -62,8 +61,6 @@ class RateBudgetPlan:
 
 def run_rate_budget(plan: RateBudgetPlan) -> dict[str, Any]:
     """Start a rate-limited server, ingest the windows concurrently, and report budget and completeness."""
-    # One INFO line per interval is right for an on-call engineer, and noise in a benchmark report.
-    logging.getLogger("airflow_provider_slack_audit").setLevel(logging.WARNING)
     start, end = plan.span
     with (
         fake_server(

@@ -280,6 +280,7 @@ def test_usage_errors_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]
     assert raised.value.code == 2
 
 
+@pytest.mark.slow  # a fresh interpreter
 async def test_the_command_runs_as_a_module(landed: Path) -> None:
     command = [sys.executable, "-m", "airflow_provider_slack_audit", "verify", f"file://{landed}"]
     done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=120)

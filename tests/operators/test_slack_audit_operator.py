@@ -325,6 +325,7 @@ def test_an_explicit_deferrable_argument_beats_the_deployment_setting(
     assert make_operator(deferrable=True).deferrable is True
 
 
+@pytest.mark.slow  # a fresh interpreter importing Airflow per case
 @pytest.mark.parametrize(("setting", "expected"), [("True", "True"), ("False", "False")])
 def test_the_operator_defers_as_airflow_cfg_says(tmp_path: Path, setting: str, expected: str) -> None:
     (tmp_path / "airflow.cfg").write_text(f"[operators]\ndefault_deferrable = {setting}\n")

@@ -372,6 +372,7 @@ def operator_with(args: dict[str, Arg], destination: str, *, deferrable: bool) -
     return SlackAuditLogsOperator(task_id="land", deferrable=deferrable, **values)
 
 
+@pytest.mark.slow  # builds an operator per example
 @SETTINGS
 @given(args=OPERATOR_ARGUMENTS)
 def test_operator_arguments_defer_a_valid_spec_or_fail_before_any_request(

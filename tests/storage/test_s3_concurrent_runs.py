@@ -26,7 +26,8 @@ WINDOW = Window(DAY, DAY + timedelta(hours=4))
 STEP = timedelta(hours=1)
 SMALL_CONSTANT = 2
 
-pytestmark = pytest.mark.usefixtures("instant_retries")
+# A real S3 API (moto in server mode): seconds per test, so CI runs them and `make test-fast` does not.
+pytestmark = [pytest.mark.usefixtures("instant_retries"), pytest.mark.slow]
 
 
 @pytest.fixture

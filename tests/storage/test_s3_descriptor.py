@@ -25,7 +25,8 @@ DAY = datetime(2026, 1, 4, tzinfo=timezone.utc)
 WINDOW = Window(DAY, DAY + timedelta(hours=3))
 UNFILTERED = {"action": None, "actor": None, "entity": None}
 
-pytestmark = pytest.mark.usefixtures("instant_retries")
+# A real S3 API (moto in server mode): seconds per test, so CI runs them and `make test-fast` does not.
+pytestmark = [pytest.mark.usefixtures("instant_retries"), pytest.mark.slow]
 
 
 @pytest.fixture

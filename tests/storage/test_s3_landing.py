@@ -30,6 +30,8 @@ WINDOW = Window(DAY, DAY + timedelta(hours=4))
 STEP = timedelta(hours=1)
 LIMIT = 100
 TOKEN = "xoxp-test"
+# A real S3 API (moto in server mode): seconds per test, so CI runs them and `make test-fast` does not.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
