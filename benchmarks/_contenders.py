@@ -286,5 +286,13 @@ def _preload(name: str) -> None:
         import slack_sdk.audit_logs.async_client  # noqa: F401
     elif name.startswith("ours"):
         # The landing imports Airflow (ObjectStoragePath) on first use: not part of the ingest.
+        import tempfile
+
         import airflow_provider_slack_audit.ingest.landing
         import airflow_provider_slack_audit.ingest.pipeline  # noqa: F401
+        from airflow_provider_slack_audit.version_compat import ObjectStoragePath
+
+        # The first filesystem an ObjectStoragePath opens makes Airflow register every provider's
+        # (importing s3fs, botocore & co.: about a second and tens of MB, once per process, like
+        # the imports above): a triggerer pays it once, not per window.
+        _ = ObjectStoragePath(Path(tempfile.gettempdir()).as_uri()).fs

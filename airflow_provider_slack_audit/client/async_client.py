@@ -27,7 +27,6 @@ It knows nothing of Airflow.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import math
@@ -36,6 +35,8 @@ import platform
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from itertools import compress
+from operator import attrgetter
 from ssl import SSLContext
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -45,6 +46,7 @@ import aiohttp
 import msgspec
 from aiohttp import BasicAuth, ClientSession
 
+from .blocking import run_blocking
 from .errors import SlackAuditLogsApiError, SlackAuditLogsConfigError, classify_exception, hint
 from .ratelimit import PRIORITIES, Priority, RateLimiter, WaitExceedsBudget, shared_rate_limiter
 from .redaction import contains_secret, redact_text, redact_url, scrub_exception
@@ -347,7 +349,7 @@ class AsyncAuditLogsClient:
                 )
                 next_cursor = response.next_cursor  # validates status and body
                 pages += 1
-                stalled = await asyncio.to_thread(progress.record, cursor, next_cursor, response)
+                stalled = await run_blocking(progress.record, cursor, next_cursor, response)
                 yield response
                 if not next_cursor:
                     return
@@ -470,7 +472,7 @@ class AsyncAuditLogsClient:
                 raise _redirect_error(response)
             # Decoding a large page runs in a thread, so the event loop (every trigger of a triggerer
             # shares it) is never held for long; raw_page() keeps the result for the caller.
-            problem = await asyncio.to_thread(_page_problem, response) if page and response.ok else None
+            problem = await run_blocking(_page_problem, response) if page and response.ok else None
             if response.ok and problem is None:
                 if self.rate_limiter is not None:
                     self.rate_limiter.succeeded()
@@ -695,6 +697,10 @@ class AsyncAuditLogsClient:
             )
 
 
+_date_create = attrgetter("date_create")
+_id = attrgetter("id")
+
+
 class _PageProgress:
     """Whether each page moves the read older; counts the pages in a row that do not.
 
@@ -710,12 +716,16 @@ class _PageProgress:
 
     def record(self, cursor: str | None, next_cursor: str, response: AuditLogsResponse) -> int:
         moved = False
-        for entry in response.raw_page().entries:
-            if self._second is None or entry.date_create < self._second:
-                self._second, self._ids = entry.date_create, {entry.id}
-                moved = True
-            elif entry.date_create == self._second and entry.id not in self._ids:
-                self._ids.add(entry.id)
+        entries = response.raw_page().entries
+        if entries:
+            # C-speed passes over the page (in any order): its oldest second and the ids at it.
+            seconds = list(map(_date_create, entries))
+            low = min(seconds)
+            at_low = set(compress(map(_id, entries), map(low.__eq__, seconds)))
+            if self._second is None or low < self._second:
+                self._second, self._ids, moved = low, at_low, True
+            elif low == self._second and not at_low <= self._ids:
+                self._ids |= at_low
                 moved = True
         self.stalled = 0 if moved and next_cursor != cursor else self.stalled + 1
         return self.stalled
