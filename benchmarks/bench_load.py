@@ -34,6 +34,7 @@ import asyncio
 import gc
 import glob
 import json
+import logging
 import os
 import resource
 import shutil
@@ -85,6 +86,7 @@ def land(events: int, destination: Path) -> tuple[str, int]:
     from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
     from airflow_provider_slack_audit.ingest.windows import Window
 
+    logging.getLogger("airflow_provider_slack_audit").setLevel(logging.WARNING)  # one line per interval
     window = Window(BENCH_DAY, BENCH_DAY + timedelta(days=1))
     spec = IngestSpec(
         window=window,

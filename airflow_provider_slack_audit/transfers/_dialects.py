@@ -323,10 +323,19 @@ def _differs(table: sa.Table, incoming: Any) -> sa.ColumnElement[bool]:
 
 
 def _iso_utc(suffix: str) -> Callable[[int], str]:
+    # Landed entries come in time order, so most share their minute with the one before: format
+    # each minute once (strftime is most of the cost), and keep the cache small.
+    minutes: dict[int, str] = {}
+
     def iso(micros: int) -> str:
         seconds, fraction = divmod(micros, _MICROS)
-        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        return f"{text}.{fraction:06d}{suffix}" if fraction else text + suffix
+        minute, second = divmod(seconds, 60)
+        prefix = minutes.get(minute)
+        if prefix is None:
+            if len(minutes) >= 4096:
+                minutes.clear()
+            prefix = minutes[minute] = time.strftime("%Y-%m-%dT%H:%M:", time.gmtime(seconds - second))
+        return f"{prefix}{second:02d}.{fraction:06d}{suffix}" if fraction else f"{prefix}{second:02d}{suffix}"
 
     return iso
 
