@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-test
 # The compatibility cells: Airflow line x Python, each with constraints/airflow-<ver>-py<py>.txt.
 COMPAT_CELLS ?= 2.11.2:3.10 3.0.6:3.12 3.2.2:3.13
 
-.PHONY: test test-fast test-compat lint demo bench clean
+.PHONY: test test-fast test-compat lint demo bench bench-load clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_ingest.py $(BENCH_ARGS)
+
+# The 100k-event PostgreSQL load (needs the Debian postgresql binaries); BENCH_LOAD_ARGS="--rounds 5".
+bench-load: $(STAMP)
+	$(BIN)/python benchmarks/bench_load.py $(BENCH_LOAD_ARGS)
 
 clean:
 	rm -rf $(VENV) .compat .ci-tools .demo .pytest_cache .mypy_cache .ruff_cache

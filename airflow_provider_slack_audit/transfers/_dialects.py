@@ -7,16 +7,20 @@ hook) is wrapped in a one-connection SQLAlchemy engine, so the load runs on exac
 Airflow configured, in one transaction:
 
 - PostgreSQL: COPY the batch into a temp staging table, then one ``INSERT ... SELECT ... ON CONFLICT
-  (id) DO UPDATE ... WHERE <row differs>`` (``postgresql.insert().on_conflict_do_update``). COPY is
-  the fastest way in (100,000 rows in about 4 s on a 2-core host, twice as fast as a pipelined
-  ``executemany``); the ``WHERE`` leaves identical rows untouched (no dead tuples) on a reload.
+  (id) DO UPDATE ... WHERE <row differs> RETURNING`` (``postgresql.insert().on_conflict_do_update``)
+  whose returned rows count what it did. COPY is the fastest way in (twice as fast as a pipelined
+  ``executemany``); the ``WHERE`` leaves identical rows untouched (no dead tuples) on a reload. The
+  server's share (parsing JSONB, inserting into the table and its indexes) is most of a load's time,
+  so batches are written from a worker thread while the operator builds the next one
+  (``benchmarks/bench_load.py`` measures it).
 - SQLite: ``sqlite.insert().on_conflict_do_update`` with the same ``WHERE``, by ``executemany``.
 - MySQL/MariaDB: ``mysql.insert().on_duplicate_key_update``.
 - Any other database whose Airflow provider ships a common-sql dialect with an upsert (MSSQL's
   ``MERGE``, ...): that dialect's ``generate_replace_sql``, the SQL ``DbApiHook.insert_rows(
   replace=True)`` runs. A database without one is refused before anything is written.
 
-Counting: before writing, each writer counts the batch's ids already in the table (``existing``);
+Counting: PostgreSQL's upsert returns the rows it inserted or updated, ``xmax = 0`` marking the
+inserted ones. The others count the batch's ids already in the table (``existing``) before writing;
 the upsert's row count then tells inserted, updated (content changed) and unchanged rows apart.
 """
 
@@ -224,6 +228,9 @@ class WarehouseDialect(ABC):
     name: ClassVar[str]
     #: Whether U+0000 must be escaped (PostgreSQL text and JSONB cannot hold it).
     escape_nul: ClassVar[bool] = False
+    #: Whether batches may be written from a worker thread while the next one is built (the
+    #: driver's connections must allow it: sqlite3's refuse other threads by default).
+    writes_in_background: ClassVar[bool] = False
 
     def __init__(self, table: TableName) -> None:
         self.name_of_table = table
@@ -316,10 +323,19 @@ def _differs(table: sa.Table, incoming: Any) -> sa.ColumnElement[bool]:
 
 
 def _iso_utc(suffix: str) -> Callable[[int], str]:
+    # Landed entries come in time order, so most share their minute with the one before: format
+    # each minute once (strftime is most of the cost), and keep the cache small.
+    minutes: dict[int, str] = {}
+
     def iso(micros: int) -> str:
         seconds, fraction = divmod(micros, _MICROS)
-        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        return f"{text}.{fraction:06d}{suffix}" if fraction else text + suffix
+        minute, second = divmod(seconds, 60)
+        prefix = minutes.get(minute)
+        if prefix is None:
+            if len(minutes) >= 4096:
+                minutes.clear()
+            prefix = minutes[minute] = time.strftime("%Y-%m-%dT%H:%M:", time.gmtime(seconds - second))
+        return f"{prefix}{second:02d}.{fraction:06d}{suffix}" if fraction else f"{prefix}{second:02d}{suffix}"
 
     return iso
 
@@ -340,6 +356,7 @@ class PostgresDialect(WarehouseDialect):
 
     name = "postgresql"
     escape_nul = True
+    writes_in_background = True  # psycopg connections are thread-safe
     _staging_name: Final = "slack_audit_load_staging"
 
     def __init__(self, table: TableName) -> None:
@@ -348,13 +365,19 @@ class PostgresDialect(WarehouseDialect):
             self._staging_name, sa.MetaData(), *(sa.Column(name) for name in COLUMN_NAMES)
         )
         upsert = postgresql.insert(self.table).from_select(list(COLUMN_NAMES), sa.select(self.staging))
-        self.upsert = upsert.on_conflict_do_update(
-            index_elements=[self.table.c.id],
-            set_={name: upsert.excluded[name] for name in _VALUE_COLUMNS},
-            where=_differs(self.table, upsert.excluded),
-        ).execution_options(preserve_rowcount=True)
-        self.count_staged = sa.select(sa.func.count()).select_from(
-            self.staging.join(self.table, self.staging.c.id == self.table.c.id)
+        # RETURNING lists the rows inserted or updated (not those the WHERE left alone); xmax is 0
+        # exactly for a freshly inserted row version, so one statement also counts what it did.
+        written = (
+            upsert.on_conflict_do_update(
+                index_elements=[self.table.c.id],
+                set_={name: upsert.excluded[name] for name in _VALUE_COLUMNS},
+                where=_differs(self.table, upsert.excluded),
+            )
+            .returning(sa.literal_column("xmax = 0", sa.Boolean).label("inserted"))
+            .cte("written")
+        )
+        self.upsert = sa.select(sa.func.count(), sa.func.count().filter(written.c.inserted)).select_from(
+            written
         )
 
     def timestamp(self, micros: int) -> str:
@@ -371,10 +394,9 @@ class PostgresDialect(WarehouseDialect):
 
     def write_batch(self, connection: Connection, rows: Sequence[Row]) -> BatchCounts:
         self._copy_into_staging(connection, rows)
-        existing = int(connection.execute(self.count_staged).scalar_one())
-        written = connection.execute(self.upsert).rowcount
+        written, inserted = connection.execute(self.upsert).one()
         connection.exec_driver_sql(f"TRUNCATE {self._staging_name}")
-        return BatchCounts.from_counts(len(rows), existing, written)
+        return BatchCounts(inserted=inserted, updated=written - inserted, unchanged=len(rows) - written)
 
     def _copy_into_staging(self, connection: Connection, rows: Sequence[Row]) -> None:
         statement = f"COPY {self._staging_name} ({', '.join(COLUMN_NAMES)}) FROM STDIN"

@@ -8,9 +8,12 @@ entry. Anomaly events (``action = 'anomaly'``) also get their signal, which Slac
 entry exactly as landed, so fields this mapping does not know (Slack adds some over time) are never
 lost and can be re-flattened later by reloading the window.
 
-Each landed line is decoded once, into small msgspec structs that skip unknown fields; only the
-entity is decoded into a dict, because its target sits under a key named after its type
-(``entity.file``, ``entity.channel``, ... and types Slack has not invented yet).
+Each landed line is decoded once, into small msgspec structs that skip unknown fields. The fast path
+types every column as text (``str | None``) and knows the entity types Slack documents, so a row is
+the decoded values as they are; a line it does not fit (a number where text was expected, an entity
+type Slack invented since) is decoded again by the lenient path, which takes any scalar as its JSON
+text and decodes the entity into a dict, because its target sits under a key named after its type
+(``entity.file``, ``entity.channel``, ...). Both paths give the same row for a line both can read.
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ _JSON_NUL: Final = b"\\u0000"
 # A JSON "\u0000" escape that is not itself an escaped backslash followed by "u0000".
 _JSON_NUL_ESCAPE: Final = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 _MICROS: Final = 1_000_000
+_NO_ANOMALY: Final = (None, None, None, None)
 
 
 class InvalidEntryError(ValueError):
@@ -97,31 +101,31 @@ class InvalidEntryError(ValueError):
 # The optional parts are typed ``Any`` and turned into text by ``_text``: a scalar of an unexpected
 # type (Slack sends a number one day) must not fail an audit load. Only the three fields that make
 # an entry an entry are strict.
-class _User(msgspec.Struct):
+class _User(msgspec.Struct, gc=False):
     id: Any = None
     name: Any = None
     email: Any = None
     team: Any = None
 
 
-class _Actor(msgspec.Struct):
+class _Actor(msgspec.Struct, gc=False):
     type: Any = None
     user: _User | None = None
 
 
-class _Location(msgspec.Struct):
+class _Location(msgspec.Struct, gc=False):
     type: Any = None
     id: Any = None
     name: Any = None
     domain: Any = None
 
 
-class _App(msgspec.Struct):
+class _App(msgspec.Struct, gc=False):
     id: Any = None
     name: Any = None
 
 
-class _Context(msgspec.Struct):
+class _Context(msgspec.Struct, gc=False):
     location: _Location | None = None
     ua: Any = None
     ip_address: Any = None
@@ -129,14 +133,14 @@ class _Context(msgspec.Struct):
     app: _App | None = None
 
 
-class _AnomalyDetails(msgspec.Struct):
+class _AnomalyDetails(msgspec.Struct, gc=False):
     reason: Any = None
     previous_ip_address: Any = None
     previous_ua: Any = None
     action_timestamp: Any = None
 
 
-class _Entry(msgspec.Struct):
+class _Entry(msgspec.Struct, gc=False):
     id: str
     date_create: int
     action: str
@@ -147,10 +151,86 @@ class _Entry(msgspec.Struct):
     details: msgspec.Raw = msgspec.Raw()
 
 
+# The fast path: every column text, the entity's target under one of the types Slack documents.
+class _TextUser(msgspec.Struct, gc=False):
+    id: str | None = None
+    name: str | None = None
+    email: str | None = None
+    team: str | None = None
+
+
+class _TextActor(msgspec.Struct, gc=False):
+    type: str | None = None
+    user: _TextUser | None = None
+
+
+class _TextLocation(msgspec.Struct, gc=False):
+    type: str | None = None
+    id: str | None = None
+    name: str | None = None
+    domain: str | None = None
+
+
+class _TextApp(msgspec.Struct, gc=False):
+    id: str | None = None
+    name: str | None = None
+
+
+class _TextContext(msgspec.Struct, gc=False):
+    location: _TextLocation | None = None
+    ua: str | None = None
+    ip_address: str | None = None
+    session_id: str | int | None = None  # Slack sends a string or a number
+    app: _TextApp | None = None
+
+
+class _TextTarget(msgspec.Struct, gc=False):
+    id: str | None = None
+    name: str | None = None
+
+
+class _TextEntity(msgspec.Struct, gc=False):
+    type: str | None = None
+    user: _TextTarget | None = None
+    channel: _TextTarget | None = None
+    file: _TextTarget | None = None
+    app: _TextTarget | None = None
+    workspace: _TextTarget | None = None
+    enterprise: _TextTarget | None = None
+    usergroup: _TextTarget | None = None
+    message: _TextTarget | None = None
+    workflow: _TextTarget | None = None
+    barrier: _TextTarget | None = None
+    role: _TextTarget | None = None
+    huddle: _TextTarget | None = None
+    canvas: _TextTarget | None = None
+
+
+#: The entity types the fast path knows: the fields of _TextEntity holding a target.
+_TEXT_ENTITY_TYPES: Final = frozenset(_TextEntity.__struct_fields__) - {"type"}
+
+
+class _TextEntry(msgspec.Struct, gc=False):
+    id: str
+    date_create: int
+    action: str
+    actor: _TextActor | None = None
+    entity: _TextEntity | None = None
+    context: _TextContext | None = None
+    details: msgspec.Raw = msgspec.Raw()
+
+
+class _NotText(Exception):
+    """The line does not fit the fast path; the lenient path reads it."""
+
+
+_decode_text_entry = msgspec.json.Decoder(_TextEntry).decode
 _decode_entry = msgspec.json.Decoder(_Entry).decode
 _decode_anomaly = msgspec.json.Decoder(_AnomalyDetails).decode
 _encode_json = msgspec.json.encode
 _EMPTY_USER, _EMPTY_LOCATION, _EMPTY_APP = _User(), _Location(), _App()
+_EMPTY_TEXT_ACTOR, _EMPTY_TEXT_USER, _EMPTY_TEXT_CONTEXT = _TextActor(), _TextUser(), _TextContext()
+_EMPTY_TEXT_LOCATION, _EMPTY_TEXT_APP, _EMPTY_TEXT_TARGET = _TextLocation(), _TextApp(), _TextTarget()
 
 
 def _text(value: Any) -> str | None:
@@ -229,17 +309,19 @@ class RowBuilder:
     def build(self, line: bytes) -> Row:
         """The row for one landed line; raises :class:`InvalidEntryError` when it is not an entry."""
         try:
-            entry = _decode_entry(line)
             raw = line.decode()
+            try:
+                row = self._text_row(_decode_text_entry(line), raw)
+            except (msgspec.DecodeError, _NotText):  # ValidationError is a DecodeError
+                row = self._row(_decode_entry(line), raw)
         except (msgspec.DecodeError, UnicodeDecodeError) as error:
             raise InvalidEntryError(f"not an Audit Logs entry ({error}): {line[:200]!r}") from error
-        row = self._row(entry, raw)
         # JSON text holds U+0000 only as the escape \u0000 (a raw NUL byte is not valid JSON).
         if self._escape_nul and _JSON_NUL in line:
             return _escape_row_nul(row)
         return row
 
-    def _anomaly(self, entry: _Entry) -> tuple[Any, Any, Any, Any]:
+    def _anomaly(self, entry: _Entry | _TextEntry) -> tuple[Any, Any, Any, Any]:
         """The anomaly columns: all NULL unless the entry is an anomaly event with details."""
         if entry.action != "anomaly" or not bytes(entry.details):
             return None, None, None, None
@@ -256,6 +338,49 @@ class RowBuilder:
             _text(details.previous_ip_address),
             _text(details.previous_ua),
             None if micros is None else self._timestamp(micros),
+        )
+
+    def _text_row(self, entry: _TextEntry, raw: str) -> Row:
+        """The row of an entry whose columns are all text: the decoded values as they are."""
+        actor = entry.actor or _EMPTY_TEXT_ACTOR
+        user = actor.user or _EMPTY_TEXT_USER
+        entity = entry.entity
+        entity_type = None if entity is None else entity.type
+        if entity_type is None:
+            target = _EMPTY_TEXT_TARGET
+        elif entity_type in _TEXT_ENTITY_TYPES:
+            target = getattr(entity, entity_type) or _EMPTY_TEXT_TARGET
+        else:
+            raise _NotText(entity_type)
+        context = entry.context or _EMPTY_TEXT_CONTEXT
+        location = context.location or _EMPTY_TEXT_LOCATION
+        app = context.app or _EMPTY_TEXT_APP
+        session_id = context.session_id
+        details = entry.details
+        return (
+            entry.id,
+            self._timestamp(entry.date_create * _MICROS),
+            entry.action,
+            actor.type,
+            user.id,
+            user.name,
+            user.email,
+            user.team,
+            entity_type,
+            target.id,
+            target.name,
+            location.type,
+            location.id,
+            location.name,
+            location.domain,
+            context.ua,
+            context.ip_address,
+            session_id if session_id is None or isinstance(session_id, str) else str(session_id),
+            app.id,
+            app.name,
+            _json_text(details),
+            *(self._anomaly(entry) if entry.action == "anomaly" else _NO_ANOMALY),
+            raw,
         )
 
     def _row(self, entry: _Entry, raw: str) -> Row:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
@@ -247,8 +248,24 @@ class SlackAuditLogsToSqlOperator(BaseOperator):
     ) -> BatchCounts:
         builder = RowBuilder(dialect.timestamp, escape_nul=getattr(dialect, "escape_nul", False))
         counts = BatchCounts()
-        for batch in self._batches(_landed_rows(manifest, builder)):
-            counts += dialect.write_batch(target, batch)
+        batches = self._batches(_landed_rows(manifest, builder))
+        if not getattr(dialect, "writes_in_background", False):
+            for batch in batches:
+                counts += dialect.write_batch(target, batch)
+            return counts
+        # The database works on one batch while this thread reads and builds the next: the load
+        # takes about the longer of the two, not their sum, with two batches in memory at most.
+        # Leaving the block (a failed batch, a corrupt file) waits for the batch being written,
+        # so the transaction is rolled back only once the connection is idle.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="slack-audit-load") as writer:
+            pending: Future[BatchCounts] | None = None
+            for batch in batches:
+                if pending is not None:
+                    counts += pending.result()
+                pending = writer.submit(dialect.write_batch, target, batch)
+                del batch  # the writer holds it; the next batch is built meanwhile
+            if pending is not None:
+                counts += pending.result()
         return counts
 
     def _load_through_common_sql(

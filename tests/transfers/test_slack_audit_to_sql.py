@@ -329,6 +329,20 @@ def test_a_failure_mid_load_rolls_the_table_back(
     assert warehouse.dump() == before
 
 
+def test_a_corrupt_line_after_batches_were_written_rolls_the_table_back(
+    warehouse: Warehouse, landing_dir: Path
+) -> None:
+    # PostgreSQL writes a batch while the next is built: the failure comes while one is in flight.
+    not_an_entry = json.dumps({"id": "x", "date_create": WINDOW.oldest + 86_000}).encode()  # no action
+    lines = [line for line in sample_lines() if json.loads(line)["date_create"] < WINDOW.oldest + 86_000]
+    manifest = land_window(landing_dir, [*lines, not_an_entry])
+
+    with pytest.raises(AirflowFailException, match=r"line \d+ of .* is not an Audit Logs entry"):
+        load(warehouse, manifest, batch_size=1)
+
+    assert warehouse.count() == 0
+
+
 def test_a_data_file_that_differs_from_its_manifest_fails_and_loads_nothing(
     warehouse: Warehouse, sample_manifest: str
 ) -> None:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from airflow_provider_slack_audit.transfers._schema import (
     COLUMN_NAMES,
@@ -172,3 +176,78 @@ def test_nul_is_kept_as_is_without_the_escape() -> None:
 
     assert build(json.loads(line))["actor_user_name"] == "a\u0000"
     assert builder.build(line)[-1] == line.decode()
+
+
+_TEXTS = st.one_of(st.none(), st.text(max_size=8))
+_SCALARS = st.one_of(
+    _TEXTS,
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.booleans(),
+    st.lists(st.integers(0, 9), max_size=2),
+    st.dictionaries(st.sampled_from(["a", "b"]), st.integers(0, 9), max_size=1),
+)
+# Documented types, an invented one, and "type" (the key holding the type itself).
+_ENTITY_TYPES = st.one_of(
+    st.none(), st.sampled_from(["user", "file", "channel", "huddle", "canvas_v2", "type"])
+)
+
+
+def _part(names: list[str], values: st.SearchStrategy[object]) -> st.SearchStrategy[dict[str, object]]:
+    """An object with some of ``names``, each holding one of ``values``."""
+    return st.fixed_dictionaries({}, optional=dict.fromkeys(names, values))
+
+
+def _text(value: object) -> str | None:
+    return value if value is None or isinstance(value, str) else msgspec.json.encode(value).decode()
+
+
+@st.composite
+def _entries(draw: st.DrawFn) -> dict[str, object]:
+    # Mostly text (what Slack sends), sometimes any scalar anywhere (what it might send one day).
+    values = draw(st.sampled_from([_TEXTS, _SCALARS]))
+    entry: dict[str, object] = {"id": "a", "date_create": 1, "action": "x"}
+    if draw(st.booleans()):
+        entry["actor"] = {"type": draw(values), "user": draw(_part(["id", "name", "email", "team"], values))}
+    entity_type = draw(_ENTITY_TYPES)
+    entity: dict[str, object] = {"type": entity_type}
+    if isinstance(entity_type, str) and draw(st.booleans()):
+        entity[entity_type] = draw(st.one_of(_part(["id", "name", "extra"], values), values))
+    entry["entity"] = entity
+    context = draw(_part(["ua", "ip_address"], values))
+    context["session_id"] = draw(st.one_of(values, st.integers(0, 2**53)))  # Slack sends numbers too
+    context["location"] = draw(_part(["type", "id", "name", "domain"], values))
+    if draw(st.booleans()):
+        context["app"] = draw(_part(["id", "name"], values))
+    entry["context"] = context
+    return entry
+
+
+def _expected_flat_columns(entry: dict[str, Any]) -> dict[str, object]:
+    """The documented mapping, written out: each column's value at its fixed place, as text."""
+    actor, context = entry.get("actor") or {}, entry["context"]
+    user, location, app = actor.get("user") or {}, context["location"], context.get("app") or {}
+    entity = entry["entity"]
+    entity_type = entity["type"]
+    target = entity.get(entity_type) if isinstance(entity_type, str) else None
+    target = target if isinstance(target, dict) else {}
+    return {
+        "actor_type": _text(actor.get("type")),
+        **{f"actor_user_{name}": _text(user.get(name)) for name in ("id", "name", "email", "team")},
+        "entity_type": _text(entity_type),
+        "entity_id": _text(target.get("id")),
+        "entity_name": _text(target.get("name")),
+        **{f"location_{name}": _text(location.get(name)) for name in ("type", "id", "name", "domain")},
+        **{name: _text(context.get(name)) for name in ("ua", "ip_address", "session_id")},
+        "app_id": _text(app.get("id")),
+        "app_name": _text(app.get("name")),
+    }
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(_entries())
+def test_every_flat_column_follows_the_documented_mapping_whatever_the_value_types(
+    entry: dict[str, Any],
+) -> None:
+    row = build(entry)
+
+    assert {name: row[name] for name in _expected_flat_columns(entry)} == _expected_flat_columns(entry)
