@@ -158,7 +158,13 @@ class AuditLogsResponse:
     def _says_not_ok(self) -> bool:
         # Success bodies carry no `ok`; only a body that says `"ok": false` is an error. The probe
         # struct skips every other field without building objects, so a big page costs one scan.
-        if b'"ok"' not in self.content:
+        # The search goes block by block (blocks overlap by the needle's length - 1), so no single
+        # C call holds the GIL, and the event loop thread, for the whole of a ~10 MB body.
+        content = self.content
+        if not any(
+            content.find(b'"ok"', start, start + _SLICE_BYTES + 3) >= 0
+            for start in range(0, len(content), _SLICE_BYTES)
+        ):
             return False
         try:
             return _ok_decoder.decode(self.content).ok is False

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from airflow_provider_slack_audit.client.response import AuditLogsResponse, _decode_in_slices
+from airflow_provider_slack_audit.client import SlackAuditLogsApiError
+from airflow_provider_slack_audit.client.response import _SLICE_BYTES, AuditLogsResponse, _decode_in_slices
 
 
 def page_body(entries: list[dict[str, object]], cursor: str = "next") -> bytes:
@@ -56,3 +57,11 @@ def test_a_page_with_metadata_before_its_entries_keeps_its_cursor() -> None:
 
     assert page.next_cursor == "c2"
     assert [e.id for e in page.entries] == [f"id-{i}" for i in range(2000)]
+
+
+@pytest.mark.parametrize("offset", range(-4, 2))
+def test_an_ok_false_body_is_an_error_wherever_the_block_scan_cuts_it(offset: int) -> None:
+    body = b"{" + b" " * (_SLICE_BYTES + offset) + b'"ok": false, "error": "invalid_auth"}'
+    response = AuditLogsResponse(url="http://127.0.0.1:1/logs", status_code=200, raw_body=body, headers={})
+    with pytest.raises(SlackAuditLogsApiError, match="ok: false"):
+        response.validate()

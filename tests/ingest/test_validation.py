@@ -11,7 +11,7 @@ import pytest
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient
 from airflow_provider_slack_audit.ingest import Window
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
+from airflow_provider_slack_audit.ingest.pipeline import _SCAN_BLOCK, IngestSpec, _scan_body, ingest_window
 from airflow_provider_slack_audit.ingest.validation import (
     check_destination,
     check_window,
@@ -252,3 +252,13 @@ async def test_ingest_window_refuses_a_window_with_no_whole_second_before_any_re
         await ingest_window(client, spec_for(tmp_path, window=window))
 
     assert server.requests == []
+
+
+@pytest.mark.parametrize("offset", range(-3, 3))
+def test_a_body_is_checked_for_utf8_and_line_breaks_across_scan_blocks(offset: int) -> None:
+    # A two-byte character around a block boundary is UTF-8; the same body cut inside it is not.
+    body = b"a" * (_SCAN_BLOCK - 1 + offset) + "é".encode() + b"x"
+    assert _scan_body(body) == (False, False)
+    assert _scan_body(body[:-2]) == (False, True)
+    assert _scan_body(body + b"\r") == (True, False)
+    assert _scan_body(b"\xff" + body + b"\n") == (True, True)
