@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -19,16 +18,11 @@ from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_wind
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 from airflow_provider_slack_audit.testing.server import ManualClock
 
+from support.landing_invariants import independent_digest
 from support.recorded_sleeps import RecordedSleeps
 
 DAY = datetime(2026, 1, 4, tzinfo=timezone.utc)
 WINDOW = Window(DAY, DAY + timedelta(hours=4))
-
-
-def independent_digest(ids: set[str]) -> str:
-    """The documented id digest, written out longhand: sum of sha256(id) mod 2**256, in hex."""
-    total = sum(int.from_bytes(hashlib.sha256(i.encode("utf-8")).digest(), "big") for i in ids)
-    return format(total % 2**256, "064x")
 
 
 @pytest.fixture

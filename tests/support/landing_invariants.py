@@ -32,6 +32,12 @@ class LandingState:
     committed: frozenset[Interval]
 
 
+def independent_digest(ids: set[str]) -> str:
+    """The documented id digest, written out longhand: sum of sha256(id) mod 2**256, in hex."""
+    total = sum(int.from_bytes(hashlib.sha256(i.encode("utf-8")).digest(), "big") for i in ids)
+    return format(total % 2**256, "064x")
+
+
 def server_ids(server: FakeAuditLogsServer, **filters: object) -> ExpectedIds:
     """The oracle: the ids a complete read of an interval returns from ``server`` (same filters)."""
 
