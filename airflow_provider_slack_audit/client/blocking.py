@@ -11,6 +11,14 @@ A context variable carries the choice, so the client (which imports no Airflow a
 of streams) and the pipeline share the thread without passing it around: work submitted from the
 task that entered :func:`one_thread` (an async generator of pages consumed there included) runs
 in that thread.
+
+Off the loop is not enough to keep the loop free: a thread busy with Python or with C calls that
+hold the GIL makes the event loop's thread wait for the GIL after every system call it makes
+(``epoll_wait``, ``recv``, ``send``), up to the switch interval (5 ms) each time, so one iteration
+of the loop took ~22 ms while a page was being decoded. The work therefore calls
+:func:`yield_to_loop` between its slices: after :data:`SLICE_SECONDS` of work it hands the GIL to
+the loop and waits (briefly, at most :data:`MAX_YIELD_SECONDS`) until the loop has run the
+callbacks that were ready. Outside :func:`run_blocking`'s thread it does nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -28,14 +38,58 @@ _executor: contextvars.ContextVar[Executor | None] = contextvars.ContextVar(
     "slack_audit_blocking_executor", default=None
 )
 
+SLICE_SECONDS = 0.002
+"""Work between two hand-overs to the event loop, at most (give or take one slice of the work)."""
+MAX_YIELD_SECONDS = 0.05
+"""How long a hand-over waits for the loop at most (a loop that is stopping never answers)."""
+
+
+class _Gate:
+    """One :func:`run_blocking` call's hand-overs to the loop it was submitted from."""
+
+    __slots__ = ("_loop", "_resumed", "_since")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._resumed = threading.Event()
+        self._since = time.perf_counter()
+
+    def pause(self) -> None:
+        if time.perf_counter() - self._since < SLICE_SECONDS:
+            return
+        self._resumed.clear()
+        try:
+            self._loop.call_soon_threadsafe(self._resumed.set)
+        except RuntimeError:  # the loop is closed: nobody to hand over to
+            return
+        self._resumed.wait(MAX_YIELD_SECONDS)
+        self._since = time.perf_counter()
+
+
+_gate: contextvars.ContextVar[_Gate | None] = contextvars.ContextVar("slack_audit_loop_gate", default=None)
+
+
+def yield_to_loop() -> None:
+    """Between two slices of blocking work: let the event loop run if this work has held it long.
+
+    A no-op unless called in :func:`run_blocking`'s thread (never on the loop's own thread).
+    """
+    gate = _gate.get()
+    if gate is not None:
+        gate.pause()
+
 
 async def run_blocking(func: Callable[..., _T], /, *args: object) -> _T:
-    """``func(*args)`` in the thread of the enclosing :func:`one_thread`, else in asyncio's executor."""
-    executor = _executor.get()
-    if executor is None:
-        return await asyncio.to_thread(func, *args)
-    call = functools.partial(contextvars.copy_context().run, func, *args)
-    return await asyncio.get_running_loop().run_in_executor(executor, call)
+    """``func(*args)`` in the thread of the enclosing :func:`one_thread`, else in asyncio's executor.
+
+    Either way ``func`` runs in a copy of the caller's context, in which :func:`yield_to_loop`
+    hands over to the caller's loop.
+    """
+    loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()
+    context.run(_gate.set, _Gate(loop))
+    call = functools.partial(context.run, func, *args)
+    return await loop.run_in_executor(_executor.get(), call)
 
 
 @contextmanager
@@ -54,4 +108,4 @@ def one_thread(name: str) -> Iterator[None]:
         executor.shutdown(wait=False)
 
 
-__all__ = ["one_thread", "run_blocking"]
+__all__ = ["MAX_YIELD_SECONDS", "SLICE_SECONDS", "one_thread", "run_blocking", "yield_to_loop"]

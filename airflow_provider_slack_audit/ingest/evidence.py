@@ -21,6 +21,8 @@ from operator import attrgetter
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+from airflow_provider_slack_audit.client.blocking import yield_to_loop
+
 DIGEST_METHOD = "sum of sha256(utf-8 id) as big-endian integers, mod 2**256, in hex"
 _MODULUS = 1 << 256
 _DIGEST_SLICE = 1000
@@ -85,6 +87,7 @@ class IdEvidence:
         # thread must never wait long for it; between slices the interpreter can switch threads.
         for start in range(0, len(entries), _DIGEST_SLICE):
             self.total += id_digest_sum(map(_get_id, entries[start : start + _DIGEST_SLICE]))
+            yield_to_loop()
         seconds = list(map(_get_date_create, entries))
         low, high = min(seconds), max(seconds)
         if self.first_date_create is None or low < self.first_date_create:
