@@ -39,6 +39,7 @@ class _Metadata(msgspec.Struct):
 class _Page(msgspec.Struct):
     entries: list[msgspec.Raw]
     response_metadata: _Metadata | None = None
+    ok: Any = None  # a top-level `"ok": false` makes a page an error (see validate)
 
 
 class _EntryKey(msgspec.Struct, gc=False):
@@ -188,10 +189,13 @@ class AuditLogsResponse:
 
     @cached_property
     def _raw_page(self) -> RawPage:
-        self.validate()
+        if not self.ok:
+            self.validate()  # raises
+        # The decode reads the top-level "ok" too, so a page costs no separate scan for it.
         try:
-            raws, keys, next_cursor = _decode_in_slices(self.content)
+            raws, keys, next_cursor, ok = _decode_in_slices(self.content)
         except msgspec.DecodeError:
+            self.validate()  # an `ok: false` body is not a page: its error, not "not a page"
             # A slice cut through something (or the body is bad): one pass names the problem.
             try:
                 page = _page_decoder.decode(self.content)
@@ -203,8 +207,10 @@ class AuditLogsResponse:
                 keys = _keys_decoder.decode(self.content).entries
             except msgspec.DecodeError:
                 raise self._bad_entry(page.entries) from None
-            raws = page.entries
+            raws, ok = page.entries, page.ok
             next_cursor = page.response_metadata.next_cursor if page.response_metadata is not None else ""
+        if ok is False:
+            self.validate()  # raises: a page that says `"ok": false` is an error, never data
         entries: list[RawEntry] = []
         for start in range(0, len(raws), _ENTRIES_PER_SLICE):
             stop = start + _ENTRIES_PER_SLICE
@@ -269,8 +275,9 @@ _CUT_ATTEMPTS = 16
 _ENTRIES_PER_SLICE = 1000  # RawEntry objects made between two hand-overs to the event loop (~0.5 ms)
 
 
-def _decode_in_slices(content: bytes) -> tuple[list[msgspec.Raw], list[_EntryKey], str]:
-    """The page's raw entries, their keys and the next cursor, decoded ~1 MiB at a time.
+def _decode_in_slices(content: bytes) -> tuple[list[msgspec.Raw], list[_EntryKey], str, Any]:
+    """The page's raw entries, their keys, the next cursor and its top-level ``ok`` (``None`` when
+    absent), decoded 256 KiB at a time.
 
     Each slice is made a complete page document of its own: the body cut after an entry's ``}``
     (at a ``},{``, found with one ``find``), closed with ``]}``, the next slice reopened with
@@ -281,15 +288,17 @@ def _decode_in_slices(content: bytes) -> tuple[list[msgspec.Raw], list[_EntryKey
     """
     raws: list[msgspec.Raw] = []
     keys: list[_EntryKey] = []
-    next_cursor = ""
+    next_cursor, ok = "", None
     start, prefix = 0, b""
+    view = memoryview(content)
     while True:
         cut = -1
         if len(content) - start > 2 * _SLICE_BYTES:
             cut = content.find(_ENTRY_SEPARATOR, start + _SLICE_BYTES)
         page, piece = None, b""
         for _attempt in range(_CUT_ATTEMPTS):
-            piece = prefix + (content[start:] if cut < 0 else content[start : cut + 1] + b"]}")
+            # One copy per slice (a join of memoryview parts), not one per concatenation.
+            piece = b"".join((prefix, view[start:]) if cut < 0 else (prefix, view[start : cut + 1], b"]}"))
             try:
                 page = _page_decoder.decode(piece)
                 break
@@ -305,8 +314,10 @@ def _decode_in_slices(content: bytes) -> tuple[list[msgspec.Raw], list[_EntryKey
         yield_to_loop()
         if page.response_metadata is not None:
             next_cursor = page.response_metadata.next_cursor
+        if page.ok is not None:  # top-level keys sit in the first slice or the last
+            ok = page.ok
         if cut < 0:
-            return raws, keys, next_cursor
+            return raws, keys, next_cursor, ok
         start, prefix = cut + 2, _ENTRIES_OPEN
 
 

@@ -35,11 +35,34 @@ def compact(entry: dict[str, object]) -> bytes:
 @pytest.mark.parametrize("count", [1, 700, 3000])
 def test_a_sliced_decode_equals_the_one_pass_decode(count: int) -> None:
     entries = tricky_entries(count)
-    raws, keys, cursor = _decode_in_slices(page_body(entries))
+    raws, keys, cursor, ok = _decode_in_slices(page_body(entries))
 
     assert [bytes(raw) for raw in raws] == [compact(e) for e in entries]
     assert [(k.id, k.date_create) for k in keys] == [(f"id-{i}", 1_700_000_000 - i) for i in range(count)]
     assert cursor == "next"
+    assert ok is None
+
+
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_a_page_of_many_slices_saying_ok_false_is_an_error(where: str) -> None:
+    """The decode reads the top-level ``ok`` of the slice it sits in (before or after the entries)."""
+    entries = tricky_entries(3000)
+    listed = {"entries": entries, "response_metadata": {"next_cursor": "next"}}
+    body = {"ok": False, "error": "invalid_auth", **listed} if where == "first" else {**listed, "ok": False}
+    raw_body = json.dumps(body, separators=(",", ":")).encode()
+    assert len(raw_body) > 3 * _SLICE_BYTES
+    assert _decode_in_slices(raw_body)[3] is False
+    page = AuditLogsResponse(url="http://127.0.0.1:1/logs", status_code=200, raw_body=raw_body, headers={})
+    with pytest.raises(SlackAuditLogsApiError, match="ok: false") as info:
+        page.raw_page()
+    assert info.value.error == ("invalid_auth" if where == "first" else None)
+
+
+def test_a_page_saying_ok_true_is_a_page() -> None:
+    entries = tricky_entries(3000)
+    body = json.dumps({"ok": True, "entries": entries, "response_metadata": {}}, separators=(",", ":"))
+    page = AuditLogsResponse(url="u", status_code=200, raw_body=body, headers={}).raw_page()
+    assert len(page.entries) == 3000
 
 
 def test_a_body_too_hostile_to_slice_is_decoded_in_one_pass() -> None:
