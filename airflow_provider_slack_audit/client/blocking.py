@@ -1,6 +1,6 @@
 """Where the blocking work of a page (decoding, checking, writing) runs, off the event loop.
 
-By default in asyncio's executor (``asyncio.to_thread``). Inside :func:`one_thread`, in one thread
+By default in asyncio's executor (as ``asyncio.to_thread`` would). Inside :func:`one_thread`, in one thread
 of its own, in the order it was submitted: a stream of pages keeps its large, short-lived buffers
 (a body, its decoded slices, a batch's lines) in one thread. glibc gives every thread that
 allocates an arena of its own and keeps memory freed there resident, so a stream spread over
@@ -18,7 +18,8 @@ hold the GIL makes the event loop's thread wait for the GIL after every system c
 of the loop took ~22 ms while a page was being decoded. The work therefore calls
 :func:`yield_to_loop` between its slices: after :data:`SLICE_SECONDS` of work it hands the GIL to
 the loop and waits (briefly, at most :data:`MAX_YIELD_SECONDS`) until the loop has run the
-callbacks that were ready. Outside :func:`run_blocking`'s thread it does nothing.
+callbacks that were ready. Outside :func:`run_blocking`'s thread it does nothing; a loop that is
+not running, or did not answer once, is not waited for again by that call.
 """
 
 from __future__ import annotations
@@ -45,25 +46,41 @@ MAX_YIELD_SECONDS = 0.05
 
 
 class _Gate:
-    """One :func:`run_blocking` call's hand-overs to the loop it was submitted from."""
+    """One :func:`run_blocking` call's hand-overs to the loop it was submitted from (used by the
+    one thread that runs the call)."""
 
-    __slots__ = ("_loop", "_resumed", "_since")
+    __slots__ = ("_answering", "_loop", "_since")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._resumed = threading.Event()
+        self._since = 0.0
+        self._answering = True
+
+    def start(self) -> None:
+        """The call starts running (its time waiting in a queue is not work)."""
         self._since = time.perf_counter()
 
     def pause(self) -> None:
-        if time.perf_counter() - self._since < SLICE_SECONDS:
+        if not self._answering or time.perf_counter() - self._since < SLICE_SECONDS:
             return
-        self._resumed.clear()
+        if not self._loop.is_running():  # stopping, or closed: nobody to hand over to
+            self._answering = False
+            return
+        resumed = threading.Event()  # one per hand-over: a late answer to an earlier one wakes nobody
         try:
-            self._loop.call_soon_threadsafe(self._resumed.set)
-        except RuntimeError:  # the loop is closed: nobody to hand over to
+            self._loop.call_soon_threadsafe(resumed.set)
+        except RuntimeError:  # closed in the meantime
+            self._answering = False
             return
-        self._resumed.wait(MAX_YIELD_SECONDS)
+        if not resumed.wait(MAX_YIELD_SECONDS):
+            self._answering = False  # a loop held by something else: the call finishes without waiting
         self._since = time.perf_counter()
+
+
+def _run_gated(gate: _Gate, func: Callable[..., _T], args: tuple[object, ...]) -> _T:
+    _gate.set(gate)
+    gate.start()
+    return func(*args)
 
 
 _gate: contextvars.ContextVar[_Gate | None] = contextvars.ContextVar("slack_audit_loop_gate", default=None)
@@ -86,9 +103,7 @@ async def run_blocking(func: Callable[..., _T], /, *args: object) -> _T:
     hands over to the caller's loop.
     """
     loop = asyncio.get_running_loop()
-    context = contextvars.copy_context()
-    context.run(_gate.set, _Gate(loop))
-    call = functools.partial(context.run, func, *args)
+    call = functools.partial(contextvars.copy_context().run, _run_gated, _Gate(loop), func, args)
     return await loop.run_in_executor(_executor.get(), call)
 
 

@@ -80,6 +80,7 @@ class AuditLogsResponse:
     wait_seconds: float = 0.0
     #: 429 answers among those requests.
     rate_limited: int = 0
+    _decoded: RawPage | None = None  # raw_page(), once decoded
 
     def __init__(
         self,
@@ -180,15 +181,21 @@ class AuditLogsResponse:
         a dict. A 2xx body that is not a page raises a transient ``invalid_response`` error (a
         retry may get a good body; a committed interval must never hold a garbled one).
         """
-        return self._raw_page
+        # Cached by hand, not with functools.cached_property: before Python 3.12 that holds one
+        # lock for every instance while computing, and the decode hands the GIL to the event loop
+        # between its slices; a loop reading another response's page would wait on that lock.
+        # Two threads decoding one body at once get equal pages, and one of them is kept.
+        page = self._decoded
+        if page is None:
+            page = self._decoded = self._decode_page()
+        return page
 
     @property
     def next_cursor(self) -> str:
         """The cursor of the next page, ``""`` on the last one."""
-        return self._raw_page.next_cursor
+        return self.raw_page().next_cursor
 
-    @cached_property
-    def _raw_page(self) -> RawPage:
+    def _decode_page(self) -> RawPage:
         if not self.ok:
             self.validate()  # raises
         # The decode reads the top-level "ok" too, so a page costs no separate scan for it.
@@ -211,6 +218,8 @@ class AuditLogsResponse:
             next_cursor = page.response_metadata.next_cursor if page.response_metadata is not None else ""
         if ok is False:
             self.validate()  # raises: a page that says `"ok": false` is an error, never data
+        if len(keys) != len(raws):  # two decodes of the same slices: never, unless msgspec errs
+            raise self._invalid(f"its {len(raws)} entries decoded to {len(keys)} keys")
         entries: list[RawEntry] = []
         for start in range(0, len(raws), _ENTRIES_PER_SLICE):
             stop = start + _ENTRIES_PER_SLICE

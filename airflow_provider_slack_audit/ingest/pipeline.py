@@ -669,7 +669,8 @@ class _RunStream:
                 if fixes is None and not self.remember_all_ids and entries:
                     # The usual page (in range, newest first, no id seen before) is routed in the
                     # stream's thread, with C-speed list and set operations, to exactly what the
-                    # entry-by-entry loop below does: ~10 ms a page that the event loop never waits on.
+                    # entry-by-entry loop below does: a few ms a page that the event loop never
+                    # waits on (and a generation of ids it drops is freed there too).
                     routed = await run_blocking(
                         _route_usual_page,
                         entries,
@@ -941,8 +942,23 @@ def _remember(
         seen.update(islice(ids, position, cut))
         if cut == count:
             return seen, older, generation_start
+        _release(older)
         older, seen, generation_start = seen, set(), seconds[cut]
         position = cut
+
+
+_RELEASE_SLICE = 10_000
+
+
+def _release(ids: set[str]) -> None:
+    """Empty a generation of ids the stream no longer needs, here (in the stream's thread) and a
+    slice at a time: freeing a set of 300k ids in one go holds the GIL for ~40 ms, and the event
+    loop's thread (holding the last reference) would do it."""
+    held = list(ids)
+    ids.clear()  # the list still holds every id: nothing is freed yet
+    while held:
+        del held[-_RELEASE_SLICE:]
+        yield_to_loop()
 
 
 def _cut(

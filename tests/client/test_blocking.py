@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import sys
 import threading
@@ -14,6 +15,7 @@ import pytest
 from airflow_provider_slack_audit.client.blocking import (
     MAX_YIELD_SECONDS,
     SLICE_SECONDS,
+    _Gate,
     one_thread,
     run_blocking,
     yield_to_loop,
@@ -63,24 +65,64 @@ async def test_blocking_work_hands_the_loop_over_between_its_slices(
         seen = await run_blocking(work)
     finally:
         task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     # Each hand-over let the loop run its ready callbacks: the ticker moved between every two slices.
     assert all(later > earlier for earlier, later in itertools.pairwise(seen)), seen
 
 
-async def test_a_loop_that_does_not_answer_delays_a_slice_by_a_bounded_wait() -> None:
+async def test_a_loop_that_does_not_answer_is_waited_for_once() -> None:
     done = threading.Event()
 
     def work() -> None:
-        for _slice in range(3):
+        for _slice in range(20):
             _spin(2 * SLICE_SECONDS)
             yield_to_loop()
         done.set()
 
     future = asyncio.ensure_future(run_blocking(work))
     await asyncio.sleep(0.01)  # the work is running
-    time.sleep(10 * MAX_YIELD_SECONDS)  # noqa: ASYNC251 (the loop is held on purpose: no hand-over is answered)
-    assert done.is_set(), "the work waited for a loop that could not answer"
+    # The loop is held: no hand-over is answered. 20 slices of 4 ms take ~0.13 s with one bounded
+    # wait; waiting at every slice would take over 1 s.
+    time.sleep(0.5)  # noqa: ASYNC251 (the loop is held on purpose)
+    assert done.is_set(), "the work waited for a loop that could not answer, slice after slice"
     await future
+
+
+def test_a_gate_whose_loop_is_not_running_never_waits() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        gate = _Gate(loop)
+        gate.start()
+        _spin(2 * SLICE_SECONDS)
+        started = time.perf_counter()
+        gate.pause()
+        assert time.perf_counter() - started < MAX_YIELD_SECONDS / 2
+    finally:
+        loop.close()
+    _spin(2 * SLICE_SECONDS)
+    gate.pause()  # closed: still no wait, no error
+
+
+async def test_time_queued_behind_other_work_is_not_counted_as_work() -> None:
+    """The clock of a call starts when the thread starts it: a call queued behind a long one does
+    not hand over (and wait for a busy loop) before doing any work."""
+    pauses: list[float] = []
+
+    def long() -> None:
+        _spin(5 * SLICE_SECONDS)
+
+    def short() -> None:
+        started = time.perf_counter()
+        yield_to_loop()
+        pauses.append(time.perf_counter() - started)
+
+    with one_thread("test-queue"):
+        both = asyncio.ensure_future(asyncio.gather(run_blocking(long), run_blocking(short)))
+        await asyncio.sleep(0)  # both submitted
+        time.sleep(0.2)  # noqa: ASYNC251 (the loop is busy while both run: a hand-over would wait)
+        await both
+    assert pauses[0] < MAX_YIELD_SECONDS / 2, pauses
 
 
 async def test_outside_the_work_thread_yield_to_loop_returns_at_once() -> None:

@@ -88,3 +88,23 @@ def test_an_ok_false_body_is_an_error_wherever_the_block_scan_cuts_it(offset: in
     response = AuditLogsResponse(url="http://127.0.0.1:1/logs", status_code=200, raw_body=body, headers={})
     with pytest.raises(SlackAuditLogsApiError, match="ok: false"):
         response.validate()
+
+
+async def test_the_loop_reads_a_page_while_another_is_being_decoded_in_a_thread() -> None:
+    """No lock shared by every response is held while a decode hands the GIL over to the loop
+    (functools.cached_property holds one before Python 3.12)."""
+    import asyncio
+    import time
+
+    from airflow_provider_slack_audit.client.blocking import run_blocking
+
+    big = AuditLogsResponse(url="u", status_code=200, raw_body=page_body(tricky_entries(40_000)), headers={})
+    small = AuditLogsResponse(url="u", status_code=200, raw_body=page_body(tricky_entries(3)), headers={})
+    decoding = asyncio.ensure_future(run_blocking(big.raw_page))
+    await asyncio.sleep(0.02)  # the big decode is under way (it takes well over 100 ms)
+    assert not decoding.done()
+    started = time.perf_counter()
+    assert len(small.raw_page().entries) == 3
+    read_in = time.perf_counter() - started
+    assert len((await decoding).entries) == 40_000
+    assert read_in < 0.04, f"the loop waited {read_in:.3f} s for another response's decode"

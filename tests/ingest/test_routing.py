@@ -100,3 +100,24 @@ def test_every_page_lands_as_the_routing_rule_says(pages: list[list[tuple[str, i
     assert {index: ids for index, ids in landed.items() if ids} == dict(expected)
     assert summary.duplicates == duplicates
     assert summary.queries == 1
+
+
+def test_a_dropped_generation_of_ids_is_emptied_where_it_is_dropped() -> None:
+    """The usual-page path frees the generation it rotates out in the stream's thread (a slice at a
+    time), so the event loop never frees a large set in one go."""
+    from airflow_provider_slack_audit.ingest.pipeline import _remember
+
+    start = 1_700_000_000
+    older = {f"old-{n}" for n in range(25_000)}
+    seen = {f"seen-{n}" for n in range(3)}
+    # Newest first: one entry inside the current generation, then one past the horizon.
+    ids = ["a", "b"]
+    seconds = [start - 10, start - DEDUP_HORIZON_SECONDS - 20]
+    kept_older = older
+
+    new_seen, new_older, generation_start = _remember(ids, seconds, seen, older, start)
+
+    assert kept_older == set(), "the dropped generation still holds its ids"
+    assert new_older == {f"seen-{n}" for n in range(3)} | {"a"}
+    assert new_seen == {"b"}
+    assert generation_start == seconds[1]

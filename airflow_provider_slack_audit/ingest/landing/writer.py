@@ -3,7 +3,8 @@
 On a local filesystem each file is written to a hidden temporary sibling and renamed into place,
 which is atomic. On object stores a rename is a copy plus a delete, so files are written to their
 final key directly with ``autocommit=False``: the object appears only when its upload completes.
-Everything here is synchronous and blocking; the pipeline calls it through ``asyncio.to_thread``.
+Everything here is synchronous and blocking; the pipeline calls it in the stream's thread, through
+``client.blocking.run_blocking``.
 """
 
 from __future__ import annotations
