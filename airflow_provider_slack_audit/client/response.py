@@ -42,6 +42,12 @@ class _Page(msgspec.Struct):
     ok: Any = None  # a top-level `"ok": false` makes a page an error (see validate)
 
 
+class _Slice(msgspec.Struct, forbid_unknown_fields=True):
+    """A slice of a page cut before its end: entries, and nothing else (see _decode_in_slices)."""
+
+    entries: list[msgspec.Raw]
+
+
 class _EntryKey(msgspec.Struct, gc=False):
     id: str
     date_create: int
@@ -57,6 +63,7 @@ class _OkProbe(msgspec.Struct):
 
 _ok_decoder = msgspec.json.Decoder(_OkProbe)
 _page_decoder = msgspec.json.Decoder(_Page)
+_slice_decoder = msgspec.json.Decoder(_Slice)
 _key_decoder = msgspec.json.Decoder(_EntryKey)
 _keys_decoder = msgspec.json.Decoder(_PageKeys)
 _any_decoder = msgspec.json.Decoder()
@@ -294,39 +301,45 @@ def _decode_in_slices(content: bytes) -> tuple[list[msgspec.Raw], list[_EntryKey
     makes a slice invalid JSON, so its decode fails and the next ``},{`` is tried (then the caller
     decodes the body in one pass): a result is only ever returned for a correct split. Run in a
     worker thread, the short calls let the event loop take the GIL between slices.
+
+    A cut past the end of the entries, between two objects of a later top-level array, would make
+    valid slices too, and that array's objects would pass for entries. So only a body that opens
+    with its entries is sliced, and every slice but the last must hold entries and nothing else
+    (``_Slice`` forbids other keys): the first slice then starts the entries, and each cut that
+    passes ends in them, so the next slice starts in them too.
     """
+    if len(content) > 2 * _SLICE_BYTES and not content.startswith(_ENTRIES_OPEN):
+        raise msgspec.DecodeError("the body does not open with its entries: it is decoded in one pass")
     raws: list[msgspec.Raw] = []
     keys: list[_EntryKey] = []
-    next_cursor, ok = "", None
     start, prefix = 0, b""
     view = memoryview(content)
     while True:
         cut = -1
         if len(content) - start > 2 * _SLICE_BYTES:
             cut = content.find(_ENTRY_SEPARATOR, start + _SLICE_BYTES)
-        page, piece = None, b""
+        page: _Page | _Slice | None = None
+        piece = b""
         for _attempt in range(_CUT_ATTEMPTS):
             # One copy per slice (a join of memoryview parts), not one per concatenation.
             piece = b"".join((prefix, view[start:]) if cut < 0 else (prefix, view[start : cut + 1], b"]}"))
             try:
-                page = _page_decoder.decode(piece)
+                page = _page_decoder.decode(piece) if cut < 0 else _slice_decoder.decode(piece)
                 break
             except msgspec.DecodeError:
                 if cut < 0:
                     raise
-                # The cut fell inside an entry (a string or nested value holding "},{"): try the next.
+                # The cut fell inside an entry (a string or nested value holding "},{"), or past
+                # the entries: try the next (the last slice is the rest, whatever follows them).
                 cut = content.find(_ENTRY_SEPARATOR, cut + 1)
         if page is None:
             raise msgspec.DecodeError("no entry boundary found to slice the page at")
         raws += page.entries
         keys += _keys_decoder.decode(piece).entries
         yield_to_loop()
-        if page.response_metadata is not None:
-            next_cursor = page.response_metadata.next_cursor
-        if page.ok is not None:  # top-level keys sit in the first slice or the last
-            ok = page.ok
-        if cut < 0:
-            return raws, keys, next_cursor, ok
+        if isinstance(page, _Page):  # the last slice: the only one with keys besides the entries
+            next_cursor = page.response_metadata.next_cursor if page.response_metadata is not None else ""
+            return raws, keys, next_cursor, page.ok
         start, prefix = cut + 2, _ENTRIES_OPEN
 
 

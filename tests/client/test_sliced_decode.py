@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import pytest
 
 from airflow_provider_slack_audit.client import SlackAuditLogsApiError
@@ -45,13 +46,18 @@ def test_a_sliced_decode_equals_the_one_pass_decode(count: int) -> None:
 
 @pytest.mark.parametrize("where", ["first", "last"])
 def test_a_page_of_many_slices_saying_ok_false_is_an_error(where: str) -> None:
-    """The decode reads the top-level ``ok`` of the slice it sits in (before or after the entries)."""
+    """The decode reads the top-level ``ok`` after the entries from the last slice; one before them
+    makes the page decoded in one pass, which reads it too."""
     entries = tricky_entries(3000)
     listed = {"entries": entries, "response_metadata": {"next_cursor": "next"}}
     body = {"ok": False, "error": "invalid_auth", **listed} if where == "first" else {**listed, "ok": False}
     raw_body = json.dumps(body, separators=(",", ":")).encode()
     assert len(raw_body) > 3 * _SLICE_BYTES
-    assert _decode_in_slices(raw_body)[3] is False
+    if where == "last":
+        assert _decode_in_slices(raw_body)[3] is False
+    else:  # keys before the entries: decoded in one pass
+        with pytest.raises(msgspec.DecodeError):
+            _decode_in_slices(raw_body)
     page = AuditLogsResponse(url="http://127.0.0.1:1/logs", status_code=200, raw_body=raw_body, headers={})
     with pytest.raises(SlackAuditLogsApiError, match="ok: false") as info:
         page.raw_page()
@@ -108,3 +114,28 @@ async def test_the_loop_reads_a_page_while_another_is_being_decoded_in_a_thread(
     read_in = time.perf_counter() - started
     assert len((await decoding).entries) == 40_000
     assert read_in < 0.04, f"the loop waited {read_in:.3f} s for another response's decode"
+
+
+def test_objects_of_another_top_level_array_never_pass_for_entries() -> None:
+    """A cut between two objects of an array after the entries makes valid slices too: they must
+    not be read as entries."""
+    entries = tricky_entries(100)
+    others = [{"id": f"other-{i}", "date_create": 1, "pad": "x" * 300} for i in range(3000)]
+    body = json.dumps({"entries": entries, "other": others, "response_metadata": {"next_cursor": "c"}})
+    raw_body = body.replace(", ", ",").replace(": ", ":").encode()
+    assert len(raw_body) > 3 * _SLICE_BYTES
+    page = AuditLogsResponse(url="u", status_code=200, raw_body=raw_body, headers={}).raw_page()
+    assert [e.id for e in page.entries] == [f"id-{i}" for i in range(100)]
+    assert page.next_cursor == "c"
+
+
+def test_a_large_body_with_keys_before_its_entries_is_decoded_in_one_pass() -> None:
+    entries = tricky_entries(3000)
+    body = {"warning": "superfluous_charset", "entries": entries, "response_metadata": {"next_cursor": "n"}}
+    raw_body = json.dumps(body, separators=(",", ":")).encode()
+    assert len(raw_body) > 3 * _SLICE_BYTES
+    with pytest.raises(msgspec.DecodeError):
+        _decode_in_slices(raw_body)
+    page = AuditLogsResponse(url="u", status_code=200, raw_body=raw_body, headers={}).raw_page()
+    assert [bytes(e.raw) for e in page.entries] == [compact(e) for e in entries]
+    assert page.next_cursor == "n"
