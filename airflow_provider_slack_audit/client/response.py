@@ -303,16 +303,17 @@ def _decode_in_slices(content: bytes) -> tuple[list[msgspec.Raw], list[_EntryKey
     worker thread, the short calls let the event loop take the GIL between slices.
 
     A cut past the end of the entries, between two objects of a later top-level array, would make
-    valid slices too, and that array's objects would pass for entries. So only a body that opens
-    with its entries is sliced, and every slice but the last must hold entries and nothing else
-    (``_Slice`` forbids other keys): the first slice then starts the entries, and each cut that
-    passes ends in them, so the next slice starts in them too.
+    valid slices too, and that array's objects would pass for entries. So slicing starts inside the
+    entries array, and every slice but the last must hold entries and nothing else (``_Slice``
+    forbids other keys): each cut that passes ends in the entries, so the next slice starts in them
+    too. Keys before the entries (a body need not open with them) are decoded on their own first.
     """
-    if len(content) > 2 * _SLICE_BYTES and not content.startswith(_ENTRIES_OPEN):
-        raise msgspec.DecodeError("the body does not open with its entries: it is decoded in one pass")
     raws: list[msgspec.Raw] = []
     keys: list[_EntryKey] = []
-    start, prefix = 0, b""
+    start, prefix, head = 0, b"", _Page(entries=[])
+    if len(content) > 2 * _SLICE_BYTES and not content.startswith(_ENTRIES_OPEN):
+        start, head = _entries_start(content)
+        prefix = _ENTRIES_OPEN
     view = memoryview(content)
     while True:
         cut = -1
@@ -338,9 +339,34 @@ def _decode_in_slices(content: bytes) -> tuple[list[msgspec.Raw], list[_EntryKey
         keys += _keys_decoder.decode(piece).entries
         yield_to_loop()
         if isinstance(page, _Page):  # the last slice: the only one with keys besides the entries
-            next_cursor = page.response_metadata.next_cursor if page.response_metadata is not None else ""
-            return raws, keys, next_cursor, page.ok
+            # A key after the entries wins over the same key before them, as in a one-pass decode.
+            metadata = page.response_metadata or head.response_metadata
+            ok = page.ok if page.ok is not None else head.ok
+            return raws, keys, metadata.next_cursor if metadata is not None else "", ok
         start, prefix = cut + 2, _ENTRIES_OPEN
+
+
+_ENTRIES_KEY = b'"entries":['
+
+
+def _entries_start(content: bytes) -> tuple[int, _Page]:
+    """Where the top-level entries array's first element starts, and the keys before it (as a
+    page without entries), for a body that does not open with its entries.
+
+    ``"entries":[`` outside a string is a key; it is the top-level one exactly when what comes
+    before it, closed by ``"entries":[]}``, is a JSON object (every earlier value complete).
+    """
+    position = content.find(_ENTRIES_KEY)
+    for _attempt in range(_CUT_ATTEMPTS):
+        if position < 0:
+            break
+        try:
+            head = _page_decoder.decode(content[:position] + _ENTRIES_KEY + b"]}")
+        except msgspec.DecodeError:
+            position = content.find(_ENTRIES_KEY, position + 1)
+            continue
+        return position + len(_ENTRIES_KEY), head
+    raise msgspec.DecodeError("no top-level entries array found to slice the page at")
 
 
 def _path(url: str) -> str:
