@@ -285,6 +285,73 @@ def test_reloading_on_postgres_rewrites_no_row_versions(warehouse: Warehouse, sa
     assert warehouse.query(row_versions) == versions
 
 
+def _spy_on_copies(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The table each COPY of the PostgreSQL writer goes into, in order (unquoted)."""
+    targets: list[str] = []
+    copy = PostgresDialect._copy
+
+    def spy(self: PostgresDialect, connection: Any, target: str, rows: Any) -> None:
+        targets.append(target.strip('"'))
+        copy(self, connection, target, rows)
+
+    monkeypatch.setattr(PostgresDialect, "_copy", spy)
+    return targets
+
+
+@pytest.mark.parametrize("warehouse", ["postgres"], indirect=True)
+def test_a_first_postgres_load_copies_every_batch_straight_into_the_table(
+    warehouse: Warehouse, sample_manifest: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    targets = _spy_on_copies(monkeypatch)
+
+    result = load(warehouse, sample_manifest, batch_size=2)
+
+    assert targets == [warehouse.table] * -(-len(SAMPLE_ENTRIES) // 2)
+    assert (result["inserted"], result["updated"], result["unchanged"]) == (len(SAMPLE_ENTRIES), 0, 0)
+    assert warehouse.count() == len(SAMPLE_ENTRIES)
+
+
+@pytest.mark.parametrize("warehouse", ["postgres"], indirect=True)
+@pytest.mark.parametrize("batch_size", [2, 1000])
+def test_a_postgres_load_meeting_an_id_the_table_holds_upserts_from_that_batch_on(
+    warehouse: Warehouse, landing_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch_size: int
+) -> None:
+    # The table holds the window's newest entry: the load's last batch, and that batch's last row,
+    # meets it (the COPY fails at its very end, after every other row went in).
+    newest = max(SAMPLE_ENTRIES.values(), key=lambda entry: entry["date_create"])
+    load(warehouse, land_window(tmp_path / "newest", [entry_line(newest)]))
+    manifest = land_window(landing_dir, sample_lines())
+    targets = _spy_on_copies(monkeypatch)
+
+    result = load(warehouse, manifest, batch_size=batch_size)
+
+    assert (result["inserted"], result["updated"], result["unchanged"]) == (len(SAMPLE_ENTRIES) - 1, 0, 1)
+    straight = -(-len(SAMPLE_ENTRIES) // batch_size)  # every batch tried straight; the last one failed
+    assert targets == [warehouse.table] * straight + ["slack_audit_load_staging"]
+    # The same rows as a first load of the window into an empty table, each once.
+    fresh = Warehouse(warehouse.kind, warehouse.conn_id, f"{warehouse.table}_fresh")
+    try:
+        load(fresh, manifest)
+        assert warehouse.dump() == fresh.dump()
+    finally:
+        fresh.drop()
+
+
+@pytest.mark.parametrize("warehouse", ["postgres"], indirect=True)
+def test_a_postgres_reload_upserts_after_one_failed_copy(
+    warehouse: Warehouse, sample_manifest: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load(warehouse, sample_manifest)
+    targets = _spy_on_copies(monkeypatch)
+
+    result = load(warehouse, sample_manifest, batch_size=2)
+
+    assert targets[0] == warehouse.table
+    assert set(targets[1:]) == {"slack_audit_load_staging"}
+    assert len(targets) == 1 + -(-len(SAMPLE_ENTRIES) // 2)
+    assert (result["inserted"], result["updated"], result["unchanged"]) == (0, 0, len(SAMPLE_ENTRIES))
+
+
 def test_reloading_a_relanded_window_updates_only_changed_entries(
     warehouse: Warehouse, landing_dir: Path, tmp_path: Path
 ) -> None:
