@@ -131,6 +131,9 @@ else:  # SQLAlchemy 1.4 (Airflow 2) has no generic TypeDecorator
 class _JsonText(_TextDecorator):
     """JSON held as text by the loader: JSONB on PostgreSQL, JSON on MySQL/MariaDB, TEXT elsewhere.
 
+    ``exact``: PostgreSQL's JSON instead, which keeps the text as it came (checked to be JSON) where
+    JSONB normalizes it (key order, whitespace, repeated keys); for ``raw``, the entry as landed.
+    It also costs the server about a quarter less to load than JSONB (``benchmarks/bench_load.py``).
     Values are bound as the JSON text they already are (SQLAlchemy's JSON types would encode the
     text a second time).
     """
@@ -138,9 +141,13 @@ class _JsonText(_TextDecorator):
     impl = sa.Text
     cache_ok = True
 
+    def __init__(self, exact: bool = False) -> None:
+        super().__init__()
+        self.exact = exact
+
     def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
         if dialect.name == "postgresql":
-            return dialect.type_descriptor(postgresql.JSONB())
+            return dialect.type_descriptor(postgresql.JSON() if self.exact else postgresql.JSONB())
         if dialect.name in ("mysql", "mariadb"):
             return dialect.type_descriptor(mysql.JSON())
         return dialect.type_descriptor(sa.Text())
@@ -154,8 +161,8 @@ class _JsonText(_TextDecorator):
 
 def _column_type(name: str, kind: ColumnKind) -> sa.types.TypeEngine[Any]:
     """The column's type per database (SQLAlchemy variants)."""
-    if kind is ColumnKind.JSON:
-        return _JsonText()
+    if kind is ColumnKind.JSON or kind is ColumnKind.RAW:
+        return _JsonText(exact=kind is ColumnKind.RAW)
     if kind is ColumnKind.TIMESTAMP:
         # SQLite keeps ISO-8601 UTC text, which sorts in time order; MySQL a UTC DATETIME(6).
         return (
@@ -321,8 +328,19 @@ class WarehouseDialect(ABC):
 
 
 def _differs(table: sa.Table, incoming: Any) -> sa.ColumnElement[bool]:
-    """NULL-safe "some value column differs": skips identical rows, so a reload writes nothing."""
-    return sa.or_(*(table.c[name].is_distinct_from(incoming[name]) for name in _VALUE_COLUMNS))
+    """NULL-safe "some value column differs": skips identical rows, so a reload writes nothing.
+
+    ``raw`` is compared as text: PostgreSQL's JSON has no equality (a table from an older release
+    holds JSONB there, whose text is canonical, so equal values give equal texts too).
+    """
+    return sa.or_(
+        *(
+            sa.cast(table.c[name], sa.Text).is_distinct_from(sa.cast(incoming[name], sa.Text))
+            if COLUMNS[name] is ColumnKind.RAW
+            else table.c[name].is_distinct_from(incoming[name])
+            for name in _VALUE_COLUMNS
+        )
+    )
 
 
 def _iso_utc(suffix: str) -> Callable[[int], str]:
@@ -355,7 +373,7 @@ def _postgres_lock(connection: Connection, key: str) -> Iterator[None]:
 
 
 class PostgresDialect(WarehouseDialect):
-    """PostgreSQL: TIMESTAMPTZ and JSONB columns; COPY into a staging table, then one upsert."""
+    """PostgreSQL: TIMESTAMPTZ, JSONB (raw: JSON) columns; COPY straight in, or into staging and upsert."""
 
     name = "postgresql"
     escape_nul = True

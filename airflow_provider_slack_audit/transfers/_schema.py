@@ -32,7 +32,8 @@ class ColumnKind(enum.Enum):
     KEY = "key"  # the entry id: the primary key
     TIMESTAMP = "timestamp"  # date_create and anomaly_action_timestamp, always UTC
     TEXT = "text"
-    JSON = "json"  # JSON text: details and raw
+    JSON = "json"  # JSON to query: details and the anomaly reasons
+    RAW = "raw"  # the entry's JSON text, kept exactly as landed (PostgreSQL and MySQL: checked JSON)
 
 
 #: Column name -> kind, in table order. Rows built by :class:`RowBuilder` follow this order.
@@ -62,7 +63,7 @@ COLUMNS: Final[dict[str, ColumnKind]] = {
     "anomaly_previous_ip_address": ColumnKind.TEXT,
     "anomaly_previous_ua": ColumnKind.TEXT,
     "anomaly_action_timestamp": ColumnKind.TIMESTAMP,
-    "raw": ColumnKind.JSON,
+    "raw": ColumnKind.RAW,
 }
 COLUMN_NAMES: Final[tuple[str, ...]] = tuple(COLUMNS)
 #: Columns that may never be NULL: an entry without them is not an audit event.
@@ -74,6 +75,7 @@ ADDED_COLUMNS: Final[tuple[str, ...]] = (
     "anomaly_previous_ua",
     "anomaly_action_timestamp",
 )
+_JSON_KINDS: Final = (ColumnKind.JSON, ColumnKind.RAW)
 #: Columns indexed for the two questions users ask first: "when" and "what".
 INDEXED_COLUMNS: Final[tuple[str, ...]] = ("date_create", "action")
 
@@ -287,7 +289,7 @@ def _escape_row_nul(row: Row) -> Row:
     escaped = []
     for name, value in zip(COLUMN_NAMES, row, strict=True):
         if isinstance(value, str):
-            if COLUMNS[name] is ColumnKind.JSON:
+            if COLUMNS[name] in _JSON_KINDS:
                 value = _escape_json_nul(value)
             value = value.replace(NUL, NUL_ESCAPE)
         escaped.append(value)

@@ -166,7 +166,7 @@ def normalised(kind: str, column: str, value: Any) -> Any:
         if isinstance(value, str):
             value = datetime.fromisoformat(value.replace("Z", "+00:00"))
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-    if COLUMNS[column] is ColumnKind.JSON:
+    if COLUMNS[column] in (ColumnKind.JSON, ColumnKind.RAW):
         return json.loads(value) if isinstance(value, (str, bytes)) else value
     return value
 

@@ -242,12 +242,12 @@ def test_raw_holds_the_entry_with_fields_this_provider_does_not_know(
     load(warehouse, sample_manifest)
 
     entry = SAMPLE_ENTRIES["unknown_type_and_fields"]
-    raw = warehouse.rows_by_id()[entry["id"]]["raw"]
-    if warehouse.kind in ("sqlite", "mariadb"):  # MariaDB's JSON is text checked by JSON_VALID
-        assert raw == entry_line(entry).decode()  # byte for byte as landed
-    else:
-        assert raw == entry  # JSONB keeps the content; it normalizes key order and whitespace
-    assert as_json(raw)["labels"] == {"sensitivity": "high"}
+    # Byte for byte as landed: SQLite's text, MariaDB's JSON (text checked by JSON_VALID) and
+    # PostgreSQL's JSON (text checked to be JSON; JSONB would reorder keys and respace).
+    text = "raw::text" if warehouse.kind == "postgres" else "raw"
+    found = dict(warehouse.query(f"SELECT id, {text} FROM {{table}}"))  # noqa: S608 (our column name)
+    assert found[entry["id"]] == entry_line(entry).decode()
+    assert as_json(warehouse.rows_by_id()[entry["id"]]["raw"])["labels"] == {"sensitivity": "high"}
 
 
 @pytest.mark.parametrize("warehouse", ["sqlite"], indirect=True)
@@ -460,8 +460,29 @@ def test_postgres_columns_have_native_types(warehouse: Warehouse, sample_manifes
         )
     )
     assert types["date_create"] == "timestamp with time zone"
-    assert types["details"] == types["raw"] == "jsonb"
+    assert types["details"] == types["anomaly_reasons"] == "jsonb"
+    assert types["raw"] == "json"  # the entry's text exactly as landed
     assert types["id"] == types["action"] == types["entity_name"] == "text"
+
+
+@pytest.mark.parametrize("warehouse", ["postgres"], indirect=True)
+def test_a_postgres_table_with_jsonb_raw_from_an_older_release_loads_and_reloads(
+    warehouse: Warehouse, landing_dir: Path, tmp_path: Path
+) -> None:
+    load(warehouse, land_window(tmp_path / "first", sample_lines("user")))
+    warehouse.hook().run(f"ALTER TABLE {warehouse.table} ALTER raw TYPE jsonb USING raw::jsonb")
+    manifest = land_window(landing_dir, sample_lines())
+
+    first = load(warehouse, manifest)
+    again = load(warehouse, manifest)
+
+    assert (first["inserted"], first["updated"], first["unchanged"]) == (len(SAMPLE_ENTRIES) - 1, 0, 1)
+    assert (again["inserted"], again["updated"], again["unchanged"]) == (0, 0, len(SAMPLE_ENTRIES))
+    raw_type = (
+        "SELECT data_type FROM information_schema.columns "
+        "WHERE table_name = '{table}' AND column_name = 'raw'"
+    )
+    assert warehouse.query(raw_type) == [("jsonb",)]
 
 
 def test_an_empty_window_creates_the_table_and_loads_nothing(warehouse: Warehouse, landing_dir: Path) -> None:
