@@ -21,8 +21,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The whole suite: the fast tests spread over the cores (as in test-fast), then the slow ones (fault,
+# system, timing and memory tests) one at a time, so they never compete with each other for the CPU.
 test: lint
-	$(BIN)/pytest -q --durations=25
+	$(BIN)/pytest -q -m "not slow" -n auto
+	$(BIN)/pytest -q -m slow --durations=25
 
 # The inner loop: everything but the slow tests (fault, system, S3 and packaging), on every core.
 test-fast: lint
