@@ -685,7 +685,7 @@ class _RunStream:
                         boundary_second, current = state.boundary_second, state.current
                         for index in routed_keys:
                             stats.setdefault(index, _IntervalStats()).pages += 1
-                        await self._submit(routed_batches, routed_passed, routed_keys)
+                        await self._submit(routed_batches, routed_passed, routed_keys, single_line=True)
                         continue
                 batches: dict[int, list[Any]] = {}
                 batch_keys: dict[int, list[Any]] = {}  # the RawEntry of each batched entry
@@ -740,7 +740,7 @@ class _RunStream:
                             keys = batch_keys[index]
                         batch.append(raw)
                         keys.append(entry)
-                await self._submit(batches, passed, batch_keys)
+                await self._submit(batches, passed, batch_keys, single_line=fixes is None)
             # The client stops on an empty or absent next_cursor; recorded, not assumed.
             figures["drained"] = not next_cursor
             # Pagination ended: every interval not committed yet is complete.
@@ -767,11 +767,20 @@ class _RunStream:
         )
 
     async def _submit(
-        self, batches: dict[int, list[Any]], complete: list[int], keys: dict[int, list[Any]] | None = None
+        self,
+        batches: dict[int, list[Any]],
+        complete: list[int],
+        keys: dict[int, list[Any]] | None = None,
+        *,
+        single_line: bool = False,
     ) -> None:
+        """Write a page's batches and commit the completed intervals, in the stream's thread, once
+        the previous page's are done. ``single_line``: the page's body scan found no line break."""
         await self._drain()
         if batches or complete:
-            self._io = asyncio.ensure_future(run_blocking(self._apply, batches, complete, keys or {}))
+            self._io = asyncio.ensure_future(
+                run_blocking(self._apply, batches, complete, keys or {}, single_line)
+            )
 
     async def _drain(self) -> None:
         if self._io is not None:
@@ -791,10 +800,16 @@ class _RunStream:
             writer = self._writers[index] = self.landing.open_interval(interval)
         return writer
 
-    def _apply(self, batches: dict[int, list[Any]], complete: list[int], keys: dict[int, list[Any]]) -> None:
+    def _apply(
+        self,
+        batches: dict[int, list[Any]],
+        complete: list[int],
+        keys: dict[int, list[Any]],
+        single_line: bool = False,
+    ) -> None:
         """In a worker thread: append each interval's batch, then commit the completed intervals."""
         for index in sorted(batches, reverse=True):
-            self._writer(index).write(batches[index])
+            self._writer(index).write(batches[index], single_line=single_line)
             batch_keys = keys.get(index, ())
             self._evidence.setdefault(index, IdEvidence()).add(batch_keys)
             must_hold = self._must_hold.get(index)

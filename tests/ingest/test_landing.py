@@ -158,6 +158,21 @@ def test_an_entry_that_would_break_the_line_format_is_refused(landing, bad_entry
         writer.write([ENTRIES[0], bad_entry])
 
 
+def test_an_empty_entry_is_refused_even_when_the_caller_vouches_for_single_lines(landing):
+    with landing.open_interval(FIRST) as writer, pytest.raises(ValueError, match="single-line JSON object"):
+        writer.write([ENTRIES[0], b""], single_line=True)
+
+
+def test_entries_vouched_single_line_land_as_the_checked_path_lands_them(landing, root):
+    other = Landing(ObjectStoragePath(f"file://{root}/other"))
+    land(landing)
+    with other.open_interval(FIRST) as writer:
+        writer.write(ENTRIES, single_line=True)
+        writer.commit(query=QUERY, stats=STATS)
+
+    assert other.data_path(FIRST).read_bytes() == landing.data_path(FIRST).read_bytes()
+
+
 def test_uncompressed_mode_writes_plain_jsonl(root):
     landing = Landing(ObjectStoragePath(f"file://{root}"), compression=None)
 

@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,7 @@ from airflow_provider_slack_audit.client import (
 from airflow_provider_slack_audit.client.async_client import MAX_GARBLED_PAGE_RETRIES
 from airflow_provider_slack_audit.client.retry import default_retry_handlers
 from airflow_provider_slack_audit.ingest import Window, read_manifest
+from airflow_provider_slack_audit.ingest.landing import IntervalWriter
 from airflow_provider_slack_audit.ingest.outcome import failure_outcome
 from airflow_provider_slack_audit.ingest.pipeline import (
     DEDUP_HORIZON_SECONDS,
@@ -567,6 +569,26 @@ async def test_a_pretty_printed_entry_lands_on_one_line_with_its_values_unchange
 
     lines = list(read_manifest(summary.manifest).iter_lines())
     assert lines == [b'{"id": "p1", "date_create": %d, "details": {"n": 1.50}}' % (T0 + 5), compact]
+
+
+async def test_only_a_page_whose_body_has_no_line_break_skips_the_writers_newline_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vouched: list[bool] = []
+    write = IntervalWriter.write
+
+    def spy(self: IntervalWriter, entries: Any, *, single_line: bool = False) -> None:
+        vouched.append(single_line)
+        write(self, entries, single_line=single_line)
+
+    monkeypatch.setattr(IntervalWriter, "write", spy)
+    compact = [b'{"id":"c%d","date_create":%d}' % (n, T0 + n) for n in (5, 4)]
+    pretty = b'{\n  "id": "p1",\n  "date_create": %d\n}' % (T0 + 6)
+
+    await ingest_window(RawBodyClient(page_of(*compact)), spec_for(tmp_path / "a", window=HOUR))
+    await ingest_window(RawBodyClient(page_of(pretty, *compact)), spec_for(tmp_path / "b", window=HOUR))
+
+    assert vouched == [True, False]
 
 
 @pytest.mark.parametrize(

@@ -225,12 +225,15 @@ class IntervalWriter:
         """Entries written so far."""
         return self._count
 
-    def write(self, entries: Iterable[bytes | memoryview]) -> None:
+    def write(self, entries: Iterable[bytes | memoryview], *, single_line: bool = False) -> None:
         """
         Append entries (each one JSON object's raw bytes, as the API sent it) as lines.
 
         Pass a page at a time: the page is joined into one buffer, so compression and the file see
-        one call per page instead of one per entry.
+        one call per page instead of one per entry. ``single_line=True`` says the caller has proven
+        that no entry holds a line break (the pipeline scans each page's body, of which every entry
+        is a slice): the writer then skips counting the joined bytes' newlines (~0.4 us an entry).
+        Empty entries are refused either way.
         """
         self._require_open("write")
         batch = entries if isinstance(entries, (list, tuple)) else list(entries)
@@ -240,10 +243,12 @@ class IntervalWriter:
         # C-speed checks (a few % of the write cost): an empty entry or one holding a newline would
         # corrupt the JSONL for every reader. Counted block by block, like everything below: each
         # call holding the GIL stays short, so the event loop thread is never kept waiting long.
-        newlines = 0
-        for start in range(0, len(data), _COMPRESS_BLOCK):
-            newlines += data.count(b"\n", start, start + _COMPRESS_BLOCK)
-            yield_to_loop()
+        newlines = len(batch)
+        if not single_line:
+            newlines = 0
+            for start in range(0, len(data), _COMPRESS_BLOCK):
+                newlines += data.count(b"\n", start, start + _COMPRESS_BLOCK)
+                yield_to_loop()
         if 0 in map(len, batch) or newlines != len(batch):
             raise ValueError(
                 f"a page for interval {self.interval.key} holds an empty entry or one containing a newline; "
