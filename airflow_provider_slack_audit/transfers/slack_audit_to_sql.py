@@ -53,6 +53,9 @@ if TYPE_CHECKING:
 
 __all__ = ["SlackAuditLogsToSqlOperator", "manifest_location"]
 
+# Rows in a load's first batch (at most batch_size): the database waits for less before it starts.
+_FIRST_BATCH_ROWS = 1000
+
 
 def manifest_location(source: Any) -> str | ObjectStoragePath:
     """The manifest a ``source`` names: the landing operator's summary, a dict with it, or a path.
@@ -296,10 +299,12 @@ class SlackAuditLogsToSqlOperator(BaseOperator):
         PostgreSQL refuses to apply twice to one row, and splitting keeps "the later copy wins".
         """
         batch: dict[str, Row] = {}
+        # The first batch is small, so the database starts writing while the rest is read and built.
+        size = min(self.batch_size, _FIRST_BATCH_ROWS)
         for row in rows:
-            if row[0] in batch or len(batch) >= self.batch_size:
+            if row[0] in batch or len(batch) >= size:
                 yield list(batch.values())
-                batch = {}
+                batch, size = {}, self.batch_size
             batch[row[0]] = row
         if batch:
             yield list(batch.values())

@@ -559,6 +559,22 @@ def test_refuses_a_connection_that_is_not_a_sql_database_without_retry(
         operator.execute(context={})
 
 
+def test_batches_start_small_then_hold_batch_size_distinct_ids() -> None:
+    # The first batch is small, so the database starts while the rest is read; an id repeated
+    # within a batch ends it (each batch is one upsert, which may touch a row only once).
+    operator = SlackAuditLogsToSqlOperator(
+        task_id="load", source="x", conn_id="c", table="t", batch_size=2500
+    )
+    rows = [(f"id-{n}", n) for n in range(6000)]
+    rows.insert(4000, ("id-3999", "again"))
+
+    sizes = [len(batch) for batch in operator._batches(iter(rows))]
+
+    assert sizes == [1000, 2500, 500, 2001]  # the repeat opens the last batch
+    assert sum(sizes) == len(rows)
+    assert [len(batch) for batch in operator._batches(iter(rows[:10]))] == [10]
+
+
 def test_refuses_a_batch_size_below_one() -> None:
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         SlackAuditLogsToSqlOperator(task_id="load", source="x", conn_id="c", batch_size=0)
