@@ -21,10 +21,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# The whole suite: the fast tests spread over the cores (as in test-fast), then the slow ones (fault,
-# system, timing and memory tests) one at a time, so they never compete with each other for the CPU.
-test: lint
-	$(BIN)/pytest -q -m "not slow" -n auto
+# The whole suite: test-fast (the fast tests spread over the cores), then the slow ones (fault, system,
+# timing and memory tests) one at a time, so they never compete with each other for the CPU.
+test: test-fast
 	$(BIN)/pytest -q -m slow --durations=25
 
 # The inner loop: everything but the slow tests (fault, system, S3 and packaging), on every core.

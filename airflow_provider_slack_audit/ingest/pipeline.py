@@ -805,7 +805,7 @@ class _RunStream:
         batches: dict[int, list[Any]],
         complete: list[int],
         keys: dict[int, list[Any]],
-        single_line: bool = False,
+        single_line: bool,
     ) -> None:
         """In a worker thread: append each interval's batch, then commit the completed intervals."""
         for index in sorted(batches, reverse=True):

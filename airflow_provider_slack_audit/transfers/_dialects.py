@@ -55,6 +55,7 @@ from airflow_provider_slack_audit.transfers._schema import (
     COLUMN_NAMES,
     COLUMNS,
     INDEXED_COLUMNS,
+    JSON_KINDS,
     REQUIRED_COLUMNS,
     ColumnKind,
     Row,
@@ -133,7 +134,8 @@ class _JsonText(_TextDecorator):
 
     ``exact``: PostgreSQL's JSON instead, which keeps the text as it came (checked to be JSON) where
     JSONB normalizes it (key order, whitespace, repeated keys); for ``raw``, the entry as landed.
-    It also costs the server about a quarter less to load than JSONB (``benchmarks/bench_load.py``).
+    It also costs the server 0.5-1 s less CPU per 100,000 rows than JSONB (the backend's own CPU,
+    measured COPYing the same rows into both).
     Values are bound as the JSON text they already are (SQLAlchemy's JSON types would encode the
     text a second time).
     """
@@ -161,7 +163,7 @@ class _JsonText(_TextDecorator):
 
 def _column_type(name: str, kind: ColumnKind) -> sa.types.TypeEngine[Any]:
     """The column's type per database (SQLAlchemy variants)."""
-    if kind is ColumnKind.JSON or kind is ColumnKind.RAW:
+    if kind in JSON_KINDS:
         return _JsonText(exact=kind is ColumnKind.RAW)
     if kind is ColumnKind.TIMESTAMP:
         # SQLite keeps ISO-8601 UTC text, which sorts in time order; MySQL a UTC DATETIME(6).

@@ -33,7 +33,11 @@ class ColumnKind(enum.Enum):
     TIMESTAMP = "timestamp"  # date_create and anomaly_action_timestamp, always UTC
     TEXT = "text"
     JSON = "json"  # JSON to query: details and the anomaly reasons
-    RAW = "raw"  # the entry's JSON text, kept exactly as landed (PostgreSQL and MySQL: checked JSON)
+    RAW = "raw"  # the entry's JSON text as landed (exact on PostgreSQL, MariaDB and SQLite)
+
+
+#: The kinds whose values are JSON text.
+JSON_KINDS: Final = (ColumnKind.JSON, ColumnKind.RAW)
 
 
 #: Column name -> kind, in table order. Rows built by :class:`RowBuilder` follow this order.
@@ -75,7 +79,6 @@ ADDED_COLUMNS: Final[tuple[str, ...]] = (
     "anomaly_previous_ua",
     "anomaly_action_timestamp",
 )
-_JSON_KINDS: Final = (ColumnKind.JSON, ColumnKind.RAW)
 #: Columns indexed for the two questions users ask first: "when" and "what".
 INDEXED_COLUMNS: Final[tuple[str, ...]] = ("date_create", "action")
 
@@ -289,7 +292,7 @@ def _escape_row_nul(row: Row) -> Row:
     escaped = []
     for name, value in zip(COLUMN_NAMES, row, strict=True):
         if isinstance(value, str):
-            if COLUMNS[name] in _JSON_KINDS:
+            if COLUMNS[name] in JSON_KINDS:
                 value = _escape_json_nul(value)
             value = value.replace(NUL, NUL_ESCAPE)
         escaped.append(value)
@@ -424,6 +427,7 @@ __all__ = [
     "COLUMNS",
     "COLUMN_NAMES",
     "INDEXED_COLUMNS",
+    "JSON_KINDS",
     "NUL_ESCAPE",
     "REQUIRED_COLUMNS",
     "ColumnKind",

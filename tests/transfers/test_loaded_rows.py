@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 
 from airflow_provider_slack_audit.transfers._dialects import PostgresDialect, TableName
-from airflow_provider_slack_audit.transfers._schema import COLUMN_NAMES, COLUMNS, ColumnKind, RowBuilder
+from airflow_provider_slack_audit.transfers._schema import (
+    COLUMN_NAMES,
+    COLUMNS,
+    JSON_KINDS,
+    ColumnKind,
+    RowBuilder,
+)
 from airflow_provider_slack_audit.transfers.slack_audit_to_sql import SlackAuditLogsToSqlOperator
 
 from support.audit_entries import SAMPLE_ENTRIES, entry_line, land_window, lines_in_date_order, make_entry
@@ -166,7 +172,7 @@ def normalised(kind: str, column: str, value: Any) -> Any:
         if isinstance(value, str):
             value = datetime.fromisoformat(value.replace("Z", "+00:00"))
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-    if COLUMNS[column] in (ColumnKind.JSON, ColumnKind.RAW):
+    if COLUMNS[column] in JSON_KINDS:
         return json.loads(value) if isinstance(value, (str, bytes)) else value
     return value
 
