@@ -150,7 +150,11 @@ def test_a_429_halves_the_rate_once_per_cool_down_and_successes_climb_back_to_th
     assert limiter.rate == pytest.approx(15)
     limiter.succeeded()
     assert limiter.rate == pytest.approx(15), "no time spent succeeding yet"
-    for _ in range(200):
+    for _ in range(300):
+        clock.now += 1
+        limiter.succeeded()
+    assert 15 < limiter.rate < 60, "about 0.1/min a second: 0.15% of the rate for each of its slots"
+    for _ in range(300):
         clock.now += 1
         limiter.succeeded()
     assert limiter.rate == pytest.approx(60), "the rate climbs back, never above its ceiling"
