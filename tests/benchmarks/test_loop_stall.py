@@ -37,6 +37,7 @@ HANDED_OVER_P99_MS = 20.0
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_landing_a_day_of_full_pages_never_holds_the_event_loop_for_long(tmp_path: Path) -> None:
     oldest = int(DAY.timestamp())
     with fake_server(events=200_000, seed=1, start=DAY, end=DAY + timedelta(days=1)) as base_url:
@@ -49,6 +50,7 @@ def test_landing_a_day_of_full_pages_never_holds_the_event_loop_for_long(tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_the_stream_thread_hands_the_loop_over_without_forced_switches(tmp_path: Path) -> None:
     oldest = int(DAY.timestamp())
     with fake_server(events=100_000, seed=1, start=DAY, end=DAY + timedelta(days=1)) as base_url:

@@ -43,6 +43,7 @@ async def ingest(server: FakeAuditLogsServer, window: Window, root: Path) -> Ing
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 async def test_four_concurrent_windows_share_the_org_budget_and_all_land_exactly(tmp_path: Path) -> None:
     async with FakeAuditLogsServer(
         events=12_000,
@@ -81,6 +82,7 @@ CHILD = Path(__file__).with_name("rate_budget_child.py")
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_two_processes_at_the_orgs_budget_converge_on_it_with_few_429s() -> None:
     server = FakeAuditLogsServer(events=500, requests_per_minute=CROSS_PROCESS_RPM, rate_limit_burst=3)
     base_url = server.start_in_thread()
