@@ -22,8 +22,8 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # The whole suite: test-fast (the fast tests spread over the cores), then the slow ones (fault, system,
-# S3, memory and packaging tests) two at a time (most of their time is Airflow starting up, one busy
-# process each), then the timing tests (pacing, event-loop stalls) alone, so nothing competes with them.
+# S3, memory and packaging tests) two at a time (most are one busy Airflow process each), then the
+# timing tests (pacing, event-loop stalls) alone, so nothing competes with them.
 test: test-fast
 	$(BIN)/pytest -q -m "slow and not timing" -n 2 --dist worksteal --durations=25
 	$(BIN)/pytest -q -m timing --durations=10

@@ -58,8 +58,8 @@ CEILING_SHARE = 0.95
 MIN_RATE_SHARE = 0.05
 DECREASE_COOLDOWN = 1.0
 # A limiter idle for more slots than this climbs no further for them: only time spent succeeding
-# counts. The gap between two requests at the floor (1 / MIN_RATE_SHARE slots) still counts whole.
-MAX_INCREASE_SLOTS = 20.0
+# counts. The mean gap between two requests at the floor still counts whole.
+MAX_INCREASE_SLOTS = 1 / MIN_RATE_SHARE
 #: The random spread of the gap between slots, as a share of the interval.
 DEFAULT_JITTER = 0.3
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 
@@ -26,6 +27,11 @@ class TokenBucket:
             self._tokens -= 1.0
             return 0.0
         return (1.0 - self._tokens) / self._per_second
+
+    def retry_after(self) -> int | None:
+        """Take a token: ``None`` when granted, else the whole seconds (at least 1) a 429 asks to wait."""
+        wait = self.acquire()
+        return max(1, math.ceil(wait)) if wait > 0 else None
 
 
 __all__ = ["TokenBucket"]

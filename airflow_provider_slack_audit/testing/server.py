@@ -507,9 +507,9 @@ class FakeAuditLogsServer:
     def _take_rate_limit_token(self) -> None:
         if self._bucket is None:
             return
-        wait = self._bucket.acquire()
-        if wait > 0:
-            raise ApiError("rate_limited", retry_after=max(1, math.ceil(wait)))
+        retry_after = self._bucket.retry_after()
+        if retry_after is not None:
+            raise ApiError("rate_limited", retry_after=retry_after)
 
     def _parse_query(self, params: MultiMapping[str]) -> LogsQuery:
         """Validate the query string as the API does; raise :class:`ApiError` with its code."""

@@ -16,7 +16,6 @@ Before the climb was counted in slots (it was 1% of the rate per second), an hou
 from __future__ import annotations
 
 import heapq
-import math
 import random
 from dataclasses import dataclass
 
@@ -72,12 +71,13 @@ def simulate(requests_per_minute: float, processes: int, seconds: float, seed: i
         if what == "ask":
             following = (now + limiters[k].reserve() + LATENCY / 2, "arrives")
         else:
-            wait = bucket.acquire()
-            first, last = first if first is not None else now, now
+            retry_after = bucket.retry_after()
+            if first is None:
+                first = now
+            last = now
             now += LATENCY / 2  # the answer is back
-            if wait > 0:
+            if retry_after is not None:
                 refused += 1
-                retry_after = max(1, math.ceil(wait))  # what the fake server sends
                 limiters[k].rate_limited()
                 limiters[k].pause(retry_after)
                 following = (now + retry_after, "ask")
