@@ -6,14 +6,16 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-test
 # The compatibility cells: Airflow line x Python, each with constraints/airflow-<ver>-py<py>.txt.
 COMPAT_CELLS ?= 2.11.2:3.10 3.0.6:3.12 3.2.2:3.13
+DOCS_SRC   ?= docs
+DOCS_BUILD ?= docs/_build
 
-.PHONY: test test-fast test-compat lint demo bench bench-load clean
+.PHONY: test test-fast test-compat lint docs demo bench bench-load clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --upgrade --default-pip >/dev/null
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check 'uv>=0.5'
-	$(BIN)/uv pip install --quiet -p $(BIN)/python -e '.[test,bench]'
+	$(BIN)/uv pip install --quiet -p $(BIN)/python -e '.[test,bench,docs]'
 	touch $(STAMP)
 
 lint: $(STAMP)
@@ -24,7 +26,7 @@ lint: $(STAMP)
 # The whole suite: test-fast (the fast tests spread over the cores), then the slow ones (fault, system,
 # S3, memory and packaging tests) two at a time (most are one busy Airflow process each), then the
 # timing tests (pacing, event-loop stalls) alone, so nothing competes with them.
-test: test-fast
+test: test-fast docs
 	$(BIN)/pytest -q -m "slow and not timing" -n 2 --dist worksteal --durations=25
 	$(BIN)/pytest -q -m timing --durations=10
 
@@ -39,6 +41,10 @@ test-compat:
 demo: $(STAMP)
 	$(BIN)/python tools/demo.py
 
+# The docs site (Sphinx), strict: any warning, broken link or missing reference fails the build.
+docs: $(STAMP)
+	$(BIN)/sphinx-build -q -W --keep-going -n -b html $(DOCS_SRC) $(DOCS_BUILD)/html
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_ingest.py $(BENCH_ARGS)
 
@@ -47,4 +53,4 @@ bench-load: $(STAMP)
 	$(BIN)/python benchmarks/bench_load.py $(BENCH_LOAD_ARGS)
 
 clean:
-	rm -rf $(VENV) .compat .ci-tools .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DOCS_BUILD) .compat .ci-tools .demo .pytest_cache .mypy_cache .ruff_cache

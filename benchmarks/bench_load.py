@@ -16,10 +16,10 @@ Each round loads the window into a new table, in a fresh process, through the op
 - rows/s: rows over the wall time of ``execute`` (manifest check, table creation, the load);
 - CPU s: ``time.process_time()`` of the loading process over the same span, less noisy than the
   wall time on a shared machine (the server's work is not in it);
-- the split: time inside ``write_batch`` (the database: COPY into staging, the upsert) and inside
-  ``RowBuilder.build`` (decoding landed lines into rows; timing each call adds about 0.1 s). The
-  PostgreSQL load writes one batch while it builds the next, so the two can add up to more than
-  the wall time; reading and verifying the files is the rest;
+- the split: time inside ``write_batch`` (the database: the COPY, or staging and the upsert once
+  ids repeat) and inside ``RowBuilder.build`` (decoding landed lines into rows; timing each call
+  adds about 0.1 s). The PostgreSQL load writes one batch while it builds the next, so the two
+  can add up to more than the wall time; reading and verifying the files is the rest;
 - peak RSS growth: the loading process's peak resident set during the load minus its size before.
 
 The report is the median of each figure over the rounds; the exit code is 1 when a round loaded

@@ -297,8 +297,8 @@ class WarehouseDialect(ABC):
         missing = [name for name in COLUMN_NAMES if name not in present]
         if missing:
             raise SchemaMismatchError(
-                f"table {self.name_of_table} lacks the columns {', '.join(missing)}; add them (see the "
-                "README's warehouse section for their types), or load into a new table"
+                f"table {self.name_of_table} lacks the columns {', '.join(missing)}; add them (the docs' "
+                "SQL warehouse page lists their types), or load into a new table"
             )
         keys: list[Sequence[Any]] = [
             inspector.get_pk_constraint(table, schema=schema).get("constrained_columns") or []
@@ -595,7 +595,7 @@ class CommonSqlWriter:
         if missing:
             raise SchemaMismatchError(
                 f"table {self.name_of_table} lacks the columns {', '.join(missing)}; create it with every "
-                "column the README's warehouse section lists and a primary key on id"
+                "column the docs' SQL warehouse page lists and a primary key on id"
             )
 
     def write_batch(self, cursor: Any, rows: Sequence[Row]) -> BatchCounts:

@@ -96,8 +96,9 @@ class SlackAuditLogsToSqlOperator(BaseOperator):
     The table is created when missing (concurrent first loads included), with indexes on
     ``date_create`` and ``action``; columns added by newer releases are added to an older table; it
     is never dropped or truncated. Memory stays flat whatever the window's size: lines stream from
-    storage and are written in batches of ``batch_size`` rows (PostgreSQL: COPY into a staging
-    table, then one ``INSERT ... ON CONFLICT`` per batch; SQLite: ``ON CONFLICT``; MySQL/MariaDB:
+    storage and are written in batches of ``batch_size`` rows (PostgreSQL: COPY straight into the
+    table, in a savepoint, until a batch meets an id the table holds, then COPY into a staging table
+    and one ``INSERT ... ON CONFLICT`` per batch; SQLite: ``ON CONFLICT``; MySQL/MariaDB:
     ``ON DUPLICATE KEY UPDATE``; other databases: their common-sql dialect's upsert, e.g. MERGE).
 
     :param source: the window to load (templated): the landing operator's output
