@@ -1,22 +1,35 @@
-# Every target creates .venv itself, so a fresh clone needs nothing but python3 (>= 3.10).
-# `make test` is the one-cell loop on the newest Airflow line; `make test-compat` runs the other lines.
+# Every target creates .venv itself, so a fresh clone needs nothing but python3 (>= 3.10) and make.
+# `make demo` installs only what the demo needs (the provider, Airflow, the SQLite provider);
+# `make test` also installs, through tools/provision, the database servers and headers its tests need.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-test
+UV     := $(BIN)/uv
+DEMO_STAMP := $(VENV)/.installed-demo
+STAMP      := $(VENV)/.installed-test
 # The compatibility cells: Airflow line x Python, each with constraints/airflow-<ver>-py<py>.txt.
 COMPAT_CELLS ?= 2.11.2:3.10 3.0.6:3.12 3.2.2:3.13
 DOCS_SRC   ?= docs
 DOCS_BUILD ?= docs/_build
 
-.PHONY: test test-fast test-compat lint docs demo bench bench-load clean
+.PHONY: test test-fast test-compat lint docs demo bench bench-load services clean
 
-$(STAMP): pyproject.toml
+$(UV):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --upgrade --default-pip >/dev/null
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check 'uv>=0.5'
-	$(BIN)/uv pip install --quiet -p $(BIN)/python -e '.[test,bench,docs]'
-	touch $(STAMP)
+
+$(DEMO_STAMP): pyproject.toml | $(UV)
+	$(UV) pip install --quiet -p $(BIN)/python -e '.[sqlite]'
+	touch $@
+
+$(STAMP): pyproject.toml | $(UV) services
+	$(UV) pip install --quiet -p $(BIN)/python -e '.[test,bench,docs]'
+	touch $@
+
+# PostgreSQL and MariaDB servers, and mysqlclient's build headers: installed when missing (as root).
+services:
+	tools/provision $(PYTHON)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -35,10 +48,10 @@ test-fast: lint
 	$(BIN)/pytest -q -m "not slow" -n auto
 
 # The cells run at the same time (COMPAT_JOBS=1 runs them one by one); see .ci/compat-all.
-test-compat:
+test-compat: services
 	.ci/compat-all $(COMPAT_CELLS)
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/python tools/demo.py
 
 # The docs site (Sphinx), strict: any warning, broken link or missing reference fails the build.
