@@ -11,6 +11,11 @@ EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
 
 def parse_example_dags(file_name: str | None = None) -> Any:
     """A DagBag of ``example_dags/<file_name>`` (every example DAG when None), without Airflow's own."""
+    return parse_dag_file(EXAMPLE_DAGS / file_name if file_name else EXAMPLE_DAGS)
+
+
+def parse_dag_file(path: Path) -> Any:
+    """A DagBag of one DAG file (or folder), without Airflow's own examples."""
     try:
         from airflow.dag_processing.dagbag import DagBag  # Airflow 3.3+
     except ImportError:
@@ -18,7 +23,7 @@ def parse_example_dags(file_name: str | None = None) -> Any:
     # Where DagBag can also load Airflow's own examples, it must not (3.3's no longer can).
     takes_examples = "include_examples" in inspect.signature(DagBag).parameters
     options: dict[str, Any] = {"include_examples": False} if takes_examples else {}
-    return DagBag(str(EXAMPLE_DAGS / file_name if file_name else EXAMPLE_DAGS), **options)
+    return DagBag(str(path), **options)
 
 
 def example_dag(file_name: str, dag_id: str) -> Any:

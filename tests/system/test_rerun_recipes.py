@@ -1,9 +1,10 @@
-"""The README's re-run recipes, executed verbatim against the fake Audit Logs API (issue 13).
+"""The re-landing guide's re-run recipes, executed verbatim against the fake Audit Logs API.
 
-The commands come from README.md's "Re-land a window" section, so this test breaks when the README
-changes. Each recipe is judged by what it promises: the window its ``--conf`` names, or, without one,
-the latest day completed when the run was triggered. ``airflow dags trigger`` only creates a run; a
-scheduler would then start it, here ``airflow tasks test <run_id>`` does (the triggers run in-process).
+The commands come from the "Re-land a window" section of docs/guides/relanding.md, so this test
+breaks when the guide changes. Each recipe is judged by what it promises: the window its ``--conf``
+names, or, without one, the latest day completed when the run was triggered. ``airflow dags
+trigger`` only creates a run; a scheduler would then start it, here ``airflow tasks test <run_id>``
+does (the triggers run in-process).
 Every recipe runs twice: a re-run must be repeatable (a reused logical date cannot be).
 """
 
@@ -31,7 +32,7 @@ from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-README = REPO / "README.md"
+GUIDE = REPO / "docs" / "guides" / "relanding.md"
 SECTION = "## Re-land a window"
 DAG_ID = "slack_audit_daily"
 TASK_ID = "land_audit_logs"
@@ -39,20 +40,20 @@ AIRFLOW = Path(sys.executable).with_name("airflow")
 TIMEOUT = 240
 
 
-def readme_recipes() -> list[str]:
-    """Every ``airflow ...`` command line in the bash blocks of the README's re-run section."""
-    text = README.read_text()
-    assert SECTION in text, f"README.md has no {SECTION!r} section"
+def guide_recipes() -> list[str]:
+    """Every ``airflow ...`` command line in the bash blocks of the re-landing guide's re-run section."""
+    text = GUIDE.read_text()
+    assert SECTION in text, f"{GUIDE.name} has no {SECTION!r} section"
     section = text.split(SECTION, 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)
     commands = [line.strip() for block in blocks for line in block.splitlines()]
     return [command for command in commands if command.startswith("airflow ")]
 
 
-RECIPES = readme_recipes()
+RECIPES = guide_recipes()
 
 
-def test_the_readme_has_recipes_for_the_cli_and_for_dags_test() -> None:
+def test_the_guide_has_recipes_for_the_cli_and_for_dags_test() -> None:
     verbs = {tuple(shlex.split(command)[1:3]) for command in RECIPES}
     assert verbs == {("dags", "trigger"), ("dags", "test")}
     # A reused logical date cannot make a second run, and Airflow 3's CLI ignores it for the interval.
@@ -110,7 +111,7 @@ class Deployment:
         return str(row[0])
 
     def run_recipe(self, command: str, log: Path) -> None:
-        """The README's command as typed (``airflow`` is this venv's), then the task if it only triggered."""
+        """The guide's command as typed (``airflow`` is this venv's), then the task if it only triggered."""
         argv = shlex.split(command)
         assert argv[0] == "airflow"
         self.run([str(AIRFLOW), *argv[1:]], log)
@@ -127,7 +128,7 @@ def deployment(
 ) -> Iterator[tuple[Deployment, FakeAuditLogsServer]]:
     root = tmp_path_factory.mktemp("rerun_recipes")
     now = datetime.now(timezone.utc).replace(microsecond=0)
-    # Events on every day from before the README's example day up to now.
+    # Events on every day from before the guide's example day up to now.
     with serve_fake_api(
         events=40_000, seed=21, start=datetime(2026, 1, 3, tzinfo=timezone.utc), end=now
     ) as server:
@@ -147,7 +148,7 @@ def data_file_inodes(root: Path) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("command", RECIPES)
-def test_a_readme_recipe_lands_exactly_its_window_and_can_be_repeated(
+def test_a_guide_recipe_lands_exactly_its_window_and_can_be_repeated(
     deployment: tuple[Deployment, FakeAuditLogsServer], command: str, tmp_path: Path
 ) -> None:
     airflow, server = deployment
