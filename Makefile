@@ -36,16 +36,17 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# The whole suite: test-fast (the fast tests spread over the cores), then the slow ones (fault, system,
-# S3, memory and packaging tests) two at a time (most are one busy Airflow process each), then the
-# timing tests (pacing, event-loop stalls) alone, so nothing competes with them.
+# The whole suite: test-fast (the fast tests spread over the cores), the docs, then the slow ones
+# (fault, system, S3, memory and packaging tests) two at a time (most are one busy Airflow process
+# each), then the timing tests (pacing, event-loop stalls) alone, so nothing competes with them.
+# -rs lists every skip with its reason, so a test skipped for a missing service shows in the log.
 test: test-fast docs
-	$(BIN)/pytest -q -m "slow and not timing" -n 2 --dist worksteal --durations=25
-	$(BIN)/pytest -q -m timing --durations=10
+	$(BIN)/pytest -q -rs -m "slow and not timing" -n 2 --dist worksteal --durations=25
+	$(BIN)/pytest -q -rs -m timing --durations=10
 
 # The inner loop: everything but the slow tests (fault, system, S3 and packaging), on every core.
 test-fast: lint
-	$(BIN)/pytest -q -m "not slow" -n auto
+	$(BIN)/pytest -q -rs -m "not slow" -n auto
 
 # The cells run at the same time (COMPAT_JOBS=1 runs them one by one); see .ci/compat-all.
 test-compat: services
