@@ -20,7 +20,9 @@ entries of a large window may be seen only on a later window; the daily snapshot
 endpoint reports newly listed actions whatever their volume.
 
 Registry updates merge on write (read, union, write atomically): concurrent writers never lose the
-file, and a lost race only means that an entry is reported as new once more.
+file, and a lost race only means that an entry is reported as new once more. Each section keeps at
+most :data:`MAX_REGISTRY_NAMES` names; what a full section could not keep is counted in
+``"dropped": {section: count}``, and such a name is reported as new again when a later window sees it.
 """
 
 from __future__ import annotations
@@ -46,6 +48,14 @@ REGISTRY_VERSION = 1
 SAMPLE_PER_PAGE = 128
 # Examples named in the drift warning, per kind.
 EXAMPLES = 5
+# Names of each kind the summary lists (counts stay exact): the summary travels as XCom, as the
+# trigger's event (``next_kwargs``, a 64 KiB TEXT column on MySQL) and in the asset event's extra,
+# so it stays a few KiB whatever Slack sends; the registry has the full list.
+SUMMARY_EXAMPLES = 20
+# Names the registry keeps per section (actions, keys, listed actions). Slack's real vocabulary is a
+# few hundred of each; a field keyed by ids would otherwise grow the file without bound. A name seen
+# once its section is full is reported in that window's drift but not kept (counted in ``dropped``).
+MAX_REGISTRY_NAMES = 2000
 NESTED = ("context", "entity", "details")
 
 
@@ -135,10 +145,16 @@ class Drift:
         return bool(self.new_actions or self.new_keys or self.new_listed_actions)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        """The summary's ``drift``: at most :data:`SUMMARY_EXAMPLES` names of each kind, exact counts."""
+        kinds = {
             "new_actions": self.new_actions,
             "new_keys": self.new_keys,
             "new_listed_actions": self.new_listed_actions,
+        }
+        return {
+            **{kind: names[:SUMMARY_EXAMPLES] for kind, names in kinds.items()},
+            "counts": {kind: len(names) for kind, names in kinds.items()},
+            "truncated": any(len(names) > SUMMARY_EXAMPLES for names in kinds.values()),
             "baseline": self.baseline,
         }
 
@@ -194,12 +210,26 @@ def write_bytes(path: ObjectStoragePath, payload: bytes) -> None:
 def merge_names(
     document: Mapping[str, Any], section: str, names: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, Any]:
-    """``document`` with ``names`` added to ``section``; an entry already there keeps its first_seen."""
+    """``document`` with ``names`` added to ``section``; an entry already there keeps its first_seen.
+
+    A section holds at most :data:`MAX_REGISTRY_NAMES` names: the rest (in ``names``' order) are
+    counted in ``dropped``.
+    """
     merged = dict(document)
     known = dict(merged.get(section) or {})
+    dropped = 0
     for name, record in names.items():
-        known.setdefault(name, dict(record))
+        if name in known:
+            continue
+        if len(known) >= MAX_REGISTRY_NAMES:
+            dropped += 1
+            continue
+        known[name] = dict(record)
     merged[section] = known
+    if dropped:
+        counts = dict(merged.get("dropped") or {})
+        counts[section] = int(counts.get(section) or 0) + dropped
+        merged["dropped"] = counts
     merged["version"] = REGISTRY_VERSION
     return merged
 
@@ -262,8 +292,10 @@ def record_listed_actions(destination: ObjectStoragePath, day: str, names: Itera
 
 
 __all__ = [
+    "MAX_REGISTRY_NAMES",
     "REGISTRY_DIR",
     "SAMPLE_PER_PAGE",
+    "SUMMARY_EXAMPLES",
     "Drift",
     "NameSampler",
     "listed_actions",

@@ -16,7 +16,12 @@ from airflow_provider_slack_audit.client import AsyncAuditLogsClient, AuditLogsR
 from airflow_provider_slack_audit.ingest import Window
 from airflow_provider_slack_audit.ingest.health import judge_silence
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, IngestSummary, ingest_window
-from airflow_provider_slack_audit.ingest.registry import SAMPLE_PER_PAGE, sample_positions
+from airflow_provider_slack_audit.ingest.registry import (
+    MAX_REGISTRY_NAMES,
+    SAMPLE_PER_PAGE,
+    SUMMARY_EXAMPLES,
+    sample_positions,
+)
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 
 DAY0 = datetime(2026, 1, 4, tzinfo=timezone.utc)
@@ -25,6 +30,8 @@ DAYS = 4
 NOW = DAY0 + timedelta(days=30)
 NEW_ACTION = "slack_ai_summary_generated"
 NEW_DETAILS_KEY = "acting_agent_kind"
+# What the summary (XCom, trigger event, asset-event extra) may weigh whatever the drift.
+MAX_SUMMARY_BYTES = 8 * 1024
 
 
 @pytest.fixture
@@ -121,7 +128,14 @@ async def test_the_first_window_records_a_baseline_and_warns_about_nothing(
     summary = await land(InjectingClient(server.base_url, drifting_entries()), tmp_path, 0)
 
     assert warnings_about(caplog, "Drift") == []
-    assert summary.drift == {"new_actions": [], "new_keys": [], "new_listed_actions": [], "baseline": True}
+    assert summary.drift == {
+        "new_actions": [],
+        "new_keys": [],
+        "new_listed_actions": [],
+        "counts": {"new_actions": 0, "new_keys": 0, "new_listed_actions": 0},
+        "truncated": False,
+        "baseline": True,
+    }
     known = registry(tmp_path)
     assert NEW_ACTION in known["actions"] and "user_login" in known["actions"]
     assert {"id", "date_create", "action", "context.location", f"details.{NEW_DETAILS_KEY}"} <= set(
@@ -178,6 +192,49 @@ async def test_registry_updates_merge_with_what_other_windows_recorded(
     actions = registry(tmp_path)["actions"]
     assert actions["recorded_elsewhere"] == {"first_seen": "elsewhere"}
     assert NEW_ACTION in actions
+
+
+def flooding_entry(prefix: str, keys: int) -> dict[str, Any]:
+    """A known action whose ``details`` carries ``keys`` new keys (a field keyed by ids, say)."""
+    [entry] = [e for e in drifting_entries() if e["action"] == "user_login"]
+    details = {f"{prefix}_{i}": i for i in range(keys)}
+    return {**entry, "id": f"0b7f7a53-0000-4000-8000-{prefix}", "details": details}
+
+
+async def test_ten_thousand_new_keys_keep_the_summary_and_the_asset_extra_small(
+    server: FakeAuditLogsServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await land(InjectingClient(server.base_url), tmp_path, 0)
+
+    flood = [flooding_entry("00000000aaaa", 10_000)]
+    summary = await land(InjectingClient(server.base_url, flood), tmp_path, 1)
+
+    drift = summary.drift
+    assert drift is not None
+    # The XCom, the trigger event and the asset event's extra all carry the summary's drift.
+    assert len(json.dumps(summary.to_json())) < MAX_SUMMARY_BYTES
+    assert drift["counts"]["new_keys"] == 10_000
+    assert len(drift["new_keys"]) == SUMMARY_EXAMPLES and drift["truncated"] is True
+    assert set(drift["new_keys"]) <= {f"details.00000000aaaa_{i}" for i in range(10_000)}
+    [warning] = warnings_about(caplog, "Drift")
+    assert "10000 new key(s)" in warning and len(warning) < 2_000
+
+
+async def test_the_registry_stops_growing_at_its_cap_and_counts_what_it_dropped(
+    server: FakeAuditLogsServer, tmp_path: Path
+) -> None:
+    await land(InjectingClient(server.base_url), tmp_path, 0)
+    baseline = registry(tmp_path)["keys"]
+
+    for day, prefix in ((1, "00000000aaaa"), (2, "00000000bbbb")):
+        await land(InjectingClient(server.base_url, [flooding_entry(prefix, 10_000)]), tmp_path, day)
+
+    known = registry(tmp_path)
+    assert len(known["keys"]) == MAX_REGISTRY_NAMES
+    assert known["dropped"] == {"keys": 20_000 - (MAX_REGISTRY_NAMES - len(baseline))}
+    assert (tmp_path / "landing" / "_registry" / "schema.json").stat().st_size < 256 * 1024
+    # What the registry held before it filled up stays, as it was.
+    assert {key: known["keys"][key] for key in baseline} == baseline
 
 
 def test_a_page_contributes_a_bounded_spread_sample_including_its_first_and_last_entry() -> None:
