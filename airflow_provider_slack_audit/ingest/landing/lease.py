@@ -5,7 +5,7 @@ path, a trigger that briefly runs twice). Each interval a run is about to read g
 small hidden file beside its data file, created atomically so only one run can hold it:
 
     <dest>/dt=2026-01-04/.slack_audit_<interval.key>.lease     {"owner", "host", "pid", "acquired_at", ...}
-    <dest>/_leases/.<owner>.owner.json                           {"owner", ..., "acquired_at", "expires_at"}
+    <dest>/_leases/.<owner>.owner.json                           {"owner", ..., "renewals", "renewed_at"}
 
 The second file is the **owner record** of one run, which the run rewrites every ``ttl / 3`` while it
 works (a renewal counter in it goes up each time), so one write per run keeps all its interval leases
