@@ -453,6 +453,14 @@ def test_lease_settings_refuse_a_renewal_no_sooner_than_the_ttl() -> None:
         LeaseSettings(ttl=0)
 
 
+def test_lease_settings_refuse_renewals_a_waiter_could_miss_for_a_whole_ttl() -> None:
+    with pytest.raises(ValueError, match=r"renewals every 58 s seen up to max_poll 5 s late .* ttl 60 s"):
+        LeaseSettings(ttl=60, renew_every=58)
+    with pytest.raises(ValueError, match=r"renewals every 2 s seen up to max_poll 5 s late"):
+        LeaseSettings(ttl=6)
+    assert LeaseSettings(ttl=60, renew_every=50).renew_interval == 50
+
+
 async def test_verify_passes_with_the_lease_and_run_record_a_killed_run_left(
     server: FakeAuditLogsServer, tmp_path: Path
 ) -> None:

@@ -83,7 +83,8 @@ class LeaseSettings:
     takes that run's leases over. ``monotonic`` is the waiting run's own clock for that watch (never
     compared with another host's); ``sleep`` is how it waits between polls (tests pass a pair that
     takes no time). ``clock`` (wall-clock time) only stamps the records, for people reading them.
-    Renewals use ``renew_every`` (default ``ttl / 3``) on the event loop's own clock.
+    Renewals use ``renew_every`` (default ``ttl / 3``) on the event loop's own clock; a waiting
+    run sees one at most ``max_poll`` after it lands, so their sum must stay below the ttl.
     """
 
     ttl: float = DEFAULT_TTL_SECONDS
@@ -104,6 +105,14 @@ class LeaseSettings:
             raise ValueError(
                 f"lease renew_every {self.renew_every!r} must be positive and below the ttl {self.ttl}, "
                 "or a lease expires between renewals"
+            )
+        if self.renew_interval + self.max_poll >= self.ttl:
+            # A waiter sees a renewal up to max_poll after it lands: between two it sees, a live run
+            # must never look silent for a whole ttl.
+            raise ValueError(
+                f"lease renewals every {self.renew_interval:g} s seen up to max_poll {self.max_poll:g} s "
+                f"late could leave a live run looking silent for the whole ttl {self.ttl:g} s, and "
+                "taken over; renew more often, poll more often or raise the ttl"
             )
 
     @property
