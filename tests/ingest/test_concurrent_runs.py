@@ -7,6 +7,7 @@ Runs the real pipeline against FakeAuditLogsServer; the landing is checked from 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient
 from airflow_provider_slack_audit.ingest import Window
+from airflow_provider_slack_audit.ingest.landing.lease import LeaseSettings
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 
@@ -106,6 +108,32 @@ async def test_a_run_starting_while_another_lands_the_window_waits_and_makes_no_
     assert second.requests == 0
     assert second.intervals_skipped == len(WINDOW.intervals(STEP))
     assert_landing_sound(root, WINDOW, STEP, server_ids(server))
+
+
+def skewed(seconds: float) -> LeaseSettings:
+    """Lease settings of a run on a host whose wall clock is ``seconds`` off."""
+    return LeaseSettings(clock=lambda: time.time() + seconds)
+
+
+@pytest.mark.parametrize(("first_skew", "second_skew"), [(-300, 0), (-600, 600), (600, -600)])
+async def test_a_run_starting_while_one_on_a_host_with_another_clock_lands_the_window_waits_and_both_succeed(
+    server: FakeAuditLogsServer, tmp_path: Path, first_skew: float, second_skew: float
+) -> None:
+    root = tmp_path / "landing"
+    server.faults.slow_seconds = 0.02
+    server.faults.set_rate("slow", 1.0)
+    first = asyncio.ensure_future(
+        ingest_window(client_for(server), spec_for(root), leases=skewed(first_skew))
+    )
+    await first_request(server)  # the first run is reading
+
+    second = await ingest_window(client_for(server), spec_for(root), leases=skewed(second_skew))
+
+    assert (await first).intervals_landed == len(WINDOW.intervals(STEP))  # its temp files were its own
+    assert second.requests == 0
+    assert second.intervals_skipped == len(WINDOW.intervals(STEP))
+    assert_landing_sound(root, WINDOW, STEP, server_ids(server))
+    assert temp_files(root) == []
 
 
 async def test_two_concurrent_rewrites_of_a_landed_window_both_succeed_and_keep_it_exact(

@@ -1,6 +1,6 @@
 """Interval leases: who may write an interval now, when a waiting run takes over, which temporary
-files count as stale. Pipeline tests run ``ingest_window`` against FakeAuditLogsServer with an
-injected wall clock and sleep, so a two-minute lease expires without a real wait."""
+files count as stale. Pipeline tests run ``ingest_window`` against FakeAuditLogsServer with the
+waiting run's clocks and sleep injected, so a two-minute ttl passes without a real wait."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -49,7 +49,8 @@ pytestmark = pytest.mark.usefixtures("instant_retries")
 
 
 class WallClock:
-    """Wall-clock time that a waiting run's sleeps move forward, recording what happened meanwhile."""
+    """Time that a waiting run's sleeps move forward (as its wall clock or its monotonic clock),
+    recording what happened meanwhile."""
 
     def __init__(self, server: FakeAuditLogsServer | None = None) -> None:
         self.offset = 0.0
@@ -113,10 +114,12 @@ async def test_a_killed_writers_lease_expires_and_the_next_run_takes_over_removi
     assert live_temps and [path for path in temp_files(root) if killed.owner.token in path.name]
 
     summary = await ingest_window(
-        client_for(server), spec_for(root), leases=LeaseSettings(clock=clock, sleep=clock.sleep)
+        client_for(server),
+        spec_for(root),
+        leases=LeaseSettings(clock=clock, sleep=clock.sleep, monotonic=clock),
     )
 
-    assert sum(clock.slept) >= 119  # until the killed run's record expired (ttl 120 s), no sooner
+    assert sum(clock.slept) >= 119  # until the killed run's record stayed unchanged a ttl (120 s), no sooner
     assert set(clock.requests_seen) == {0}  # waiting makes no request
     assert summary.intervals_landed == len(WINDOW.intervals(STEP))
     assert summary.queries == 1
@@ -189,6 +192,167 @@ async def test_a_run_leaves_no_lease_and_no_run_record_when_done_or_failed(
     assert leftovers == []
 
 
+# Hosts whose clocks disagree ----------------------------------------------------------------------
+
+
+class WaiterClock:
+    """A waiting run's own monotonic clock, moved only by its sleeps; ``meanwhile`` is what other hosts
+    do as that time passes (called with the seconds since the waiter started)."""
+
+    def __init__(self, server: FakeAuditLogsServer, meanwhile: Callable[[float], None] | None = None) -> None:
+        self.now = 1000.0  # any origin: only differences on this clock mean anything
+        self.slept: list[float] = []
+        self.requests_seen: list[int] = []
+        self._server = server
+        self._meanwhile = meanwhile
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.requests_seen.append(len(self._server.logs_requests()))
+        self.now += seconds
+        if self._meanwhile is not None:
+            self._meanwhile(sum(self.slept))
+        await asyncio.sleep(0)
+
+
+class RunElsewhere:
+    """A run on another host whose wall clock is ``skew`` seconds off: it leases OLDEST and starts
+    writing it. Its heartbeat is explicit (``renew``), so a test decides whether it lives."""
+
+    def __init__(self, root: Path, skew: float) -> None:
+        self.landing = Landing(root.as_uri(), owner=LeaseOwner("elsewhere.example", 4242, "feedfacecafe"))
+        self.store = LeaseStore(
+            self.landing.destination, self.landing.owner, clock=lambda: time.time() + skew
+        )
+        self.store.renew()
+        self.lease = self.landing.lease_path(OLDEST)
+        assert self.store.try_acquire(self.lease) is None
+        self.writer = self.landing.open_interval(OLDEST)
+
+    def finish(self, query: dict[str, Any]) -> None:
+        """Commit the interval, release its lease, delete the run's record: what a run does at its end."""
+        self.writer.commit(query=query, stats={})
+        self.store.release(self.lease)
+        self.store.retire()
+
+
+@pytest.mark.parametrize("skew", [-600, -300, 300, 600])
+async def test_a_live_writer_whose_clock_is_minutes_off_is_never_taken_over_and_keeps_its_temp(
+    server: FakeAuditLogsServer, tmp_path: Path, skew: float
+) -> None:
+    root = tmp_path / "landing"
+    other = RunElsewhere(root, skew)
+    other.writer.write(server.expected_entries(OLDEST.oldest, OLDEST.latest))
+    (temp,) = temp_files(root)
+    temp_seen: list[bool] = []
+    renewed, finished = [0.0], []
+
+    def meanwhile(elapsed: float) -> None:  # it renews every 40 s for ten minutes, then commits
+        if finished:
+            return
+        temp_seen.append(temp.exists())
+        if elapsed >= 600:
+            other.finish(spec_for(root).query)
+            finished.append(elapsed)
+        elif elapsed - renewed[-1] >= 40:
+            other.store.renew()
+            renewed.append(elapsed)
+
+    waiter = WaiterClock(server, meanwhile)
+    summary = await ingest_window(
+        client_for(server), spec_for(root), leases=LeaseSettings(sleep=waiter.sleep, monotonic=waiter)
+    )
+
+    assert sum(waiter.slept) >= 600  # it waited for the live run to finish, however far off its clock
+    assert temp_seen and all(temp_seen)
+    assert set(waiter.requests_seen) == {0}
+    assert (summary.intervals_skipped, summary.intervals_landed) == (1, len(WINDOW.intervals(STEP)) - 1)
+    assert summary.queries == 1
+    state = assert_landing_sound(root, WINDOW, STEP, server_ids(server))
+    assert state.committed == set(WINDOW.intervals(STEP))
+    assert temp_files(root) == []
+
+
+@pytest.mark.parametrize("skew", [600, 3600])
+async def test_a_dead_writer_whose_clock_was_ahead_is_taken_over_one_ttl_after_the_waiter_first_looked(
+    server: FakeAuditLogsServer, tmp_path: Path, skew: float
+) -> None:
+    root = tmp_path / "landing"
+    dead = RunElsewhere(root, skew)  # its record says it expires `skew` seconds from now; it never renews
+    dead.writer.write(PARTIAL)
+    waiter = WaiterClock(server)
+
+    summary = await ingest_window(
+        client_for(server),
+        spec_for(root),
+        leases=LeaseSettings(max_wait=150, sleep=waiter.sleep, monotonic=waiter),
+    )
+
+    assert 120 < sum(waiter.slept) <= 120 + 5  # one ttl of silence, then at most one poll of 5 s
+    assert set(waiter.requests_seen) == {0}
+    assert summary.intervals_landed == len(WINDOW.intervals(STEP))
+    assert summary.queries == 1
+    state = assert_landing_sound(root, WINDOW, STEP, server_ids(server))
+    assert state.committed == set(WINDOW.intervals(STEP))
+    assert temp_files(root) == []
+    assert not (root / "_leases" / f".{dead.landing.owner.token}.owner.json").exists()
+
+
+async def test_a_wait_that_ends_before_the_ttl_says_no_renewal_was_seen_rather_than_that_the_holder_lives(
+    server: FakeAuditLogsServer, tmp_path: Path
+) -> None:
+    root = tmp_path / "landing"
+    RunElsewhere(root, 3600).writer.write(PARTIAL)  # killed an hour "ahead": its record never changes
+    waiter = WaiterClock(server)
+
+    with pytest.raises(LeaseWaitTimeout) as raised:
+        await ingest_window(
+            client_for(server),
+            spec_for(root),
+            leases=LeaseSettings(max_wait=30, sleep=waiter.sleep, monotonic=waiter),
+        )
+
+    message = str(raised.value)
+    assert "is alive" not in message
+    assert "still leased by run 4242-feedfacecafe after waiting 30 s (max_wait 30 s)" in message
+    assert "no renewal of its owner record in the 30 s" in message
+    assert "a run is taken over once none is seen for 120 s" in message
+    assert classify_exception(raised.value) == "transient"
+    assert server.logs_requests() == []
+
+
+async def test_a_wait_that_ends_while_the_holder_renews_says_how_many_renewals_were_seen(
+    server: FakeAuditLogsServer, tmp_path: Path
+) -> None:
+    root = tmp_path / "landing"
+    other = RunElsewhere(root, -300)
+    other.writer.write(PARTIAL)
+    (temp,) = temp_files(root)
+    renewed: list[float] = [0.0]
+
+    def meanwhile(elapsed: float) -> None:
+        if elapsed - renewed[-1] >= 40:
+            other.store.renew()
+            renewed.append(elapsed)
+
+    waiter = WaiterClock(server, meanwhile)
+    with pytest.raises(LeaseWaitTimeout) as raised:
+        await ingest_window(
+            client_for(server),
+            spec_for(root),
+            leases=LeaseSettings(max_wait=150, sleep=waiter.sleep, monotonic=waiter),
+        )
+
+    message = str(raised.value)
+    assert f"renewed {len(renewed) - 1} times in the 150 s" in message
+    assert "that run is alive" in message
+    assert temp.exists()
+    other.writer.abort()
+
+
 # The lease store ----------------------------------------------------------------------------------
 
 
@@ -236,10 +400,29 @@ def test_an_unreadable_lease_counts_as_held_for_one_ttl_then_as_stale(tmp_path: 
     lease = destination / ".slack_audit_x.lease"
     Path(lease.path).write_bytes(b"")  # its writer died between creating and filling it
     clock = WallClock()
-    store = LeaseStore(destination, LeaseOwner.new(), clock=clock)
+    store = LeaseStore(destination, LeaseOwner.new(), clock=clock, monotonic=clock)
 
     assert store.try_acquire(lease) == "?"
     clock.offset = 121
+    assert store.try_acquire(lease) is None
+
+
+@pytest.mark.parametrize("skew", [-3600, 3600])
+def test_an_unreadable_lease_is_held_for_one_ttl_from_when_the_waiter_first_saw_it_whatever_its_clock(
+    tmp_path: Path, skew: float
+) -> None:
+    destination = ObjectStoragePath(tmp_path.as_uri())
+    lease = destination / ".slack_audit_x.lease"
+    Path(lease.path).write_bytes(b"")  # its writer died between creating and filling it
+    waited = [0.0]
+    store = LeaseStore(
+        destination, LeaseOwner.new(), clock=lambda: time.time() + skew, monotonic=lambda: waited[0]
+    )
+
+    assert store.try_acquire(lease) == "?"
+    waited[0] = 119
+    assert store.try_acquire(lease) == "?"
+    waited[0] = 121
     assert store.try_acquire(lease) is None
 
 
@@ -268,6 +451,14 @@ def test_lease_settings_refuse_a_renewal_no_sooner_than_the_ttl() -> None:
         LeaseSettings(ttl=60, renew_every=120)
     with pytest.raises(ValueError, match="ttl must be a positive number"):
         LeaseSettings(ttl=0)
+
+
+def test_lease_settings_refuse_renewals_a_waiter_could_miss_for_a_whole_ttl() -> None:
+    with pytest.raises(ValueError, match=r"renewals every 58 s seen up to max_poll 5 s late .* ttl 60 s"):
+        LeaseSettings(ttl=60, renew_every=58)
+    with pytest.raises(ValueError, match=r"renewals every 2 s seen up to max_poll 5 s late"):
+        LeaseSettings(ttl=6)
+    assert LeaseSettings(ttl=60, renew_every=50).renew_interval == 50
 
 
 async def test_verify_passes_with_the_lease_and_run_record_a_killed_run_left(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -97,3 +98,32 @@ def test_s3_leases_are_conditional_writes_so_a_second_owner_finds_the_lease_take
         assert [store._create(lease) for store in others] == [False] * len(others)
         assert first.holder(lease) == first.owner.token
     assert "no conditional write" not in caplog.text
+
+
+@pytest.mark.parametrize("skew", [-600, 600, 3600])
+def test_on_s3_a_renewing_lease_is_never_taken_over_whatever_its_clock_and_a_silent_one_is_after_one_ttl(
+    s3_destination: str, s3_conn_id: str, skew: float
+) -> None:
+    destination = ObjectStoragePath(s3_destination, conn_id=s3_conn_id)
+    writer = LeaseStore(
+        destination, LeaseOwner("elsewhere.example", 4242, "feedfacecafe"), clock=lambda: time.time() + skew
+    )
+    waited = [0.0]  # the waiting run's own monotonic clock
+    waiter = LeaseStore(destination, LeaseOwner.new(), monotonic=lambda: waited[0])
+    writer.renew()
+    waiter.renew()
+    lease = destination / ".slack_audit_x.lease"
+    assert writer.try_acquire(lease) is None
+
+    for _ in range(15):  # ten minutes of the writer's heartbeat (every 40 s), the waiter asking each time
+        assert waiter.try_acquire(lease) == writer.owner.token
+        waited[0] += 40
+        writer.renew()
+    assert waiter.try_acquire(lease) == writer.owner.token  # sees the last renewal; then the writer dies
+    waited[0] += 119
+    assert waiter.try_acquire(lease) == writer.owner.token
+    waited[0] += 2
+
+    assert waiter.try_acquire(lease) is None
+    assert waiter.holder(lease) == waiter.owner.token
+    assert not destination.fs.exists(writer.owner_path().path)

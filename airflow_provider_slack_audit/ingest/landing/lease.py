@@ -5,14 +5,24 @@ path, a trigger that briefly runs twice). Each interval a run is about to read g
 small hidden file beside its data file, created atomically so only one run can hold it:
 
     <dest>/dt=2026-01-04/.slack_audit_<interval.key>.lease     {"owner", "host", "pid", "acquired_at", ...}
-    <dest>/_leases/.<owner>.owner.json                           {"owner", ..., "acquired_at", "expires_at"}
+    <dest>/_leases/.<owner>.owner.json                           {"owner", ..., "renewals", "renewed_at"}
 
-The second file is the **owner record** of one run: its ``expires_at`` is ``ttl`` ahead and the run
-renews it every ``ttl / 3`` while it works, so one write per run keeps all its interval leases alive
-however many intervals it holds. A lease is *live* while its owner record exists and has not
-expired; otherwise it is *stale* and the next run takes it over. On the host that wrote it, a lease
-whose process is gone (a ``kill -9``; same host name and pid namespace, pid no longer running) is
-stale at once. A run deletes its leases, then its owner record, when it is done, failed or cancelled.
+The second file is the **owner record** of one run, which the run rewrites every ``ttl / 3`` while it
+works (a renewal counter in it goes up each time), so one write per run keeps all its interval leases
+alive however many intervals it holds.
+
+Liveness never compares one host's clock with another's. A run judging another run's lease reads
+that run's owner record and remembers, on its **own monotonic clock**, when it first saw it and when
+it last saw it change. The lease is *live* while the record exists and this run has seen it change
+(or first looked at it) no more than ``ttl`` ago; it is *stale*, and taken over, once the record is
+gone or this run has watched it stay unchanged for longer than ``ttl``. A live run renews three times
+per ttl, so it is never taken over however far its wall clock is from the waiter's; a dead run is
+taken over about one ttl after a waiting run first looks, however far ahead its clock was. (The
+record's ``expires_at`` is still written, for runs of earlier versions, which judge by it; nothing
+here reads it.) On the host that wrote it, a lease whose process is gone (a ``kill -9``; same host
+name and pid namespace, pid no longer running) is stale at once. A lease file that cannot be read
+(its writer died while creating it) is judged the same way, by its bytes. A run deletes its leases,
+then its owner record, when it is done, failed or cancelled.
 
 Atomic create (``create_exclusively``): locally a complete temp hard-linked into place; on object
 stores a conditional write (fsspec's ``"xb"`` mode: ``If-None-Match: *`` on S3), and where a
@@ -69,9 +79,12 @@ _LOCAL_PROTOCOLS = ("file", "local", "")
 class LeaseSettings:
     """How long leases live and how a run waits for one; every figure is seconds.
 
-    ``clock`` is wall-clock time (leases are compared across hosts); ``sleep`` is how a waiting
-    run waits between polls (tests pass one that takes no time). Renewals use ``renew_every``
-    (default ``ttl / 3``) on the event loop's own clock.
+    ``ttl`` is how long a waiting run watches another run's owner record stay unchanged before it
+    takes that run's leases over. ``monotonic`` is the waiting run's own clock for that watch (never
+    compared with another host's); ``sleep`` is how it waits between polls (tests pass a pair that
+    takes no time). ``clock`` (wall-clock time) only stamps the records, for people reading them.
+    Renewals use ``renew_every`` (default ``ttl / 3``) on the event loop's own clock; a waiting
+    run sees one at most ``max_poll`` after it lands, so their sum must stay below the ttl.
     """
 
     ttl: float = DEFAULT_TTL_SECONDS
@@ -81,6 +94,7 @@ class LeaseSettings:
     max_poll: float = 5.0
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    monotonic: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
         for name in ("ttl", "max_wait", "first_poll", "max_poll"):
@@ -91,6 +105,14 @@ class LeaseSettings:
             raise ValueError(
                 f"lease renew_every {self.renew_every!r} must be positive and below the ttl {self.ttl}, "
                 "or a lease expires between renewals"
+            )
+        if self.renew_interval + self.max_poll >= self.ttl:
+            # A waiter sees a renewal up to max_poll after it lands: between two it sees, a live run
+            # must never look silent for a whole ttl.
+            raise ValueError(
+                f"lease renewals every {self.renew_interval:g} s seen up to max_poll {self.max_poll:g} s "
+                f"late could leave a live run looking silent for the whole ttl {self.ttl:g} s, and "
+                "taken over; renew more often, poll more often or raise the ttl"
             )
 
     @property
@@ -156,11 +178,19 @@ def _iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, timezone.utc).isoformat()
 
 
-def _seconds(value: Any) -> float | None:
-    try:
-        return datetime.fromisoformat(value).timestamp()
-    except (TypeError, ValueError):
-        return None
+@dataclass
+class Sighting:
+    """What one run has seen of another run's owner record (or of an unreadable lease file), timed
+    on the looking run's own monotonic clock: nothing in it comes from the other host's clock."""
+
+    content: bytes
+    first_seen: float
+    changed_at: float
+    renewals: int = 0
+
+    def silent_for(self, now: float) -> float:
+        """Seconds since this run last saw the content change (or first saw it)."""
+        return now - self.changed_at
 
 
 class LeaseStore:
@@ -173,13 +203,18 @@ class LeaseStore:
         *,
         ttl: float = DEFAULT_TTL_SECONDS,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.destination = destination
         self.owner = owner
         self.ttl = ttl
         self.clock = clock
+        self.monotonic = monotonic
         self._local = destination.protocol in _LOCAL_PROTOCOLS
         self._acquired_at = clock()
+        self._renewals = 0
+        # Keyed by the path looked at: an owner record, or a lease file that names no owner.
+        self._sightings: dict[str, Sighting] = {}
 
     @property
     def local(self) -> bool:
@@ -201,8 +236,17 @@ class LeaseStore:
         }
 
     def renew(self) -> None:
-        """Write (or rewrite) this owner's record with ``expires_at`` one ttl from now."""
-        document = {**self._document(), "expires_at": _iso(self.clock() + self.ttl)}
+        """Write (or rewrite) this owner's record; every write differs from the last (``renewals``),
+        which is what other runs watch. ``expires_at`` is for runs of earlier versions only."""
+        self._renewals += 1
+        now = self.clock()
+        document = {
+            **self._document(),
+            "renewals": self._renewals,
+            "renewed_at": _iso(now),
+            "ttl_seconds": self.ttl,
+            "expires_at": _iso(now + self.ttl),
+        }
         path = self.owner_path()
         payload = json.dumps(document, sort_keys=True).encode()
         if not self._local:
@@ -227,12 +271,33 @@ class LeaseStore:
             path.fs.rm_file(path.path)
 
     def owner_live(self, token: str) -> bool:
-        """Whether the run ``token`` names is alive: its record exists, unexpired, its process not gone."""
-        document = self._read(self.owner_path(token))
-        if document is None:
+        """Whether the run ``token`` names is alive: its record exists, its process is not known to
+        be gone, and this run has not watched the record stay unchanged for longer than the ttl."""
+        path = self.owner_path(token)
+        try:
+            raw = self._read_bytes(path)
+        except FileNotFoundError:
+            self._sightings.pop(str(path), None)
             return False
-        expires_at = _seconds(document.get("expires_at"))
-        return expires_at is not None and expires_at > self.clock() and not _process_gone(document)
+        document = _document_of(raw)
+        if document is None or _process_gone(document):
+            return False
+        return self._looks_alive(str(path), raw)
+
+    def sighting(self, lease: ObjectStoragePath, holder: str) -> Sighting | None:
+        """What this run has seen of ``holder``'s record (of ``lease`` itself for the holder ``"?"``)."""
+        key = str(lease) if holder == "?" else str(self.owner_path(holder))
+        return self._sightings.get(key)
+
+    def _looks_alive(self, key: str, content: bytes) -> bool:
+        """Record what is seen at ``key`` now; True unless it has not changed for longer than the ttl."""
+        now = self.monotonic()
+        seen = self._sightings.get(key)
+        if seen is None:
+            seen = self._sightings[key] = Sighting(content, first_seen=now, changed_at=now)
+        elif seen.content != content:
+            seen.content, seen.changed_at, seen.renewals = content, now, seen.renewals + 1
+        return seen.silent_for(now) <= self.ttl
 
     # Leases ---------------------------------------------------------------------------------------
 
@@ -240,7 +305,7 @@ class LeaseStore:
         """The token of the live owner holding ``lease``, or None when it is free or stale.
 
         A lease file that cannot be read (its writer died between creating and filling it) is held by
-        nobody known: live for one ttl after it was written, stale after.
+        nobody known (``"?"``): live until this run has seen it unchanged for longer than the ttl.
         """
         return self._judge(lease)[0]
 
@@ -252,7 +317,7 @@ class LeaseStore:
             return None, None
         token = _token_of(raw)
         if token is None:
-            return ("?" if self._age(lease) < self.ttl else None), raw
+            return ("?" if self._looks_alive(str(lease), raw) else None), raw
         if token == self.owner.token or self.owner_live(token):
             return token, raw
         return None, raw
@@ -346,26 +411,6 @@ class LeaseStore:
         data: bytes = path.fs.cat_file(path.path)
         return data
 
-    def _read(self, path: ObjectStoragePath) -> dict[str, Any] | None:
-        try:
-            document = json.loads(self._read_bytes(path))
-        except FileNotFoundError:
-            return None
-        except ValueError:
-            return None
-        return document if isinstance(document, dict) else None
-
-    def _age(self, path: ObjectStoragePath) -> float:
-        try:
-            if self._local:
-                return self.clock() - os.stat(path.path).st_mtime
-            modified: datetime = path.fs.modified(path.path)
-            return self.clock() - modified.timestamp()
-        except FileNotFoundError:
-            return float("inf")
-        except (NotImplementedError, AttributeError):
-            return 0.0  # cannot tell: keep treating it as live until its owner's record says more
-
 
 def create_exclusively(path: ObjectStoragePath, payload: bytes) -> bool | None:
     """Write ``path`` only if it does not exist: True when this call created it, False when it
@@ -406,17 +451,23 @@ def create_exclusively(path: ObjectStoragePath, payload: bytes) -> bool | None:
     return True
 
 
-def _token_of(raw: bytes) -> str | None:
+def _document_of(raw: bytes) -> dict[str, Any] | None:
     try:
         document = json.loads(raw)
     except ValueError:
         return None
-    token = document.get("owner") if isinstance(document, dict) else None
+    return document if isinstance(document, dict) else None
+
+
+def _token_of(raw: bytes) -> str | None:
+    document = _document_of(raw)
+    token = document.get("owner") if document is not None else None
     return token if isinstance(token, str) and token else None
 
 
 class LeaseWaitTimeout(TimeoutError):
-    """Another live run kept an interval leased longer than ``max_wait`` (transient: retry later)."""
+    """Another run kept an interval leased longer than ``max_wait`` (transient: retry later); the
+    message says what the waiting run saw of it (renewals, or none)."""
 
 
 @dataclass
@@ -439,7 +490,11 @@ class RunLeases:
 
     def __post_init__(self) -> None:
         self.store = LeaseStore(
-            self.landing.destination, self.landing.owner, ttl=self.settings.ttl, clock=self.settings.clock
+            self.landing.destination,
+            self.landing.owner,
+            ttl=self.settings.ttl,
+            clock=self.settings.clock,
+            monotonic=self.settings.monotonic,
         )
 
     async def __aenter__(self) -> RunLeases:
@@ -548,28 +603,58 @@ class RunLeases:
             self.store.release(lease)
 
     async def _wait_for(self, lease: ObjectStoragePath, holder: str | None, waited: float) -> float:
-        """Sleep until ``lease`` is free or stale (or ``max_wait`` is spent); return the total waited."""
+        """Sleep until ``lease`` is free or stale (or ``max_wait`` is spent); return the total waited.
+
+        Each poll reads the holder's owner record: a renewal seen keeps it live, a ttl without one
+        (on this run's monotonic clock) makes it stale, and the next claim takes it over.
+        """
         settings = self.settings
         self.logger.info(
-            "%s is leased by run %s, which is landing it now: waiting (up to %.0f s) for it to finish",
+            "%s is leased by run %s: waiting (up to %.0f s) for it to finish, or to show no renewal "
+            "for %.0f s",
             lease.name,
             holder,
             settings.max_wait - waited,
+            settings.ttl,
         )
         delay = settings.first_poll
         while True:
             if waited >= settings.max_wait:
-                raise LeaseWaitTimeout(
-                    f"{lease} was still leased by run {holder} after waiting {waited:.0f} s (max_wait "
-                    f"{settings.max_wait:.0f} s); that run is alive and landing the same interval. "
-                    "Retry later, or let the other run finish"
-                )
+                raise LeaseWaitTimeout(self._still_leased(lease, holder or "?", waited))
             pause = min(delay, settings.max_poll, settings.max_wait - waited)
             await settings.sleep(pause)
             waited += pause
             delay *= 2
-            if await asyncio.to_thread(self.store.holder, lease) in (None, self.store.owner.token):
+            current = await asyncio.to_thread(self.store.holder, lease)
+            if current in (None, self.store.owner.token):
                 return waited
+            holder = current
+
+    def _still_leased(self, lease: ObjectStoragePath, holder: str, waited: float) -> str:
+        """The wait error's message: what this run saw of the holder, not what its clock claims."""
+        settings = self.settings
+        head = (
+            f"{lease} was still leased by run {holder} after waiting {waited:.0f} s "
+            f"(max_wait {settings.max_wait:.0f} s); "
+        )
+        seen = self.store.sighting(lease, holder)
+        now = self.store.monotonic()
+        watched = now - seen.first_seen if seen is not None else 0.0
+        if seen is not None and seen.renewals:
+            return head + (
+                f"this run saw its owner record renewed {seen.renewals} times in the {watched:.0f} s it "
+                f"watched, last {seen.silent_for(now):.0f} s ago: that run is alive and landing the same "
+                "interval. Retry later, or let the other run finish"
+            )
+        if holder == "?":
+            seen_now = f"the lease file unreadable and unchanged for the {watched:.0f} s it watched"
+            rule = f"such a lease is taken over once unchanged for {settings.ttl:.0f} s"
+        else:
+            seen_now = f"no renewal of its owner record in the {watched:.0f} s it watched"
+            rule = f"a run is taken over once none is seen for {settings.ttl:.0f} s"
+        return head + (
+            f"this run saw {seen_now}; {rule} (the lease ttl). Retry later, or set max_wait above the ttl"
+        )
 
 
 __all__ = [
@@ -582,5 +667,6 @@ __all__ = [
     "LeaseStore",
     "LeaseWaitTimeout",
     "RunLeases",
+    "Sighting",
     "owner_of_temp",
 ]
