@@ -285,9 +285,14 @@ class _IntervalStats:
     # A reconcile that found late events: how many, and how late (discovery time - date_create).
     lateness: list[int] | None = None
     vanished_kept: int = 0
+    # The dedup generations in force when the stream passed below the interval's start (the start
+    # of the current one and of the older one): what a run resuming below it must remember.
+    dedup: tuple[int, int] | None = None
 
     def as_marker_stats(self) -> dict[str, int]:
         stats = {"pages": self.pages, "duplicates": self.duplicates, "out_of_range": self.out_of_range}
+        if self.dedup is not None:
+            stats.update(dedup_generation_start=self.dedup[0], dedup_older_start=self.dedup[1])
         if self.lateness:
             ordered = sorted(self.lateness)
             stats.update(
@@ -382,7 +387,18 @@ async def ingest_window(
             runs = _contiguous_runs([interval for interval in claimed if interval not in meanwhile])
             for run in reversed(runs):  # newest first, like the pages of each run
                 landed = await _land_run(
-                    client, landing, run, spec, query, summary, logger, evidence, streams, names, started_at
+                    client,
+                    landing,
+                    run,
+                    spec,
+                    query,
+                    summary,
+                    logger,
+                    evidence,
+                    streams,
+                    names,
+                    started_at,
+                    committed=commits,
                 )
                 # A reconcile keeps an unchanged interval's commit as it was: found, not landed.
                 fresh = {
@@ -487,12 +503,15 @@ async def _land_run(
     streams: list[dict[str, Any]],
     names: NameSampler | None = None,
     started_at: datetime | None = None,
+    *,
+    committed: Mapping[Interval, IntervalCommit] | None = None,
 ) -> dict[Interval, IntervalCommit]:
     """Read one run of contiguous uncommitted intervals with one query; return what it committed.
 
     An expired cursor re-reads the run from its start, over the intervals not yet committed only
     (at most ``MAX_CURSOR_RESTARTS`` times). Entries out of newest-first order make it re-read the
-    intervals of that attempt once more, remembering every id.
+    intervals of that attempt once more, remembering every id. ``committed``: the window's
+    intervals committed so far, from which a stream starting next to them rebuilds its dedup memory.
     """
     landed: dict[Interval, IntervalCommit] = {}
     pending = list(run)
@@ -510,6 +529,11 @@ async def _land_run(
             reconcile=spec.reconcile,
             discovered_at=int((started_at or _utcnow()).timestamp()),
             summary=summary,
+            neighbours={
+                interval: commit
+                for interval, commit in {**(committed or {}), **landed}.items()
+                if interval not in pending
+            },
         )
         summary.queries += 1
         try:
@@ -610,6 +634,9 @@ class _RunStream:
     reconcile: bool = False
     discovered_at: int = 0  # Unix seconds: when this run read the window (lateness = this - date_create)
     summary: IngestSummary | None = None
+    # The window's committed intervals outside this stream: its dedup memory is rebuilt from the one
+    # right after it (a resumed run, a re-read after an expired cursor).
+    neighbours: Mapping[Interval, IntervalCommit] = field(default_factory=dict)
     _must_hold: dict[int, set[str]] = field(default_factory=dict)
     _old_ids: dict[int, set[str]] = field(default_factory=dict)
     _writers: dict[int, IntervalWriter] = field(default_factory=dict)
@@ -638,7 +665,12 @@ class _RunStream:
         # breaks the order this relies on: _OutOfOrder re-reads remembering every id.
         seen: set[str] = set()
         older: set[str] = set()  # the previous generation (empty when remembering every id)
-        generation_start = boundary_second
+        generation_start = older_start = boundary_second
+        if not self.remember_all_ids and self.neighbours:
+            # A run resuming next to committed intervals remembers what a clean run would have.
+            resumed = await run_blocking(self._resumed_memory)
+            if resumed is not None:
+                seen, older, generation_start, older_start = resumed
         stats = self._stats
         figures = self.figures
         figures.update(oldest=oldest, latest=latest, pages=0, requests=0, rate_limited=0, drained=False)
@@ -674,17 +706,20 @@ class _RunStream:
                     routed = await run_blocking(
                         _route_usual_page,
                         entries,
-                        _RouteState(seen, older, generation_start, boundary_second, current),
+                        _RouteState(seen, older, generation_start, older_start, boundary_second, current),
                         oldest,
                         latest,
                         starts,
                     )
                     if routed is not None:
-                        state, routed_batches, routed_keys, routed_passed = routed
+                        state, routed_batches, routed_keys, routed_passed, dedup = routed
                         seen, older, generation_start = state.seen, state.older, state.generation_start
+                        older_start = state.older_start
                         boundary_second, current = state.boundary_second, state.current
                         for index in routed_keys:
                             stats.setdefault(index, _IntervalStats()).pages += 1
+                        for index, generations in dedup.items():
+                            stats.setdefault(index, _IntervalStats()).dedup = generations
                         await self._submit(routed_batches, routed_passed, routed_keys, single_line=True)
                         continue
                 batches: dict[int, list[Any]] = {}
@@ -702,11 +737,17 @@ class _RunStream:
                             continue
                         if second < boundary_second:
                             boundary_second = second
-                            if (
-                                second < generation_start - DEDUP_HORIZON_SECONDS
-                                and not self.remember_all_ids
-                            ):
-                                older, seen, generation_start = seen, set(), second
+                            if not self.remember_all_ids:
+                                while second < starts[current]:
+                                    # Complete; the generations in force at its start are kept
+                                    # with it, for a run resuming below it.
+                                    interval_stats = stats.setdefault(current, _IntervalStats())
+                                    interval_stats.dedup = (generation_start, older_start)
+                                    passed.append(current)
+                                    current -= 1
+                                if second < generation_start - DEDUP_HORIZON_SECONDS:
+                                    older, seen = seen, set()
+                                    older_start, generation_start = generation_start, second
                         elif second > boundary_second and not self.remember_all_ids:
                             raise _OutOfOrder(f"an entry of {second} came after one of {boundary_second}")
                         if self.remember_all_ids:
@@ -745,12 +786,41 @@ class _RunStream:
             figures["drained"] = not next_cursor
             # Pagination ended: every interval not committed yet is complete.
             rest = range(len(self.intervals)) if self.remember_all_ids else range(current, -1, -1)
+            if not self.remember_all_ids:
+                for index in rest:
+                    stats.setdefault(index, _IntervalStats()).dedup = (generation_start, older_start)
             await self._submit({}, [index for index in rest if self.intervals[index] not in self.commits])
             await self._drain()
         finally:
             # Never abort a file while a write thread still holds it.
             if self._io is not None and not self._io.done():
                 await asyncio.wait([self._io])
+
+    def _resumed_memory(self) -> tuple[set[str], set[str], int, int] | None:
+        """In the stream's thread: the dedup memory a clean run had where this stream starts, when
+        the interval right after it is committed and says which generations were in force there.
+
+        A generation holds the ids of an unbroken span of ``date_create`` (entries come newest
+        first), so the two are the ids the committed files hold in ``[start, generation_start]``
+        and ``(generation_start, older_start]``: rebuilt exactly, so a resumed run drops (and
+        forgets) the same repeats as a clean one, and ends with the same files.
+        """
+        start = self.intervals[-1].latest + 1
+        after = next((c for i, c in self.neighbours.items() if i.oldest == start), None)
+        if after is None or "dedup_generation_start" not in after.stats:
+            return None
+        generation_start = after.stats["dedup_generation_start"]
+        older_start = after.stats["dedup_older_start"]
+        seen: set[str] = set()
+        older: set[str] = set()
+        for interval, commit in self.neighbours.items():
+            if interval.oldest <= older_start and interval.latest >= start:
+                for key in self.landing.committed_keys(commit):
+                    if start <= key.date_create <= generation_start:
+                        seen.add(key.id)
+                    elif generation_start < key.date_create <= older_start:
+                        older.add(key.id)
+        return seen, older, generation_start, older_start
 
     def _invalid_entry(self, error: InvalidEntryApiError, page: int) -> InvalidEntryError:
         """The permanent error for an entry that cannot be landed, naming its interval."""
@@ -903,20 +973,23 @@ class _RunStream:
 
 
 class _RouteState(NamedTuple):
-    """Where the stream is: the remembered ids, the oldest second read, the current interval."""
+    """Where the stream is: the remembered ids (two generations, and where each began), the oldest
+    second read, the current interval."""
 
     seen: set[str]
     older: set[str]
     generation_start: int
+    older_start: int
     boundary_second: int
     current: int
 
 
 def _route_usual_page(
     entries: list[Any], state: _RouteState, oldest: int, latest: int, starts: list[int]
-) -> tuple[_RouteState, dict[int, list[Any]], dict[int, list[Any]], list[int]] | None:
+) -> tuple[_RouteState, dict[int, list[Any]], dict[int, list[Any]], list[int], dict[int, tuple[int, int]]] | None:
     """In the stream's thread: a usual page's batches (raw entries and their RawEntry by interval),
-    the intervals it passed below and where the stream is after it; ``None`` (and nothing changed)
+    the intervals it passed below (with the dedup generations in force as it did: see
+    ``_IntervalStats.dedup``) and where the stream is after it; ``None`` (and nothing changed)
     when the page is not usual: out of range, out of order, or holding an id already seen."""
     seconds = list(map(_get_date_create, entries))
     if not (
@@ -933,13 +1006,24 @@ def _route_usual_page(
         return None
     if not page_ids.isdisjoint(state.older):
         return None
-    seen, older, generation_start = _remember(ids, seconds, state.seen, state.older, state.generation_start)
-    yield_to_loop()
     batches: dict[int, list[Any]] = {}
     batch_keys: dict[int, list[Any]] = {}
     passed: list[int] = []
-    current = _cut(entries, seconds, starts, state.current, batches, batch_keys, passed)
-    return _RouteState(seen, older, generation_start, seconds[-1], current), batches, batch_keys, passed
+    cuts: list[int] = []
+    current = _cut(entries, seconds, starts, state.current, batches, batch_keys, passed, cuts)
+    memory = (state.seen, state.older, state.generation_start, state.older_start)
+    # Remembered up to each interval start the page passed below, so the generations in force
+    # there are known (a resumed run starts from them: see _RunStream._resumed_memory).
+    dedup: dict[int, tuple[int, int]] = {}
+    position = 0
+    for index, cut in zip(passed, cuts, strict=True):
+        memory = _remember_span(ids, seconds, *memory, position, cut)
+        dedup[index] = (memory[2], memory[3])
+        position = cut
+    seen, older, generation_start, older_start = _remember_span(ids, seconds, *memory, position, len(ids))
+    yield_to_loop()
+    state = _RouteState(seen, older, generation_start, older_start, seconds[-1], current)
+    return state, batches, batch_keys, passed, dedup
 
 
 def _remember(
@@ -948,7 +1032,24 @@ def _remember(
     """Add a page's ids (newest first, none seen before) to the two generations of remembered ids,
     starting a new generation where the entry-by-entry loop would: at each entry more than
     DEDUP_HORIZON_SECONDS older than the current generation's start."""
-    position, count = 0, len(ids)
+    seen, older, generation_start, _ = _remember_span(
+        ids, seconds, seen, older, generation_start, generation_start, 0, len(ids)
+    )
+    return seen, older, generation_start
+
+
+def _remember_span(
+    ids: list[str],
+    seconds: list[int],
+    seen: set[str],
+    older: set[str],
+    generation_start: int,
+    older_start: int,
+    position: int,
+    count: int,
+) -> tuple[set[str], set[str], int, int]:
+    """:func:`_remember` over the page's entries ``[position, count)``, also keeping where the older
+    generation began (``older_start``)."""
     while True:
         # The first entry older than generation_start - horizon (seconds descend: bisect on -second).
         cut = bisect_right(
@@ -956,9 +1057,9 @@ def _remember(
         )
         seen.update(islice(ids, position, cut))
         if cut == count:
-            return seen, older, generation_start
+            return seen, older, generation_start, older_start
         _release(older)
-        older, seen, generation_start = seen, set(), seconds[cut]
+        older, seen, older_start, generation_start = seen, set(), generation_start, seconds[cut]
         position = cut
 
 
@@ -984,9 +1085,11 @@ def _cut(
     batches: dict[int, list[Any]],
     batch_keys: dict[int, list[Any]],
     passed: list[int],
+    cuts: list[int],
 ) -> int:
     """Cut a page (in range, newest first) at the starts of the intervals it crosses; return the
-    interval the stream is in after it. Each interval the page passed below is added to ``passed``."""
+    interval the stream is in after it. Each interval the page passed below is added to ``passed``,
+    and the position of the page's first entry below its start to ``cuts``."""
     position, count = 0, len(entries)
     while True:
         start = starts[current]
@@ -1001,6 +1104,7 @@ def _cut(
         if end == count:
             return current
         passed.append(current)  # the stream is below its start: complete
+        cuts.append(end)
         current -= 1
         position = end
 
