@@ -62,9 +62,7 @@ def lines_by_hour(root: Path) -> dict[int, list[dict[str, Any]]]:
 
 
 def files_holding(root: Path, entry_id: str) -> list[int]:
-    return [
-        hour for hour, entries in lines_by_hour(root).items() for e in entries if e["id"] == entry_id
-    ]
+    return [hour for hour, entries in lines_by_hour(root).items() for e in entries if e["id"] == entry_id]
 
 
 def verify_problems(root: Path) -> list[str]:
@@ -221,7 +219,7 @@ STRADDLING = [
 async def wait_for_marker_of(root: Path, interval_number: int) -> None:
     marker = Path(Landing(f"file://{root}").marker_path(HOURS[interval_number]).path)
     for _ in range(2000):  # the commit runs in the stream's thread; 10 s at most
-        if marker.exists():
+        if await asyncio.to_thread(marker.exists):
             return
         await asyncio.sleep(0.005)
     raise AssertionError(f"{marker} never appeared")
@@ -303,7 +301,9 @@ async def test_a_resumed_run_remembers_and_forgets_exactly_what_a_clean_run_did(
     client.interrupt_after(4, raising(lambda: ConnectionResetError("reset")))
     with pytest.raises(ConnectionResetError):
         await ingest_window(client, spec_for(root, limit=1, window=window))
-    assert Path(Landing(f"file://{root}").marker_path(window.intervals(STEP)[2]).path).exists()
+    assert await asyncio.to_thread(
+        Path(Landing(f"file://{root}").marker_path(window.intervals(STEP)[2]).path).exists
+    )
 
     await ingest_window(client, spec_for(root, limit=1, window=window))
 

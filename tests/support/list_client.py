@@ -55,7 +55,9 @@ class ListClient:
                     raise await self.interrupt()
                 self.pages_left -= 1
             end = min(position + limit, len(selected))
-            while 0 < end < len(selected) and selected[end]["date_create"] == selected[end - 1]["date_create"]:
+            while (
+                0 < end < len(selected) and selected[end]["date_create"] == selected[end - 1]["date_create"]
+            ):
                 end += 1  # optimistic limit: a page never ends in the middle of a second
             page, position = selected[position:end], end
             last = position >= len(selected)

@@ -183,6 +183,10 @@ class Landing:
         """The ids in a committed interval's data file (verified against its marker while read)."""
         return {_ids_decoder.decode(line).id for line in self._committed_lines(commit)}
 
+    def committed_lines(self, commit: IntervalCommit) -> Iterator[bytes]:
+        """The lines of a committed interval's data file, verified against its marker while read."""
+        return self._committed_lines(commit)
+
     def committed_keys(self, commit: IntervalCommit) -> Iterator[Any]:
         """The keys (``id``, ``date_create``) of a committed interval's entries, in file order (the
         file is verified against its marker while read)."""
