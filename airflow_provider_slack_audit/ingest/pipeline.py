@@ -272,6 +272,10 @@ class IngestSummary:
     intervals_reconciled: int = 0
     late_events: int = 0
     vanished_kept: int = 0
+    # reconcile=True or overwrite=True: landed ids the API now serves in another interval (they stay
+    # where they landed first), and landed ids whose body Slack changed.
+    moved: int = 0
+    bodies_changed: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in self.__dict__.items()}
@@ -285,9 +289,22 @@ class _IntervalStats:
     # A reconcile that found late events: how many, and how late (discovery time - date_create).
     lateness: list[int] | None = None
     vanished_kept: int = 0
+    # The dedup generations in force when the stream passed below the interval's start (the start
+    # of the current one and of the older one): what a run resuming below it must remember.
+    dedup: tuple[int, int] | None = None
+    # A rerun: ids served here now but landed in another interval, ids landed here now served in
+    # another interval (both stay where they landed first), landed ids whose body Slack changed.
+    moved_in: int = 0
+    moved_out: int = 0
+    bodies_changed: int = 0
 
     def as_marker_stats(self) -> dict[str, int]:
         stats = {"pages": self.pages, "duplicates": self.duplicates, "out_of_range": self.out_of_range}
+        for name in ("moved_in", "moved_out", "bodies_changed"):
+            if getattr(self, name):
+                stats[name] = getattr(self, name)
+        if self.dedup is not None:
+            stats.update(dedup_generation_start=self.dedup[0], dedup_older_start=self.dedup[1])
         if self.lateness:
             ordered = sorted(self.lateness)
             stats.update(
@@ -310,6 +327,13 @@ _SCAN_BLOCK = 1 << 18
 _get_id = operator.attrgetter("id")
 _get_date_create = operator.attrgetter("date_create")
 _get_raw = operator.attrgetter("raw")
+
+
+class _LandedId(msgspec.Struct, gc=False):
+    id: str
+
+
+_landed_id = msgspec.json.Decoder(_LandedId).decode
 
 
 def _utcnow() -> datetime:
@@ -338,6 +362,7 @@ async def ingest_window(
     from .health import check_window
     from .landing import Landing
     from .landing.lease import LeaseSettings, RunLeases
+    from .landing.manifest import retract_window_manifest
 
     logger = logger or log
     spec.validate(now=now())
@@ -359,6 +384,14 @@ async def ingest_window(
         for interval, commit in commits.items():
             logger.info("Interval %s already committed (%d events): skipped", _span(interval), commit.count)
         summary.intervals_skipped = len(commits)
+
+    moves: dict[str, dict[str, int]] = {}  # a rerun's moved ids and changed bodies, by interval
+    retracted: list[bool] = []
+
+    def retract_manifest() -> None:
+        if not retracted:
+            retracted.append(True)
+            retract_window_manifest(landing.manifest_path(spec.window))
 
     pending = [interval for interval in intervals if interval not in commits]
     if pending:
@@ -382,7 +415,20 @@ async def ingest_window(
             runs = _contiguous_runs([interval for interval in claimed if interval not in meanwhile])
             for run in reversed(runs):  # newest first, like the pages of each run
                 landed = await _land_run(
-                    client, landing, run, spec, query, summary, logger, evidence, streams, names, started_at
+                    client,
+                    landing,
+                    run,
+                    spec,
+                    query,
+                    summary,
+                    logger,
+                    evidence,
+                    streams,
+                    names,
+                    started_at,
+                    committed=commits,
+                    moves=moves,
+                    retract_manifest=retract_manifest,
                 )
                 # A reconcile keeps an unchanged interval's commit as it was: found, not landed.
                 fresh = {
@@ -396,7 +442,7 @@ async def ingest_window(
                 summary.events_landed += sum(commit.count for commit in fresh.values())
             await held.release(claimed)
 
-        run_figures = _run_figures(client, spec, summary, streams, started_at)
+        run_figures = _run_figures(client, spec, summary, streams, started_at, moves)
         async with held.holding(landing.manifest_lease_path(spec.window)):
             manifest = await asyncio.to_thread(
                 landing.write_manifest, spec.window, query, list(commits.values()), run_figures
@@ -487,17 +533,24 @@ async def _land_run(
     streams: list[dict[str, Any]],
     names: NameSampler | None = None,
     started_at: datetime | None = None,
+    *,
+    committed: Mapping[Interval, IntervalCommit] | None = None,
+    moves: dict[str, dict[str, int]] | None = None,
+    retract_manifest: Callable[[], None] | None = None,
 ) -> dict[Interval, IntervalCommit]:
     """Read one run of contiguous uncommitted intervals with one query; return what it committed.
 
     An expired cursor re-reads the run from its start, over the intervals not yet committed only
     (at most ``MAX_CURSOR_RESTARTS`` times). Entries out of newest-first order make it re-read the
-    intervals of that attempt once more, remembering every id.
+    intervals of that attempt once more, remembering every id. ``committed``: the window's
+    intervals committed so far, from which a stream starting next to them rebuilds its dedup memory.
     """
     landed: dict[Interval, IntervalCommit] = {}
     pending = list(run)
     remember_all_ids = False
     restarts = 0
+    moved: set[str] = set()  # a rerun's moved ids, kept across re-reads of the run
+    moves = moves if moves is not None else {}
     while pending:
         stream = _RunStream(
             landing,
@@ -510,6 +563,14 @@ async def _land_run(
             reconcile=spec.reconcile,
             discovered_at=int((started_at or _utcnow()).timestamp()),
             summary=summary,
+            neighbours={
+                interval: commit
+                for interval, commit in {**(committed or {}), **landed}.items()
+                if interval not in pending
+            },
+            moved=moved,
+            moves=moves,
+            retract_manifest=retract_manifest,
         )
         summary.queries += 1
         try:
@@ -555,6 +616,7 @@ def _run_figures(
     summary: IngestSummary,
     streams: list[dict[str, Any]],
     started_at: datetime,
+    moves: Mapping[str, Mapping[str, int]] | None = None,
 ) -> dict[str, Any]:
     """What the manifest records of the run writing it: completeness evidence for an auditor."""
     from airflow_provider_slack_audit import __version__
@@ -586,6 +648,17 @@ def _run_figures(
             if spec.reconcile
             else {}
         ),
+        **(
+            {
+                "moves": {
+                    "moved": summary.moved,
+                    "bodies_changed": summary.bodies_changed,
+                    "intervals": {key: dict(noted) for key, noted in sorted((moves or {}).items())},
+                }
+            }
+            if spec.reconcile or spec.overwrite
+            else {}
+        ),
     }
 
 
@@ -610,8 +683,18 @@ class _RunStream:
     reconcile: bool = False
     discovered_at: int = 0  # Unix seconds: when this run read the window (lateness = this - date_create)
     summary: IngestSummary | None = None
+    # The window's committed intervals outside this stream: its dedup memory is rebuilt from the one
+    # right after it (a resumed run, a re-read after an expired cursor).
+    neighbours: Mapping[Interval, IntervalCommit] = field(default_factory=dict)
+    # A rerun: ids served in an interval other than the one holding them (shared by the streams of
+    # one run of intervals), the per-interval moves for the manifest, and the manifest's withdrawal.
+    moved: set[str] = field(default_factory=set)
+    moves: dict[str, dict[str, int]] = field(default_factory=dict)
+    retract_manifest: Callable[[], None] | None = None
     _must_hold: dict[int, set[str]] = field(default_factory=dict)
-    _old_ids: dict[int, set[str]] = field(default_factory=dict)
+    _landed: dict[int, dict[str, int]] = field(default_factory=dict)
+    _homes: dict[str, Interval] = field(default_factory=dict)
+    _deferred: list[int] = field(default_factory=list)
     _writers: dict[int, IntervalWriter] = field(default_factory=dict)
     _stats: dict[int, _IntervalStats] = field(default_factory=dict)
     _evidence: dict[int, IdEvidence] = field(default_factory=dict)
@@ -638,7 +721,14 @@ class _RunStream:
         # breaks the order this relies on: _OutOfOrder re-reads remembering every id.
         seen: set[str] = set()
         older: set[str] = set()  # the previous generation (empty when remembering every id)
-        generation_start = boundary_second
+        generation_start = older_start = boundary_second
+        if self.evidence:
+            await run_blocking(self._load_landed)
+        if not self.remember_all_ids and self.neighbours:
+            # A run resuming next to committed intervals remembers what a clean run would have.
+            resumed = await run_blocking(self._resumed_memory)
+            if resumed is not None:
+                seen, older, generation_start, older_start = resumed
         stats = self._stats
         figures = self.figures
         figures.update(oldest=oldest, latest=latest, pages=0, requests=0, rate_limited=0, drained=False)
@@ -674,17 +764,20 @@ class _RunStream:
                     routed = await run_blocking(
                         _route_usual_page,
                         entries,
-                        _RouteState(seen, older, generation_start, boundary_second, current),
+                        _RouteState(seen, older, generation_start, older_start, boundary_second, current),
                         oldest,
                         latest,
                         starts,
                     )
                     if routed is not None:
-                        state, routed_batches, routed_keys, routed_passed = routed
+                        state, routed_batches, routed_keys, routed_passed, dedup = routed
                         seen, older, generation_start = state.seen, state.older, state.generation_start
+                        older_start = state.older_start
                         boundary_second, current = state.boundary_second, state.current
                         for index in routed_keys:
                             stats.setdefault(index, _IntervalStats()).pages += 1
+                        for index, generations in dedup.items():
+                            stats.setdefault(index, _IntervalStats()).dedup = generations
                         await self._submit(routed_batches, routed_passed, routed_keys, single_line=True)
                         continue
                 batches: dict[int, list[Any]] = {}
@@ -702,11 +795,17 @@ class _RunStream:
                             continue
                         if second < boundary_second:
                             boundary_second = second
-                            if (
-                                second < generation_start - DEDUP_HORIZON_SECONDS
-                                and not self.remember_all_ids
-                            ):
-                                older, seen, generation_start = seen, set(), second
+                            if not self.remember_all_ids:
+                                while second < starts[current]:
+                                    # Complete; the generations in force at its start are kept
+                                    # with it, for a run resuming below it.
+                                    interval_stats = stats.setdefault(current, _IntervalStats())
+                                    interval_stats.dedup = (generation_start, older_start)
+                                    passed.append(current)
+                                    current -= 1
+                                if second < generation_start - DEDUP_HORIZON_SECONDS:
+                                    older, seen = seen, set()
+                                    older_start, generation_start = generation_start, second
                         elif second > boundary_second and not self.remember_all_ids:
                             raise _OutOfOrder(f"an entry of {second} came after one of {boundary_second}")
                         if self.remember_all_ids:
@@ -745,12 +844,43 @@ class _RunStream:
             figures["drained"] = not next_cursor
             # Pagination ended: every interval not committed yet is complete.
             rest = range(len(self.intervals)) if self.remember_all_ids else range(current, -1, -1)
-            await self._submit({}, [index for index in rest if self.intervals[index] not in self.commits])
+            if not self.remember_all_ids:
+                for index in rest:
+                    stats.setdefault(index, _IntervalStats()).dedup = (generation_start, older_start)
+            await self._submit(
+                {}, [index for index in rest if self.intervals[index] not in self.commits], final=True
+            )
             await self._drain()
         finally:
             # Never abort a file while a write thread still holds it.
             if self._io is not None and not self._io.done():
                 await asyncio.wait([self._io])
+
+    def _resumed_memory(self) -> tuple[set[str], set[str], int, int] | None:
+        """In the stream's thread: the dedup memory a clean run had where this stream starts, when
+        the interval right after it is committed and says which generations were in force there.
+
+        A generation holds the ids of an unbroken span of ``date_create`` (entries come newest
+        first), so the two are the ids the committed files hold in ``[start, generation_start]``
+        and ``(generation_start, older_start]``: rebuilt exactly, so a resumed run drops (and
+        forgets) the same repeats as a clean one, and ends with the same files.
+        """
+        start = self.intervals[-1].latest + 1
+        after = next((c for i, c in self.neighbours.items() if i.oldest == start), None)
+        if after is None or "dedup_generation_start" not in after.stats:
+            return None
+        generation_start = after.stats["dedup_generation_start"]
+        older_start = after.stats["dedup_older_start"]
+        seen: set[str] = set()
+        older: set[str] = set()
+        for interval, commit in self.neighbours.items():
+            if interval.oldest <= older_start and interval.latest >= start:
+                for key in self.landing.committed_keys(commit):
+                    if start <= key.date_create <= generation_start:
+                        seen.add(key.id)
+                    elif generation_start < key.date_create <= older_start:
+                        older.add(key.id)
+        return seen, older, generation_start, older_start
 
     def _invalid_entry(self, error: InvalidEntryApiError, page: int) -> InvalidEntryError:
         """The permanent error for an entry that cannot be landed, naming its interval."""
@@ -773,13 +903,15 @@ class _RunStream:
         keys: dict[int, list[Any]] | None = None,
         *,
         single_line: bool = False,
+        final: bool = False,
     ) -> None:
         """Write a page's batches and commit the completed intervals, in the stream's thread, once
-        the previous page's are done. ``single_line``: the page's body scan found no line break."""
+        the previous page's are done. ``single_line``: the page's body scan found no line break.
+        ``final``: the stream has ended (a landed interval waiting to tell moves from losses decides)."""
         await self._drain()
-        if batches or complete:
+        if batches or complete or final:
             self._io = asyncio.ensure_future(
-                run_blocking(self._apply, batches, complete, keys or {}, single_line)
+                run_blocking(self._apply, batches, complete, keys or {}, single_line, final)
             )
 
     async def _drain(self) -> None:
@@ -787,17 +919,65 @@ class _RunStream:
             io, self._io = self._io, None
             await io
 
+    def _load_landed(self) -> None:
+        """In the stream's thread, before a rerun reads: what the landed files hold. Where each id
+        landed (every committed interval of the window: an id served at another second is MOVED,
+        not late), and for this stream's intervals a hash of each landed line (a changed body)."""
+        mine = {interval: index for index, interval in enumerate(self.intervals)}
+        for interval, old in self.evidence.items():
+            index = mine.get(interval)
+            if index is None:
+                for entry_id in self.landing.committed_ids(old):
+                    self._homes.setdefault(entry_id, interval)
+                continue
+            landed = self._landed[index] = {}
+            for line in self.landing.committed_lines(old):
+                entry_id = _landed_id(line).id
+                landed[entry_id] = hash(line)
+                self._homes.setdefault(entry_id, interval)
+            self._must_hold[index] = set(landed)
+            if self.reconcile:
+                self._stats.setdefault(index, _IntervalStats()).lateness = []
+
+    def _sift(self, index: int, batch: list[Any], batch_keys: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+        """In a rerun, what of a batch for interval ``index`` is written: not an id landed in another
+        interval (moved: it stays where it landed first), and in a reconcile not an id landed here
+        either (its landed line stays as it is); a changed body is counted either way."""
+        interval = self.intervals[index]
+        landed = self._landed.get(index, {})
+        must_hold = self._must_hold.get(index, set())
+        stats = self._stats.setdefault(index, _IntervalStats())
+        kept: list[Any] = []
+        kept_keys: list[Any] = []
+        for raw, key in zip(batch, batch_keys, strict=True):
+            entry_id = key.id
+            line_hash = landed.get(entry_id)
+            if line_hash is not None:
+                must_hold.discard(entry_id)
+                if hash(bytes(raw)) != line_hash:
+                    stats.bodies_changed += 1
+                if self.reconcile:
+                    continue
+            elif self._homes.get(entry_id, interval) != interval:
+                stats.moved_in += 1
+                self.moved.add(entry_id)
+                continue
+            elif stats.lateness is not None:
+                stats.lateness.append(self.discovered_at - key.date_create)
+            kept.append(raw)
+            kept_keys.append(key)
+        return kept, kept_keys
+
     def _writer(self, index: int) -> IntervalWriter:
         writer = self._writers.get(index)
         if writer is None:
-            interval = self.intervals[index]
-            old = self.evidence.get(interval)
-            if old is not None:
-                self._must_hold[index] = self.landing.committed_ids(old)
-                if self.reconcile:
-                    self._old_ids[index] = set(self._must_hold[index])
-                    self._stats.setdefault(index, _IntervalStats()).lateness = []
-            writer = self._writers[index] = self.landing.open_interval(interval)
+            writer = self._writers[index] = self.landing.open_interval(self.intervals[index])
+            if self.reconcile and index in self._landed:
+                # A reconcile adds to what landed: the old file's lines first, as they are.
+                old = self.evidence[self.intervals[index]]
+                lines, keys = self.landing.committed_entries(old, self._landed[index].keys())
+                writer.write(lines)
+                self._evidence.setdefault(index, IdEvidence()).add(keys)
         return writer
 
     def _apply(
@@ -806,62 +986,62 @@ class _RunStream:
         complete: list[int],
         keys: dict[int, list[Any]],
         single_line: bool,
+        final: bool = False,
     ) -> None:
         """In a worker thread: append each interval's batch, then commit the completed intervals."""
         for index in sorted(batches, reverse=True):
-            self._writer(index).write(batches[index], single_line=single_line)
-            batch_keys = keys.get(index, ())
-            self._evidence.setdefault(index, IdEvidence()).add(batch_keys)
-            must_hold = self._must_hold.get(index)
-            if must_hold:
-                must_hold.difference_update(entry.id for entry in batch_keys)
-            old_ids = self._old_ids.get(index)
-            if old_ids is not None:
-                lateness = self._stats[index].lateness
-                assert lateness is not None
-                lateness.extend(
-                    self.discovered_at - entry.date_create for entry in batch_keys if entry.id not in old_ids
-                )
-        for index in complete:
-            interval = self.intervals[index]
-            writer = self._writer(index)
-            lost = self._must_hold.pop(index, set())
-            if index in self._old_ids:
-                if not self._reconcile(index, writer, lost):
+            batch, batch_keys = batches[index], keys.get(index, ())
+            if self._homes:
+                batch, batch_keys = self._sift(index, batch, batch_keys)
+                if not batch:
                     continue
-            elif lost:
-                writer.abort()
-                del self._writers[index]
-                raise EvidenceLossError(interval, lost=len(lost), held=self.evidence[interval].count)
-            stats = self._stats.get(index, _IntervalStats())
-            commit = writer.commit(
-                query=self.query,
-                stats=stats.as_marker_stats(),
-                evidence=self._evidence.pop(index, IdEvidence()).to_json(),
-            )
-            del self._writers[index]
-            self.commits[interval] = commit
-            self.logger.info(
-                "Landed interval %s: %d events, %d pages, %d bytes, %.2f s into its run, "
-                "%d duplicates, %d out of range -> %s",
-                _span(interval),
-                commit.count,
-                stats.pages,
-                commit.bytes,
-                time.monotonic() - self._started,
-                stats.duplicates,
-                stats.out_of_range,
-                commit.path,
-            )
+            self._writer(index).write(batch, single_line=single_line)
+            self._evidence.setdefault(index, IdEvidence()).add(batch_keys)
+        for index in complete:
+            if index in self._landed:
+                self._complete_landed(index, final)
+            else:
+                self._commit(index)
+        if final:
+            deferred, self._deferred = sorted(self._deferred, reverse=True), []
+            for index in deferred:
+                self._complete_landed(index, final=True)
 
-    def _reconcile(self, index: int, writer: IntervalWriter, vanished: set[str]) -> bool:
-        """In a worker thread, for a committed interval re-read by a reconcile: True when it is to be
-        committed anew (late events found; the old entries the API no longer returns are appended, so
-        every landed id stays), False when it stays as it was (its new file is discarded)."""
+    def _complete_landed(self, index: int, final: bool) -> None:
+        """In a worker thread, for a committed interval re-read by a rerun: commit it anew, or (a
+        reconcile without late events) leave it as it was. Its landed ids the read did not serve
+        here are MOVED when the read served them in another interval, else vanished; an id that
+        may yet be served in an older interval of the stream makes it wait for the stream's end."""
+        lost = self._must_hold[index]
+        if not final and not lost <= self.moved:
+            self._deferred.append(index)
+            return
         interval, old = self.intervals[index], self.evidence[self.intervals[index]]
-        self._old_ids.pop(index)
+        del self._must_hold[index]
         stats = self._stats.setdefault(index, _IntervalStats())
-        late = len(stats.lateness or ())
+        moved_out = lost & self.moved
+        vanished = lost - self.moved
+        stats.moved_out = len(moved_out)
+        self._record_moves(interval, stats)
+        if moved_out:
+            self.logger.info(
+                "Interval %s: %d of its landed ids are now served at a second of another interval; "
+                "they stay in this file, where they were landed first",
+                _span(interval),
+                len(moved_out),
+            )
+        if not self.reconcile:
+            if vanished:
+                writer = self._writers.pop(index, None)
+                if writer is not None:
+                    writer.abort()
+                raise EvidenceLossError(interval, lost=len(vanished), held=old.count)
+            if moved_out:
+                lines, keys = self.landing.committed_entries(old, moved_out)
+                self._writer(index).write(lines)
+                self._evidence.setdefault(index, IdEvidence()).add(keys)
+            self._commit(index)
+            return
         if vanished:
             self.logger.warning(
                 "Interval %s: %d of its %d landed ids are no longer returned by the API; the landed "
@@ -870,25 +1050,79 @@ class _RunStream:
                 len(vanished),
                 old.count,
             )
+        late = len(stats.lateness or ())
         if self.summary is not None:
             self.summary.vanished_kept += len(vanished)
         if not late:
-            writer.abort()
-            del self._writers[index]
+            writer = self._writers.pop(index, None)
+            if writer is not None:
+                writer.abort()
             self._evidence.pop(index, None)
             self.commits[interval] = old  # untouched: the same file, marker and bytes
             self.logger.info("Interval %s: no late events, left as landed", _span(interval))
-            return False
-        if vanished:
-            lines, keys = self.landing.committed_entries(old, vanished)
-            writer.write(lines)
-            self._evidence.setdefault(index, IdEvidence()).add(keys)
-            stats.vanished_kept = len(vanished)
+            return
+        stats.vanished_kept = len(vanished)
         if self.summary is not None:
             self.summary.intervals_reconciled += 1
             self.summary.late_events += late
         self.logger.info("Interval %s: %d late events found; rewriting it with them", _span(interval), late)
-        return True
+        self._commit(index)
+
+    def _record_moves(self, interval: Interval, stats: _IntervalStats) -> None:
+        noted = {
+            name: value
+            for name, value in (
+                ("moved_in", stats.moved_in),
+                ("moved_out", stats.moved_out),
+                ("bodies_changed", stats.bodies_changed),
+            )
+            if value
+        }
+        if noted:
+            self.moves[interval.key] = noted
+        if self.summary is not None:
+            self.summary.moved += stats.moved_in
+            self.summary.bodies_changed += stats.bodies_changed
+        if stats.bodies_changed:
+            self.logger.warning(
+                "Interval %s: Slack changed the body of %d landed ids; %s",
+                _span(interval),
+                stats.bodies_changed,
+                "the landed lines stay as they are (reconcile keeps the first version)"
+                if self.reconcile
+                else "the file is rewritten with the API's current version (overwrite)",
+            )
+
+    def _commit(self, index: int) -> None:
+        """In a worker thread: commit interval ``index`` (its writer holds every line of it)."""
+        interval = self.intervals[index]
+        writer = self._writer(index)
+        if index in self._landed and self.retract_manifest is not None:
+            # The window's manifest lists the file this replaces: withdrawn before the file
+            # changes, written anew at the run's end, so no manifest ever disagrees with a marker.
+            self.retract_manifest()
+        if index not in self._landed:
+            self._record_moves(interval, self._stats.setdefault(index, _IntervalStats()))
+        stats = self._stats.get(index, _IntervalStats())
+        commit = writer.commit(
+            query=self.query,
+            stats=stats.as_marker_stats(),
+            evidence=self._evidence.pop(index, IdEvidence()).to_json(),
+        )
+        del self._writers[index]
+        self.commits[interval] = commit
+        self.logger.info(
+            "Landed interval %s: %d events, %d pages, %d bytes, %.2f s into its run, "
+            "%d duplicates, %d out of range -> %s",
+            _span(interval),
+            commit.count,
+            stats.pages,
+            commit.bytes,
+            time.monotonic() - self._started,
+            stats.duplicates,
+            stats.out_of_range,
+            commit.path,
+        )
 
     async def abort(self) -> None:
         if self._io is not None and not self._io.done():
@@ -903,20 +1137,30 @@ class _RunStream:
 
 
 class _RouteState(NamedTuple):
-    """Where the stream is: the remembered ids, the oldest second read, the current interval."""
+    """Where the stream is: the remembered ids (two generations, and where each began), the oldest
+    second read, the current interval."""
 
     seen: set[str]
     older: set[str]
     generation_start: int
+    older_start: int
     boundary_second: int
     current: int
 
 
+# Where the stream is after a page, its batches and their keys by interval, the intervals it passed
+# below, and the dedup generations in force at each of their starts.
+_Routed = tuple[
+    _RouteState, dict[int, list[Any]], dict[int, list[Any]], list[int], dict[int, tuple[int, int]]
+]
+
+
 def _route_usual_page(
     entries: list[Any], state: _RouteState, oldest: int, latest: int, starts: list[int]
-) -> tuple[_RouteState, dict[int, list[Any]], dict[int, list[Any]], list[int]] | None:
+) -> _Routed | None:
     """In the stream's thread: a usual page's batches (raw entries and their RawEntry by interval),
-    the intervals it passed below and where the stream is after it; ``None`` (and nothing changed)
+    the intervals it passed below (with the dedup generations in force as it did: see
+    ``_IntervalStats.dedup``) and where the stream is after it; ``None`` (and nothing changed)
     when the page is not usual: out of range, out of order, or holding an id already seen."""
     seconds = list(map(_get_date_create, entries))
     if not (
@@ -933,13 +1177,24 @@ def _route_usual_page(
         return None
     if not page_ids.isdisjoint(state.older):
         return None
-    seen, older, generation_start = _remember(ids, seconds, state.seen, state.older, state.generation_start)
-    yield_to_loop()
     batches: dict[int, list[Any]] = {}
     batch_keys: dict[int, list[Any]] = {}
     passed: list[int] = []
-    current = _cut(entries, seconds, starts, state.current, batches, batch_keys, passed)
-    return _RouteState(seen, older, generation_start, seconds[-1], current), batches, batch_keys, passed
+    cuts: list[int] = []
+    current = _cut(entries, seconds, starts, state.current, batches, batch_keys, passed, cuts)
+    memory = (state.seen, state.older, state.generation_start, state.older_start)
+    # Remembered up to each interval start the page passed below, so the generations in force
+    # there are known (a resumed run starts from them: see _RunStream._resumed_memory).
+    dedup: dict[int, tuple[int, int]] = {}
+    position = 0
+    for index, cut in zip(passed, cuts, strict=True):
+        memory = _remember_span(ids, seconds, *memory, position, cut)
+        dedup[index] = (memory[2], memory[3])
+        position = cut
+    seen, older, generation_start, older_start = _remember_span(ids, seconds, *memory, position, len(ids))
+    yield_to_loop()
+    state = _RouteState(seen, older, generation_start, older_start, seconds[-1], current)
+    return state, batches, batch_keys, passed, dedup
 
 
 def _remember(
@@ -948,7 +1203,24 @@ def _remember(
     """Add a page's ids (newest first, none seen before) to the two generations of remembered ids,
     starting a new generation where the entry-by-entry loop would: at each entry more than
     DEDUP_HORIZON_SECONDS older than the current generation's start."""
-    position, count = 0, len(ids)
+    seen, older, generation_start, _ = _remember_span(
+        ids, seconds, seen, older, generation_start, generation_start, 0, len(ids)
+    )
+    return seen, older, generation_start
+
+
+def _remember_span(
+    ids: list[str],
+    seconds: list[int],
+    seen: set[str],
+    older: set[str],
+    generation_start: int,
+    older_start: int,
+    position: int,
+    count: int,
+) -> tuple[set[str], set[str], int, int]:
+    """:func:`_remember` over the page's entries ``[position, count)``, also keeping where the older
+    generation began (``older_start``)."""
     while True:
         # The first entry older than generation_start - horizon (seconds descend: bisect on -second).
         cut = bisect_right(
@@ -956,9 +1228,9 @@ def _remember(
         )
         seen.update(islice(ids, position, cut))
         if cut == count:
-            return seen, older, generation_start
+            return seen, older, generation_start, older_start
         _release(older)
-        older, seen, generation_start = seen, set(), seconds[cut]
+        older, seen, older_start, generation_start = seen, set(), generation_start, seconds[cut]
         position = cut
 
 
@@ -984,9 +1256,11 @@ def _cut(
     batches: dict[int, list[Any]],
     batch_keys: dict[int, list[Any]],
     passed: list[int],
+    cuts: list[int],
 ) -> int:
     """Cut a page (in range, newest first) at the starts of the intervals it crosses; return the
-    interval the stream is in after it. Each interval the page passed below is added to ``passed``."""
+    interval the stream is in after it. Each interval the page passed below is added to ``passed``,
+    and the position of the page's first entry below its start to ``cuts``."""
     position, count = 0, len(entries)
     while True:
         start = starts[current]
@@ -1001,6 +1275,7 @@ def _cut(
         if end == count:
             return current
         passed.append(current)  # the stream is below its start: complete
+        cuts.append(end)
         current -= 1
         position = end
 

@@ -183,6 +183,15 @@ class Landing:
         """The ids in a committed interval's data file (verified against its marker while read)."""
         return {_ids_decoder.decode(line).id for line in self._committed_lines(commit)}
 
+    def committed_lines(self, commit: IntervalCommit) -> Iterator[bytes]:
+        """The lines of a committed interval's data file, verified against its marker while read."""
+        return self._committed_lines(commit)
+
+    def committed_keys(self, commit: IntervalCommit) -> Iterator[Any]:
+        """The keys (``id``, ``date_create``) of a committed interval's entries, in file order (the
+        file is verified against its marker while read)."""
+        return map(_keys_decoder.decode, self._committed_lines(commit))
+
     def committed_entries(self, commit: IntervalCommit, ids: Set[str]) -> tuple[list[bytes], list[Any]]:
         """The lines of a committed interval's data file whose id is in ``ids``, in file order, and
         their keys (``id``, ``date_create``); the file is verified against its marker while read."""

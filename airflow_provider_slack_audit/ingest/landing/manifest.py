@@ -215,6 +215,18 @@ def check_covers(window: Window, intervals: Sequence[Interval]) -> None:
         )
 
 
+def retract_window_manifest(path: ObjectStoragePath) -> None:
+    """Withdraw a window's manifest before a rerun replaces a file it lists.
+
+    Files are replaced one interval at a time and no store commits two files at once, so a manifest
+    kept through a rewrite would list a replaced file with the old file's figures until the rerun
+    ends (and for good, were it to fail). Withdrawn first, at every instant there is either a
+    manifest that agrees with every marker or none: "this window is being rewritten", which the run
+    ends by writing the new manifest, and which any later run of the window repairs.
+    """
+    path.unlink(missing_ok=True)
+
+
 def manifest_document(
     window: Window,
     query: Mapping[str, Any],
