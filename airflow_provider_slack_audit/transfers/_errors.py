@@ -54,6 +54,9 @@ def is_transient(error: BaseException) -> bool:
     error = getattr(error, "orig", None) or error  # SQLAlchemy wraps the driver's error in .orig
     if isinstance(error, (ConnectionError, TimeoutError)):
         return True
+    package = type(error).__module__.split(".")[0]
+    if package in ("snowflake", "google", "requests", "urllib3"):
+        return _warehouse_service_transient(error)
     sqlstate = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
     if isinstance(sqlstate, str) and len(sqlstate) == 5 and type(error).__module__.startswith("psycopg"):
         return sqlstate[:2] in _PG_TRANSIENT_CLASSES or sqlstate in _PG_TRANSIENT_CODES
@@ -68,6 +71,65 @@ def is_transient(error: BaseException) -> bool:
     # A driver error without a code (e.g. psycopg's "connection failed" before any SQLSTATE).
     names = {cls.__name__ for cls in type(error).__mro__}
     return bool(names & _CONNECTION_CLASS_NAMES) and module.split(".")[0] in _DRIVERS_WITHOUT_CODES
+
+
+# Snowflake: statement/warehouse timeout or cancel (604, 630), lock waiters exceeded (625), session
+# token expired (390114), and the connector's connection-level codes (2500xx, 2530xx).
+_SNOWFLAKE_TRANSIENT_ERRNOS: Final = frozenset({604, 625, 630, 390114})
+_SNOWFLAKE_TRANSIENT_CLASSES: Final = frozenset(
+    {
+        "OperationalError",
+        "InterfaceError",
+        "ServiceUnavailableError",
+        "GatewayTimeoutError",
+        "BadGatewayError",
+        "RequestTimeoutError",
+        "OtherHTTPRetryableError",
+        "InternalServerError",
+    }
+)
+# Google APIs: HTTP 429/500/502/503/504, a deadline, and requests' connection-level errors.
+_GOOGLE_TRANSIENT_CLASSES: Final = frozenset(
+    {
+        "TooManyRequests",
+        "InternalServerError",
+        "BadGateway",
+        "ServiceUnavailable",
+        "GatewayTimeout",
+        "DeadlineExceeded",
+        "RetryError",
+        "ConnectionError",
+        "Timeout",
+        "ConnectTimeout",
+        "ReadTimeout",
+        "ProtocolError",
+    }
+)
+# BigQuery reasons (errors[].reason) a retry can fix; a concurrent MERGE on one table fails with
+# "Could not serialize access to table ... due to concurrent update" and succeeds when retried.
+_BIGQUERY_TRANSIENT_REASONS: Final = frozenset(
+    {"backendError", "rateLimitExceeded", "jobRateLimitExceeded", "internalError", "jobBackendError"}
+)
+_BIGQUERY_TRANSIENT_WORDS: Final = ("could not serialize access", "concurrent update")
+
+
+def _warehouse_service_transient(error: BaseException) -> bool:
+    """Snowflake's connector and Google's clients: whether the error is a retryable one."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    if type(error).__module__.startswith("snowflake"):
+        errno = getattr(error, "errno", None)
+        if isinstance(errno, int) and (errno in _SNOWFLAKE_TRANSIENT_ERRNOS or 250000 <= errno < 260000):
+            return True
+        return bool(names & _SNOWFLAKE_TRANSIENT_CLASSES) and "ProgrammingError" not in names
+    if names & _GOOGLE_TRANSIENT_CLASSES:
+        return True
+    reasons = {
+        str(item.get("reason")) for item in getattr(error, "errors", None) or [] if isinstance(item, dict)
+    }
+    message = str(error).lower()
+    return bool(reasons & _BIGQUERY_TRANSIENT_REASONS) or any(
+        word in message for word in _BIGQUERY_TRANSIENT_WORDS
+    )
 
 
 # Drivers whose connection-level errors carry no code: their OperationalError/InterfaceError is one.
@@ -104,7 +166,14 @@ def error_summary(error: BaseException) -> str:
 
 
 #: The extra of this provider that installs each first-class database's Airflow provider and driver.
-_EXTRAS: Final = {"postgres": "postgres", "postgresql": "postgres", "sqlite": "sqlite", "mysql": "mysql"}
+_EXTRAS: Final = {
+    "postgres": "postgres",
+    "postgresql": "postgres",
+    "sqlite": "sqlite",
+    "mysql": "mysql",
+    "snowflake": "snowflake",
+    "google_cloud_platform": "bigquery",
+}
 
 
 def missing_provider_hint(conn_type: str) -> str:
