@@ -25,13 +25,13 @@ from airflow_provider_slack_audit.transfers._schema import InvalidEntryError, Ro
 from airflow_provider_slack_audit.version_compat import AirflowFailException, ObjectStoragePath
 
 __all__ = [
+    "landed_manifests",
     "landed_rows",
     "load_errors_classified",
     "load_lineage",
     "load_summary",
     "manifest_location",
     "read_checked_manifest",
-    "triggering_manifests",
 ]
 
 
@@ -138,16 +138,23 @@ def load_summary(counts: BatchCounts, table: str, manifest: WindowManifest) -> d
     }
 
 
-def triggering_manifests(triggering_events: Mapping[Any, Any] | None) -> list[dict[str, Any]]:
+def landed_manifests(
+    triggering_events: Mapping[Any, Any] | None, dag_run: Any = None
+) -> list[dict[str, Any]]:
     """The ``extra`` of every landing that triggered an asset-scheduled run, oldest first.
 
     Pass a run's ``triggering_asset_events`` (``triggering_dataset_events`` on Airflow 2). Several
     windows can land before the run starts (a backfill lands many days): each becomes one load.
-    Events without a manifest (e.g. created by hand in the UI) are skipped.
+    Events without a manifest (e.g. created by hand in the UI) are skipped. A run no landing
+    triggered (a manual run) loads the manifest its configuration names, ``{"manifest": "<url>"}``.
     """
     events = [event for per_asset in (triggering_events or {}).values() for event in per_asset]
     events.sort(key=lambda event: event.timestamp)
-    return [dict(event.extra) for event in events if event.extra and event.extra.get("manifest")]
+    manifests = [dict(event.extra) for event in events if event.extra and event.extra.get("manifest")]
+    conf = getattr(dag_run, "conf", None) or {}
+    if not manifests and conf.get("manifest"):
+        manifests = [{"manifest": str(conf["manifest"])}]
+    return manifests
 
 
 def load_lineage(summary: Mapping[str, Any] | None, *, output: tuple[str, str]) -> Any:
