@@ -12,6 +12,7 @@ transfers' own modules.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -30,6 +31,7 @@ __all__ = [
     "load_errors_classified",
     "load_lineage",
     "load_summary",
+    "log_load",
     "manifest_location",
     "read_checked_manifest",
 ]
@@ -125,6 +127,21 @@ def load_errors_classified(
         ) from error
 
 
+def log_load(log: Any, where: str, manifest: WindowManifest, counts: BatchCounts, started: float) -> None:
+    """The one INFO line of a load: what went where, what it did, how long it took."""
+    log.info(
+        "Loaded window %s into %s: %d rows from %d files, %d inserted, %d updated, %d unchanged, %.1f s",
+        manifest.window.key,
+        where,
+        counts.rows,
+        len(manifest.intervals),
+        counts.inserted,
+        counts.updated,
+        counts.unchanged,
+        time.monotonic() - started,
+    )
+
+
 def load_summary(counts: BatchCounts, table: str, manifest: WindowManifest) -> dict[str, Any]:
     """What a transfer returns (XCom): counts, the table and the window it loaded."""
     return {
@@ -167,21 +184,19 @@ def load_lineage(summary: Mapping[str, Any] | None, *, output: tuple[str, str]) 
     if not summary:
         return None
     try:
-        from airflow.providers.common.compat.openlineage.facet import (
-            InputDataset,
-            OutputDataset,
-            OutputStatisticsOutputDatasetFacet,
-        )
+        from airflow.providers.common.compat.openlineage import facet
         from airflow.providers.openlineage.extractors import OperatorLineage
     except ImportError:
         return None
     manifest = str(summary["manifest"])
     destination = manifest.rsplit("/_manifests/", 1)[0]
     input_namespace, input_name = output_dataset_name(destination)
-    statistics = OutputStatisticsOutputDatasetFacet(rowCount=summary["inserted"] + summary["updated"])
+    statistics = facet.OutputStatisticsOutputDatasetFacet(rowCount=summary["inserted"] + summary["updated"])
     return OperatorLineage(
-        inputs=[InputDataset(namespace=input_namespace, name=input_name)],
+        inputs=[facet.InputDataset(namespace=input_namespace, name=input_name)],
         outputs=[
-            OutputDataset(namespace=output[0], name=output[1], outputFacets={"outputStatistics": statistics})
+            facet.OutputDataset(
+                namespace=output[0], name=output[1], outputFacets={"outputStatistics": statistics}
+            )
         ],
     )

@@ -39,6 +39,7 @@ from airflow_provider_slack_audit.transfers._window import (
     load_errors_classified,
     load_lineage,
     load_summary,
+    log_load,
     read_checked_manifest,
 )
 from airflow_provider_slack_audit.version_compat import AirflowFailException, BaseOperator
@@ -187,18 +188,7 @@ class SlackAuditLogsToSnowflakeOperator(BaseOperator):
             permanent=(SchemaMismatchError,),
         ):
             counts = self._load(table, manifest)
-        self.log.info(
-            "Loaded window %s into Snowflake table %s: %d rows from %d files, %d inserted, %d updated, "
-            "%d unchanged, %.1f s",
-            manifest.window.key,
-            table,
-            counts.rows,
-            len(manifest.intervals),
-            counts.inserted,
-            counts.updated,
-            counts.unchanged,
-            time.monotonic() - started,
-        )
+        log_load(self.log, f"Snowflake table {table}", manifest, counts, started)
         self._summary = load_summary(counts, table, manifest)
         return self._summary
 

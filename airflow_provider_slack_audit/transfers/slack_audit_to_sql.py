@@ -41,6 +41,7 @@ from airflow_provider_slack_audit.transfers._window import (
     landed_rows,
     load_errors_classified,
     load_summary,
+    log_load,
     manifest_location,
     read_checked_manifest,
 )
@@ -138,19 +139,7 @@ class SlackAuditLogsToSqlOperator(BaseOperator):
             permanent=(SchemaMismatchError, UnsupportedDatabaseError),
         ):
             counts, database = self._load(hook, table, manifest)
-        self.log.info(
-            "Loaded window %s into %s (%s): %d rows from %d files, %d inserted, %d updated, %d unchanged, "
-            "%.1f s",
-            manifest.window.key,
-            table,
-            database,
-            counts.rows,
-            len(manifest.intervals),
-            counts.inserted,
-            counts.updated,
-            counts.unchanged,
-            time.monotonic() - started,
-        )
+        log_load(self.log, f"{table} ({database})", manifest, counts, started)
         return load_summary(counts, table.qualified, manifest)
 
     def get_db_hook(self) -> DbApiHook:

@@ -59,12 +59,17 @@ def _process(command: list[str], log: Path, port: int, what: str) -> Iterator[No
         _wait_for_port(port, process, log, what)
         yield
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
+        stop_process(process, grace=5)
+
+
+def stop_process(process: subprocess.Popen[bytes], *, grace: float) -> None:
+    """SIGTERM, then SIGKILL when it is still running after ``grace`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)
 
 
 def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from support.emulators import stop_process
 from support.warehouses import MariaDbServer, PostgresServer, Warehouse
 
 
@@ -144,12 +145,7 @@ def mariadb_server() -> Iterator[MariaDbServer]:
         _wait_for_mariadb(info, process, log_file)
         yield info
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
+        stop_process(process, grace=60)
         shutil.rmtree(root, ignore_errors=True)
 
 
