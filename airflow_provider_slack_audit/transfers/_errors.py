@@ -55,7 +55,7 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, (ConnectionError, TimeoutError)):
         return True
     package = type(error).__module__.split(".")[0]
-    if package in ("snowflake", "google", "requests", "urllib3"):
+    if package in ("snowflake", "requests", "urllib3"):
         return _warehouse_service_transient(error)
     sqlstate = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
     if isinstance(sqlstate, str) and len(sqlstate) == 5 and type(error).__module__.startswith("psycopg"):
@@ -88,48 +88,17 @@ _SNOWFLAKE_TRANSIENT_CLASSES: Final = frozenset(
         "InternalServerError",
     }
 )
-# Google APIs: HTTP 429/500/502/503/504, a deadline, and requests' connection-level errors.
-_GOOGLE_TRANSIENT_CLASSES: Final = frozenset(
-    {
-        "TooManyRequests",
-        "InternalServerError",
-        "BadGateway",
-        "ServiceUnavailable",
-        "GatewayTimeout",
-        "DeadlineExceeded",
-        "RetryError",
-        "ConnectionError",
-        "Timeout",
-        "ConnectTimeout",
-        "ReadTimeout",
-        "ProtocolError",
-    }
-)
-# BigQuery reasons (errors[].reason) a retry can fix; a concurrent MERGE on one table fails with
-# "Could not serialize access to table ... due to concurrent update" and succeeds when retried.
-_BIGQUERY_TRANSIENT_REASONS: Final = frozenset(
-    {"backendError", "rateLimitExceeded", "jobRateLimitExceeded", "internalError", "jobBackendError"}
-)
-_BIGQUERY_TRANSIENT_WORDS: Final = ("could not serialize access", "concurrent update")
 
 
 def _warehouse_service_transient(error: BaseException) -> bool:
-    """Snowflake's connector and Google's clients: whether the error is a retryable one."""
+    """Snowflake's connector (and the requests/urllib3 beneath it): whether the error is retryable."""
     names = {cls.__name__ for cls in type(error).__mro__}
     if type(error).__module__.startswith("snowflake"):
         errno = getattr(error, "errno", None)
         if isinstance(errno, int) and (errno in _SNOWFLAKE_TRANSIENT_ERRNOS or 250000 <= errno < 260000):
             return True
         return bool(names & _SNOWFLAKE_TRANSIENT_CLASSES) and "ProgrammingError" not in names
-    if names & _GOOGLE_TRANSIENT_CLASSES:
-        return True
-    reasons = {
-        str(item.get("reason")) for item in getattr(error, "errors", None) or [] if isinstance(item, dict)
-    }
-    message = str(error).lower()
-    return bool(reasons & _BIGQUERY_TRANSIENT_REASONS) or any(
-        word in message for word in _BIGQUERY_TRANSIENT_WORDS
-    )
+    return False
 
 
 # Drivers whose connection-level errors carry no code: their OperationalError/InterfaceError is one.
@@ -172,7 +141,6 @@ _EXTRAS: Final = {
     "sqlite": "sqlite",
     "mysql": "mysql",
     "snowflake": "snowflake",
-    "google_cloud_platform": "bigquery",
 }
 
 

@@ -1,13 +1,11 @@
-"""The warehouse emulators the Snowflake and BigQuery load tests run against, each its own process.
+"""The warehouse emulator the Snowflake load tests run against, in its own process.
 
 - Snowflake: ``fakesnow``'s server (DuckDB behind Snowflake's REST protocol), served over TLS on
   127.0.0.1 with a throwaway certificate, so the Snowflake provider's hook reaches it exactly as it
   reaches Snowflake: a ``snowflake`` connection whose extras set ``host`` and ``port`` (the hook
   has no way to ask for plain http), the certificate trusted through ``REQUESTS_CA_BUNDLE``.
-- BigQuery: ``local-bigquery`` (BigQuery's REST API on DuckDB). It needs Python >= 3.13, so it runs
-  from a virtualenv of its own, made once under ``.ci-tools/`` from the first Python 3.13 found.
 
-Both start on a free loopback port and are stopped by the fixture that started them.
+It starts on a free loopback port and is stopped by the fixture that started it.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ import datetime
 import ipaddress
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -174,20 +171,3 @@ def snowflake_emulator(directory: Path) -> Iterator[SnowflakeEmulator]:
         finally:
             connection.close()
         yield emulator
-
-
-# -- BigQuery ------------------------------------------------------------------------------------
-
-BIGQUERY_PROJECT = "slack-audit-test"
-LOCAL_BIGQUERY = "local-bigquery==0.4.0"
-
-
-def python_313() -> str | None:
-    """A Python >= 3.13 interpreter: $SLACK_AUDIT_PYTHON313, python3.13 on PATH, or pyenv's."""
-    candidates = [os.environ.get("SLACK_AUDIT_PYTHON313"), shutil.which("python3.13")]
-    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    candidates += sorted((str(path / "bin" / "python") for path in pyenv.glob("3.1[3-9]*")), reverse=True)
-    for candidate in candidates:
-        if candidate and Path(candidate).exists():
-            return candidate
-    return None
