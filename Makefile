@@ -24,7 +24,7 @@ $(DEMO_STAMP): pyproject.toml | $(UV)
 	touch $@
 
 $(STAMP): pyproject.toml | $(UV) services
-	$(UV) pip install --quiet -p $(BIN)/python -e '.[test,bench,docs]'
+	$(UV) pip install --quiet -p $(BIN)/python -e '.[test,bench,docs,warehouse-test]'
 	touch $@
 
 # PostgreSQL and MariaDB servers, and mysqlclient's build headers: installed when missing (as root).

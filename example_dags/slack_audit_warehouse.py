@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_slack_audit.operators.slack_audit import SlackAuditLogsOperator
+from airflow_provider_slack_audit.transfers import landed_manifests
 from airflow_provider_slack_audit.transfers.slack_audit_to_sql import SlackAuditLogsToSqlOperator
 from airflow_provider_slack_audit.version_compat import (
     DAG,
@@ -125,20 +126,15 @@ with DAG(
 
     @task
     def landed_windows(
-        *, triggering_asset_events: Any = None, triggering_dataset_events: Any = None
+        *, triggering_asset_events: Any = None, triggering_dataset_events: Any = None, dag_run: Any = None
     ) -> list[dict[str, Any]]:
         """The manifest and window of every landing that triggered this run, oldest first.
 
         Airflow passes the triggering events under the name this function asks for: "asset" on
-        Airflow 3, "dataset" on 2.x, so it asks for both.
-
-        Several windows can land before the run starts (a backfill lands many days); each becomes one
-        mapped load. Events without a manifest (e.g. created by hand in the UI) are skipped.
+        Airflow 3, "dataset" on 2.x, so it asks for both. Several windows can land before the run
+        starts (a backfill lands many days); each becomes one mapped load.
         """
-        triggering = triggering_asset_events or triggering_dataset_events or {}
-        events = [event for per_asset in triggering.values() for event in per_asset]
-        events.sort(key=lambda event: event.timestamp)
-        return [dict(event.extra) for event in events if event.extra and event.extra.get("manifest")]
+        return landed_manifests(triggering_asset_events or triggering_dataset_events, dag_run)
 
     SlackAuditLogsToSqlOperator.partial(
         task_id="load_into_warehouse",

@@ -1,0 +1,5 @@
+"""Transfers: one landed window into a warehouse table (SQL databases, Snowflake, BigQuery)."""
+
+from airflow_provider_slack_audit.transfers._window import landed_manifests
+
+__all__ = ["landed_manifests"]

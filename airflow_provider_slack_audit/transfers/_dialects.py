@@ -345,7 +345,8 @@ def _differs(table: sa.Table, incoming: Any) -> sa.ColumnElement[bool]:
     )
 
 
-def _iso_utc(suffix: str) -> Callable[[int], str]:
+def iso_utc(suffix: str) -> Callable[[int], str]:
+    """A converter of Unix microseconds into ISO-8601 UTC text ending in ``suffix`` ("Z", "+00:00")."""
     # Landed entries come in time order, so most share their minute with the one before: format
     # each minute once (strftime is most of the cost), and keep the cache small.
     minutes: dict[int, str] = {}
@@ -363,8 +364,8 @@ def _iso_utc(suffix: str) -> Callable[[int], str]:
     return iso
 
 
-_pg_timestamp = _iso_utc("+00:00")
-_sqlite_timestamp = _iso_utc("Z")
+_pg_timestamp = iso_utc("+00:00")
+_sqlite_timestamp = iso_utc("Z")
 
 
 @contextmanager
@@ -632,4 +633,5 @@ __all__ = [
     "audit_table",
     "dialect_for",
     "engine_on",
+    "iso_utc",
 ]

@@ -54,6 +54,9 @@ def is_transient(error: BaseException) -> bool:
     error = getattr(error, "orig", None) or error  # SQLAlchemy wraps the driver's error in .orig
     if isinstance(error, (ConnectionError, TimeoutError)):
         return True
+    package = type(error).__module__.split(".")[0]
+    if package in ("snowflake", "requests", "urllib3"):
+        return _warehouse_service_transient(error)
     sqlstate = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
     if isinstance(sqlstate, str) and len(sqlstate) == 5 and type(error).__module__.startswith("psycopg"):
         return sqlstate[:2] in _PG_TRANSIENT_CLASSES or sqlstate in _PG_TRANSIENT_CODES
@@ -68,6 +71,34 @@ def is_transient(error: BaseException) -> bool:
     # A driver error without a code (e.g. psycopg's "connection failed" before any SQLSTATE).
     names = {cls.__name__ for cls in type(error).__mro__}
     return bool(names & _CONNECTION_CLASS_NAMES) and module.split(".")[0] in _DRIVERS_WITHOUT_CODES
+
+
+# Snowflake: statement/warehouse timeout or cancel (604, 630), lock waiters exceeded (625), session
+# token expired (390114), and the connector's connection-level codes (2500xx, 2530xx).
+_SNOWFLAKE_TRANSIENT_ERRNOS: Final = frozenset({604, 625, 630, 390114})
+_SNOWFLAKE_TRANSIENT_CLASSES: Final = frozenset(
+    {
+        "OperationalError",
+        "InterfaceError",
+        "ServiceUnavailableError",
+        "GatewayTimeoutError",
+        "BadGatewayError",
+        "RequestTimeoutError",
+        "OtherHTTPRetryableError",
+        "InternalServerError",
+    }
+)
+
+
+def _warehouse_service_transient(error: BaseException) -> bool:
+    """Snowflake's connector (and the requests/urllib3 beneath it): whether the error is retryable."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    if type(error).__module__.startswith("snowflake"):
+        errno = getattr(error, "errno", None)
+        if isinstance(errno, int) and (errno in _SNOWFLAKE_TRANSIENT_ERRNOS or 250000 <= errno < 260000):
+            return True
+        return bool(names & _SNOWFLAKE_TRANSIENT_CLASSES) and "ProgrammingError" not in names
+    return False
 
 
 # Drivers whose connection-level errors carry no code: their OperationalError/InterfaceError is one.
@@ -104,7 +135,13 @@ def error_summary(error: BaseException) -> str:
 
 
 #: The extra of this provider that installs each first-class database's Airflow provider and driver.
-_EXTRAS: Final = {"postgres": "postgres", "postgresql": "postgres", "sqlite": "sqlite", "mysql": "mysql"}
+_EXTRAS: Final = {
+    "postgres": "postgres",
+    "postgresql": "postgres",
+    "sqlite": "sqlite",
+    "mysql": "mysql",
+    "snowflake": "snowflake",
+}
 
 
 def missing_provider_hint(conn_type: str) -> str:

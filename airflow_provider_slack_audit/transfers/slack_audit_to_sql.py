@@ -14,15 +14,13 @@ timeout errors propagate as they are, for Airflow to retry (see ``_errors``).
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_slack_audit.ingest.landing import WindowManifest, read_manifest
-from airflow_provider_slack_audit.ingest.manifest_check import ManifestCheckError, check_manifest
+from airflow_provider_slack_audit.ingest.landing import WindowManifest
 from airflow_provider_slack_audit.transfers._dialects import (
     BatchCounts,
     CommonSqlWriter,
@@ -35,17 +33,23 @@ from airflow_provider_slack_audit.transfers._errors import (
     InvalidTableNameError,
     SchemaMismatchError,
     UnsupportedDatabaseError,
-    error_summary,
     is_transient,
     missing_provider_hint,
 )
-from airflow_provider_slack_audit.transfers._schema import InvalidEntryError, Row, RowBuilder
+from airflow_provider_slack_audit.transfers._schema import Row, RowBuilder
+from airflow_provider_slack_audit.transfers._window import (
+    landed_rows,
+    load_errors_classified,
+    load_summary,
+    log_load,
+    manifest_location,
+    read_checked_manifest,
+)
 from airflow_provider_slack_audit.version_compat import (
     AirflowFailException,
     BaseHook,
     BaseOperator,
     DbApiHook,
-    ObjectStoragePath,
 )
 
 if TYPE_CHECKING:
@@ -55,31 +59,6 @@ __all__ = ["SlackAuditLogsToSqlOperator", "manifest_location"]
 
 # Rows in a load's first batch (at most batch_size): the database waits for less before it starts.
 _FIRST_BATCH_ROWS = 1000
-
-
-def manifest_location(source: Any) -> str | ObjectStoragePath:
-    """The manifest a ``source`` names: the landing operator's summary, a dict with it, or a path.
-
-    The landing operator returns ``{"manifest": "<url>", "window": {...}, ...}``; its Asset events
-    carry the same keys in their ``extra``, so either can be passed as-is.
-    """
-    if isinstance(source, Mapping):
-        manifest = source.get("manifest")
-        if not manifest:
-            raise ValueError(
-                f"source has no 'manifest' key (keys: {sorted(source)}); pass the landing operator's "
-                "output (source=land.output) or the manifest's URL"
-            )
-        source = manifest
-    if isinstance(source, ObjectStoragePath):
-        return source
-    if isinstance(source, str) and source.strip():
-        return source.strip()
-    raise TypeError(
-        "source must be the landing operator's output (a dict with 'manifest'), an Asset event's extra, "
-        f"or a manifest URL/path such as 'file:///data/slack_audit/_manifests/...manifest.json'; "
-        f"got {type(source).__name__} {source!r}"
-    )
 
 
 class SlackAuditLogsToSqlOperator(BaseOperator):
@@ -151,60 +130,17 @@ class SlackAuditLogsToSqlOperator(BaseOperator):
             table = TableName(self.table, self.schema or None)
         except InvalidTableNameError as error:
             raise AirflowFailException(str(error)) from error
-        manifest = self._read_manifest()
+        manifest = read_checked_manifest(self.source, self.source_conn_id)
         hook = self.get_db_hook()
         started = time.monotonic()
-        try:
+        with load_errors_classified(
+            f"loading window {manifest.window.key} into {table}",
+            transient=is_transient,
+            permanent=(SchemaMismatchError, UnsupportedDatabaseError),
+        ):
             counts, database = self._load(hook, table, manifest)
-        except AirflowFailException:
-            raise
-        except (SchemaMismatchError, UnsupportedDatabaseError) as error:
-            raise AirflowFailException(str(error)) from error
-        except Exception as error:
-            if is_transient(error):
-                raise  # a lost connection, a lock or a timeout: Airflow's retry can succeed
-            raise AirflowFailException(
-                f"loading window {manifest.window.key} into {table} failed with an error a retry would "
-                f"repeat: {error_summary(error)}"
-            ) from error
-        self.log.info(
-            "Loaded window %s into %s (%s): %d rows from %d files, %d inserted, %d updated, %d unchanged, "
-            "%.1f s",
-            manifest.window.key,
-            table,
-            database,
-            counts.rows,
-            len(manifest.intervals),
-            counts.inserted,
-            counts.updated,
-            counts.unchanged,
-            time.monotonic() - started,
-        )
-        return {
-            "rows": counts.rows,
-            "inserted": counts.inserted,
-            "updated": counts.updated,
-            "unchanged": counts.unchanged,
-            "table": table.qualified,
-            "window": manifest.window.to_json(),
-            "manifest": str(manifest.path),
-        }
-
-    def _read_manifest(self) -> WindowManifest:
-        """The source's manifest, verified to cover its window exactly once before any row is written."""
-        location = manifest_location(self.source)
-        try:
-            manifest = read_manifest(location, conn_id=self.source_conn_id)
-            check_manifest(
-                manifest.window, manifest.intervals, events=manifest.events, total_bytes=manifest.bytes
-            )
-        except FileNotFoundError as error:
-            raise AirflowFailException(
-                f"no window manifest at {location}: land the window first (pass source=land.output)"
-            ) from error
-        except (ManifestCheckError, ValueError) as error:  # read_manifest's damaged-manifest errors too
-            raise AirflowFailException(f"cannot load this window: {error}") from error
-        return manifest
+        log_load(self.log, f"{table} ({database})", manifest, counts, started)
+        return load_summary(counts, table.qualified, manifest)
 
     def get_db_hook(self) -> DbApiHook:
         """The warehouse connection's hook; it must speak DB-API through common-sql."""
@@ -252,7 +188,7 @@ class SlackAuditLogsToSqlOperator(BaseOperator):
     ) -> BatchCounts:
         builder = RowBuilder(dialect.timestamp, escape_nul=getattr(dialect, "escape_nul", False))
         counts = BatchCounts()
-        batches = self._batches(_landed_rows(manifest, builder))
+        batches = self._batches(landed_rows(manifest, builder))
         if not getattr(dialect, "writes_in_background", False):
             for batch in batches:
                 counts += dialect.write_batch(target, batch)
@@ -309,28 +245,3 @@ class SlackAuditLogsToSqlOperator(BaseOperator):
             batch[row[0]] = row
         if batch:
             yield list(batch.values())
-
-
-def _landed_rows(manifest: WindowManifest, builder: RowBuilder) -> Iterator[Row]:
-    """Every landed entry of the window as a row, file by file, each file verified as it is read.
-
-    A file is read through a one-interval view of the manifest so errors can name the file and line.
-    Corrupt or tampered data cannot be fixed by retrying, so both failures are AirflowFailException.
-    """
-    for landed in manifest.intervals:
-        lines = dataclasses.replace(manifest, intervals=(landed,)).iter_lines(verify=True)
-        number = 0
-        try:
-            for number, line in enumerate(lines, start=1):  # noqa: B007 (number is read in the handler)
-                yield builder.build(line)
-        except InvalidEntryError as error:
-            raise AirflowFailException(
-                f"line {number} of {landed.data_path} is not an Audit Logs entry: {error}; "
-                "the landed file is corrupt, rerun the ingest of this window"
-            ) from error
-        except FileNotFoundError as error:
-            raise AirflowFailException(
-                f"{landed.data_path} is listed in the manifest but missing: rerun the ingest of this window"
-            ) from error
-        except ValueError as error:  # size, SHA-256 or line count differs from the manifest
-            raise AirflowFailException(f"landed data failed verification: {error}") from error

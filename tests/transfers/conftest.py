@@ -18,9 +18,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from support.emulators import stop_process
 from support.warehouses import MariaDbServer, PostgresServer, Warehouse
 
 
@@ -143,12 +145,7 @@ def mariadb_server() -> Iterator[MariaDbServer]:
         _wait_for_mariadb(info, process, log_file)
         yield info
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
+        stop_process(process, grace=60)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -196,3 +193,25 @@ def landing_dir(tmp_path: Path) -> Path:
     path = tmp_path / "landing"
     path.mkdir()
     return path
+
+
+@pytest.fixture(scope="session")
+def snowflake_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """fakesnow's server over TLS on 127.0.0.1 (see support.emulators); needs the.[warehouse-test] extra."""
+    for module in ("fakesnow", "airflow.providers.snowflake"):
+        try:
+            __import__(module)
+        except ImportError:
+            _missing(f"{module} is not installed: pip install -e '.[warehouse-test]'")
+    from support.emulators import snowflake_emulator as serve
+
+    with serve(tmp_path_factory.mktemp("fakesnow")) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def snowflake_conn(snowflake_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The id of an Airflow connection to the Snowflake emulator (set in this test's environment)."""
+    for key, value in snowflake_emulator.env("warehouse_snowflake").items():
+        monkeypatch.setenv(key, value)
+    return "warehouse_snowflake"

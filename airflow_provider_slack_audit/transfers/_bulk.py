@@ -1,0 +1,149 @@
+"""What the bulk-loading transfers (Snowflake, BigQuery) share: one file of rows, one MERGE by id.
+
+A warehouse loads fastest from files, and an upsert there is a ``MERGE`` from a staging table. So
+these transfers write the window's rows (built by the same
+:class:`~airflow_provider_slack_audit.transfers._schema.RowBuilder` as the SQL transfer, from files
+verified against their manifest as they are read) into ONE newline-delimited JSON file, load it
+into a staging table with one statement, and ``MERGE`` the staging table into the target by ``id``.
+The statements per window are a constant handful, whatever the number of events or files.
+
+Each line of the file is one row as a JSON object keyed by column name, plus ``seq``, its position
+in the window: when the window repeats an id (two intervals holding one entry, e.g. re-dated), the
+``MERGE`` takes the last copy, as the SQL transfer does. Timestamps are ISO-8601 UTC text; ``details``,
+``anomaly_reasons`` and ``raw`` are JSON text, parsed by the warehouse into its JSON type.
+
+Going through a file of rows rather than the landed files themselves keeps one definition of the
+columns (no second one in each warehouse's SQL), checks every byte loaded against the manifest, and
+works for every landing store (a local landing included, which a warehouse cannot read).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import msgspec
+from isal import igzip
+
+from airflow_provider_slack_audit.ingest.landing import WindowManifest
+from airflow_provider_slack_audit.transfers._dialects import BatchCounts, iso_utc
+from airflow_provider_slack_audit.transfers._errors import InvalidTableNameError
+from airflow_provider_slack_audit.transfers._schema import (
+    ADDED_COLUMNS,
+    COLUMN_NAMES,
+    COLUMNS,
+    ColumnKind,
+    RowBuilder,
+)
+from airflow_provider_slack_audit.transfers._window import landed_rows
+
+__all__ = [
+    "SEQ",
+    "STAGED_FILE_NAME",
+    "MergeDialect",
+    "StagedRows",
+    "columns_missing",
+    "counts_from_merge",
+    "identifier",
+    "merge_statement",
+    "write_staged_rows",
+]
+
+#: The column holding each row's position in the window (the last copy of an id wins).
+SEQ: Final = "seq"
+#: The staged file's name (gzip: warehouses decompress it on load).
+STAGED_FILE_NAME: Final = "slack_audit_rows.jsonl.gz"
+_IDENTIFIER_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+_VALUE_COLUMNS: Final = tuple(name for name in COLUMN_NAMES if name != "id")
+
+
+def identifier(what: str, name: str, *, extra: str = "") -> str:
+    """``name`` if it is a plain identifier (letters, digits, underscores; ``extra`` chars too)."""
+    allowed = _IDENTIFIER_CHARS | frozenset(extra)
+    if not name or len(name) > 255 or not set(name) <= allowed or name[0].isdigit():
+        raise InvalidTableNameError(
+            f"{what} {name!r} is not a plain identifier: use letters, digits and underscores"
+            + (f" (and {' '.join(sorted(extra))})" if extra else "")
+            + ", not starting with a digit"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class StagedRows:
+    """The window's rows in one gzip'd JSON-lines file."""
+
+    path: Path
+    rows: int
+
+
+def write_staged_rows(manifest: WindowManifest, directory: Path) -> StagedRows:
+    """Write every landed entry of the window as a row to ``directory/STAGED_FILE_NAME``.
+
+    The landed files are verified as they are read (see ``landed_rows``); memory stays flat.
+    """
+    builder = RowBuilder(iso_utc("Z"))
+    encode = msgspec.json.Encoder().encode
+    path = directory / STAGED_FILE_NAME
+    rows = 0
+    with igzip.open(path, "wb", compresslevel=1) as file:  # type: ignore[no-untyped-call]
+        for rows, row in enumerate(landed_rows(manifest, builder), start=1):
+            record = dict(zip(COLUMN_NAMES, row, strict=True))
+            record[SEQ] = rows
+            file.write(encode(record) + b"\n")
+    return StagedRows(path, rows)
+
+
+@dataclass(frozen=True)
+class MergeDialect:
+    """How one warehouse spells the parts of the MERGE from its staging table."""
+
+    #: The value of column ``name`` (of ``kind``) in a staging row, typed for the target table.
+    staged_value: Callable[[str, ColumnKind], str]
+    #: A comparable form of a target or staged value of ``kind`` (JSON types compare as text).
+    comparable: Callable[[str, ColumnKind], str]
+    #: The staged rows' ``seq`` as a number, and their id, for picking the last copy of an id.
+    staged_seq: str
+    staged_id: str
+
+
+def merge_statement(target: str, staging: str, dialect: MergeDialect) -> str:
+    """``MERGE`` the staging table into ``target`` by id: new ids inserted, changed rows updated.
+
+    ``WHEN MATCHED AND <a column differs>`` leaves identical rows untouched, so a reload writes
+    nothing and the warehouse's own counts tell inserted, updated and unchanged rows apart.
+    """
+    values = ",\n    ".join(f"{dialect.staged_value(name, kind)} AS {name}" for name, kind in COLUMNS.items())
+    differs = "\n    OR ".join(
+        f"{dialect.comparable(f't.{name}', COLUMNS[name])} IS DISTINCT FROM "
+        f"{dialect.comparable(f's.{name}', COLUMNS[name])}"
+        for name in _VALUE_COLUMNS
+    )
+    updates = ", ".join(f"{name} = s.{name}" for name in _VALUE_COLUMNS)
+    # Names only: identifiers validated by the operators, column names from _schema; no values.
+    return (
+        f"MERGE INTO {target} AS t\n"  # noqa: S608
+        f"USING (\n  SELECT\n    {values}\n  FROM {staging}\n"
+        f"  QUALIFY ROW_NUMBER() OVER (\n"
+        f"    PARTITION BY {dialect.staged_id} ORDER BY {dialect.staged_seq} DESC) = 1\n"
+        f") AS s\nON t.id = s.id\n"
+        f"WHEN MATCHED AND (\n    {differs}\n) THEN UPDATE SET {updates}\n"
+        f"WHEN NOT MATCHED THEN INSERT ({', '.join(COLUMN_NAMES)})\n"
+        f"  VALUES ({', '.join(f's.{name}' for name in COLUMN_NAMES)})"
+    )
+
+
+def counts_from_merge(distinct: int, inserted: int, updated: int) -> BatchCounts:
+    """Every distinct id of the window counted once: inserted, updated, or left unchanged."""
+    return BatchCounts(inserted=inserted, updated=updated, unchanged=distinct - inserted - updated)
+
+
+def columns_missing(present: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The columns ``present`` lacks: those a load may add (newer releases'), and the others."""
+    have = {name.lower() for name in present}
+    missing = [name for name in COLUMN_NAMES if name not in have]
+    return [name for name in missing if name in ADDED_COLUMNS], [
+        name for name in missing if name not in ADDED_COLUMNS
+    ]

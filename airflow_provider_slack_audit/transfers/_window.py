@@ -1,0 +1,202 @@
+"""What every warehouse transfer does around its database: the window in, a summary out.
+
+Each transfer (SQL, Snowflake, BigQuery) loads exactly one landed window: it resolves the window's
+manifest from ``source`` (the landing operator's output, an Asset event's ``extra`` or a URL), checks
+that the manifest covers its window exactly once, reads every data file through it (each file
+verified against the SHA-256, size and line count the manifest records, as it is read), turns each
+line into a flat row (:class:`~airflow_provider_slack_audit.transfers._schema.RowBuilder`) and
+returns the same summary. Only how rows reach the database differs, so only that lives in the
+transfers' own modules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from airflow_provider_slack_audit.ingest.landing import WindowManifest, read_manifest
+from airflow_provider_slack_audit.ingest.manifest_check import ManifestCheckError, check_manifest
+from airflow_provider_slack_audit.operators._lineage import output_dataset_name
+from airflow_provider_slack_audit.transfers._dialects import BatchCounts
+from airflow_provider_slack_audit.transfers._errors import error_summary
+from airflow_provider_slack_audit.transfers._schema import InvalidEntryError, Row, RowBuilder
+from airflow_provider_slack_audit.version_compat import AirflowFailException, ObjectStoragePath
+
+__all__ = [
+    "landed_manifests",
+    "landed_rows",
+    "load_errors_classified",
+    "load_lineage",
+    "load_summary",
+    "log_load",
+    "manifest_location",
+    "read_checked_manifest",
+]
+
+
+def manifest_location(source: Any) -> str | ObjectStoragePath:
+    """The manifest a ``source`` names: the landing operator's summary, a dict with it, or a path.
+
+    The landing operator returns ``{"manifest": "<url>", "window": {...}, ...}``; its Asset events
+    carry the same keys in their ``extra``, so either can be passed as-is.
+    """
+    if isinstance(source, Mapping):
+        manifest = source.get("manifest")
+        if not manifest:
+            raise ValueError(
+                f"source has no 'manifest' key (keys: {sorted(source)}); pass the landing operator's "
+                "output (source=land.output) or the manifest's URL"
+            )
+        source = manifest
+    if isinstance(source, ObjectStoragePath):
+        return source
+    if isinstance(source, str) and source.strip():
+        return source.strip()
+    raise TypeError(
+        "source must be the landing operator's output (a dict with 'manifest'), an Asset event's extra, "
+        f"or a manifest URL/path such as 'file:///data/slack_audit/_manifests/...manifest.json'; "
+        f"got {type(source).__name__} {source!r}"
+    )
+
+
+def read_checked_manifest(source: Any, source_conn_id: str | None) -> WindowManifest:
+    """The source's manifest, verified to cover its window exactly once before any row is written."""
+    location = manifest_location(source)
+    try:
+        manifest = read_manifest(location, conn_id=source_conn_id)
+        check_manifest(
+            manifest.window, manifest.intervals, events=manifest.events, total_bytes=manifest.bytes
+        )
+    except FileNotFoundError as error:
+        raise AirflowFailException(
+            f"no window manifest at {location}: land the window first (pass source=land.output)"
+        ) from error
+    except (ManifestCheckError, ValueError) as error:  # read_manifest's damaged-manifest errors too
+        raise AirflowFailException(f"cannot load this window: {error}") from error
+    return manifest
+
+
+def landed_rows(manifest: WindowManifest, builder: RowBuilder) -> Iterator[Row]:
+    """Every landed entry of the window as a row, file by file, each file verified as it is read.
+
+    A file is read through a one-interval view of the manifest so errors can name the file and line.
+    Corrupt or tampered data cannot be fixed by retrying, so both failures are AirflowFailException.
+    """
+    for landed in manifest.intervals:
+        lines = dataclasses.replace(manifest, intervals=(landed,)).iter_lines(verify=True)
+        number = 0
+        try:
+            for number, line in enumerate(lines, start=1):  # noqa: B007 (number is read in the handler)
+                yield builder.build(line)
+        except InvalidEntryError as error:
+            raise AirflowFailException(
+                f"line {number} of {landed.data_path} is not an Audit Logs entry: {error}; "
+                "the landed file is corrupt, rerun the ingest of this window"
+            ) from error
+        except FileNotFoundError as error:
+            raise AirflowFailException(
+                f"{landed.data_path} is listed in the manifest but missing: rerun the ingest of this window"
+            ) from error
+        except ValueError as error:  # size, SHA-256 or line count differs from the manifest
+            raise AirflowFailException(f"landed data failed verification: {error}") from error
+
+
+@contextmanager
+def load_errors_classified(
+    what: str, *, transient: Callable[[BaseException], bool], permanent: tuple[type[BaseException], ...] = ()
+) -> Iterator[None]:
+    """Let errors a retry can fix propagate (Airflow retries them); fail the task on all others.
+
+    ``what`` names the load in the message ("loading window ... into ..."); ``permanent`` lists the
+    transfer's own errors whose message already says what to fix.
+    """
+    try:
+        yield
+    except AirflowFailException:
+        raise
+    except permanent as error:
+        raise AirflowFailException(str(error)) from error
+    except Exception as error:
+        if transient(error):
+            raise  # a lost connection, a lock, a busy warehouse or a timeout: a retry can succeed
+        raise AirflowFailException(
+            f"{what} failed with an error a retry would repeat: {error_summary(error)}"
+        ) from error
+
+
+def log_load(log: Any, where: str, manifest: WindowManifest, counts: BatchCounts, started: float) -> None:
+    """The one INFO line of a load: what went where, what it did, how long it took."""
+    log.info(
+        "Loaded window %s into %s: %d rows from %d files, %d inserted, %d updated, %d unchanged, %.1f s",
+        manifest.window.key,
+        where,
+        counts.rows,
+        len(manifest.intervals),
+        counts.inserted,
+        counts.updated,
+        counts.unchanged,
+        time.monotonic() - started,
+    )
+
+
+def load_summary(counts: BatchCounts, table: str, manifest: WindowManifest) -> dict[str, Any]:
+    """What a transfer returns (XCom): counts, the table and the window it loaded."""
+    return {
+        "rows": counts.rows,
+        "inserted": counts.inserted,
+        "updated": counts.updated,
+        "unchanged": counts.unchanged,
+        "table": table,
+        "window": manifest.window.to_json(),
+        "manifest": str(manifest.path),
+    }
+
+
+def landed_manifests(
+    triggering_events: Mapping[Any, Any] | None, dag_run: Any = None
+) -> list[dict[str, Any]]:
+    """The ``extra`` of every landing that triggered an asset-scheduled run, oldest first.
+
+    Pass a run's ``triggering_asset_events`` (``triggering_dataset_events`` on Airflow 2). Several
+    windows can land before the run starts (a backfill lands many days): each becomes one load.
+    Events without a manifest (e.g. created by hand in the UI) are skipped. A run no landing
+    triggered (a manual run) loads the manifest its configuration names, ``{"manifest": "<url>"}``.
+    """
+    events = [event for per_asset in (triggering_events or {}).values() for event in per_asset]
+    events.sort(key=lambda event: event.timestamp)
+    manifests = [dict(event.extra) for event in events if event.extra and event.extra.get("manifest")]
+    conf = getattr(dag_run, "conf", None) or {}
+    if not manifests and conf.get("manifest"):
+        manifests = [{"manifest": str(conf["manifest"])}]
+    return manifests
+
+
+def load_lineage(summary: Mapping[str, Any] | None, *, output: tuple[str, str]) -> Any:
+    """OpenLineage of a load: the landing destination in, the warehouse table (``output``) out.
+
+    ``output`` is the table's OpenLineage ``(namespace, name)``; the input is named as the landing
+    operator names its output (``file`` + path, ``s3://bucket`` + prefix). None without the
+    OpenLineage provider or a summary.
+    """
+    if not summary:
+        return None
+    try:
+        from airflow.providers.common.compat.openlineage import facet
+        from airflow.providers.openlineage.extractors import OperatorLineage
+    except ImportError:
+        return None
+    manifest = str(summary["manifest"])
+    destination = manifest.rsplit("/_manifests/", 1)[0]
+    input_namespace, input_name = output_dataset_name(destination)
+    statistics = facet.OutputStatisticsOutputDatasetFacet(rowCount=summary["inserted"] + summary["updated"])
+    return OperatorLineage(
+        inputs=[facet.InputDataset(namespace=input_namespace, name=input_name)],
+        outputs=[
+            facet.OutputDataset(
+                namespace=output[0], name=output[1], outputFacets={"outputStatistics": statistics}
+            )
+        ],
+    )

@@ -1,0 +1,256 @@
+"""Load one landed window of Slack audit events into a Snowflake table, exactly once by id.
+
+The window's rows go to Snowflake as one file (see :mod:`airflow_provider_slack_audit.transfers._bulk`):
+``PUT`` into a temporary stage, one ``COPY INTO`` a temporary staging table, one ``MERGE`` by ``id``
+into the target table. Statements per window: a constant handful, whatever its events and files.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from contextlib import suppress
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from airflow_provider_slack_audit.ingest.landing import WindowManifest
+from airflow_provider_slack_audit.transfers._bulk import (
+    SEQ,
+    STAGED_FILE_NAME,
+    MergeDialect,
+    columns_missing,
+    counts_from_merge,
+    identifier,
+    merge_statement,
+    write_staged_rows,
+)
+from airflow_provider_slack_audit.transfers._dialects import BatchCounts
+from airflow_provider_slack_audit.transfers._errors import (
+    InvalidTableNameError,
+    SchemaMismatchError,
+    is_transient,
+    missing_provider_hint,
+)
+from airflow_provider_slack_audit.transfers._schema import COLUMNS, REQUIRED_COLUMNS, ColumnKind
+from airflow_provider_slack_audit.transfers._window import (
+    load_errors_classified,
+    load_lineage,
+    load_summary,
+    log_load,
+    read_checked_manifest,
+)
+from airflow_provider_slack_audit.version_compat import AirflowFailException, BaseOperator
+
+if TYPE_CHECKING:
+    from airflow_provider_slack_audit.version_compat import Context
+
+__all__ = ["SlackAuditLogsToSnowflakeOperator", "snowflake_table_ddl"]
+
+#: Snowflake's type for each kind of column.
+_TYPES: Final = {
+    ColumnKind.KEY: "VARCHAR",
+    ColumnKind.TIMESTAMP: "TIMESTAMP_TZ",
+    ColumnKind.TEXT: "VARCHAR",
+    ColumnKind.JSON: "VARIANT",
+    ColumnKind.RAW: "VARIANT",
+}
+
+
+def _column_ddl(name: str) -> str:
+    return f"{name} {_TYPES[COLUMNS[name]]}" + (" NOT NULL" if name in REQUIRED_COLUMNS else "")
+
+
+def snowflake_table_ddl(table: str) -> str:
+    """The target table: the SQL transfer's columns, ``VARIANT`` for JSON, a primary key on ``id``.
+
+    Snowflake does not enforce the key; the MERGE by id is what keeps each id once.
+    """
+    columns = ",\n  ".join(_column_ddl(name) for name in COLUMNS)
+    return f"CREATE TABLE IF NOT EXISTS {table} (\n  {columns},\n  PRIMARY KEY (id)\n)"
+
+
+def _staged_value(name: str, kind: ColumnKind) -> str:
+    if kind in (ColumnKind.JSON, ColumnKind.RAW):
+        return f"PARSE_JSON(v:{name}::VARCHAR)"
+    if kind is ColumnKind.TIMESTAMP:
+        return f"v:{name}::TIMESTAMP_TZ"
+    return f"v:{name}::VARCHAR"
+
+
+def _comparable(value: str, kind: ColumnKind) -> str:
+    # VARIANTs compare as their JSON text: both sides come from PARSE_JSON of the same kind of text.
+    return f"TO_JSON({value})" if kind in (ColumnKind.JSON, ColumnKind.RAW) else value
+
+
+_SNOWFLAKE: Final = MergeDialect(
+    staged_value=_staged_value,
+    comparable=_comparable,
+    staged_seq=f"v:{SEQ}::NUMBER",
+    staged_id="v:id::VARCHAR",
+)
+
+
+class SlackAuditLogsToSnowflakeOperator(BaseOperator):
+    """
+    Load exactly one landed window of Slack audit events into a Snowflake table, exactly once by id.
+
+    The manifest must cover its window exactly once with totals that add up, and every data file is
+    checked against the SHA-256, size and line count its manifest records as it is read (a mismatch
+    fails the task, no retry, naming the file), as for the SQL transfer. The window's rows are then
+    written to one gzip'd JSON-lines file, ``PUT`` into a temporary stage, loaded with one
+    ``COPY INTO`` a temporary staging table (``FORCE = TRUE``: Snowflake's load history never skips
+    it) and merged by ``id`` into the target table in one ``MERGE``, which inserts new ids, updates
+    rows whose content changed (a reconciled or corrected entry) and leaves the others untouched. A
+    rerun changes nothing; a reconciled window adds only its late rows. Statements per window are a
+    constant handful whatever its size; the temporary stage and table die with the session.
+
+    The table is created when missing with the SQL transfer's flat columns (anomaly columns
+    included), ``TIMESTAMP_TZ`` timestamps and ``VARIANT`` for ``details``, ``anomaly_reasons`` and
+    ``raw`` (the entry as landed, parsed); columns added by newer releases are added to an older
+    table. U+0000 is stored as is; a line that is not UTF-8 JSON fails the load, naming the file.
+
+    Errors: a lost connection, a statement or warehouse timeout, a lock or an expired session
+    propagate for Airflow to retry; anything else (a missing privilege, a missing table with
+    ``create_table=False``, a table of another shape) fails the task without retries.
+
+    :param source: the window to load (templated): the landing operator's output
+        (``source=land.output``), a dict with a ``"manifest"`` key (an Asset event's ``extra``), or the
+        manifest's URL/path.
+    :param snowflake_conn_id: a Snowflake connection (apache-airflow-providers-snowflake); its
+        database, schema, warehouse and role apply unless ``database``/``schema`` are given.
+    :param table: the target table (templated), a plain identifier.
+    :param schema: the table's schema (templated); default: the connection's.
+    :param database: the table's database (templated); default: the connection's.
+    :param source_conn_id: the connection for the object store holding the landing, when the
+        manifest is given as a URL string and the store needs credentials.
+    :param create_table: create the table when missing. Turn off to load into a table you created
+        (the same column names; ``id`` unique).
+
+    Returns ``{"rows", "inserted", "updated", "unchanged", "table", "window", "manifest"}``: ``rows``
+    is the number of distinct ids landed in the window, each counted once as inserted, updated or
+    unchanged.
+    """
+
+    template_fields: Sequence[str] = ("source", "table", "schema", "database")
+    ui_color = "#e3f3fb"
+
+    def __init__(
+        self,
+        *,
+        source: Any,
+        snowflake_conn_id: str = "snowflake_default",
+        table: str = "slack_audit_logs",
+        schema: str | None = None,
+        database: str | None = None,
+        source_conn_id: str | None = None,
+        create_table: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+        self.snowflake_conn_id = snowflake_conn_id
+        self.table = table
+        self.schema = schema
+        self.database = database
+        self.source_conn_id = source_conn_id
+        self.create_table = create_table
+        self._summary: dict[str, Any] | None = None
+
+    @cached_property
+    def hook(self) -> Any:
+        """The Snowflake provider's hook for ``snowflake_conn_id``."""
+        try:
+            from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+        except ImportError as error:
+            raise AirflowFailException(
+                f"the Snowflake provider is not installed: {missing_provider_hint('snowflake')}"
+            ) from error
+        return SnowflakeHook(snowflake_conn_id=self.snowflake_conn_id)
+
+    def qualified_table(self) -> str:
+        """``[database.][schema.]table``, each part a plain identifier (Snowflake upper-cases them)."""
+        parts = [("database", self.database), ("schema", self.schema), ("table", self.table)]
+        return ".".join(identifier(what, name) for what, name in parts if name)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        try:
+            table = self.qualified_table()
+        except InvalidTableNameError as error:
+            raise AirflowFailException(str(error)) from error
+        manifest = read_checked_manifest(self.source, self.source_conn_id)
+        started = time.monotonic()
+        with load_errors_classified(
+            f"loading window {manifest.window.key} into Snowflake table {table}",
+            transient=is_transient,
+            permanent=(SchemaMismatchError,),
+        ):
+            counts = self._load(table, manifest)
+        log_load(self.log, f"Snowflake table {table}", manifest, counts, started)
+        self._summary = load_summary(counts, table, manifest)
+        return self._summary
+
+    def _load(self, table: str, manifest: WindowManifest) -> BatchCounts:
+        connection = self.hook.get_conn()
+        cursor = connection.cursor()
+        name = f"slack_audit_load_{uuid.uuid4().hex}"  # this load's stage and staging table
+        try:
+            self._prepare_table(cursor, table)
+            with tempfile.TemporaryDirectory(prefix="slack-audit-snowflake-") as directory:
+                staged = write_staged_rows(manifest, Path(directory))
+                cursor.execute(f"CREATE TEMPORARY STAGE {name}")
+                cursor.execute(f"PUT '{staged.path.as_uri()}' @{name} AUTO_COMPRESS = FALSE")
+            cursor.execute(f"CREATE TEMPORARY TABLE {name} (v VARIANT)")
+            # The stage holds this one file; FORCE: load it whatever Snowflake's load history says.
+            cursor.execute(
+                f"COPY INTO {name} FROM @{name}/{STAGED_FILE_NAME} FILE_FORMAT = (TYPE = JSON) FORCE = TRUE"
+            )
+            loaded = _column_sum(cursor, "rows_loaded")
+            if loaded != staged.rows:
+                raise ValueError(f"COPY loaded {loaded} of the window's {staged.rows} rows into staging")
+            cursor.execute(f"SELECT COUNT(DISTINCT v:id::VARCHAR) FROM {name}")  # noqa: S608
+            (distinct,) = cursor.fetchone()
+            cursor.execute(merge_statement(table, name, _SNOWFLAKE))
+            inserted, updated = cursor.fetchone()
+            return counts_from_merge(int(distinct), int(inserted), int(updated))
+        finally:
+            for drop in (f"DROP TABLE IF EXISTS {name}", f"DROP STAGE IF EXISTS {name}"):
+                with suppress(Exception):
+                    cursor.execute(drop)
+            with suppress(Exception):
+                connection.close()
+
+    def _prepare_table(self, cursor: Any, table: str) -> None:
+        """Create the table when missing; add the columns newer releases added; refuse other shapes."""
+        if self.create_table:
+            cursor.execute(snowflake_table_ddl(table))
+        cursor.execute(f"DESCRIBE TABLE {table}")
+        addable, missing = columns_missing([str(row[0]) for row in cursor.fetchall()])
+        if missing:
+            raise SchemaMismatchError(
+                f"Snowflake table {table} lacks the columns {', '.join(missing)}; add them (the docs' "
+                "Snowflake page lists their types), or load into a new table"
+            )
+        for column in addable:
+            self.log.info("Adding column %s to %s (added in a newer release)", column, table)
+            cursor.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {_column_ddl(column)}")
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Lineage: the landing destination in, ``snowflake://<account>`` + the table out."""
+        if not self._summary:
+            return None
+        extra = self.hook.get_connection(self.snowflake_conn_id).extra_dejson
+        account = str(extra.get("account") or "").lower()
+        database = self.database or str(extra.get("database") or "")
+        schema = self.schema or str(self.hook.get_connection(self.snowflake_conn_id).schema or "")
+        name = ".".join(part for part in (database, schema, self.table) if part).upper()
+        return load_lineage(self._summary, output=(f"snowflake://{account}", name))
+
+
+def _column_sum(cursor: Any, column: str) -> int:
+    """The sum of one column of a statement's result rows (COPY's ``rows_loaded`` per file)."""
+    names = [str(item[0]).lower() for item in cursor.description]
+    index = names.index(column)
+    return sum(int(row[index] or 0) for row in cursor.fetchall())

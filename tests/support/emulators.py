@@ -1,0 +1,173 @@
+"""The warehouse emulator the Snowflake load tests run against, in its own process.
+
+- Snowflake: ``fakesnow``'s server (DuckDB behind Snowflake's REST protocol), served over TLS on
+  127.0.0.1 with a throwaway certificate, so the Snowflake provider's hook reaches it exactly as it
+  reaches Snowflake: a ``snowflake`` connection whose extras set ``host`` and ``port`` (the hook
+  has no way to ask for plain http), the certificate trusted through ``REQUESTS_CA_BUNDLE``.
+
+It starts on a free loopback port and is stopped by the fixture that started it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+LOOPBACK = "127.0.0.1"
+SNOWFLAKE_DATABASE = "SLACK_AUDIT"
+SNOWFLAKE_SCHEMA = "PUBLIC"
+
+
+def free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, what: str) -> None:
+    deadline = time.monotonic() + 90
+    while True:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start:\n{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.2)
+
+
+@contextmanager
+def _process(command: list[str], log: Path, port: int, what: str) -> Iterator[None]:
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_port(port, process, log, what)
+        yield
+    finally:
+        stop_process(process, grace=5)
+
+
+def stop_process(process: subprocess.Popen[bytes], *, grace: float) -> None:
+    """SIGTERM, then SIGKILL when it is still running after ``grace`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)
+
+
+def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 valid for a day, and its key (PEM files in ``directory``)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_file, key_file
+
+
+@dataclass(frozen=True)
+class SnowflakeEmulator:
+    port: int
+    ca_bundle: Path
+
+    def connection(self, **extra: Any) -> dict[str, Any]:
+        """An Airflow ``snowflake`` connection (as an ``AIRFLOW_CONN_<ID>`` JSON dict) to the emulator."""
+        return {
+            "conn_type": "snowflake",
+            "login": "fake",
+            "password": "snow",
+            "schema": SNOWFLAKE_SCHEMA,
+            "extra": {
+                "account": "fakesnow",
+                "database": SNOWFLAKE_DATABASE,
+                "warehouse": "compute_wh",
+                "host": "127.0.0.1",
+                "port": self.port,
+                "insecure_mode": True,  # no OCSP: the throwaway certificate has no responder
+                "session_parameters": {"CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False},
+                **extra,
+            },
+        }
+
+    def env(self, conn_id: str) -> dict[str, str]:
+        """Environment variables reaching the emulator through connection ``conn_id``."""
+        return {
+            f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(self.connection()),
+            "REQUESTS_CA_BUNDLE": str(self.ca_bundle),
+        }
+
+    def connect(self) -> Any:
+        """A plain Snowflake connector connection (the tests' own view of the tables)."""
+        import snowflake.connector
+
+        os.environ["REQUESTS_CA_BUNDLE"] = str(self.ca_bundle)
+        return snowflake.connector.connect(
+            user="fake",
+            password="snow",
+            account="fakesnow",
+            host="127.0.0.1",
+            port=self.port,
+            insecure_mode=True,
+            database=SNOWFLAKE_DATABASE,
+            schema=SNOWFLAKE_SCHEMA,
+            session_parameters={"CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False},
+        )
+
+
+@contextmanager
+def snowflake_emulator(directory: Path) -> Iterator[SnowflakeEmulator]:
+    """fakesnow's server over TLS on 127.0.0.1, with the test database and schema created."""
+    cert_file, key_file = _self_signed_certificate(directory)
+    port = free_loopback_port()
+    serve = (
+        "import sys, uvicorn, fakesnow.server; "
+        "uvicorn.run(fakesnow.server.app, host='127.0.0.1', port=int(sys.argv[1]), "
+        "ssl_certfile=sys.argv[2], ssl_keyfile=sys.argv[3], log_level='warning')"
+    )
+    command = [sys.executable, "-c", serve, str(port), str(cert_file), str(key_file)]
+    with _process(command, directory / "fakesnow.log", port, "fakesnow"):
+        emulator = SnowflakeEmulator(port, cert_file)
+        connection = emulator.connect()
+        try:
+            cursor = connection.cursor()
+            cursor.execute(f"CREATE DATABASE IF NOT EXISTS {SNOWFLAKE_DATABASE}")
+            cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {SNOWFLAKE_DATABASE}.{SNOWFLAKE_SCHEMA}")
+        finally:
+            connection.close()
+        yield emulator
