@@ -272,6 +272,8 @@ class IngestSummary:
     intervals_reconciled: int = 0
     late_events: int = 0
     vanished_kept: int = 0
+    # The destination's ledger head after this window's manifest: {seq, sha256}, an external anchor.
+    ledger: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in self.__dict__.items()}
@@ -402,6 +404,7 @@ async def ingest_window(
                 landing.write_manifest, spec.window, query, list(commits.values()), run_figures
             )
     summary.manifest = str(manifest)
+    summary.ledger = landing.ledger_head.to_json() if landing.ledger_head is not None else None
     summary.events = sum(c.count for c in commits.values())
     summary.bytes = sum(c.bytes for c in commits.values())
     await check_window(client, landing, spec, summary, names, logger, now)

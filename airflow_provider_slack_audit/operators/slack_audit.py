@@ -312,7 +312,9 @@ class SlackAuditLogsOperator(BaseOperator):
         if outlet_events is None:
             return
         extra = {"manifest": summary.get("manifest"), "window": summary.get("window")}
-        extra.update({key: summary[key] for key in ("drift", "silence") if summary.get(key) is not None})
+        extra.update(
+            {key: summary[key] for key in ("drift", "silence", "ledger") if summary.get(key) is not None}
+        )
         for outlet in self.outlets:
             if isinstance(outlet, Asset):
                 outlet_events[outlet].extra.update(extra)

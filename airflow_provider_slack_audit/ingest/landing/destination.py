@@ -14,6 +14,7 @@ Everything here is synchronous and blocking; the async pipeline calls it through
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence, Set
@@ -26,8 +27,10 @@ from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
 from . import layout
 from .commit import IntervalCommit, json_bytes, json_normalized
+from .descriptor import DESCRIPTOR_NAME
 from .layout import PREFIX, TEMP_MARK, Compression, parse_compression
 from .lease import LEASE_SUFFIX, LeaseOwner, LeaseStore, owner_of_temp
+from .ledger import Ledger, LedgerHead, manifest_fields
 from .manifest import ManifestInterval, check_covers, iter_data_lines, manifest_document, read_manifest
 from .writer import IntervalWriter, is_local, temp_sibling, write_small_file
 
@@ -82,6 +85,10 @@ class Landing:
         #: The run writing through this landing: its temporary files and leases carry its token.
         self.owner = owner or LeaseOwner.new()
         self._leases = LeaseStore(self.destination, self.owner)
+        self.ledger = Ledger(self.destination)
+        #: The ledger entry of the last manifest this landing wrote (see ``ledger``), once it wrote one.
+        self.ledger_head: LedgerHead | None = None
+        self._descriptor_digest: str | None = None
 
     def __repr__(self) -> str:
         return f"Landing({str(self.destination)!r}, compression={self.compression!r})"
@@ -233,6 +240,8 @@ class Landing:
 
         Refuses commits that do not cover every second of the window exactly once, or that landed
         with another query or compression: a manifest is a promise that loading it loads the window.
+        The manifest names the ledger head it is written after; right after it is written, its
+        ledger entry is appended (see ``ledger``) and becomes :attr:`ledger_head`.
         """
         query = json_normalized(query, "query")
         ordered = sorted(commits, key=lambda commit: commit.interval)
@@ -247,15 +256,31 @@ class Landing:
         path = self.manifest_path(window)
         if self._local:
             path.parent.mkdir(parents=True, exist_ok=True)
+        document = manifest_document(window, query, self.compression, str(self.destination), ordered, run)
+        after = self.ledger.head()
+        document["ledger_after"] = after.to_json()
+        payload = json_bytes(document)
         write_small_file(
             path,
-            json_bytes(
-                manifest_document(window, query, self.compression, str(self.destination), ordered, run)
-            ),
+            payload,
             owner=self.owner.token,
             live_owner=lambda: self._leases.holder(self.manifest_lease_path(window)),
         )
+        fields = manifest_fields(
+            layout.relative_manifest_path(window), payload, document, self._descriptor_sha256()
+        )
+        self.ledger_head = self.ledger.append(fields, after=after)
         return path
+
+    def _descriptor_sha256(self) -> str | None:
+        """The SHA-256 of the destination descriptor's bytes (never rewritten, so read once)."""
+        if self._descriptor_digest is None:
+            try:
+                raw = (self.destination / DESCRIPTOR_NAME).read_bytes()
+            except FileNotFoundError:
+                return None
+            self._descriptor_digest = hashlib.sha256(raw).hexdigest()
+        return self._descriptor_digest
 
     def _write_marker(self, commit: IntervalCommit) -> None:
         write_small_file(
