@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -124,9 +124,16 @@ def manifest_fields(
 class Ledger:
     """The ledger under one destination (blocking calls; the pipeline runs them in a thread)."""
 
-    def __init__(self, destination: ObjectStoragePath) -> None:
+    def __init__(
+        self,
+        destination: ObjectStoragePath,
+        *,
+        lock_options: Callable[[], Mapping[str, Any]] | None = None,
+    ) -> None:
         self.destination = destination
         self.directory = destination / LEDGER_DIR
+        # Write-once retention (see ``retention``): the open arguments that lock an entry written now.
+        self._lock_options = lock_options
 
     def entries(self) -> list[int]:
         """The sequence numbers present, ascending (fresh from the store: listings are cached)."""
@@ -181,6 +188,15 @@ class Ledger:
         path = self.directory / entry_name(seq)
         if is_local(path):
             path.parent.mkdir(parents=True, exist_ok=True)
+        options = self._lock_options() if self._lock_options is not None else {}
+        if options:
+            # create_exclusively's conditional write on S3 (If-None-Match: *), with the lock's headers.
+            try:
+                with closing(_open(path, "xb", **options)) as file:
+                    file.write(payload)
+            except FileExistsError:
+                return False
+            return True
         created = create_exclusively(path, payload)
         if created is not None:
             return created
