@@ -1,4 +1,5 @@
-"""``python -m airflow_provider_slack_audit verify <destination> [--window A B] [--json] [--conn-id ID]``.
+"""``python -m airflow_provider_slack_audit verify <destination> [--window A B] [--expect-ledger SEQ:SHA256]
+[--json] [--conn-id ID]``.
 
 Re-checks a landed destination (see :mod:`airflow_provider_slack_audit.ingest.verify`) and prints a
 report an auditor can keep. Exit status: 0 when everything verifies, 1 on any mismatch, 2 on a
@@ -36,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar=("START", "END"),
         help="verify only what overlaps [START, END) (ISO 8601 with a UTC offset, e.g. 2026-01-04T00:00:00Z)",
     )
+    verify.add_argument(
+        "--expect-ledger",
+        metavar="SEQ:SHA256",
+        help="a ledger head kept elsewhere (a landing task's summary reports one as ledger.seq and "
+        "ledger.sha256): fail unless the ledger reaches it with those bytes",
+    )
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.add_argument("--conn-id", help="the Airflow connection of the destination's object store")
     return parser
@@ -52,6 +59,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             window = Window(*args.window)
         except (ValueError, TypeError) as error:
             parser.error(f"--window: {error}")
+    expect_ledger = None
+    if args.expect_ledger is not None:
+        from airflow_provider_slack_audit.ingest.landing.ledger import LedgerHead
+
+        try:
+            expect_ledger = LedgerHead.parse(args.expect_ledger)
+        except ValueError as error:
+            parser.error(f"--expect-ledger: {error}")
     if "://" not in args.destination:
         parser.error(
             f"destination {args.destination!r} is not a URL: pass e.g. file:///data/slack_audit or s3://bucket/p"
@@ -59,7 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from airflow_provider_slack_audit.ingest.verify import verify_destination
 
     try:
-        report = verify_destination(args.destination, window=window, conn_id=args.conn_id)
+        report = verify_destination(
+            args.destination, window=window, conn_id=args.conn_id, expect_ledger=expect_ledger
+        )
     except (ValueError, ImportError, OSError) as error:
         print(f"error: cannot open destination {args.destination}: {error}", file=sys.stderr)
         return EXIT_USAGE

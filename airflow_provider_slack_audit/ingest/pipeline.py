@@ -51,6 +51,7 @@ from .destination_check import DestinationConflictError, DestinationLayout
 from .evidence import IdEvidence, public_base_url
 from .health import validate_settings as validate_health_settings
 from .registry import NameSampler
+from .retention import validate_retention
 from .validation import check_destination, check_window, normalize_actions
 from .windows import Interval, Window
 
@@ -118,6 +119,8 @@ class IngestSpec:
     silence_lookback: int = 7
     fail_on_silence: bool = False
     api_snapshot: bool = False
+    # Write-once retention: evidence files written under S3 Object Lock until now + retention.
+    retention: timedelta | None = None
 
     def validate(self, now: datetime | None = None) -> None:
         """Raise ValueError/TypeError naming the bad argument and the fix; no request is made first."""
@@ -185,6 +188,7 @@ class IngestSpec:
         validate_health_settings(
             self.silence_fraction, self.silence_lookback, self.fail_on_silence, self.api_snapshot
         )
+        validate_retention(self.retention, self.destination)
 
     def priority(self, now: datetime) -> Priority:
         """``backfill`` for a window that ended long ago, else ``live``: the shared limiter serves
@@ -218,6 +222,7 @@ class IngestSpec:
             "silence_lookback": self.silence_lookback,
             "fail_on_silence": self.fail_on_silence,
             "api_snapshot": self.api_snapshot,
+            "retention_seconds": self.retention.total_seconds() if self.retention is not None else None,
         }
 
     @classmethod
@@ -241,6 +246,11 @@ class IngestSpec:
             silence_lookback=data.get("silence_lookback", 7),
             fail_on_silence=data.get("fail_on_silence", False),
             api_snapshot=data.get("api_snapshot", False),
+            retention=(
+                timedelta(seconds=data["retention_seconds"])
+                if data.get("retention_seconds") is not None
+                else None
+            ),
         )
 
 
@@ -276,6 +286,8 @@ class IngestSummary:
     # where they landed first), and landed ids whose body Slack changed.
     moved: int = 0
     bodies_changed: int = 0
+    # The destination's ledger head after this window's manifest: {seq, sha256}, an external anchor.
+    ledger: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in self.__dict__.items()}
@@ -369,7 +381,12 @@ async def ingest_window(
     started = time.monotonic()
     started_at = now()
     streams: list[dict[str, Any]] = []  # what each completed query of this run read
-    landing = Landing(spec.destination, compression=spec.compression, conn_id=spec.destination_conn_id)
+    landing = Landing(
+        spec.destination,
+        compression=spec.compression,
+        conn_id=spec.destination_conn_id,
+        retention=spec.retention,
+    )
     query = spec.query
     summary = IngestSummary(window=spec.window.to_json())
     # One destination, one truth: the run's layout and window must fit what is landed there.
@@ -448,6 +465,7 @@ async def ingest_window(
                 landing.write_manifest, spec.window, query, list(commits.values()), run_figures
             )
     summary.manifest = str(manifest)
+    summary.ledger = landing.ledger_head.to_json() if landing.ledger_head is not None else None
     summary.events = sum(c.count for c in commits.values())
     summary.bytes = sum(c.bytes for c in commits.values())
     await check_window(client, landing, spec, summary, names, logger, now)
@@ -480,9 +498,17 @@ def check_destination_fits(
     """
     from .landing import Landing
     from .landing.descriptor import prepare_destination
+    from .retention import check_object_lock
 
     if landing is None:
-        landing = Landing(spec.destination, compression=spec.compression, conn_id=spec.destination_conn_id)
+        landing = Landing(
+            spec.destination,
+            compression=spec.compression,
+            conn_id=spec.destination_conn_id,
+            retention=spec.retention,
+        )
+    if landing.retention is not None:
+        check_object_lock(landing.destination)
     layout = DestinationLayout(grid=spec.interval, compression=spec.compression, query=spec.query)
     return prepare_destination(landing.destination, spec.window, layout, record=record)
 

@@ -9,6 +9,11 @@ Markers without data files, data files without markers and stray ``.jsonl``/``.j
 The destination descriptor (``_slack_audit.json``) must be there, well-formed, and agree with every
 marker: its compression and query, and each interval inside one cell of its grid.
 
+The ledger (see :mod:`~airflow_provider_slack_audit.ingest.ledger_check`) shows what is no longer
+there: a manifest removed or replaced, the intervals it listed, an edited descriptor, a removed or
+edited ledger entry, and (against an external anchor) a removed tail. With ``window=``, every second
+of it that no manifest covers is a gap, and fails.
+
 Finding an id in two files keeps every id verified in memory (~150 bytes each): verify a large
 destination window by window (``window=``) to bound it.
 """
@@ -33,7 +38,9 @@ from .destination_check import crosses_cells, describe_query, duration
 from .landing import layout
 from .landing.commit import IntervalCommit
 from .landing.descriptor import DESCRIPTOR_NAME, DestinationDescriptor, read_descriptor
+from .landing.ledger import LedgerHead
 from .landing.manifest import ManifestInterval, check_covers, iter_data_lines, read_manifest
+from .ledger_check import check_ledger, report_gaps
 
 _MAX_LINE_PROBLEMS = 3  # per data file: the first few bad lines name the damage well enough
 
@@ -91,6 +98,8 @@ class VerifyReport:
     data_files: int = 0
     markers: int = 0
     events: int = 0
+    gaps: list[dict[str, str]] = field(default_factory=list)  # [start, end) no manifest covers
+    ledger: dict[str, Any] | None = None  # {"entries", "head": {"seq", "sha256"}} when there is one
 
     @property
     def ok(self) -> bool:
@@ -110,6 +119,8 @@ class VerifyReport:
             "windows": [window.to_json() for window in self.windows],
             "problems": list(self.problems),
             "notes": list(self.notes),
+            "gaps": list(self.gaps),
+            "ledger": self.ledger,
         }
 
     def to_text(self) -> str:
@@ -123,6 +134,7 @@ class VerifyReport:
             f"checked:          {self.data_files} data files, {self.markers} commit markers, "
             f"{len(self.windows)} window manifests; {self.events} events read back",
             f"id digest:        {evidence.DIGEST_METHOD}",
+            f"ledger head:      {_head(self.ledger)}",
             "",
         ]
         for window in self.windows:
@@ -156,9 +168,17 @@ class _FileFigures:
 
 
 def verify_destination(
-    destination: ObjectStoragePath | str, *, window: Window | None = None, conn_id: str | None = None
+    destination: ObjectStoragePath | str,
+    *,
+    window: Window | None = None,
+    conn_id: str | None = None,
+    expect_ledger: LedgerHead | None = None,
 ) -> VerifyReport:
-    """Re-check the landing under ``destination`` (within ``window`` when given); never raises on damage."""
+    """Re-check the landing under ``destination`` (within ``window`` when given); never raises on damage.
+
+    ``expect_ledger``: a ledger head kept elsewhere (a landing task's summary reports one); the
+    ledger must reach it with those bytes, so removing the newest windows with their entries shows.
+    """
     from airflow_provider_slack_audit import __version__
 
     root = (
@@ -173,6 +193,7 @@ def verify_destination(
         scope=window,
     )
     manifests, markers, data, temps = _listing(root)
+    present = {*manifests, *markers, *data}
     descriptor = _check_descriptor(root, report)
     by_file: dict[str, list[str]] = {}  # problems of each data file or marker, by relative path
     ids: dict[str, str] = {}  # every id verified so far -> the data file holding it
@@ -232,6 +253,18 @@ def verify_destination(
         report.windows.append(window_report)
     for problems in by_file.values():
         report.problems.extend(problems)
+    check_ledger(
+        root,
+        report,
+        manifests=manifests,
+        present=present,
+        commits=commits,
+        descriptor=descriptor,
+        scope=window,
+        expect=expect_ledger,
+    )
+    if window is not None:
+        report_gaps(report, window)
     if not report.windows:
         report.problems.append(
             f"no window manifest under {root}"
@@ -490,6 +523,13 @@ def _stray_in_scope(relative: str, scope: Window | None) -> bool:
         return True
     day = partition[3:]
     return scope.start.date().isoformat() <= day <= scope.end.date().isoformat()
+
+
+def _head(ledger: Mapping[str, Any] | None) -> str:
+    if ledger is None:
+        return "(no ledger)"
+    head = ledger["head"]
+    return f"{head['seq']}:{head['sha256']} ({ledger['entries']} entries; keep it to pass --expect-ledger)"
 
 
 def _span(bounds: Window) -> str:

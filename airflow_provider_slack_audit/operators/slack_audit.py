@@ -96,6 +96,10 @@ class SlackAuditLogsOperator(BaseOperator):
         landed files stay committed.
     :param api_snapshot: land the ``actions`` and ``schemas`` endpoints once a day under
         ``<destination>/_registry/`` (2 more requests a day); default true.
+    :param retention: write-once retention, e.g. ``timedelta(days=2557)``: data files, commit markers,
+        manifests and ledger entries are written under S3 Object Lock (COMPLIANCE mode) until their
+        write time plus ``retention``. Needs an ``s3://`` destination whose bucket has Object Lock
+        enabled; refused before any request otherwise. Default: none.
     :param deferrable: wait on the triggerer instead of holding a worker slot. Default: the
         deployment's ``[operators] default_deferrable`` (see :func:`default_deferrable`).
     """
@@ -124,6 +128,7 @@ class SlackAuditLogsOperator(BaseOperator):
         silence_lookback: int = 7,
         fail_on_silence: bool = False,
         api_snapshot: bool = True,
+        retention: timedelta | None = None,
         deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
@@ -146,6 +151,7 @@ class SlackAuditLogsOperator(BaseOperator):
         self.reconcile = reconcile
         self.silence_fraction, self.silence_lookback = silence_fraction, silence_lookback
         self.fail_on_silence, self.api_snapshot = fail_on_silence, api_snapshot
+        self.retention = retention
         self.deferrable = default_deferrable() if deferrable is None else deferrable
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -261,6 +267,7 @@ class SlackAuditLogsOperator(BaseOperator):
                 silence_lookback=self.silence_lookback,
                 fail_on_silence=self.fail_on_silence,
                 api_snapshot=self.api_snapshot,
+                retention=self.retention,
             )
             spec.validate()
         except (ValueError, TypeError) as exc:
@@ -312,7 +319,9 @@ class SlackAuditLogsOperator(BaseOperator):
         if outlet_events is None:
             return
         extra = {"manifest": summary.get("manifest"), "window": summary.get("window")}
-        extra.update({key: summary[key] for key in ("drift", "silence") if summary.get(key) is not None})
+        extra.update(
+            {key: summary[key] for key in ("drift", "silence", "ledger") if summary.get(key) is not None}
+        )
         for outlet in self.outlets:
             if isinstance(outlet, Asset):
                 outlet_events[outlet].extra.update(extra)

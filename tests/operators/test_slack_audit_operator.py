@@ -226,6 +226,17 @@ def test_success_returns_the_summary_and_annotates_the_asset_event() -> None:
     }
 
 
+def test_the_asset_event_carries_the_ledger_head_as_an_anchor_kept_outside_the_destination() -> None:
+    operator = make_operator()
+    context = run_context()
+    summary = summary_of()
+    summary.ledger = {"seq": 7, "sha256": "ab" * 32}
+
+    operator.execute_complete(context, {"status": "success", "summary": summary.to_json()})
+
+    assert context["outlet_events"][Asset(DESTINATION)].extra["ledger"] == {"seq": 7, "sha256": "ab" * 32}
+
+
 @pytest.mark.parametrize(
     ("kind", "error"),
     [

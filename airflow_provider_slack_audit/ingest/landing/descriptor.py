@@ -5,7 +5,10 @@ rewritten::
 
     {"kind": "slack_audit_destination", "version": 1, "grid_seconds": 3600, "compression": "gzip",
      "query": {"action": null, "actor": null, "entity": null},
-     "created_at": "...", "provider_version": "0.1.0", "adopted": false}
+     "created_at": "...", "provider_version": "0.1.0", "adopted": false, "ledger": true}
+
+``ledger: true`` (written by every version that keeps a ledger) says the destination keeps one from
+its first manifest on; a descriptor without it was written before, and its ledger begins later.
 
 Creation is create-if-absent, so two first runs racing agree on one descriptor: locally a complete
 temporary file is hard-linked to the final name (``os.link`` fails if it exists); on object stores a
@@ -63,6 +66,8 @@ class DestinationDescriptor:
     created_at: datetime
     provider_version: str
     adopted: bool = False  # written over a destination an earlier version landed
+    # It keeps a ledger (see ``ledger``): a missing ledger there is damage, not an older version.
+    ledger: bool = False
 
     def to_json(self) -> dict[str, Any]:
         seconds = self.layout.grid.total_seconds()
@@ -75,6 +80,7 @@ class DestinationDescriptor:
             "created_at": self.created_at.isoformat(),
             "provider_version": self.provider_version,
             "adopted": self.adopted,
+            **({"ledger": True} if self.ledger else {}),
         }
 
     @classmethod
@@ -104,6 +110,7 @@ class DestinationDescriptor:
                 created_at=parse_datetime(data["created_at"], "created_at"),
                 provider_version=str(data["provider_version"]),
                 adopted=bool(data.get("adopted", False)),
+                ledger=data.get("ledger") is True,
             )
         except KeyError as error:
             raise ValueError(f"field {error} is missing") from None
@@ -198,6 +205,7 @@ def _record(destination: ObjectStoragePath, layout: DestinationLayout, *, adopte
         created_at=datetime.now(timezone.utc),
         provider_version=__version__,
         adopted=adopted,
+        ledger=True,
     )
     path = descriptor_path(destination)
     created = _create_if_absent(path, json_bytes(descriptor.to_json()))

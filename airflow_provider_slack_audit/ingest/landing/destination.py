@@ -14,22 +14,28 @@ Everything here is synchronous and blocking; the async pipeline calls it through
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence, Set
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
+from contextlib import closing
+from datetime import timedelta
 from typing import Any
 
 import msgspec
 
+from airflow_provider_slack_audit.ingest.retention import lock_object, lock_options, validate_retention
 from airflow_provider_slack_audit.ingest.windows import Interval, Window
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
 from . import layout
 from .commit import IntervalCommit, json_bytes, json_normalized
+from .descriptor import DESCRIPTOR_NAME
 from .layout import PREFIX, TEMP_MARK, Compression, parse_compression
 from .lease import LEASE_SUFFIX, LeaseOwner, LeaseStore, owner_of_temp
+from .ledger import Ledger, LedgerHead, manifest_fields
 from .manifest import ManifestInterval, check_covers, iter_data_lines, manifest_document, read_manifest
-from .writer import IntervalWriter, is_local, temp_sibling, write_small_file
+from .writer import IntervalWriter, _open, is_local, temp_sibling, write_small_file
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +70,7 @@ class Landing:
         conn_id: str | None = None,
         level: int = 6,
         owner: LeaseOwner | None = None,
+        retention: timedelta | None = None,
     ) -> None:
         if isinstance(destination, ObjectStoragePath):
             if conn_id is not None and conn_id != destination.conn_id:
@@ -82,6 +89,13 @@ class Landing:
         #: The run writing through this landing: its temporary files and leases carry its token.
         self.owner = owner or LeaseOwner.new()
         self._leases = LeaseStore(self.destination, self.owner)
+        validate_retention(retention, str(self.destination))
+        #: Write-once retention of data files, markers, manifests and ledger entries (see ``retention``).
+        self.retention = retention
+        self.ledger = Ledger(self.destination, lock_options=self.lock_options)
+        #: The ledger entry of the last manifest this landing wrote (see ``ledger``), once it wrote one.
+        self.ledger_head: LedgerHead | None = None
+        self._descriptor_digest: str | None = None
 
     def __repr__(self) -> str:
         return f"Landing({str(self.destination)!r}, compression={self.compression!r})"
@@ -242,6 +256,8 @@ class Landing:
 
         Refuses commits that do not cover every second of the window exactly once, or that landed
         with another query or compression: a manifest is a promise that loading it loads the window.
+        The manifest names the ledger head it is written after; right after it is written, its
+        ledger entry is appended (see ``ledger``) and becomes :attr:`ledger_head`.
         """
         query = json_normalized(query, "query")
         ordered = sorted(commits, key=lambda commit: commit.interval)
@@ -256,22 +272,48 @@ class Landing:
         path = self.manifest_path(window)
         if self._local:
             path.parent.mkdir(parents=True, exist_ok=True)
-        write_small_file(
-            path,
-            json_bytes(
-                manifest_document(window, query, self.compression, str(self.destination), ordered, run)
-            ),
-            owner=self.owner.token,
-            live_owner=lambda: self._leases.holder(self.manifest_lease_path(window)),
+        document = manifest_document(window, query, self.compression, str(self.destination), ordered, run)
+        after = self.ledger.head()
+        document["ledger_after"] = after.to_json()
+        payload = json_bytes(document)
+        self._write_document(path, payload, lambda: self._leases.holder(self.manifest_lease_path(window)))
+        fields = manifest_fields(
+            layout.relative_manifest_path(window), payload, document, self._descriptor_sha256()
         )
+        self.ledger_head = self.ledger.append(fields, after=after)
         return path
 
+    def lock_options(self) -> dict[str, Any]:
+        """The extra open arguments that lock an evidence file written now (empty without retention)."""
+        return lock_options(self.retention)
+
+    def _write_document(
+        self, path: ObjectStoragePath, payload: bytes, live_owner: Callable[[], str | None]
+    ) -> None:
+        """A marker or a manifest: atomically, and under Object Lock when retention is on."""
+        if self.retention is None:
+            write_small_file(path, payload, owner=self.owner.token, live_owner=live_owner)
+            return
+        with closing(_open(path, "wb", **self.lock_options())) as file:  # an object store: atomic PUT
+            file.write(payload)
+
+    def _descriptor_sha256(self) -> str | None:
+        """The SHA-256 of the destination descriptor's bytes (never rewritten, so read once)."""
+        if self._descriptor_digest is None:
+            try:
+                raw = (self.destination / DESCRIPTOR_NAME).read_bytes()
+            except FileNotFoundError:
+                return None
+            self._descriptor_digest = hashlib.sha256(raw).hexdigest()
+        return self._descriptor_digest
+
     def _write_marker(self, commit: IntervalCommit) -> None:
-        write_small_file(
+        if self.retention is not None:  # the data file is locked before its marker commits it
+            lock_object(self.destination / commit.path, self.retention)
+        self._write_document(
             self.marker_path(commit.interval),
             json_bytes(commit.to_json()),
-            owner=self.owner.token,
-            live_owner=lambda: self._leases.holder(self.lease_path(commit.interval)),
+            lambda: self._leases.holder(self.lease_path(commit.interval)),
         )
 
     read_manifest = staticmethod(read_manifest)
