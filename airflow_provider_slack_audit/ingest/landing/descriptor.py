@@ -8,10 +8,10 @@ rewritten::
      "created_at": "...", "provider_version": "0.1.0", "adopted": false}
 
 Creation is create-if-absent, so two first runs racing agree on one descriptor: locally a complete
-temporary file is hard-linked to the final name (``os.link`` fails if it exists); on object stores a
-conditional write (``pipe_file(mode="create")``: S3's ``If-None-Match: *`` through s3fs, exclusive
-create on ``memory://``), then a read-back. On a filesystem without conditional writes the read-back
-is what decides, which is best effort: two first runs racing there may both see their own.
+temporary file is hard-linked to the final name (``os.link`` fails if it exists); on S3, GCS and Azure
+the API's precondition (``If-None-Match: *``, ``ifGenerationMatch=0``; see ``ingest.stores``), then a
+read-back. A store without conditional writes is refused before a run gets here; reached directly
+(``verify``, a test), the read-back decides, which is best effort.
 
 A destination landed by an earlier version (data files and markers, no descriptor) is adopted by the
 first run whose layout fits everything there: every commit marker records the run's compression and

@@ -29,7 +29,7 @@ from .commit import IntervalCommit, json_bytes, json_normalized
 from .layout import PREFIX, TEMP_MARK, Compression, parse_compression
 from .lease import LEASE_SUFFIX, LeaseOwner, LeaseStore, owner_of_temp
 from .manifest import ManifestInterval, check_covers, iter_data_lines, manifest_document, read_manifest
-from .writer import IntervalWriter, is_local, temp_sibling, write_small_file
+from .writer import IntervalWriter, is_local, publication, temp_sibling, write_small_file
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,8 @@ class Landing:
 
     On a local filesystem each file is written to a hidden temporary sibling and renamed into place,
     which is atomic. On object stores a rename is a copy plus a delete, so files are written to their
-    final key directly: the object appears only when its upload completes. ``level`` is the gzip level.
+    final key directly: the object appears only when its upload completes (``ingest.stores`` says how
+    on each store). ``level`` is the gzip level.
     """
 
     def __init__(
@@ -79,6 +80,7 @@ class Landing:
             raise ValueError(f"gzip level {level} is outside 0..9; 6 is a good balance of speed and size")
         self.level = level
         self._local = is_local(self.destination)
+        self._renames = publication(self.destination) == "rename"
         #: The run writing through this landing: its temporary files and leases carry its token.
         self.owner = owner or LeaseOwner.new()
         self._leases = LeaseStore(self.destination, self.owner)
@@ -168,7 +170,7 @@ class Landing:
         marker as they were. Temporary files a killed writer of this interval left behind are removed.
         """
         final = self.data_path(interval)
-        if not self._local:
+        if not self._renames:
             return IntervalWriter(self, interval, final, temp=None)
         final.parent.mkdir(parents=True, exist_ok=True)
         self._remove_stale_temps(interval)
