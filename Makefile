@@ -1,6 +1,7 @@
 # Every target creates .venv itself, so a fresh clone needs nothing but python3 (>= 3.10) and make.
 # `make demo` installs only what the demo needs (the provider, Airflow, the SQLite provider);
-# `make test` also installs, through tools/provision, the database servers and headers its tests need.
+# `make test` also installs, through tools/provision, the database servers and headers its tests need
+# and the Azure Blob emulator (Azurite, from npm); the S3 and GCS emulators come with the test extra.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin

@@ -380,7 +380,7 @@ def create_exclusively(path: ObjectStoragePath, payload: bytes) -> bool | None:
     temporary sibling is hard-linked into place (atomic, never seen half written; ``O_EXCL`` where
     hard links are not supported); on S3, GCS and Azure an exclusive open, which their filesystems
     send with the API's precondition (``If-None-Match: *``, ``ifGenerationMatch=0``,
-    ``If-None-Match: *``); on ``memory://`` (tests) an exclusive open under a process-wide lock.
+    ``If-None-Match: *``); on ``memory://`` (tests) the same under a process-wide lock.
     Any other store: None.
     """
     store = store_for(path.protocol)
@@ -395,9 +395,10 @@ def create_exclusively(path: ObjectStoragePath, payload: bytes) -> bool | None:
 
 
 def _open_exclusively(path: ObjectStoragePath, payload: bytes) -> bool | None:
+    # One request with the precondition: s3fs's PutObject, gcsfs's single-request upload (its "xb"
+    # file starts a resumable upload instead), adlfs's Put Blob.
     try:
-        with path.fs.open(path.path, "xb") as file:
-            file.write(payload)
+        path.fs.pipe_file(path.path, payload, mode="create")
     except FileExistsError:
         return False
     except (ValueError, NotImplementedError, TypeError):
