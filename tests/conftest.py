@@ -11,6 +11,7 @@ import pytest
 from hypothesis import settings
 
 from airflow_provider_slack_audit.client.retry import set_default_sleep
+from airflow_provider_slack_audit.ingest.stores import MEMORY_OPT_IN
 
 from support.connections import CLOSED_PORT_URL, connection_env
 from support.recorded_sleeps import RecordedSleeps
@@ -74,3 +75,9 @@ def slack_audit_connection(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Non
             monkeypatch.setenv(name, value)
 
     return define
+
+
+@pytest.fixture
+def allow_memory_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let this test land on ``memory://`` (refused otherwise: see ``ingest.stores``)."""
+    monkeypatch.setenv(MEMORY_OPT_IN, "1")

@@ -9,6 +9,8 @@ call them, so a task and a direct ``ingest_window`` refuse the same inputs with 
 * A destination is an absolute URL with a scheme. A value that renders to ``'None'``, an empty string,
   a relative path or ``file://relative/x`` would land in whatever directory the worker or triggerer
   happens to run in.
+* A destination is on a store that keeps the landing contract (``ingest.stores``): local files, S3,
+  GCS or Azure Blob Storage; any other store is refused, naming the supported ones.
 * A window must hold a whole second (the API's resolution) and end at most a day from now: a window
   years ahead is a typo that would park the task, request-free, until its timeout.
 """
@@ -20,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
+from airflow_provider_slack_audit.ingest.stores import check_store
 from airflow_provider_slack_audit.ingest.windows import Window
 
 __all__ = [
@@ -96,7 +99,7 @@ def storage_path_url(path: Any) -> str:
 
 
 def check_destination(url: object) -> str:
-    """``url`` stripped, if it is an absolute URL with a scheme; else an error saying what to pass."""
+    """``url`` stripped, if it is an absolute URL on a supported store; else an error saying what to pass."""
     if not isinstance(url, str):
         raise TypeError(
             f"destination must be a URL string such as {_DESTINATION_EXAMPLES}, or an ObjectStoragePath; "
@@ -133,6 +136,7 @@ def check_destination(url: object) -> str:
         raise ValueError(
             f"destination {text!r} names no bucket or path; pass e.g. '{scheme}://bucket/slack_audit'"
         )
+    check_store(scheme, text)
     return text
 
 

@@ -104,6 +104,23 @@ def test_a_destination_relative_to_the_working_directory_fails_the_task_saying_w
 
 @pytest.mark.parametrize(
     "destination",
+    ["dbfs://workspace/slack_audit", "memory://landing", ObjectStoragePath("memory://bucket/landing")],
+    ids=["dbfs_url", "memory_url", "memory_path"],
+)
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "worker"])
+def test_a_store_without_atomic_publication_fails_the_task_naming_the_supported_stores(
+    destination: str | ObjectStoragePath, deferrable: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SLACK_AUDIT_ALLOW_MEMORY_STORE", raising=False)
+
+    message = refusal(deferrable, destination=destination)
+
+    assert f"'{str(destination).partition('://')[0]}://'" in message
+    assert all(store in message for store in ("file://", "s3://", "gs://", "abfs://"))
+
+
+@pytest.mark.parametrize(
+    "destination",
     [
         "s3://aws_conn@bucket/slack_audit",
         "memory://landing",
@@ -112,6 +129,7 @@ def test_a_destination_relative_to_the_working_directory_fails_the_task_saying_w
     ],
     ids=["s3_url", "memory_url", "local_path", "s3_path"],
 )
+@pytest.mark.usefixtures("allow_memory_store")
 def test_absolute_urls_and_object_storage_paths_defer(destination: str | ObjectStoragePath) -> None:
     assert deferred_spec(operator(destination=destination)).destination == str(destination)
 

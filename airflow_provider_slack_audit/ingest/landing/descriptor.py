@@ -11,10 +11,10 @@ rewritten::
 its first manifest on; a descriptor without it was written before, and its ledger begins later.
 
 Creation is create-if-absent, so two first runs racing agree on one descriptor: locally a complete
-temporary file is hard-linked to the final name (``os.link`` fails if it exists); on object stores a
-conditional write (``pipe_file(mode="create")``: S3's ``If-None-Match: *`` through s3fs, exclusive
-create on ``memory://``), then a read-back. On a filesystem without conditional writes the read-back
-is what decides, which is best effort: two first runs racing there may both see their own.
+temporary file is hard-linked to the final name (``os.link`` fails if it exists); on S3, GCS and Azure
+the API's precondition (``If-None-Match: *``, ``ifGenerationMatch=0``; see ``ingest.stores``), then a
+read-back. A store without conditional writes is refused before a run gets here; reached directly
+(``verify``, a test), the read-back decides, which is best effort.
 
 A destination landed by an earlier version (data files and markers, no descriptor) is adopted by the
 first run whose layout fits everything there: every commit marker records the run's compression and

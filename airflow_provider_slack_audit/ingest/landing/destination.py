@@ -35,7 +35,7 @@ from .layout import PREFIX, TEMP_MARK, Compression, parse_compression
 from .lease import LEASE_SUFFIX, LeaseOwner, LeaseStore, owner_of_temp
 from .ledger import Ledger, LedgerHead, manifest_fields
 from .manifest import ManifestInterval, check_covers, iter_data_lines, manifest_document, read_manifest
-from .writer import IntervalWriter, _open, is_local, temp_sibling, write_small_file
+from .writer import IntervalWriter, _open, is_local, publication, temp_sibling, write_small_file
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,8 @@ class Landing:
 
     On a local filesystem each file is written to a hidden temporary sibling and renamed into place,
     which is atomic. On object stores a rename is a copy plus a delete, so files are written to their
-    final key directly: the object appears only when its upload completes. ``level`` is the gzip level.
+    final key directly: the object appears only when its upload completes (``ingest.stores`` says how
+    on each store). ``level`` is the gzip level.
     """
 
     def __init__(
@@ -86,6 +87,7 @@ class Landing:
             raise ValueError(f"gzip level {level} is outside 0..9; 6 is a good balance of speed and size")
         self.level = level
         self._local = is_local(self.destination)
+        self._renames = publication(self.destination) == "rename"
         #: The run writing through this landing: its temporary files and leases carry its token.
         self.owner = owner or LeaseOwner.new()
         self._leases = LeaseStore(self.destination, self.owner)
@@ -182,7 +184,7 @@ class Landing:
         marker as they were. Temporary files a killed writer of this interval left behind are removed.
         """
         final = self.data_path(interval)
-        if not self._local:
+        if not self._renames:
             return IntervalWriter(self, interval, final, temp=None)
         final.parent.mkdir(parents=True, exist_ok=True)
         self._remove_stale_temps(interval)

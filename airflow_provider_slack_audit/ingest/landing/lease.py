@@ -24,10 +24,11 @@ name and pid namespace, pid no longer running) is stale at once. A lease file th
 (its writer died while creating it) is judged the same way, by its bytes. A run deletes its leases,
 then its owner record, when it is done, failed or cancelled.
 
-Atomic create (``create_exclusively``): locally a complete temp hard-linked into place; on object
-stores a conditional write (fsspec's ``"xb"`` mode: ``If-None-Match: *`` on S3), and where a
-filesystem has no conditional write, a best-effort fallback: write unless the lease exists, then
-read it back and keep it only if it names this owner.
+Atomic create (``create_exclusively``): locally a complete temp hard-linked into place; on S3, GCS
+and Azure the API's precondition (fsspec's ``"xb"`` mode: ``If-None-Match: *``,
+``ifGenerationMatch=0``); the store decides, from the table in ``ingest.stores``. Elsewhere (a store
+the destination check refuses, reached directly) a best-effort fallback: write unless the lease
+exists, then read it back and keep it only if it names this owner.
 
 Temporary files carry their owner in their name (``.<name>.tmp-<owner>-<random>``), so a writer
 removes another's temporary file only when that owner holds no live lease on it (see
@@ -53,6 +54,7 @@ from datetime import datetime, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_slack_audit.ingest.stores import LOCAL, store_for
 from airflow_provider_slack_audit.ingest.windows import Interval
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
@@ -72,7 +74,9 @@ DEFAULT_TTL_SECONDS = 120.0
 # Long enough for any run that is alive (it renews), short enough that a stuck wait ends the try
 # with a transient error Airflow retries, instead of holding a worker slot all day.
 DEFAULT_MAX_WAIT_SECONDS = 3600.0
-_LOCAL_PROTOCOLS = ("file", "local", "")
+_LOCAL_PROTOCOLS = LOCAL.schemes
+# memory:// (tests only): its "xb" checks and creates in two steps, so threads take turns.
+_PROCESS_CREATE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -416,39 +420,59 @@ def create_exclusively(path: ObjectStoragePath, payload: bytes) -> bool | None:
     """Write ``path`` only if it does not exist: True when this call created it, False when it
     existed, None when the store has no conditional write (the caller decides by reading back).
 
-    Locally a complete temporary sibling is hard-linked into place (atomic, never seen half
-    written; ``O_EXCL`` where hard links are not supported); on object stores an exclusive open,
-    which s3fs sends as ``PutObject`` with ``If-None-Match: *``.
+    How depends on the store (``ingest.stores``), never on whether its filesystem accepts mode
+    ``"xb"``: fsspec's generic buffered file takes ``"xb"`` without looking. Locally a complete
+    temporary sibling is hard-linked into place (atomic, never seen half written; ``O_EXCL`` where
+    hard links are not supported); on S3, GCS and Azure an exclusive open, which their filesystems
+    send with the API's precondition (``If-None-Match: *``, ``ifGenerationMatch=0``,
+    ``If-None-Match: *``); on ``memory://`` (tests) the same under a process-wide lock.
+    Any other store: None.
     """
-    if path.protocol in _LOCAL_PROTOCOLS:
-        os.makedirs(os.path.dirname(path.path), exist_ok=True)
-        temp = f"{os.path.dirname(path.path)}/.{path.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
-        try:
-            with open(temp, "wb") as file:
-                file.write(payload)
-            try:
-                os.link(temp, path.path)
-            except FileExistsError:
-                return False
-            except OSError:  # no hard links here: an exclusive create of a small file
-                try:
-                    descriptor = os.open(path.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                except FileExistsError:
-                    return False
-                with os.fdopen(descriptor, "wb") as file:
-                    file.write(payload)
-            return True
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
+    store = store_for(path.protocol)
+    if store is None:
+        return None
+    if store.exclusive_create == "link":
+        return _link_exclusively(path, payload)
+    if store.exclusive_create == "process":
+        with _PROCESS_CREATE_LOCK:
+            return _open_exclusively(path, payload)
+    return _open_exclusively(path, payload)
+
+
+def _open_exclusively(path: ObjectStoragePath, payload: bytes) -> bool | None:
+    # One request with the precondition: s3fs's PutObject, gcsfs's single-request upload (its "xb"
+    # file starts a resumable upload instead), adlfs's Put Blob.
     try:
-        with path.fs.open(path.path, "xb") as file:
-            file.write(payload)
+        path.fs.pipe_file(path.path, payload, mode="create")
     except FileExistsError:
         return False
     except (ValueError, NotImplementedError, TypeError):
+        log.warning("%s refused an exclusive create of %s; upgrade its filesystem package", path.fs, path)
         return None
     return True
+
+
+def _link_exclusively(path: ObjectStoragePath, payload: bytes) -> bool:
+    os.makedirs(os.path.dirname(path.path), exist_ok=True)
+    temp = f"{os.path.dirname(path.path)}/.{path.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        with open(temp, "wb") as file:
+            file.write(payload)
+        try:
+            os.link(temp, path.path)
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here: an exclusive create of a small file
+            try:
+                descriptor = os.open(path.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(payload)
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
 
 
 def _document_of(raw: bytes) -> dict[str, Any] | None:

@@ -1,8 +1,10 @@
 """Writing files atomically: data files streamed through gzip, small documents, temporary siblings.
 
-On a local filesystem each file is written to a hidden temporary sibling and renamed into place,
-which is atomic. On object stores a rename is a copy plus a delete, so files are written to their
-final key directly with ``autocommit=False``: the object appears only when its upload completes.
+How a file takes its final name depends on the store (``ingest.stores``): on local files (and
+``memory://`` in tests) it is written to a hidden temporary sibling and renamed into place; on S3
+and GCS it is uploaded to its final key with ``autocommit=False`` and published by ``commit()``; on
+Azure Blob Storage its blocks are staged and committed by ``close()``. Everywhere, an aborted write
+publishes nothing, so a rewrite never touches the file it would have replaced.
 Everything here is synchronous and blocking; the pipeline calls it in the stream's thread, through
 ``client.blocking.run_blocking``.
 """
@@ -22,12 +24,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_slack_audit.client.blocking import yield_to_loop
+from airflow_provider_slack_audit.ingest.stores import LOCAL, Publication, store_for
 from airflow_provider_slack_audit.ingest.windows import Interval
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
 from .commit import IntervalCommit, json_normalized
 from .layout import TEMP_MARK
-from .lease import _LOCAL_PROTOCOLS, DEFAULT_TTL_SECONDS, owner_of_temp
+from .lease import DEFAULT_TTL_SECONDS, owner_of_temp
 
 if TYPE_CHECKING:
     from .destination import Landing
@@ -51,6 +54,8 @@ class _BinaryFile(Protocol):
 
     def close(self) -> None: ...
 
+    forced: bool
+
     def commit(self) -> None: ...
 
     def discard(self) -> None: ...
@@ -68,7 +73,33 @@ def _open(path: ObjectStoragePath, mode: str, **kwargs: Any) -> _BinaryFile:
 
 
 def is_local(path: ObjectStoragePath) -> bool:
-    return path.protocol in _LOCAL_PROTOCOLS
+    return store_for(path.protocol) is LOCAL
+
+
+def publication(path: ObjectStoragePath) -> Publication:
+    """How a file of ``path``'s store takes its final name (see ``ingest.stores``).
+
+    A store outside the table (reached without the destination check, e.g. by ``verify``) gets the
+    temporary sibling and rename: the one way that never shows a partial file under a final name.
+    """
+    store = store_for(path.protocol)
+    return store.publication if store is not None else "rename"
+
+
+def _abandon(file: _BinaryFile) -> None:
+    """Drop a file opened for writing without publishing anything.
+
+    fsspec's ``close()`` of a write file uploads the rest and, on Azure (and on any store that
+    ignores ``autocommit=False``), publishes it; ``forced`` is fsspec's own mark that the final
+    flush was done, so ``close()`` then releases the file without it. ``discard()`` cancels an
+    upload begun (S3's multipart upload, GCS's resumable session); Azure's staged blocks are never
+    committed and the service deletes them.
+    """
+    file.forced = True
+    try:
+        file.close()
+    finally:
+        file.discard()
 
 
 def remove_stale_temps_of(
@@ -130,7 +161,7 @@ def write_small_file(
     ``owner``/``live_owner``: the writer's lease token and who holds the lease guarding ``path``
     (see :func:`remove_stale_temps_of`).
     """
-    if not is_local(path):
+    if publication(path) != "rename":  # one request publishes it whole (S3, GCS, Azure)
         with closing(_open(path, "wb")) as file:
             file.write(payload)
         return
@@ -197,10 +228,11 @@ class IntervalWriter:
         self.path = final
         self._landing = landing
         self._temp = temp
-        # Remote: autocommit=False makes fsspec's object-store files publish only on commit(), so an
-        # aborted upload never shows a partial object (the same mechanism as fsspec transactions).
-        # A rewrite must never delete the landed object it would replace (see abort()).
-        self._replaces = temp is None and final.exists()
+        self._publication = "rename" if temp is not None else publication(final)
+        if self._publication == "rename" and temp is None:
+            raise ValueError(f"{final} is on a store that publishes by rename: pass a temporary sibling")
+        # S3 and GCS: autocommit=False keeps the upload unpublished until commit(). Azure ignores it
+        # and publishes on close(), which an abort never calls (see _abandon).
         self._file = _open(temp, "wb") if temp is not None else _open(final, "wb", autocommit=False)
         self._compressor = _gzip_compressor(landing.level) if landing.compression == "gzip" else None
         self._hasher = hashlib.sha256()
@@ -326,15 +358,18 @@ class IntervalWriter:
                 self._emit(self._compressor.compress(bytes(self._pending)))
                 self._pending.clear()
             self._emit(self._compressor.flush())
-        self._file.close()
+        if self._publication != "close":
+            self._file.close()  # everything uploaded, nothing published yet
         # The new file is complete: only now does the old marker go, right before the file takes
         # the final name, so no marker ever vouches for a file it does not describe, and a rewrite
         # that fails before this point leaves the interval committed as it was.
         self._landing.marker_path(self.interval).unlink(missing_ok=True)
         if self._temp is not None:
             self._temp.rename(self.path)
-        else:
+        elif self._publication == "commit":
             self._file.commit()
+        else:
+            self._file.close()  # Azure: one Put Block List publishes the staged blocks
         self._closed = True
         # One stat (a HEAD on object stores) guards against a filesystem that dropped or cut the upload.
         landed = self.path.size()
@@ -351,17 +386,11 @@ class IntervalWriter:
             return
         self._closed = True
         try:
-            self._file.close()
             if self._temp is not None:
+                self._file.close()
                 self._temp.unlink(missing_ok=True)
             else:
-                self._file.discard()
-                # A filesystem that ignores autocommit=False published on close: remove that partial
-                # file, unless the interval was landed before: that object is evidence. (Were it
-                # overwritten by such a filesystem, its marker no longer matches and the next run
-                # rewrites it; deleting it would lose what was landed.)
-                if not self._replaces:
-                    self.path.unlink(missing_ok=True)
+                _abandon(self._file)  # nothing was published, so the landed file is untouched
         except Exception:
             log.warning("Could not clean up the aborted write of %s", self.path, exc_info=True)
 

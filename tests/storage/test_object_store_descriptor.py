@@ -42,37 +42,35 @@ async def land(server: FakeAuditLogsServer, destination: str, **kwargs: Any) -> 
     await ingest_window(AsyncAuditLogsClient("xoxp-test", base_url=server.base_url), spec)
 
 
-async def test_the_descriptor_is_written_on_s3_and_a_run_of_another_layout_is_refused(
-    server: FakeAuditLogsServer, s3: Any, s3_destination: str
+async def test_the_descriptor_is_written_on_the_store_and_a_run_of_another_layout_is_refused(
+    server: FakeAuditLogsServer, store: Any
 ) -> None:
-    await land(server, s3_destination)
-    document = s3.json(f"{s3.prefix}/_slack_audit.json")
+    await land(server, store.destination)
+    document = store.json(f"{store.prefix}/_slack_audit.json")
     assert (document["grid_seconds"], document["compression"], document["query"]) == (
         3600,
         "gzip",
         UNFILTERED,
     )
-    objects = {key: s3.read(key) for key in s3.keys(s3.prefix)}
+    objects = {key: store.read(key) for key in store.keys(store.prefix)}
     server.reset_log()
 
     with pytest.raises(DestinationConflictError, match="pass compression='gzip' \\(not None\\)"):
-        await land(server, s3_destination, compression=None)
+        await land(server, store.destination, compression=None)
 
     assert server.logs_requests() == []
-    assert {key: s3.read(key) for key in s3.keys(s3.prefix)} == objects
+    assert {key: store.read(key) for key in store.keys(store.prefix)} == objects
 
 
-def test_two_first_landings_racing_on_s3_agree_on_one_descriptor(
-    s3: Any, s3_conn_id: str, s3_bucket: str
-) -> None:
+def test_two_first_landings_racing_on_the_store_agree_on_one_descriptor(store: Any) -> None:
     layouts = [
         DestinationLayout(timedelta(hours=1), "gzip", UNFILTERED),
         DestinationLayout(timedelta(hours=1), None, UNFILTERED),
     ]
     for round_ in range(5):
-        root = ObjectStoragePath(f"s3://{s3_conn_id}@{s3_bucket}/race{round_}")
+        root = ObjectStoragePath(f"{store.destination.rsplit('/', 1)[0]}/race{round_}")
         outcomes = race_first_landings(root, WINDOW, layouts)
 
         assert sorted(outcomes) == ["landed", "refused"]
-        document = s3.json(f"race{round_}/_slack_audit.json")
+        document = store.json(f"race{round_}/_slack_audit.json")
         assert document["compression"] == layouts[outcomes.index("landed")].compression

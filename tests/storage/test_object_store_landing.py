@@ -1,9 +1,10 @@
-"""The landing contract on a real S3 API (moto's server on loopback), through an ``aws`` connection.
+"""The landing contract on real S3, GCS and Azure Blob APIs (emulators on loopback), through connections.
 
-``ingest_window`` runs end to end against the fake Audit Logs server with an ``s3://`` destination;
-every check reads the bucket with boto3 (see conftest's ``S3Objects``), never through the landing
-code: data files are gzip JSONL holding exactly the server's entries, one marker per data file
-agrees with its object, the manifest covers the window once, and nothing partial is ever visible.
+``ingest_window`` runs end to end against the fake Audit Logs server with an ``s3://``, ``gs://`` or
+``abfs://`` destination (conftest's ``store`` fixture); every check reads the bucket with the store's
+own client (boto3, the GCS JSON API, the Azure SDK), never through the landing code: data files are
+gzip JSONL holding exactly the server's entries, one marker per data file agrees with its object, the
+manifest covers the window once, and nothing partial is ever visible.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ WINDOW = Window(DAY, DAY + timedelta(hours=4))
 STEP = timedelta(hours=1)
 LIMIT = 100
 TOKEN = "xoxp-test"
-# A real S3 API (moto in server mode): seconds per test, so CI runs them and `make test-fast` does not.
+# Real object-store APIs on loopback: seconds per test, so CI runs them and `make test-fast` does not.
 pytestmark = pytest.mark.slow
 
 
@@ -68,46 +69,46 @@ async def land(server: FakeAuditLogsServer, spec: IngestSpec, **client_options: 
 # Independent checks -----------------------------------------------------------------------------
 
 
-def data_keys(s3: Any) -> list[str]:
-    return [key for key in s3.keys(s3.prefix) if key.endswith((".jsonl", ".jsonl.gz"))]
+def data_keys(objects: Any) -> list[str]:
+    return [key for key in objects.keys(objects.prefix) if key.endswith((".jsonl", ".jsonl.gz"))]
 
 
 def marker_of(data_key: str) -> str:
     return data_key.removesuffix(".gz").removesuffix(".jsonl") + ".commit.json"
 
 
-def relative(s3: Any, key: str) -> str:
-    return key.removeprefix(f"{s3.prefix}/")
+def relative(objects: Any, key: str) -> str:
+    return key.removeprefix(f"{objects.prefix}/")
 
 
-def assert_committed(s3: Any, data_key: str) -> dict[str, Any]:
+def assert_committed(objects: Any, data_key: str) -> dict[str, Any]:
     """The data file's marker exists and agrees with the object: lines, size and SHA-256."""
-    data = s3.read(data_key)
-    marker = s3.json(marker_of(data_key))
-    assert marker["path"] == relative(s3, data_key)
+    data = objects.read(data_key)
+    marker = objects.json(marker_of(data_key))
+    assert marker["path"] == relative(objects, data_key)
     assert marker["bytes"] == len(data)
     assert marker["sha256"] == hashlib.sha256(data).hexdigest()
-    assert marker["count"] == len(s3.lines(data_key))
+    assert marker["count"] == len(objects.lines(data_key))
     return dict(marker)
 
 
-def assert_window_landed(s3: Any, server: FakeAuditLogsServer, window: Window) -> dict[str, Any]:
+def assert_window_landed(objects: Any, server: FakeAuditLogsServer, window: Window) -> dict[str, Any]:
     """The whole contract for one landed window; returns its manifest document."""
-    keys = s3.keys(s3.prefix)
+    keys = objects.keys(objects.prefix)
     assert not [key for key in keys if ".tmp-" in key], "a temporary object was left behind"
-    assert s3.pending_uploads() == [], "an upload was begun and never completed or aborted"
-    data = data_keys(s3)
+    assert objects.pending_uploads() == [], "an upload was begun and never completed or aborted"
+    data = data_keys(objects)
     assert all(key.endswith(".jsonl.gz") for key in data)
 
     # Every line is one entry exactly as the server sent it; every entry of the window lands once.
-    lines = [line for key in data for line in s3.lines(key)]
+    lines = [line for key in data for line in objects.lines(key)]
     assert sorted(lines) == sorted(server.expected_entries(window.oldest, window.latest))
     assert all(json.loads(line)["id"] for line in lines)
 
-    markers = {relative(s3, key): assert_committed(s3, key) for key in data}
+    markers = {relative(objects, key): assert_committed(objects, key) for key in data}
 
     (manifest_key,) = [key for key in keys if key.endswith(".manifest.json")]
-    manifest = s3.json(manifest_key)
+    manifest = objects.json(manifest_key)
     intervals = sorted(manifest["intervals"], key=lambda item: item["oldest"])
     assert intervals[0]["oldest"] == window.oldest
     assert intervals[-1]["latest"] == window.latest
@@ -130,51 +131,53 @@ def assert_window_landed(s3: Any, server: FakeAuditLogsServer, window: Window) -
 
 
 @pytest.mark.parametrize("spelling", ["connection_in_url", "destination_conn_id"])
-async def test_a_window_lands_on_s3_as_the_landing_contract_says(
+async def test_a_window_lands_on_the_store_as_the_landing_contract_says(
     server: FakeAuditLogsServer,
-    s3: Any,
-    s3_conn_id: str,
-    s3_destination: str,
+    store: Any,
     spelling: str,
 ) -> None:
     if spelling == "connection_in_url":
-        spec = spec_for(s3_destination)
+        spec = spec_for(store.destination)
     else:
-        spec = spec_for(f"s3://{s3.bucket}/{s3.prefix}", destination_conn_id=s3_conn_id)
+        scheme, _, rest = store.destination.partition("://")
+        conn_id, _, location = rest.partition("@")
+        spec = spec_for(f"{scheme}://{location}", destination_conn_id=conn_id)
 
     summary = await land(server, spec)
 
-    manifest = assert_window_landed(s3, server, WINDOW)
-    assert len(data_keys(s3)) == summary.intervals_landed == 4
+    manifest = assert_window_landed(store, server, WINDOW)
+    assert len(data_keys(store)) == summary.intervals_landed == 4
     assert summary.events == manifest["events"] > 0
-    assert summary.manifest.startswith("s3://")
+    assert summary.manifest.startswith(store.destination.partition("://")[0] + "://")
 
 
-async def test_a_rerun_on_s3_makes_no_request_and_rewrites_no_data_file(
-    server: FakeAuditLogsServer, s3: Any, s3_destination: str
+async def test_a_rerun_on_the_store_makes_no_request_and_rewrites_no_data_file(
+    server: FakeAuditLogsServer, store: Any
 ) -> None:
-    await land(server, spec_for(s3_destination))
-    before = s3.etags(s3.prefix)
+    await land(server, spec_for(store.destination))
+    before = store.etags(store.prefix)
     server.reset_log()
 
-    summary = await land(server, spec_for(s3_destination))
+    summary = await land(server, spec_for(store.destination))
 
     assert (summary.intervals_landed, summary.intervals_skipped) == (0, 4)
     assert server.logs_requests() == []
-    after = s3.etags(s3.prefix)
-    assert {k: v for k, v in after.items() if "_manifests" not in k and "_ledger/" not in k} == {
-        k: v for k, v in before.items() if "_manifests" not in k and "_ledger/" not in k
+    after = store.etags(store.prefix)
+    # Data files and markers (GCS and Azure give every write a new version, even of the same bytes).
+    landed = (".jsonl.gz", ".commit.json")
+    assert {k: v for k, v in after.items() if k.endswith(landed)} == {
+        k: v for k, v in before.items() if k.endswith(landed)
     }
     # The rewritten manifest gets a ledger entry of its own; the entry before it is untouched.
-    assert sorted(k for k in set(after) - set(before)) == [f"{s3.prefix}/_ledger/000000000002.json"]
+    assert sorted(k for k in set(after) - set(before)) == [f"{store.prefix}/_ledger/000000000002.json"]
     assert all(after[k] == v for k, v in before.items() if "_ledger/" in k)
-    assert_window_landed(s3, server, WINDOW)
+    assert_window_landed(store, server, WINDOW)
 
 
-async def test_a_run_failing_mid_window_on_s3_leaves_nothing_partial_and_the_rerun_resumes(
-    server: FakeAuditLogsServer, s3: Any, s3_destination: str
+async def test_a_run_failing_mid_window_on_the_store_leaves_nothing_partial_and_the_rerun_resumes(
+    server: FakeAuditLogsServer, store: Any
 ) -> None:
-    spec = spec_for(s3_destination)
+    spec = spec_for(store.destination)
     # One query reads the window newest first: the newest interval commits first.
     newest, next_newest = WINDOW.intervals(STEP)[-1], WINDOW.intervals(STEP)[-2]
     counts = [len(server.expected_ids(i.oldest, i.latest)) for i in (newest, next_newest)]
@@ -189,58 +192,58 @@ async def test_a_run_failing_mid_window_on_s3_leaves_nothing_partial_and_the_rer
     assert counts[1] >= 2 * LIMIT, (
         "the next-newest interval must span pages for the failure to fall inside it"
     )
-    (landed,) = data_keys(s3)  # the newest interval, committed; nothing of the next one
-    assert assert_committed(s3, landed)["interval"]["oldest"] == newest.oldest
+    (landed,) = data_keys(store)  # the newest interval, committed; nothing of the next one
+    assert assert_committed(store, landed)["interval"]["oldest"] == newest.oldest
     assert not [
-        key for key in s3.keys(s3.prefix) if key.endswith(".commit.json") and key != marker_of(landed)
+        key for key in store.keys(store.prefix) if key.endswith(".commit.json") and key != marker_of(landed)
     ]
-    assert not [key for key in s3.keys(s3.prefix) if key.endswith(".manifest.json")]
-    assert s3.pending_uploads() == []
-    committed_etag = s3.etags(s3.prefix)[landed]
+    assert not [key for key in store.keys(store.prefix) if key.endswith(".manifest.json")]
+    assert store.pending_uploads() == []
+    committed_etag = store.etags(store.prefix)[landed]
 
     server.reset_log()
     summary = await land(server, spec)
 
     assert (summary.intervals_skipped, summary.intervals_landed) == (1, 3)
     assert all(int(request.query["latest"]) < newest.oldest for request in server.logs_requests())
-    assert s3.etags(s3.prefix)[landed] == committed_etag
-    assert_window_landed(s3, server, WINDOW)
+    assert store.etags(store.prefix)[landed] == committed_etag
+    assert_window_landed(store, server, WINDOW)
 
 
-async def test_an_overwrite_on_s3_rewrites_every_interval_with_identical_bytes(
-    server: FakeAuditLogsServer, s3: Any, s3_destination: str
+async def test_an_overwrite_on_the_store_rewrites_every_interval_with_identical_bytes(
+    server: FakeAuditLogsServer, store: Any
 ) -> None:
-    await land(server, spec_for(s3_destination))
-    before = {key: s3.read(key) for key in data_keys(s3)}
+    await land(server, spec_for(store.destination))
+    before = {key: store.read(key) for key in data_keys(store)}
 
-    summary = await land(server, spec_for(s3_destination, overwrite=True))
+    summary = await land(server, spec_for(store.destination, overwrite=True))
 
     assert summary.intervals_landed == 4
-    assert {key: s3.read(key) for key in data_keys(s3)} == before
-    assert_window_landed(s3, server, WINDOW)
+    assert {key: store.read(key) for key in data_keys(store)} == before
+    assert_window_landed(store, server, WINDOW)
 
 
-async def test_a_failed_overwrite_on_s3_leaves_every_committed_interval_committed(
-    server: FakeAuditLogsServer, s3: Any, s3_destination: str
+async def test_a_failed_overwrite_on_the_store_leaves_every_committed_interval_committed(
+    server: FakeAuditLogsServer, store: Any
 ) -> None:
-    await land(server, spec_for(s3_destination))
-    committed = {key: s3.read(key) for key in data_keys(s3)}
+    await land(server, spec_for(store.destination))
+    committed = {key: store.read(key) for key in data_keys(store)}
     # The rewrite fails in its first interval, as with a revoked token.
     server.faults.push("http_503", count=1, after=1)
 
     with pytest.raises(SlackAuditLogsApiError):
-        await land(server, spec_for(s3_destination, overwrite=True), retry_handlers=[])
+        await land(server, spec_for(store.destination, overwrite=True), retry_handlers=[])
 
-    assert {key: s3.read(key) for key in data_keys(s3)} == committed
+    assert {key: store.read(key) for key in data_keys(store)} == committed
     for key in committed:
-        assert_committed(s3, key)
-    assert s3.pending_uploads() == []
+        assert_committed(store, key)
+    assert store.pending_uploads() == []
 
 
-async def test_a_window_landed_on_s3_reads_back_through_its_manifest(
-    server: FakeAuditLogsServer, s3_destination: str
+async def test_a_window_landed_on_the_store_reads_back_through_its_manifest(
+    server: FakeAuditLogsServer, store: Any
 ) -> None:
-    summary = await land(server, spec_for(s3_destination))
+    summary = await land(server, spec_for(store.destination))
 
     manifest = await asyncio.to_thread(read_manifest, summary.manifest)
     lines = await asyncio.to_thread(lambda: list(manifest.iter_lines()))  # verifies sizes and hashes

@@ -47,8 +47,8 @@ def spec_for(destination: str) -> IngestSpec:
     )
 
 
-async def test_two_concurrent_runs_on_s3_both_succeed_and_land_each_event_once(
-    server: FakeAuditLogsServer, s3_destination: str, s3: Any, tmp_path: Path
+async def test_two_concurrent_runs_on_the_store_both_succeed_and_land_each_event_once(
+    server: FakeAuditLogsServer, store: Any, tmp_path: Path
 ) -> None:
     alone = (await ingest_window(client_for(server), spec_for(tmp_path.as_uri()))).requests  # same requests
     server.reset_log()
@@ -56,21 +56,21 @@ async def test_two_concurrent_runs_on_s3_both_succeed_and_land_each_event_once(
     server.faults.set_rate("slow", 1.0)
 
     first, second = await asyncio.gather(
-        ingest_window(client_for(server), spec_for(s3_destination)),
-        ingest_window(client_for(server), spec_for(s3_destination)),
+        ingest_window(client_for(server), spec_for(store.destination)),
+        ingest_window(client_for(server), spec_for(store.destination)),
     )
 
-    keys = s3.keys(f"{s3.prefix}/")
+    keys = store.keys(f"{store.prefix}/")
     data = [key for key in keys if key.endswith(".jsonl.gz")]
-    lines = [line for key in data for line in s3.lines(key)]
+    lines = [line for key in data for line in store.lines(key)]
     assert sorted(lines) == sorted(server.expected_entries(WINDOW.oldest, WINDOW.latest))
     assert len(data) == len(WINDOW.intervals(STEP))
     for key in data:
-        marker = s3.json(key.removesuffix(".jsonl.gz") + ".commit.json")
-        body = s3.read(key)
+        marker = store.json(key.removesuffix(".jsonl.gz") + ".commit.json")
+        body = store.read(key)
         assert (marker["bytes"], marker["sha256"]) == (len(body), hashlib.sha256(body).hexdigest())
     assert not [key for key in keys if key.endswith((".lease", ".owner.json")) or ".tmp-" in key]
-    assert s3.pending_uploads() == []
+    assert store.pending_uploads() == []
     assert first.events == second.events == len(lines)
     assert first.intervals_landed + second.intervals_landed == len(WINDOW.intervals(STEP))
     assert first.requests + second.requests <= alone + SMALL_CONSTANT
