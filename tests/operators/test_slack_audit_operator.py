@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient, SlackAuditLogsApiError
 from airflow_provider_slack_audit.ingest import outcome as outcome_module
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, IngestSummary
+from airflow_provider_slack_audit.ingest.registry import Drift
 from airflow_provider_slack_audit.operators.slack_audit import SlackAuditLogsOperator
 from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger
 from airflow_provider_slack_audit.version_compat import (
@@ -235,6 +237,20 @@ def test_the_asset_event_carries_the_ledger_head_as_an_anchor_kept_outside_the_d
     operator.execute_complete(context, {"status": "success", "summary": summary.to_json()})
 
     assert context["outlet_events"][Asset(DESTINATION)].extra["ledger"] == {"seq": 7, "sha256": "ab" * 32}
+
+
+def test_the_xcom_and_the_asset_event_stay_under_8_kib_whatever_the_drift() -> None:
+    operator = make_operator()
+    context = run_context()
+    summary = summary_of()
+    # A window that saw 10,000 new details keys (a field keyed by ids, say).
+    summary.drift = Drift([], [f"details.U{i:08d}" for i in range(10_000)]).to_json()
+
+    result = operator.execute_complete(context, {"status": "success", "summary": summary.to_json()})
+
+    extra = context["outlet_events"][Asset(DESTINATION)].extra
+    assert len(json.dumps(result)) < 8 * 1024 and len(json.dumps(extra)) < 8 * 1024
+    assert extra["drift"]["counts"]["new_keys"] == 10_000
 
 
 @pytest.mark.parametrize(
