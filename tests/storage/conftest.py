@@ -371,12 +371,7 @@ def azure_connection_string(tmp_path_factory: pytest.TempPathFactory) -> Iterato
             patch.setenv(f"AIRFLOW_CONN_{AZURE_CONN_ID.upper()}", json.dumps(connection))
             yield connection_string
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process)
 
 
 class AzureObjects:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from contextlib import closing, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import PurePosixPath
@@ -49,8 +49,7 @@ from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
 from .commit import FORMAT_VERSION, IntervalCommit, json_bytes, json_normalized
 from .layout import PREFIX, parse_compression
-from .lease import create_exclusively
-from .writer import _open
+from .lease import create_if_absent
 
 log = logging.getLogger(__name__)
 
@@ -208,26 +207,13 @@ def _record(destination: ObjectStoragePath, layout: DestinationLayout, *, adopte
         ledger=True,
     )
     path = descriptor_path(destination)
-    created = _create_if_absent(path, json_bytes(descriptor.to_json()))
+    created = create_if_absent(path, json_bytes(descriptor.to_json()))
     winner = read_descriptor(destination)  # the read-back decides, whoever wrote it
     if winner is None:
         raise OSError(f"{path} is missing right after it was written; rerun the task")
     _check_layout(destination, winner, layout)
     if created:
         log.info("Wrote the destination descriptor %s: %s", path, layout.describe())
-
-
-def _create_if_absent(path: ObjectStoragePath, payload: bytes) -> bool:
-    """Write ``path`` only if it does not exist; True when this call created it."""
-    created = create_exclusively(path, payload)
-    if created is not None:
-        return created
-    # A store without conditional writes: write, and let the caller's read-back decide.
-    if path.exists():
-        return False
-    with closing(_open(path, "wb")) as file:
-        file.write(payload)
-    return True
 
 
 def _landed_files(destination: ObjectStoragePath, window: Window, grid: timedelta) -> dict[Interval, str]:

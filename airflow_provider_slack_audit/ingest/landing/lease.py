@@ -48,7 +48,7 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import TracebackType
@@ -449,6 +449,22 @@ def _open_exclusively(path: ObjectStoragePath, payload: bytes) -> bool | None:
     except (ValueError, NotImplementedError, TypeError):
         log.warning("%s refused an exclusive create of %s; upgrade its filesystem package", path.fs, path)
         return None
+    return True
+
+
+def create_if_absent(path: ObjectStoragePath, payload: bytes) -> bool:
+    """Write ``path`` only if it does not exist; True when this call created it.
+
+    Exclusive where the store has a conditional write (:func:`create_exclusively`); elsewhere (a
+    store the landing refuses) written unless present, so the caller must read it back to know.
+    """
+    created = create_exclusively(path, payload)
+    if created is not None:
+        return created
+    if path.exists():
+        return False
+    with closing(path.fs.open(path.path, "wb")) as file:
+        file.write(payload)
     return True
 
 

@@ -37,7 +37,7 @@ from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
 from . import layout
 from .commit import FORMAT_VERSION, json_bytes
-from .lease import create_exclusively
+from .lease import create_if_absent
 from .writer import _open, is_local
 
 LEDGER_DIR = "_ledger"
@@ -197,16 +197,8 @@ class Ledger:
             except FileExistsError:
                 return False
             return True
-        created = create_exclusively(path, payload)
-        if created is not None:
-            return created
-        # A store without conditional writes (refused for landing; kept for completeness): write
-        # unless present, then let the read-back decide.
-        if path.exists():
-            return False
-        with closing(_open(path, "wb")) as file:
-            file.write(payload)
-        return self.read(seq) == payload
+        # Exclusive on every store the landing accepts; the read-back settles any other.
+        return create_if_absent(path, payload) and self.read(seq) == payload
 
 
 def read_entry(payload: bytes) -> dict[str, Any]:
