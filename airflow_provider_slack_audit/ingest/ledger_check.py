@@ -230,7 +230,13 @@ def _check_manifest(
     problems = window.problems if window is not None else report.problems
     found = hashlib.sha256(payload).hexdigest()
     after = document.get("ledger_after")
-    if entry is not None:
+    if entry is not None and entry.document.get("withdrawn"):
+        problems.append(
+            f"{relative}: no ledger entry records it: ledger entry {entry.seq} withdrew the window's "
+            f"manifest for a rewrite, and the run that wrote this one stopped before appending its entry "
+            f"(rerun the window's ingest to record it)"
+        )
+    elif entry is not None:
         recorded = entry.document["manifest"].get("sha256")
         if recorded != found:
             problems.append(
@@ -274,6 +280,13 @@ def _check_missing_manifest(
     document = entry.document
     window = entry.window
     described = window.key if window is not None else document.get("window")
+    if document.get("withdrawn"):
+        report.problems.append(
+            f"{path}: no window manifest: ledger entry {entry.seq} withdrew it at "
+            f"{document.get('recorded_at')} for a rewrite of window {described} that has not finished "
+            f"(a rerun that failed or is still running); rerun the window (overwrite or reconcile)"
+        )
+        return
     intervals = [item for item in document.get("intervals", []) if isinstance(item, dict)]
     report.problems.append(
         f"{path}: missing, but ledger entry {entry.seq} records it (window {described}, "

@@ -374,7 +374,6 @@ async def ingest_window(
     from .health import check_window
     from .landing import Landing
     from .landing.lease import LeaseSettings, RunLeases
-    from .landing.manifest import retract_window_manifest
 
     logger = logger or log
     spec.validate(now=now())
@@ -408,7 +407,7 @@ async def ingest_window(
     def retract_manifest() -> None:
         if not retracted:
             retracted.append(True)
-            retract_window_manifest(landing.manifest_path(spec.window))
+            landing.withdraw_manifest(spec.window)
 
     pending = [interval for interval in intervals if interval not in commits]
     if pending:

@@ -33,8 +33,15 @@ from .commit import IntervalCommit, json_bytes, json_normalized
 from .descriptor import DESCRIPTOR_NAME
 from .layout import PREFIX, TEMP_MARK, Compression, parse_compression
 from .lease import LEASE_SUFFIX, LeaseOwner, LeaseStore, owner_of_temp
-from .ledger import Ledger, LedgerHead, manifest_fields
-from .manifest import ManifestInterval, check_covers, iter_data_lines, manifest_document, read_manifest
+from .ledger import Ledger, LedgerHead, manifest_fields, withdrawal_fields
+from .manifest import (
+    ManifestInterval,
+    check_covers,
+    iter_data_lines,
+    manifest_document,
+    read_manifest,
+    retract_window_manifest,
+)
 from .writer import IntervalWriter, _open, is_local, publication, temp_sibling, write_small_file
 
 log = logging.getLogger(__name__)
@@ -284,6 +291,21 @@ class Landing:
         )
         self.ledger_head = self.ledger.append(fields, after=after)
         return path
+
+    def withdraw_manifest(self, window: Window) -> None:
+        """Withdraw the window's manifest before a rerun replaces a file it lists (blocking).
+
+        The ledger records the withdrawal first, so a rerun that fails before it writes the new
+        manifest reads as an unfinished rewrite, not as a manifest removed and a file replaced.
+        """
+        path = self.manifest_path(window)
+        if not path.exists():
+            return
+        fields = withdrawal_fields(
+            layout.relative_manifest_path(window), window.to_json(), self._descriptor_sha256()
+        )
+        self.ledger_head = self.ledger.append(fields)
+        retract_window_manifest(path)
 
     def lock_options(self) -> dict[str, Any]:
         """The extra open arguments that lock an evidence file written now (empty without retention)."""

@@ -121,6 +121,25 @@ def manifest_fields(
     }
 
 
+def withdrawal_fields(
+    relative_manifest: str, window: Mapping[str, Any], descriptor_sha256: str | None
+) -> dict[str, Any]:
+    """What an entry records when a rerun withdraws a window's manifest before it rewrites a file.
+
+    Without it a rewrite that fails part-way would leave a landed file changed and its manifest
+    gone, which reads as tampering; with it, ``verify`` names the unfinished rewrite instead.
+    """
+    return {
+        "descriptor_sha256": descriptor_sha256,
+        "manifest": {"path": relative_manifest, "sha256": None},
+        "withdrawn": True,
+        "window": dict(window),
+        "events": None,
+        "id_digest": None,
+        "intervals": [],
+    }
+
+
 class Ledger:
     """The ledger under one destination (blocking calls; the pipeline runs them in a thread)."""
 
