@@ -37,7 +37,7 @@ from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
 from . import layout
 from .commit import FORMAT_VERSION, json_bytes
-from .lease import create_if_absent
+from .lease import create_exclusively, create_if_absent
 from .writer import _open, is_local
 
 LEDGER_DIR = "_ledger"
@@ -216,7 +216,10 @@ class Ledger:
             except FileExistsError:
                 return False
             return True
-        # Exclusive on every store the landing accepts; the read-back settles any other.
+        created = create_exclusively(path, payload)
+        if created is not None:  # every store the landing accepts
+            return created
+        # Any other store: written unless present, and the read-back settles a race.
         return create_if_absent(path, payload) and self.read(seq) == payload
 
 
