@@ -76,7 +76,9 @@ def unsafe_landing(protocol: str) -> Landing:
         global_store=False, skip_instance_cache=True
     )
     conn_id = isolated(protocol, fs)
-    return Landing(f"{protocol}://bucket/landing", conn_id=conn_id)
+    # A bucket of its own too: older fsspec releases (2026.6.0, which the Airflow 3.2 cell pins) know
+    # no global_store and share one memory store between instances.
+    return Landing(f"{protocol}://bucket-{uuid.uuid4().hex}/landing", conn_id=conn_id)
 
 
 QUERY = {"action": None, "actor": None, "entity": None}
