@@ -355,16 +355,7 @@ def azure_connection_string(tmp_path_factory: pytest.TempPathFactory) -> Iterato
         cwd=workdir,  # whatever it writes beside its in-memory store stays in a throwaway directory
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-                    pytest.fail(f"Azurite did not start on 127.0.0.1:{port}: {stderr[-2000:]}")
-                time.sleep(0.1)
+        _wait_for_port(process, port, "Azurite")
         connection_string = (
             f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
             f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
