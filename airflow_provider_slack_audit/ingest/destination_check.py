@@ -31,6 +31,8 @@ from typing import Any, Literal
 
 from airflow_provider_slack_audit.ingest.windows import Interval, Window
 
+from .errors import DestinationConflictError
+
 Compression = Literal["gzip"] | None
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -39,10 +41,6 @@ _INSTANT = r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(?:_(\d{6}))?Z"
 _DATA_NAME = re.compile(rf"slack_audit_{_INSTANT}_{_INSTANT}\.jsonl(\.gz)?")
 # Conflicts named in one error: enough to see the pattern, short enough to read.
 _MAX_NAMED = 4
-
-
-class DestinationConflictError(ValueError):
-    """A run that would break "one destination, one truth": refused before any request (permanent)."""
 
 
 @dataclass(frozen=True)

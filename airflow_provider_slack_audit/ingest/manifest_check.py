@@ -13,11 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
+from .errors import ManifestCheckError
+
 __all__ = ["ManifestCheckError", "ManifestFigures", "check_manifest", "checked"]
-
-
-class ManifestCheckError(ValueError):
-    """The manifest does not cover its window exactly once, or its totals disagree with its intervals."""
 
 
 class Bounds(Protocol):

@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from airflow_provider_slack_audit.client import classify_exception
 from airflow_provider_slack_audit.client.errors import SlackAuditLogsApiError, hint
 
+from .errors import kind_of
 from .pipeline import IngestClient, IngestSpec, ingest_window
 
 # An outcome becomes the task's next_kwargs, stored in the metadata DB: a message is for a human.
@@ -53,7 +53,7 @@ def failure_outcome(exc: BaseException, *, redact: Redact) -> dict[str, Any]:
     error = exc.error if isinstance(exc, SlackAuditLogsApiError) and exc.error else type(exc).__name__
     return {
         "status": "error",
-        "kind": classify_exception(exc) or "permanent",
+        "kind": kind_of(exc),
         "error": error,
         "message": _secret_free_message(exc, redact),
     }

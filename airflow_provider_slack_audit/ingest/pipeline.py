@@ -48,6 +48,7 @@ from airflow_provider_slack_audit.client.ratelimit import Priority, infer_priori
 from airflow_provider_slack_audit.client.response import AuditLogsResponse
 
 from .destination_check import DestinationConflictError, DestinationLayout
+from .errors import EvidenceLossError, InvalidEntryError
 from .evidence import IdEvidence, public_base_url
 from .health import validate_settings as validate_health_settings
 from .registry import NameSampler
@@ -1364,24 +1365,6 @@ def _entry_fixes(
         if multiline and (b"\n" in raw or b"\r" in raw):
             fixes[position] = msgspec.json.format(raw, indent=0)
     return fixes
-
-
-class InvalidEntryError(ValueError):
-    """An entry that cannot be landed as strict UTF-8 JSON (permanent: a retry gets the same bytes)."""
-
-
-class EvidenceLossError(Exception):
-    """A rewrite whose new read lacks ids the committed file holds: nothing was replaced (permanent)."""
-
-    def __init__(self, interval: Interval, *, lost: int, held: int) -> None:
-        self.interval = interval
-        self.lost = lost
-        super().__init__(
-            f"interval {interval.key} was not rewritten: the new read lacks {lost} of the {held} event ids "
-            f"its committed file holds (API retention, an incident or a narrower token scope?). The landed "
-            f"file and its marker are unchanged. To replace it anyway, destroying those events, rerun "
-            f"with overwrite=True and replace_destructively=True"
-        )
 
 
 class _OutOfOrder(Exception):

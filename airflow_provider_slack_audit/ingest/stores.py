@@ -33,6 +33,8 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
+from .errors import UnsupportedStoreError
+
 __all__ = [
     "AZURE_BLOB",
     "GCS",
@@ -92,10 +94,6 @@ STORES: tuple[Store, ...] = (LOCAL, S3, GCS, AZURE_BLOB)
 MEMORY = Store("fsspec's in-memory filesystem (tests only)", ("memory",), "rename", "process")
 
 _BY_SCHEME = {scheme: store for store in (*STORES, MEMORY) for scheme in store.schemes}
-
-
-class UnsupportedStoreError(ValueError):
-    """The destination's store cannot keep the landing contract (permanent: pick another store)."""
 
 
 def store_for(scheme: str) -> Store | None:

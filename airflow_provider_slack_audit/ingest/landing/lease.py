@@ -58,6 +58,7 @@ from airflow_provider_slack_audit.ingest.stores import LOCAL, store_for
 from airflow_provider_slack_audit.ingest.windows import Interval
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
+from ..errors import LeaseWaitTimeout
 from .layout import TEMP_MARK
 
 if TYPE_CHECKING:
@@ -503,11 +504,6 @@ def _token_of(raw: bytes) -> str | None:
     document = _document_of(raw)
     token = document.get("owner") if document is not None else None
     return token if isinstance(token, str) and token else None
-
-
-class LeaseWaitTimeout(TimeoutError):
-    """Another run kept an interval leased longer than ``max_wait`` (transient: retry later); the
-    message says what the waiting run saw of it (renewals, or none)."""
 
 
 @dataclass
