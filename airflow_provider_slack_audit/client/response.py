@@ -48,13 +48,15 @@ class _Slice(msgspec.Struct, forbid_unknown_fields=True):
     entries: list[msgspec.Raw]
 
 
-class _EntryKey(msgspec.Struct, gc=False):
+class EntryKey(msgspec.Struct, gc=False):
+    """An entry's id and second: all the landing needs to route, deduplicate and verify it."""
+
     id: str
     date_create: int
 
 
 class _PageKeys(msgspec.Struct, gc=False):
-    entries: list[_EntryKey]
+    entries: list[EntryKey]
 
 
 class _OkProbe(msgspec.Struct):
@@ -64,7 +66,7 @@ class _OkProbe(msgspec.Struct):
 _ok_decoder = msgspec.json.Decoder(_OkProbe)
 _page_decoder = msgspec.json.Decoder(_Page)
 _slice_decoder = msgspec.json.Decoder(_Slice)
-_key_decoder = msgspec.json.Decoder(_EntryKey)
+_key_decoder = msgspec.json.Decoder(EntryKey)
 _keys_decoder = msgspec.json.Decoder(_PageKeys)
 _any_decoder = msgspec.json.Decoder()
 
@@ -291,7 +293,7 @@ _CUT_ATTEMPTS = 16
 _ENTRIES_PER_SLICE = 1000  # RawEntry objects made between two hand-overs to the event loop (~0.5 ms)
 
 
-def _decode_in_slices(content: bytes) -> tuple[list[msgspec.Raw], list[_EntryKey], str, Any]:
+def _decode_in_slices(content: bytes) -> tuple[list[msgspec.Raw], list[EntryKey], str, Any]:
     """The page's raw entries, their keys, the next cursor and its top-level ``ok`` (``None`` when
     absent), decoded 256 KiB at a time.
 
@@ -309,7 +311,7 @@ def _decode_in_slices(content: bytes) -> tuple[list[msgspec.Raw], list[_EntryKey
     too. Keys before the entries (a body need not open with them) are decoded on their own first.
     """
     raws: list[msgspec.Raw] = []
-    keys: list[_EntryKey] = []
+    keys: list[EntryKey] = []
     start, prefix, head = 0, b"", _Page(entries=[])
     if len(content) > 2 * _SLICE_BYTES and not content.startswith(_ENTRIES_OPEN):
         start, head = _entries_start(content)
@@ -374,4 +376,4 @@ def _path(url: str) -> str:
     return url.split("?", 1)[0]
 
 
-__all__ = ["AuditLogsResponse", "RawEntry", "RawPage"]
+__all__ = ["AuditLogsResponse", "EntryKey", "RawEntry", "RawPage"]

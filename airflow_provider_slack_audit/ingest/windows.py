@@ -147,6 +147,11 @@ class _Bounds:
         """Deterministic, sortable, filename-safe name, e.g. ``20260104T000000Z_20260104T010000Z``."""
         return f"{_format_instant(self.start)}_{_format_instant(self.end)}"
 
+    @property
+    def span(self) -> str:
+        """``[start, end)`` in ISO 8601, as messages and logs name a range."""
+        return f"[{self.start.isoformat()}, {self.end.isoformat()})"
+
     def to_json(self) -> dict[str, Any]:
         """ISO bounds (exact to the microsecond) plus the API bounds, for markers and manifests."""
         return {
