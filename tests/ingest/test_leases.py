@@ -546,6 +546,29 @@ def test_a_temp_of_a_file_no_lease_guards_is_stale_only_once_older_than_a_lease_
     assert (tmp_path / "registry.json").read_bytes() == b"{}"
 
 
+@pytest.mark.parametrize("host_skew", [600, -7200], ids=["host_10_min_ahead", "host_2_h_behind"])
+def test_a_temp_no_lease_guards_is_aged_by_the_file_systems_clock_not_the_hosts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host_skew: float
+) -> None:
+    # A destination on a file server (NFS) stamps files with the server's clock, not this host's.
+    from airflow_provider_slack_audit.ingest.landing.writer import write_small_file
+
+    target = ObjectStoragePath((tmp_path / "registry.json").as_uri())
+    fresh = tmp_path / ".registry.json.tmp-111-aaaaaaaa"  # another host writing it right now
+    old = tmp_path / ".registry.json.tmp-222-bbbbbbbb"  # a writer that died an hour ago
+    fresh.write_bytes(b"{")
+    old.write_bytes(b"{")
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + host_skew)
+
+    write_small_file(target, b"{}")
+
+    assert fresh.exists() and not old.exists()
+    assert (tmp_path / "registry.json").read_bytes() == b"{}"
+
+
 def test_of_owners_racing_for_one_lease_exactly_one_wins(tmp_path: Path) -> None:
     destination = ObjectStoragePath(tmp_path.as_uri())
     stores = [LeaseStore(destination, LeaseOwner.new()) for _ in range(4)]

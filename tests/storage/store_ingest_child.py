@@ -1,7 +1,9 @@
-"""The process the S3 kill test kills: one ``ingest_window`` onto S3 in sync mode, as a worker runs it.
+"""The process the store kill test kills: one ``ingest_window`` onto an object store in sync mode, as a
+worker runs it.
 
-``python s3_ingest_child.py BASE_URL SPEC_JSON``, the spec as ``IngestSpec.to_json()`` makes it; the
-``aws`` connection comes from the environment (``AIRFLOW_CONN_*``), as in a worker.
+``python store_ingest_child.py BASE_URL SPEC_JSON``, the spec as ``IngestSpec.to_json()`` makes it.
+The store's connection (``aws``, ``google_cloud_platform`` or ``wasb``) comes from the environment
+(``AIRFLOW_CONN_*``) as in a worker: nothing is bound to a filesystem by hand.
 """
 
 from __future__ import annotations
