@@ -28,7 +28,7 @@ STEP = timedelta(hours=1)
 SMALL_CONSTANT = 2
 
 # A real S3 API (moto in server mode): seconds per test, so CI runs them and `make test-fast` does not.
-pytestmark = [pytest.mark.usefixtures("instant_retries"), pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture

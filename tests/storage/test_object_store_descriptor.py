@@ -26,7 +26,7 @@ WINDOW = Window(DAY, DAY + timedelta(hours=3))
 UNFILTERED = {"action": None, "actor": None, "entity": None}
 
 # A real S3 API (moto in server mode): seconds per test, so CI runs them and `make test-fast` does not.
-pytestmark = [pytest.mark.usefixtures("instant_retries"), pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
