@@ -282,10 +282,7 @@ class SlackAuditLogsHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """The form's hidden fields, labels and placeholders (Airflow < 3.2 reads them from here).
-
-        Airflow 3.2+ takes the same declaration from ``get_provider_info()``.
-        """
+        """The form's hidden fields, labels and placeholders, from the one declaration of the form."""
         behaviour = CONNECTION_UI_FIELD_BEHAVIOUR
         return {
             "hidden_fields": list(behaviour["hidden-fields"]),
@@ -295,12 +292,10 @@ class SlackAuditLogsHook(BaseHook):
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """The extra fields as WTForms widgets: the FAB form of 2.11, the React form of 3.0/3.1.
+        """The extra fields as WTForms widgets, for the UIs that ask the hook (Airflow before 3.2).
 
-        Airflow 3.2+ renders ``conn-fields`` from ``get_provider_info()`` and never calls this. 3.1
-        reads these widgets with stand-ins for FAB and WTForms; 3.0 reads them only where WTForms is
-        installed (the FAB provider brings it) and otherwise shows its generic form. The imports are
-        local because Airflow 3 installs none of these packages.
+        Newer UIs render the same declaration from ``get_provider_info()``. The imports are local:
+        only the UIs that call this bring FAB and WTForms.
         """
         from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
         from flask_babel import lazy_gettext
