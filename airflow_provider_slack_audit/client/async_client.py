@@ -38,8 +38,16 @@ from aiohttp import BasicAuth, ClientSession
 
 from .blocking import run_blocking
 from .errors import SlackAuditLogsApiError, SlackAuditLogsConfigError, classify_exception, hint
-from .paging import MAX_STALLED_PAGES, PageProgress, page_problem, paging_error
-from .query import MAX_LIMIT, build_logs_params, join_actions, page_cap, query_string_params
+from .query import (
+    MAX_LIMIT,
+    MAX_STALLED_PAGES,
+    PageProgress,
+    build_logs_params,
+    page_cap,
+    page_problem,
+    paging_error,
+    query_string_params,
+)
 from .ratelimit import PRIORITIES, Priority, RateLimiter, WaitExceedsBudget, shared_rate_limiter
 from .redaction import contains_secret, redact_text, redact_url, scrub_exception
 from .response import AuditLogsResponse
@@ -59,7 +67,6 @@ from .transport import (
     check_proxy,
     check_transport,
     get_user_agent,
-    is_loopback_host,
     load_http_proxy_from_env,
     log_request,
     log_response,
@@ -572,16 +579,5 @@ class AsyncAuditLogsClient:
         check_proxy(self.proxy, base_url=self.base_url, allow_insecure_http=self.allow_insecure_http)
 
 
-# The query, paging and transport names live in their own modules; they stay importable from here.
-__all__ = [
-    "DEFAULT_MAX_RETRY_WAIT",
-    "MAX_GARBLED_PAGE_RETRIES",
-    "MAX_LIMIT",
-    "MAX_STALLED_PAGES",
-    "AsyncAuditLogsClient",
-    "build_logs_params",
-    "get_user_agent",
-    "is_loopback_host",
-    "join_actions",
-    "page_cap",
-]
+# MAX_LIMIT and MAX_GARBLED_PAGE_RETRIES stay importable from here, where callers found them.
+__all__ = ["DEFAULT_MAX_RETRY_WAIT", "MAX_GARBLED_PAGE_RETRIES", "MAX_LIMIT", "AsyncAuditLogsClient"]

@@ -22,15 +22,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import msgspec
 
-from .catalogue import (
-    ACTION_CATALOGUE,
-    ACTION_CODES,
-    AUDIT_LOGS_EPOCH,
-    GENERATED_ACTIONS,
-    KNOWN_ACTIONS,
-    PROFILES,
-    EntityType,
-)
+from .catalogue import ACTION_CODES, GENERATED_ACTIONS, KNOWN_ACTIONS, PROFILES, EntityType
 from .org import DETAIL_BUILDERS, USER_COUNT, Directory
 
 _ACTION_JSON: tuple[bytes, ...] = tuple(msgspec.json.encode(name) for name in GENERATED_ACTIONS)
@@ -447,19 +439,3 @@ def _draw_flags(rng: random.Random, actions: bytearray, late_fraction: float) ->
             flag |= _VIA_APP
         flags[index] = flag
     return flags
-
-
-# The catalogue's names stay importable from here.
-__all__ = [
-    "ACTION_CATALOGUE",
-    "AUDIT_LOGS_EPOCH",
-    "GENERATED_ACTIONS",
-    "KNOWN_ACTIONS",
-    "EntityType",
-    "EntryFilter",
-    "EventSet",
-    "RenderedEntries",
-    "UnknownActionError",
-    "default_span",
-    "to_unix_seconds",
-]

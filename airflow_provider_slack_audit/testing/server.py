@@ -8,9 +8,9 @@ and a menu of transport and payload faults — and it records every request it r
 token) so tests can assert on what a client actually sent.
 
 It knows nothing of Airflow: the client, the pipeline and the benchmarks all talk to it over HTTP.
-The fault plan and the answers its faults give, the token bucket, the cursor codec, the clock and
-the catalogue of actions live in their own modules (``faults``, ``fault_answers``, ``bucket``,
-``cursors``, ``clock``, ``catalogue``); the names listed in ``__all__`` stay importable from here.
+The fault plan (and the answers its faults give), the token bucket, the cursor codec, the clock
+and the catalogue of actions live in their own modules (``faults``, ``bucket``, ``cursors``,
+``clock``, ``catalogue``); the names listed in ``__all__`` stay importable from here.
 """
 
 from __future__ import annotations
@@ -33,12 +33,11 @@ from aiohttp.typedefs import Handler
 from multidict import MultiMapping
 
 from .bucket import TokenBucket
-from .catalogue import ACTIONS_BODY, SCHEMAS_BODY
+from .catalogue import ACTIONS_BODY, AUDIT_LOGS_EPOCH, SCHEMAS_BODY
 from .clock import ManualClock
 from .cursors import CursorCodec
 from .errors import DENIAL_CODES, ERROR_STATUS, ApiError
 from .events import (
-    AUDIT_LOGS_EPOCH,
     EntryFilter,
     EventSet,
     RenderedEntries,
@@ -46,8 +45,15 @@ from .events import (
     default_span,
     to_unix_seconds,
 )
-from .fault_answers import rate_limited, replacing_answer, send_truncated, without_ids
-from .faults import FAULT_KINDS, FaultKind, FaultPlan
+from .faults import (
+    FAULT_KINDS,
+    FaultKind,
+    FaultPlan,
+    rate_limited,
+    replacing_answer,
+    send_truncated,
+    without_ids,
+)
 
 API_PREFIX = "/audit/v1/"
 DEFAULT_LIMIT = 200

@@ -1,7 +1,7 @@
 """How each database creates the audit table and upserts a batch of rows into it, through SQLAlchemy.
 
 Nothing here formats values into SQL: the upserts are SQLAlchemy's constructs compiled for the
-connection's database, on the table :mod:`._table` defines, by the writers :mod:`._warehouse` shapes:
+connection's database, on the table :mod:`._table` defines (with what every writer does):
 
 - PostgreSQL: COPY, then an upsert that counts what it did (:mod:`._postgres`).
 - SQLite: ``sqlite.insert().on_conflict_do_update`` with a ``WHERE <row differs>``, by ``executemany``.
@@ -10,7 +10,7 @@ connection's database, on the table :mod:`._table` defines, by the writers :mod:
   ``MERGE``, ...): that dialect's ``generate_replace_sql``, the SQL ``DbApiHook.insert_rows(
   replace=True)`` runs. A database without one is refused before anything is written.
 
-The names of :mod:`._table`, :mod:`._warehouse` and :mod:`._postgres` stay importable from here.
+The names of :mod:`._table` and :mod:`._postgres` stay importable from here.
 """
 
 from __future__ import annotations
@@ -27,12 +27,15 @@ from sqlalchemy.engine import Connection
 from airflow_provider_slack_audit.transfers._errors import SchemaMismatchError, UnsupportedDatabaseError
 from airflow_provider_slack_audit.transfers._postgres import PostgresDialect
 from airflow_provider_slack_audit.transfers._schema import COLUMN_NAMES, Row
-from airflow_provider_slack_audit.transfers._table import BatchCounts, TableName, audit_table, engine_on
-from airflow_provider_slack_audit.transfers._warehouse import (
+from airflow_provider_slack_audit.transfers._table import (
     EPOCH,
     VALUE_COLUMNS,
+    BatchCounts,
+    TableName,
     WarehouseDialect,
+    audit_table,
     differs,
+    engine_on,
     iso_utc,
 )
 

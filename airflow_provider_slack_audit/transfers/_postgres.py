@@ -26,9 +26,10 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from airflow_provider_slack_audit.transfers._schema import COLUMN_NAMES, Row
-from airflow_provider_slack_audit.transfers._table import BatchCounts, TableName
-from airflow_provider_slack_audit.transfers._warehouse import (
+from airflow_provider_slack_audit.transfers._table import (
     VALUE_COLUMNS,
+    BatchCounts,
+    TableName,
     WarehouseDialect,
     differs,
     iso_utc,
