@@ -125,49 +125,36 @@ class _ExtraReader:
             raise self._invalid(field, value, expected)
         return value
 
-    def _number(self, field: str, value: Any, expected: str) -> float:
+    def _number(
+        self, field: str, bounds: tuple[float, float], expected: str, whole: bool = False
+    ) -> float | None:
+        """The field as a number within ``bounds`` (a whole one if ``whole``), or None when unset."""
+        value = self._raw(field)
+        if value is None:
+            return None
         if isinstance(value, bool):  # bool is an int subclass; True seconds is a typo, not a number
             raise self._invalid(field, value, expected)
         try:
             number = float(value)
         except (TypeError, ValueError):
             raise self._invalid(field, value, expected) from None
-        if not math.isfinite(number):
+        low, high = bounds
+        if not math.isfinite(number) or (whole and not number.is_integer()) or not low <= number <= high:
             raise self._invalid(field, value, expected)
         return number
 
     def whole_seconds(self, field: str, bounds: tuple[int, int], *, default: int) -> int:
-        value = self._raw(field)
-        if value is None:
-            return default
-        low, high = bounds
-        expected = f"a whole number of seconds between {low} and {high}"
-        number = self._number(field, value, expected)
-        if not number.is_integer() or not low <= number <= high:
-            raise self._invalid(field, value, expected)
-        return int(number)
+        expected = f"a whole number of seconds between {bounds[0]} and {bounds[1]}"
+        number = self._number(field, bounds, expected, whole=True)
+        return default if number is None else int(number)
 
     def seconds(self, field: str, bounds: tuple[float, float], *, default: float) -> float:
-        value = self._raw(field)
-        if value is None:
-            return default
-        low, high = bounds
-        expected = f"a number of seconds between {low:g} and {high:g}"
-        number = self._number(field, value, expected)
-        if not low <= number <= high:
-            raise self._invalid(field, value, expected)
-        return number
+        number = self._number(field, bounds, f"a number of seconds between {bounds[0]:g} and {bounds[1]:g}")
+        return default if number is None else number
 
     def optional_rate(self, field: str, bounds: tuple[float, float]) -> float | None:
-        value = self._raw(field)
-        if value is None:
-            return None
-        low, high = bounds
-        expected = f"a number between {low:g} and {high:g} (or empty for no client-side pacing)"
-        number = self._number(field, value, expected)
-        if not low <= number <= high:
-            raise self._invalid(field, value, expected)
-        return number
+        expected = f"a number between {bounds[0]:g} and {bounds[1]:g} (or empty for no client-side pacing)"
+        return self._number(field, bounds, expected)
 
     def boolean(self, field: str, *, default: bool) -> bool:
         value = self._raw(field)
