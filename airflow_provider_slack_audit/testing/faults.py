@@ -136,13 +136,13 @@ def _fault_kind(kind: str) -> FaultKind:
 
 
 #: The API error code each server-error fault answers with.
-HTTP_FAULT_CODES: dict[str, str] = {
+_HTTP_FAULT_CODES: dict[str, str] = {
     "http_500": "internal_error",
     "http_502": "bad_gateway",
     "http_503": "service_unavailable",
     "http_504": "gateway_timeout",
 }
-HTML_ERROR_PAGE = (
+_HTML_ERROR_PAGE = (
     b"<!DOCTYPE html><html><head><title>Slack is having trouble</title></head>"
     b"<body><h1>Something went wrong</h1><p>Please try again in a few moments.</p></body></html>"
 )
@@ -164,19 +164,19 @@ def rate_limited(retry_after: float, *, as_date: bool) -> web.Response:
     )
 
 
-def close_connection(request: web.Request) -> None:
+def _close_connection(request: web.Request) -> None:
     if request.transport is not None:
         request.transport.close()
 
 
 def replacing_answer(request: web.Request, fault: FaultKind) -> web.Response:
     """The answer of a fault that replaces the API's answer entirely."""
-    if fault in HTTP_FAULT_CODES:
-        return ApiError(HTTP_FAULT_CODES[fault]).response()
+    if fault in _HTTP_FAULT_CODES:
+        return ApiError(_HTTP_FAULT_CODES[fault]).response()
     if fault == "invalid_cursor":
         return ApiError("invalid_cursor").response()
     if fault in ("html_200", "html_502"):
-        return web.Response(status=int(fault[-3:]), body=HTML_ERROR_PAGE, content_type="text/html")
+        return web.Response(status=int(fault[-3:]), body=_HTML_ERROR_PAGE, content_type="text/html")
     if fault == "empty_200":
         return web.Response(status=200, body=b"", content_type="application/json")
     if fault == "bad_entries":
@@ -210,7 +210,7 @@ async def send_truncated(
     stream.content_length = len(body)
     await stream.prepare(request)
     await stream.write(body[: int(len(body) * truncate_at)])
-    close_connection(request)
+    _close_connection(request)
     return stream
 
 
