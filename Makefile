@@ -32,21 +32,23 @@ $(STAMP): pyproject.toml | $(UV) services
 services:
 	tools/provision $(PYTHON)
 
+# ruff (lint and format), mypy strict, and the import-linter contracts of pyproject.toml (the layering).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
-# The whole suite: test-fast (the fast tests spread over the cores), the docs, then the slow ones
-# (fault, system, S3, memory and packaging tests) two at a time (most are one busy Airflow process
-# each), then the timing tests (pacing, event-loop stalls) alone, so nothing competes with them.
+# The whole suite: lint, test-fast (the fast tests spread over the cores), the docs, then the slow
+# ones (fault, system, S3, memory and packaging tests) two at a time (most are one busy Airflow
+# process each), then the timing tests (pacing, event-loop stalls) alone, so nothing competes with them.
 # -rs lists every skip with its reason, so a test skipped for a missing service shows in the log.
-test: test-fast docs
+test: lint test-fast docs
 	$(BIN)/pytest -q -rs -m "slow and not timing" -n 2 --dist worksteal --durations=25
 	$(BIN)/pytest -q -rs -m timing --durations=10
 
-# The inner loop: everything but the slow tests (fault, system, S3 and packaging), on every core.
-test-fast: lint
+# The inner loop: pytest only (no lint), everything but the slow tests, on every core.
+test-fast: $(STAMP)
 	$(BIN)/pytest -q -rs -m "not slow" -n auto
 
 # The cells run at the same time (COMPAT_JOBS=1 runs them one by one); see .ci/compat-all.
@@ -68,4 +70,4 @@ bench-load: $(STAMP)
 	$(BIN)/python benchmarks/bench_load.py $(BENCH_LOAD_ARGS)
 
 clean:
-	rm -rf $(VENV) $(DOCS_BUILD) .compat .ci-tools .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DOCS_BUILD) .compat .ci-tools .demo .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

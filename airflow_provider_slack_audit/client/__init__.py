@@ -5,7 +5,7 @@ This package does not import Airflow: it can be used on its own.
 
 from __future__ import annotations
 
-from .async_client import AsyncAuditLogsClient, build_logs_params, get_user_agent, page_cap
+from .async_client import AsyncAuditLogsClient
 from .errors import (
     ErrorKind,
     InvalidEntryApiError,
@@ -32,6 +32,7 @@ from .logs import (
     Usergroup,
     Workflow,
 )
+from .query import build_logs_params, page_cap
 from .ratelimit import Priority, RateLimiter, infer_priority, shared_rate_limiter
 from .response import AuditLogsResponse, RawEntry, RawPage
 from .retry import (
@@ -51,6 +52,7 @@ from .retry import (
     default_retry_handlers,
     set_default_sleep,
 )
+from .transport import get_user_agent
 
 __all__ = [
     "Actor",

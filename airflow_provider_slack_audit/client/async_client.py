@@ -17,30 +17,20 @@ written for slack_sdk runs on it. What differs is what slack_sdk gets wrong for 
   the token or a proxy's password (see :mod:`.redaction`);
 - bodies are read once as bytes and decoded lazily; :meth:`AuditLogsResponse.raw_page` hands out
   each entry's original bytes without building Python objects;
-- arguments are checked before any request, and no secret crosses the network in clear: the token
-  is never sent over plain http to a host other than loopback, and a plain-http proxy on another
-  host is refused when its credentials (or a plain-http request) would travel through it;
-  ``NO_PROXY`` applies to proxies taken from the environment, as with aiohttp's ``trust_env``.
+- arguments are checked before any request, and no secret crosses the network in clear (see
+  :mod:`.transport`).
 
 It knows nothing of Airflow.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
-import os
-import platform
-import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from itertools import compress
-from operator import attrgetter
+from collections.abc import AsyncIterator, Callable, Iterable
 from ssl import SSLContext
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
-from urllib.request import proxy_bypass
 
 import aiohttp
 import msgspec
@@ -48,6 +38,16 @@ from aiohttp import BasicAuth, ClientSession
 
 from .blocking import run_blocking
 from .errors import SlackAuditLogsApiError, SlackAuditLogsConfigError, classify_exception, hint
+from .query import (
+    MAX_LIMIT,
+    MAX_STALLED_PAGES,
+    PageProgress,
+    build_logs_params,
+    page_cap,
+    page_problem,
+    paging_error,
+    query_string_params,
+)
 from .ratelimit import PRIORITIES, Priority, RateLimiter, WaitExceedsBudget, shared_rate_limiter
 from .redaction import contains_secret, redact_text, redact_url, scrub_exception
 from .response import AuditLogsResponse
@@ -63,67 +63,23 @@ from .retry import (
     default_retry_handlers,
     retry_after_seconds,
 )
+from .transport import (
+    check_proxy,
+    check_transport,
+    get_user_agent,
+    load_http_proxy_from_env,
+    log_request,
+    log_response,
+    proxy_for,
+    redirect_error,
+    request_path,
+    url_password,
+)
 
-MAX_LIMIT = 9999
-MAX_ACTIONS = 30
 # A runaway handler list must not loop forever (slack_sdk has the same cap).
 MAX_ATTEMPTS = 100
 #: The default of ``max_retry_wait``: seconds one request may wait in all.
 DEFAULT_MAX_RETRY_WAIT = 300.0
-#: Pages in a row that do not move older before :meth:`AsyncAuditLogsClient.pages` gives up.
-MAX_STALLED_PAGES = 3
-
-
-def page_cap(oldest: int | None, latest: int | None) -> int | None:
-    """The most pages a complete read of ``[oldest, latest]`` can take, or ``None`` if unbounded.
-
-    A page never ends inside a second (``limit`` is optimistic), so each page but the last moves
-    at least one second older: a window of N seconds holds at most N + 1 pages.
-    """
-    if oldest is None or latest is None:
-        return None
-    return max(0, latest - oldest + 1) + 1
-
-
-def get_user_agent(prefix: str | None = None, suffix: str | None = None) -> str:
-    """``[prefix ]Python/X.Y.Z airflow-provider-slack-audit/V System/Release[ suffix]``."""
-    from airflow_provider_slack_audit import __version__
-
-    python = f"Python/{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
-    parts = [
-        python,
-        f"airflow-provider-slack-audit/{__version__}",
-        f"{platform.system()}/{platform.release()}",
-    ]
-    if prefix:
-        parts.insert(0, prefix)
-    if suffix:
-        parts.append(suffix)
-    return " ".join(parts)
-
-
-def load_http_proxy_from_env(logger: logging.Logger | None = None) -> str | None:
-    """The proxy from HTTPS_PROXY, https_proxy, HTTP_PROXY or http_proxy; an empty value unsets it."""
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
-        value = os.environ.get(name)
-        if value is not None:
-            if not value.strip():
-                return None
-            if logger is not None:
-                logger.debug("Using the proxy from the %s environment variable", name)
-            return value
-    return None
-
-
-def is_loopback_host(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class AsyncAuditLogsClient:
@@ -238,7 +194,6 @@ class AsyncAuditLogsClient:
         if self._proxy_from_env:
             self.proxy = load_http_proxy_from_env(self.logger)
         self._check_transport(self.base_url)
-        self._check_proxy()
 
     def __repr__(self) -> str:
         # The default repr would be harmless, but a repr is where secrets leak first.
@@ -339,7 +294,7 @@ class AsyncAuditLogsClient:
         # the iteration: a new connection per page costs a TLS handshake each against Slack.
         own_session = self._new_session() if self.session is None or self.session.closed else None
         cursor: str | None = None
-        progress = _PageProgress()
+        progress = PageProgress()
         pages = 0
         try:
             while True:
@@ -354,13 +309,13 @@ class AsyncAuditLogsClient:
                 if not next_cursor:
                     return
                 if stalled >= MAX_STALLED_PAGES:
-                    raise _paging_error(
+                    raise paging_error(
                         "pagination_stalled",
                         f"{stalled} pages in a row did not move older (the same cursor, or no entry "
                         "older than, or new at, the oldest second read so far)",
                     )
                 if cap is not None and pages >= cap:
-                    raise _paging_error(
+                    raise paging_error(
                         "too_many_pages",
                         f"the query [{oldest}, {latest}] returned {pages} pages and still had a next "
                         f"cursor, more than its window can hold ({cap})",
@@ -412,7 +367,6 @@ class AsyncAuditLogsClient:
         """
         url = f"{self.base_url}{path.lstrip('/')}"
         self._check_transport(url)
-        self._check_proxy()
         request_headers = {
             "Content-Type": "application/json;charset=utf-8",
             "Authorization": f"Bearer {self.token}",
@@ -420,7 +374,7 @@ class AsyncAuditLogsClient:
             **(headers or {}),
         }
         data = msgspec.json.encode(body_params) if body_params is not None else None
-        params = {k: _query_value(v) for k, v in (query_params or {}).items() if v is not None}
+        params = query_string_params(query_params)
         retry_request = HttpRequest(
             method=http_verb, url=url, headers=request_headers, body_params=body_params, data=data
         )
@@ -456,7 +410,7 @@ class AsyncAuditLogsClient:
             await self._pace(budget, url)
             self.request_count += 1
             requests += 1
-            self._debug_request(http_verb, url, params, headers)
+            log_request(self.logger, http_verb, url, params, headers)
             try:
                 response = await self._send(session, http_verb, url, params, data, headers)
             except Exception as error:
@@ -464,15 +418,15 @@ class AsyncAuditLogsClient:
                 if not await self._ask_handlers(state, retry_request, None, error):
                     self._raise_clean(error)
                 continue
-            self._debug_response(response)
+            log_response(self.logger, response)
             limited += response.status_code == 429
             response.requests, response.rate_limited = requests, limited
             response.wait_seconds = budget.spent
             if 300 <= response.status_code < 400:
-                raise _redirect_error(response)
+                raise redirect_error(response)
             # Decoding a large page runs in a thread, so the event loop (every trigger of a triggerer
             # shares it) is never held for long; raw_page() keeps the result for the caller.
-            problem = await run_blocking(_page_problem, response) if page and response.ok else None
+            problem = await run_blocking(page_problem, response) if page and response.ok else None
             if response.ok and problem is None:
                 if self.rate_limiter is not None:
                     self.rate_limiter.succeeded()
@@ -501,7 +455,7 @@ class AsyncAuditLogsClient:
             paced = await self.rate_limiter.acquire(self.priority, max_wait=budget.remaining)
         except WaitExceedsBudget as exceeded:
             raise SlackAuditLogsApiError(
-                f"Audit Logs API request to {_path(url)} not sent: {exceeded}: "
+                f"Audit Logs API request to {request_path(url)} not sent: {exceeded}: "
                 f"{hint('retry_budget_exhausted')}",
                 error="retry_budget_exhausted",
                 kind="transient",
@@ -524,7 +478,7 @@ class AsyncAuditLogsClient:
             self.logger.warning(
                 "HTTP 429 from %s asks to wait %s s but the request has %.1f s of its retry budget "
                 "(max_retry_wait) left: failing it now",
-                _path(response.url),
+                request_path(response.url),
                 retry_after,
                 budget.remaining,
             )
@@ -555,7 +509,7 @@ class AsyncAuditLogsClient:
                 self.logger.info(
                     "Retrying %s %s after %s (%s)",
                     request.method,
-                    _path(request.url),
+                    request_path(request.url),
                     what,
                     type(handler).__name__,
                 )
@@ -571,7 +525,7 @@ class AsyncAuditLogsClient:
 
     def _secrets(self) -> list[str]:
         secrets = [self.token]
-        password = _url_password(self.proxy) if self.proxy else None
+        password = url_password(self.proxy) if self.proxy else None
         if password:
             secrets.append(password)
         return secrets
@@ -595,7 +549,7 @@ class AsyncAuditLogsClient:
         data: bytes | None,
         headers: dict[str, str],
     ) -> AuditLogsResponse:
-        proxy, proxy_auth = self._proxy_for(url)
+        proxy, proxy_auth = proxy_for(url, self.proxy, from_env=self._proxy_from_env)
         async with session.request(
             http_verb,
             url,
@@ -621,244 +575,9 @@ class AsyncAuditLogsClient:
         )
 
     def _check_transport(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme == "https":
-            return
-        if parts.scheme != "http":
-            raise ValueError(f"base_url must be an https:// URL, got scheme {parts.scheme!r} in {url!r}")
-        if not self.allow_insecure_http and not is_loopback_host(parts.hostname):
-            raise ValueError(
-                f"refusing to send the token over plain http to {parts.hostname!r}: use https, or pass "
-                "allow_insecure_http=True if you really mean it (plain http is allowed for loopback hosts)"
-            )
-
-    def _check_proxy(self) -> None:
-        """The proxy is a URL, and no secret crosses the network in clear on the way to it."""
-        if not self.proxy:
-            return
-        shown = redact_url(self.proxy)
-        try:
-            parts = urlsplit(self.proxy)
-            host = parts.hostname
-        except ValueError:
-            raise SlackAuditLogsConfigError(f"proxy is not a URL: {shown!r}", field="proxy") from None
-        if parts.scheme not in ("http", "https") or not host:
-            raise SlackAuditLogsConfigError(
-                f"proxy must be an http:// or https:// URL with a host, got {shown!r}", field="proxy"
-            )
-        if parts.scheme != "http" or self.allow_insecure_http or is_loopback_host(host):
-            return
-        # Through a plain-http proxy an https request travels in a CONNECT tunnel (TLS end to end),
-        # so the token stays encrypted; what would cross in clear is the proxy's own credentials,
-        # or the whole request when the API URL itself is plain http.
-        carries = []
-        if parts.username is not None or parts.password is not None:
-            carries.append("the proxy's credentials")
-        if urlsplit(self.base_url).scheme == "http":
-            carries.append("the token (the base_url is plain http)")
-        if carries:
-            raise SlackAuditLogsConfigError(
-                f"refusing plain http to the proxy {shown}: {' and '.join(carries)} would cross the "
-                "network in clear. Use an https:// proxy, or pass allow_insecure_http=True if you "
-                "really mean it (plain http is allowed for loopback proxies)",
-                field="proxy",
-            )
-
-    def _proxy_for(self, url: str) -> tuple[str | None, BasicAuth | None]:
-        """The proxy for ``url`` without its credentials, and those as basic auth.
-
-        NO_PROXY/no_proxy exempts hosts from a proxy taken from the environment.
-        """
-        if not self.proxy:
-            return None, None
-        target = urlsplit(url)
-        if self._proxy_from_env and target.hostname and _bypassed(target.hostname, target.port):
-            return None, None
-        parts = urlsplit(self.proxy)
-        if parts.username is None and parts.password is None:
-            return self.proxy, None
-        netloc = parts.netloc.rpartition("@")[2]
-        bare = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-        return bare, BasicAuth(unquote(parts.username or ""), unquote(parts.password or ""))
-
-    def _debug_request(
-        self, verb: str, url: str, params: Mapping[str, str], headers: Mapping[str, str]
-    ) -> None:
-        if self.logger.isEnabledFor(logging.DEBUG):
-            shown = {k: "(redacted)" if k.lower() == "authorization" else v for k, v in headers.items()}
-            self.logger.debug("Sending %s %s params=%s headers=%s", verb, url, dict(params), shown)
-
-    def _debug_response(self, response: AuditLogsResponse) -> None:
-        if self.logger.isEnabledFor(logging.DEBUG):
-            # Bodies hold audit data (emails, IPs): log their size, and only error bodies in full.
-            body = response.raw_body if not response.ok else f"({len(response.content)} bytes)"
-            self.logger.debug(
-                "Received HTTP %s from %s: %s", response.status_code, response.url.split("?")[0], body
-            )
+        check_transport(url, allow_insecure_http=self.allow_insecure_http)
+        check_proxy(self.proxy, base_url=self.base_url, allow_insecure_http=self.allow_insecure_http)
 
 
-_date_create = attrgetter("date_create")
-_id = attrgetter("id")
-
-
-class _PageProgress:
-    """Whether each page moves the read older; counts the pages in a row that do not.
-
-    The frontier is the oldest second read so far and the ids read at it (bounded by one second's
-    entries). A page moves on when it reaches past the frontier: an entry older than it, or a new
-    id at it. Repeated pages, a cursor handed back, or two cursors in turn never do.
-    """
-
-    def __init__(self) -> None:
-        self.stalled = 0
-        self._second: int | None = None
-        self._ids: set[str] = set()
-
-    def record(self, cursor: str | None, next_cursor: str, response: AuditLogsResponse) -> int:
-        moved = False
-        entries = response.raw_page().entries
-        if entries:
-            # C-speed passes over the page (in any order): its oldest second and the ids at it.
-            seconds = list(map(_date_create, entries))
-            low = min(seconds)
-            at_low = set(compress(map(_id, entries), map(low.__eq__, seconds)))
-            if self._second is None or low < self._second:
-                self._second, self._ids, moved = low, at_low, True
-            elif low == self._second and not at_low <= self._ids:
-                self._ids |= at_low
-                moved = True
-        self.stalled = 0 if moved and next_cursor != cursor else self.stalled + 1
-        return self.stalled
-
-
-def _paging_error(code: str, detail: str) -> SlackAuditLogsApiError:
-    return SlackAuditLogsApiError(
-        f"Audit Logs pagination stopped: {detail}: {hint(code)}", error=code, kind="transient"
-    )
-
-
-def _page_problem(response: AuditLogsResponse) -> SlackAuditLogsApiError | None:
-    """Why a 2xx answer is not a good page (garbled, or `ok: false`), or ``None``."""
-    try:
-        response.raw_page()
-    except SlackAuditLogsApiError as problem:
-        return problem
-    return None
-
-
-def _redirect_error(response: AuditLogsResponse) -> SlackAuditLogsApiError:
-    location = str(response.headers.get("Location", "")).split("?", 1)[0]
-    target = f" to {redact_url(location)!r}" if location else ""
-    return SlackAuditLogsApiError(
-        f"Audit Logs API request to {_path(response.url)} was answered with HTTP "
-        f"{response.status_code}, a redirect{target}; it was not followed: {hint('redirected')}",
-        response,
-        error="redirected",
-        kind="permanent",
-    )
-
-
-def _path(url: str) -> str:
-    return url.split("?", 1)[0]
-
-
-def _url_password(url: str) -> str | None:
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return None
-    return unquote(password) if password else None
-
-
-def _bypassed(host: str, port: int | None) -> bool:
-    """Whether NO_PROXY/no_proxy exempts ``host``: urllib's rules, the ones aiohttp's trust_env uses."""
-    return bool(proxy_bypass(host if port is None else f"{host}:{port}"))
-
-
-def build_logs_params(
-    *,
-    latest: int | None = None,
-    oldest: int | None = None,
-    limit: int | None = None,
-    action: str | Iterable[str] | None = None,
-    actor: str | None = None,
-    entity: str | None = None,
-    cursor: str | None = None,
-    additional_query_params: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Check ``logs`` arguments and build its query, dropping ``None``; raise before any request.
-
-    ``additional_query_params`` are added as given (for parameters this client does not know).
-    """
-    for name, value in (("latest", latest), ("oldest", oldest), ("limit", limit)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise TypeError(
-                f"{name} must be an int (Unix seconds for oldest/latest), got {type(value).__name__}"
-            )
-    if oldest is not None and oldest < 0:
-        raise ValueError(f"oldest must be Unix seconds >= 0, got {oldest}")
-    if latest is not None and latest < 0:
-        raise ValueError(f"latest must be Unix seconds >= 0, got {latest}")
-    if oldest is not None and latest is not None and oldest > latest:
-        raise ValueError(f"oldest {oldest} is after latest {latest}: both bounds are inclusive Unix seconds")
-    if limit is not None and not 1 <= limit <= MAX_LIMIT:
-        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
-    for name, text in (("actor", actor), ("entity", entity), ("cursor", cursor)):
-        if text is not None and (not isinstance(text, str) or not text.strip()):
-            raise TypeError(f"{name} must be a non-empty string, got {text!r}")
-    params: dict[str, Any] = {
-        "latest": latest,
-        "oldest": oldest,
-        "limit": limit,
-        "action": join_actions(action) if action is not None else None,
-        "actor": actor,
-        "entity": entity,
-        "cursor": cursor,
-    }
-    params.update(additional_query_params or {})
-    return {k: v for k, v in params.items() if v is not None}
-
-
-def join_actions(action: str | Iterable[str]) -> str:
-    """Comma-join action names (a string may already be comma-separated); at most 30, none empty."""
-    if isinstance(action, str):
-        names = action.split(",")
-    elif isinstance(action, Iterable):
-        names = list(action)
-        for name in names:
-            if not isinstance(name, str):
-                raise TypeError(f"action names must be strings, got {name!r}")
-            if "," in name:  # the API would read two names, past the count below
-                raise ValueError(f"action name {name!r} contains a comma: pass each name as its own item")
-    else:
-        raise TypeError(f"action must be a name or a list of names, got {type(action).__name__}")
-    names = [n.strip() for n in names]
-    if not names or any(not n for n in names):
-        raise ValueError(f"action has an empty name in {action!r}: give names like 'user_login'")
-    if len(names) > MAX_ACTIONS:
-        raise ValueError(
-            f"action lists {len(names)} names but the API takes at most {MAX_ACTIONS}: split the "
-            "query into several tasks, or leave action unset and filter after landing"
-        )
-    return ",".join(names)
-
-
-def _query_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value)
-    return str(value)
-
-
-__all__ = [
-    "DEFAULT_MAX_RETRY_WAIT",
-    "MAX_GARBLED_PAGE_RETRIES",
-    "MAX_STALLED_PAGES",
-    "AsyncAuditLogsClient",
-    "build_logs_params",
-    "get_user_agent",
-    "is_loopback_host",
-    "join_actions",
-    "page_cap",
-]
+# MAX_LIMIT and MAX_GARBLED_PAGE_RETRIES stay importable from here, where callers found them.
+__all__ = ["DEFAULT_MAX_RETRY_WAIT", "MAX_GARBLED_PAGE_RETRIES", "MAX_LIMIT", "AsyncAuditLogsClient"]

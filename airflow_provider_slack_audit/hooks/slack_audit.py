@@ -125,49 +125,36 @@ class _ExtraReader:
             raise self._invalid(field, value, expected)
         return value
 
-    def _number(self, field: str, value: Any, expected: str) -> float:
+    def _number(
+        self, field: str, bounds: tuple[float, float], expected: str, whole: bool = False
+    ) -> float | None:
+        """The field as a number within ``bounds`` (a whole one if ``whole``), or None when unset."""
+        value = self._raw(field)
+        if value is None:
+            return None
         if isinstance(value, bool):  # bool is an int subclass; True seconds is a typo, not a number
             raise self._invalid(field, value, expected)
         try:
             number = float(value)
         except (TypeError, ValueError):
             raise self._invalid(field, value, expected) from None
-        if not math.isfinite(number):
+        low, high = bounds
+        if not math.isfinite(number) or (whole and not number.is_integer()) or not low <= number <= high:
             raise self._invalid(field, value, expected)
         return number
 
     def whole_seconds(self, field: str, bounds: tuple[int, int], *, default: int) -> int:
-        value = self._raw(field)
-        if value is None:
-            return default
-        low, high = bounds
-        expected = f"a whole number of seconds between {low} and {high}"
-        number = self._number(field, value, expected)
-        if not number.is_integer() or not low <= number <= high:
-            raise self._invalid(field, value, expected)
-        return int(number)
+        expected = f"a whole number of seconds between {bounds[0]} and {bounds[1]}"
+        number = self._number(field, bounds, expected, whole=True)
+        return default if number is None else int(number)
 
     def seconds(self, field: str, bounds: tuple[float, float], *, default: float) -> float:
-        value = self._raw(field)
-        if value is None:
-            return default
-        low, high = bounds
-        expected = f"a number of seconds between {low:g} and {high:g}"
-        number = self._number(field, value, expected)
-        if not low <= number <= high:
-            raise self._invalid(field, value, expected)
-        return number
+        number = self._number(field, bounds, f"a number of seconds between {bounds[0]:g} and {bounds[1]:g}")
+        return default if number is None else number
 
     def optional_rate(self, field: str, bounds: tuple[float, float]) -> float | None:
-        value = self._raw(field)
-        if value is None:
-            return None
-        low, high = bounds
-        expected = f"a number between {low:g} and {high:g} (or empty for no client-side pacing)"
-        number = self._number(field, value, expected)
-        if not low <= number <= high:
-            raise self._invalid(field, value, expected)
-        return number
+        expected = f"a number between {bounds[0]:g} and {bounds[1]:g} (or empty for no client-side pacing)"
+        return self._number(field, bounds, expected)
 
     def boolean(self, field: str, *, default: bool) -> bool:
         value = self._raw(field)
@@ -282,10 +269,7 @@ class SlackAuditLogsHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """The form's hidden fields, labels and placeholders (Airflow < 3.2 reads them from here).
-
-        Airflow 3.2+ takes the same declaration from ``get_provider_info()``.
-        """
+        """The form's hidden fields, labels and placeholders, from the one declaration of the form."""
         behaviour = CONNECTION_UI_FIELD_BEHAVIOUR
         return {
             "hidden_fields": list(behaviour["hidden-fields"]),
@@ -295,12 +279,10 @@ class SlackAuditLogsHook(BaseHook):
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """The extra fields as WTForms widgets: the FAB form of 2.11, the React form of 3.0/3.1.
+        """The extra fields as WTForms widgets, for the UIs that ask the hook (Airflow before 3.2).
 
-        Airflow 3.2+ renders ``conn-fields`` from ``get_provider_info()`` and never calls this. 3.1
-        reads these widgets with stand-ins for FAB and WTForms; 3.0 reads them only where WTForms is
-        installed (the FAB provider brings it) and otherwise shows its generic form. The imports are
-        local because Airflow 3 installs none of these packages.
+        Newer UIs render the same declaration from ``get_provider_info()``. The imports are local:
+        only the UIs that call this bring FAB and WTForms.
         """
         from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
         from flask_babel import lazy_gettext

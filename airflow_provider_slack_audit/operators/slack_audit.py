@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from airflow_provider_slack_audit._lineage import operator_lineage
 from airflow_provider_slack_audit.hooks.slack_audit import ClientOptions, SlackAuditLogsHook
 from airflow_provider_slack_audit.ingest.outcome import describe_failure, is_retryable, is_success, run_ingest
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, check_destination_fits
@@ -23,7 +24,6 @@ from airflow_provider_slack_audit.ingest.validation import (
     storage_path_url,
 )
 from airflow_provider_slack_audit.ingest.windows import Window, parse_datetime
-from airflow_provider_slack_audit.operators._lineage import operator_lineage
 from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger
 from airflow_provider_slack_audit.version_compat import (
     AirflowException,
@@ -229,7 +229,7 @@ class SlackAuditLogsOperator(BaseOperator):
 
         Called by the OpenLineage listener after ``execute_complete``, in the process that ran it (on
         the deferred path, the resumed task), so lineage describes what the ingest did. None without
-        the OpenLineage provider. See :mod:`airflow_provider_slack_audit.operators._lineage`.
+        the OpenLineage provider. See :mod:`airflow_provider_slack_audit._lineage`.
         """
         summary = getattr(self, "_landed_summary", None)
         if summary is None:

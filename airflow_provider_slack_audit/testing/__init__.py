@@ -5,11 +5,8 @@ It imports nothing from Airflow: anything that speaks HTTP can use it.
 
 from __future__ import annotations
 
+from .catalogue import ACTION_CATALOGUE, AUDIT_LOGS_EPOCH, GENERATED_ACTIONS, KNOWN_ACTIONS
 from .events import (
-    ACTION_CATALOGUE,
-    AUDIT_LOGS_EPOCH,
-    GENERATED_ACTIONS,
-    KNOWN_ACTIONS,
     EntryFilter,
     EventSet,
     RenderedEntries,

@@ -1,7 +1,7 @@
 """Deterministic audit events for the fake server: generation, filtering and rendering.
 
 An :class:`EventSet` holds up to millions of events in a few parallel arrays of small integers
-(~33 bytes an event, its uuid included) and renders an entry's JSON only when it is served.
+(no object per event) and renders an entry's JSON only when it is served.
 Everything is derived from the generation parameters, so the same parameters always give the same
 entries, byte for byte, in any process.
 
@@ -16,121 +16,15 @@ import math
 import random
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Literal
 
 import msgspec
 
-EntityType = Literal["user", "channel", "file", "app", "workspace", "enterprise"]
+from .catalogue import ACTION_CODES, GENERATED_ACTIONS, KNOWN_ACTIONS, PROFILES, EntityType
+from .org import DETAIL_BUILDERS, USER_COUNT, Directory
 
-#: The day the Audit Logs API starts having data; also the fake server's default ``enabled_at``.
-AUDIT_LOGS_EPOCH = datetime(2018, 3, 1, tzinfo=timezone.utc)
-
-# Real action names, grouped the way the `actions` endpoint groups them. Filters accept every name
-# here, including the ones the generator never produces (they simply match nothing).
-ACTION_CATALOGUE: dict[str, tuple[str, ...]] = {
-    "workspace_or_org": (
-        "workspace_created",
-        "workspace_deleted",
-        "organization_created",
-        "organization_renamed",
-        "emoji_added",
-        "emoji_removed",
-        "manual_export_started",
-        "manual_export_completed",
-        "corporate_exports_approved",
-        "pref.sso_setting_changed",
-        "pref.two_factor_auth_changed",
-        "pref.session_duration_changed",
-        "pref.file_retention_changed",
-        "pref.who_can_create_public_channels",
-    ),
-    "user": (
-        "user_created",
-        "user_deactivated",
-        "user_reactivated",
-        "user_login",
-        "user_login_failed",
-        "user_logout",
-        "role_change_to_admin",
-        "role_change_to_owner",
-        "role_change_to_user",
-        "guest_created",
-        "user_session_reset_by_admin",
-    ),
-    "file": (
-        "file_downloaded",
-        "file_uploaded",
-        "file_shared",
-        "file_public_link_created",
-        "file_public_link_revoked",
-        "file_downloaded_blocked",
-    ),
-    "channel": (
-        "user_channel_join",
-        "user_channel_leave",
-        "guest_channel_join",
-        "public_channel_created",
-        "private_channel_created",
-        "public_channel_archive",
-        "private_channel_archive",
-        "channel_renamed",
-        "public_channel_converted_to_private",
-        "external_shared_channel_connected",
-    ),
-    "app": (
-        "app_installed",
-        "app_uninstalled",
-        "app_scopes_expanded",
-        "app_approved",
-        "app_restricted",
-        "bot_token_upgraded",
-    ),
-    "workflow_builder": ("workflow_created", "workflow_published", "workflow_deleted"),
-    "barrier": ("barrier_created", "barrier_updated", "barrier_deleted"),
-    "message": ("message_tombstoned", "message_restored"),
-}
-
-KNOWN_ACTIONS: frozenset[str] = frozenset(name for names in ACTION_CATALOGUE.values() for name in names)
-
-
-@dataclass(frozen=True)
-class _ActionProfile:
-    """How the generator produces one action: how often, on what, and from where."""
-
-    name: str
-    entity_type: EntityType
-    weight: float
-    # For user entities: the actor acts on themself (login) or on someone else (role change).
-    targets_self: bool = False
-    # Org-level settings happen at the enterprise, everything else in the actor's workspace.
-    org_level: bool = False
-
-
-# The actions the generator draws from, with a realistic mix: logins and file traffic dominate,
-# admin changes are rare. The order is part of the determinism contract: append only.
-_PROFILES: tuple[_ActionProfile, ...] = (
-    _ActionProfile("user_login", "user", 30, targets_self=True),
-    _ActionProfile("user_logout", "user", 14, targets_self=True),
-    _ActionProfile("user_login_failed", "user", 3, targets_self=True),
-    _ActionProfile("file_downloaded", "file", 20),
-    _ActionProfile("file_uploaded", "file", 12),
-    _ActionProfile("file_shared", "file", 4),
-    _ActionProfile("user_channel_join", "channel", 8),
-    _ActionProfile("user_channel_leave", "channel", 3),
-    _ActionProfile("public_channel_created", "channel", 2),
-    _ActionProfile("private_channel_created", "channel", 1),
-    _ActionProfile("app_installed", "app", 0.6, org_level=True),
-    _ActionProfile("app_scopes_expanded", "app", 0.4, org_level=True),
-    _ActionProfile("role_change_to_admin", "user", 0.3),
-    _ActionProfile("user_created", "user", 0.8),
-    _ActionProfile("workspace_created", "workspace", 0.05, org_level=True),
-    _ActionProfile("pref.sso_setting_changed", "enterprise", 0.1, org_level=True),
-)
-GENERATED_ACTIONS: tuple[str, ...] = tuple(profile.name for profile in _PROFILES)
-_ACTION_CODES: dict[str, int] = {name: code for code, name in enumerate(GENERATED_ACTIONS)}
 _ACTION_JSON: tuple[bytes, ...] = tuple(msgspec.json.encode(name) for name in GENERATED_ACTIONS)
 
 # Per-event flag bits.
@@ -169,35 +63,9 @@ _CLIENT_INFO_JSON: tuple[bytes, ...] = (
     b'{"platform":"android","version":"24.05.10.0"}',
 )
 
-_FIRST_NAMES = (
-    "ada", "alan", "barbara", "claude", "dennis", "donald", "edsger", "frances", "grace", "guido",
-    "hedy", "ivan", "john", "katherine", "ken", "leslie", "linus", "margaret", "niklaus", "radia",
-    "rich", "shafi", "sophie", "tim",
-)  # fmt: skip
-_LAST_NAMES = ("adams", "baker", "chen", "diaz", "evans", "fischer", "garcia", "hughes")
-_WORKSPACE_NAMES = ("Engineering", "Sales", "Support", "Marketing", "Finance", "People")
-_CHANNEL_TOPICS = (
-    "general", "random", "eng", "sales", "support", "incidents", "deploys", "design", "hiring",
-    "security", "finance", "launch", "oncall", "data", "infra", "mobile",
-)  # fmt: skip
-_FILE_KINDS = (("pdf", "Quarterly report"), ("png", "Screenshot"), ("csv", "Export"), ("docx", "Proposal"),
-               ("xlsx", "Forecast"), ("zip", "Logs bundle"), ("mp4", "Screen recording"))  # fmt: skip
-_APP_NAMES = (
-    "Google Drive", "Jira Cloud", "GitHub", "PagerDuty", "Zoom", "Salesforce", "Asana", "Datadog",
-    "Figma", "Loom", "Polly", "Donut", "Workday", "Okta", "Box", "Notion", "Trello", "Zendesk",
-)  # fmt: skip
-_APP_SCOPES = (
-    "channels:read", "chat:write", "files:read", "files:write", "users:read", "users:read.email",
-    "groups:read", "commands", "incoming-webhook", "reactions:read", "team:read", "im:history",
-)  # fmt: skip
-
-_USER_COUNT = 48
-_CHANNEL_COUNT = 300
-_FILE_COUNT = 4000
 _BURST_SIZE = (10, 200)
 _UUID_VERSION_BITS = bytes((byte & 0x0F) | 0x40 for byte in range(256))
 _UUID_VARIANT_BITS = bytes((byte & 0x3F) | 0x80 for byte in range(256))
-_ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
 def to_unix_seconds(value: datetime | int) -> int:
@@ -223,114 +91,6 @@ def default_span(today: date | None = None) -> tuple[int, int]:
     today = today or datetime.now(timezone.utc).date()
     end = datetime(today.year, today.month, today.day, tzinfo=timezone.utc)
     return to_unix_seconds(end - timedelta(days=3)), to_unix_seconds(end)
-
-
-class _Directory:
-    """The org the events happen in: one enterprise, its workspaces, users, channels, files and apps.
-
-    Every object is JSON-encoded once here; rendering an entry then only concatenates bytes.
-    """
-
-    def __init__(self, rng: random.Random) -> None:
-        self._used_ids: set[str] = set()
-        enterprise = {"id": self._new_id(rng, "E"), "name": "Acme Corp", "domain": "acme"}
-        workspaces = [
-            {"id": self._new_id(rng, "T"), "name": name, "domain": f"acme-{name.lower()}"}
-            for name in _WORKSPACE_NAMES
-        ]
-        self.workspace_ids: list[str] = [workspace["id"] for workspace in workspaces]
-        self.enterprise_location = msgspec.json.encode({"type": "enterprise", **enterprise})
-        self.users = [self._make_user(rng, number, enterprise["id"]) for number in range(_USER_COUNT)]
-        self.user_ids: list[str] = [user["id"] for user in self.users]
-        # Each user works in one home workspace: where their non-org-level actions happen.
-        self.actor_location = [
-            msgspec.json.encode({"type": "workspace", **workspaces[rng.randrange(len(workspaces))]})
-            for _ in self.users
-        ]
-        # Two addresses per user (office and home), from the documentation ranges of RFC 5737.
-        self.actor_ips_json = [
-            (
-                msgspec.json.encode(f"203.0.113.{rng.randrange(1, 255)}"),
-                msgspec.json.encode(f"198.51.100.{rng.randrange(1, 255)}"),
-            )
-            for _ in self.users
-        ]
-        self.actor_json = [msgspec.json.encode({"type": "user", "user": user}) for user in self.users]
-        channels = [self._make_channel(rng, number) for number in range(_CHANNEL_COUNT)]
-        files = [self._make_file(rng, number) for number in range(_FILE_COUNT)]
-        self.apps = [self._make_app(rng, name) for name in _APP_NAMES]
-        objects: dict[EntityType, list[dict[str, Any]]] = {
-            "user": self.users,
-            "channel": channels,
-            "file": files,
-            "app": self.apps,
-            "workspace": workspaces,
-            "enterprise": [enterprise],
-        }
-        self.entity_json: dict[EntityType, list[bytes]] = {
-            kind: [msgspec.json.encode({"type": kind, kind: obj}) for obj in pool]
-            for kind, pool in objects.items()
-        }
-        self.entity_ids: dict[EntityType, list[str]] = {
-            kind: [obj["id"] for obj in pool] for kind, pool in objects.items()
-        }
-        self.entity_index: dict[str, tuple[EntityType, int]] = {
-            entity_id: (kind, number)
-            for kind, ids in self.entity_ids.items()
-            for number, entity_id in enumerate(ids)
-        }
-        self.app_json = [msgspec.json.encode(app) for app in self.apps]
-
-    def _new_id(self, rng: random.Random, prefix: str) -> str:
-        """Draw a Slack-looking id (prefix + 10 characters) no other object of the org has."""
-        while True:
-            candidate = prefix + "".join(rng.choices(_ID_ALPHABET, k=10))
-            if candidate not in self._used_ids:
-                self._used_ids.add(candidate)
-                return candidate
-
-    def _make_user(self, rng: random.Random, number: int, enterprise_id: str) -> dict[str, Any]:
-        first = _FIRST_NAMES[number % len(_FIRST_NAMES)]
-        last = _LAST_NAMES[number // len(_FIRST_NAMES) % len(_LAST_NAMES)]
-        return {
-            "id": self._new_id(rng, "W"),
-            "name": f"{first}.{last}",
-            "email": f"{first}.{last}@acme.example.com",
-            "team": enterprise_id,
-        }
-
-    def _make_channel(self, rng: random.Random, number: int) -> dict[str, Any]:
-        privacy = "private" if rng.random() < 0.3 else "public"
-        is_shared = rng.random() < 0.1
-        channel: dict[str, Any] = {
-            "id": self._new_id(rng, "C" if privacy == "public" else "G"),
-            "privacy": privacy,
-            "name": f"{_CHANNEL_TOPICS[number % len(_CHANNEL_TOPICS)]}-{number}",
-            "is_shared": is_shared,
-            "is_org_shared": rng.random() < 0.2,
-        }
-        if is_shared:
-            channel["teams_shared_with"] = rng.sample(self.workspace_ids, 2)
-        return channel
-
-    def _make_file(self, rng: random.Random, number: int) -> dict[str, Any]:
-        filetype, title = _FILE_KINDS[rng.randrange(len(_FILE_KINDS))]
-        return {
-            "id": self._new_id(rng, "F"),
-            "name": f"{title.lower().replace(' ', '-')}-{number}.{filetype}",
-            "filetype": filetype,
-            "title": f"{title} {number}",
-        }
-
-    def _make_app(self, rng: random.Random, name: str) -> dict[str, Any]:
-        return {
-            "id": self._new_id(rng, "A"),
-            "name": name,
-            "is_distributed": rng.random() < 0.8,
-            "is_directory_approved": rng.random() < 0.6,
-            "is_workflow_app": False,
-            "scopes": sorted(rng.sample(_APP_SCOPES, rng.randrange(2, 6))),
-        }
 
 
 @dataclass(frozen=True)
@@ -396,7 +156,7 @@ class EventSet:
         entities: array[int],
         variants: bytes,
         flags: bytearray,
-        directory: _Directory,
+        directory: Directory,
         id_bytes: bytes,
         late_delay: int,
         span: tuple[int, int],
@@ -447,13 +207,11 @@ class EventSet:
             raise ValueError(f"late_delay is a delay in seconds: it must be >= 0, got {late_delay}")
         params = f"v1:{seed}:{events}:{start_s}:{end_s}:{late_fraction}:{burst_fraction}"
         rng = random.Random(params)
-        directory = _Directory(random.Random(f"directory:{seed}"))
+        directory = Directory(random.Random(f"directory:{seed}"))
         seconds = _draw_seconds(rng, events, start_s, end_s, burst_fraction)
         seconds.sort(reverse=True)
-        actions = bytearray(
-            rng.choices(range(len(_PROFILES)), weights=[p.weight for p in _PROFILES], k=events)
-        )
-        actors = array("H", rng.choices(range(_USER_COUNT), weights=_zipf_weights(_USER_COUNT), k=events))
+        actions = bytearray(rng.choices(range(len(PROFILES)), weights=[p.weight for p in PROFILES], k=events))
+        actors = array("H", rng.choices(range(USER_COUNT), weights=_zipf_weights(USER_COUNT), k=events))
         entities = array("I", _draw_entities(rng, actions, actors, directory))
         return cls(
             neg_dates=array("q", (-second for second in seconds)),
@@ -514,7 +272,7 @@ class EventSet:
 
     def entity_id(self, index: int) -> str:
         """The id of the event's target entity."""
-        entity_type = _PROFILES[self._actions[index]].entity_type
+        entity_type = PROFILES[self._actions[index]].entity_type
         return self._directory.entity_ids[entity_type][self._entities[index]]
 
     def compile_filter(
@@ -548,7 +306,7 @@ class EventSet:
         unknown = sorted(name for name in names if name not in KNOWN_ACTIONS)
         if unknown:
             raise UnknownActionError(f"unknown action(s) {', '.join(unknown)}: see the actions endpoint")
-        return frozenset(_ACTION_CODES[name] for name in names if name in _ACTION_CODES)
+        return frozenset(ACTION_CODES[name] for name in names if name in ACTION_CODES)
 
     def matches(self, index: int, entry_filter: EntryFilter) -> bool:
         """Whether the event passes the filter (the date range is checked by :meth:`index_range`)."""
@@ -561,7 +319,7 @@ class EventSet:
             return False
         if entry_filter.entity is not None:
             kind, number = entry_filter.entity
-            return _PROFILES[action].entity_type == kind and self._entities[index] == number
+            return PROFILES[action].entity_type == kind and self._entities[index] == number
         return True
 
     def select(self, indexes: Iterable[int], entry_filter: EntryFilter, now: float | None) -> Iterator[int]:
@@ -578,7 +336,7 @@ class EventSet:
         """Render the event as the API's JSON entry. The same event always gives the same bytes."""
         d = self._directory
         code = self._actions[index]
-        profile = _PROFILES[code]
+        profile = PROFILES[code]
         actor = self._actors[index]
         entity = self._entities[index]
         variant = self._variants[index]
@@ -590,7 +348,7 @@ class EventSet:
         if flags & _CLIENT_INFO:
             context_extra += b',"client_info":' + _CLIENT_INFO_JSON[variant % len(_CLIENT_INFO_JSON)]
         tail = b""
-        details_builder = _DETAIL_BUILDERS.get(profile.name)
+        details_builder = DETAIL_BUILDERS.get(profile.name)
         details = details_builder(variant, entity, d) if details_builder else None
         if details is not None:
             tail += b',"details":' + msgspec.json.encode(details)
@@ -615,8 +373,8 @@ class EventSet:
     def render_all(self) -> RenderedEntries:
         """Render every entry once, for serving without per-request work (bench mode).
 
-        Entries are appended to one buffer, never held as a million separate objects: a million
-        entries take ~650 MB rendered, and a second copy would double that.
+        Entries are appended to one buffer, never held as separate objects, so the rendered set
+        exists once in memory (its size: docs/performance.md, "The fake server").
         """
         offsets = array("Q", [0])
         buffer = bytearray()
@@ -643,7 +401,7 @@ def _draw_seconds(rng: random.Random, count: int, start: int, end: int, burst_fr
 
 
 def _draw_uuid4_bytes(rng: random.Random, count: int) -> bytes:
-    """Draw ``count`` random UUIDs at once as 16-byte records (16 MB for a million events)."""
+    """Draw ``count`` random UUIDs at once, as 16-byte records in one bytes object."""
     raw = bytearray(rng.randbytes(16 * count))
     # Stamp the version (4) and variant (RFC 4122) bits, one table lookup per affected byte.
     raw[6::16] = raw[6::16].translate(_UUID_VERSION_BITS)
@@ -657,18 +415,18 @@ def _zipf_weights(count: int) -> list[float]:
 
 
 def _draw_entities(
-    rng: random.Random, actions: bytearray, actors: array[int], directory: _Directory
+    rng: random.Random, actions: bytearray, actors: array[int], directory: Directory
 ) -> Iterator[int]:
     """Draw each event's target in the pool of its action's entity type."""
     pool_sizes = {kind: len(pool) for kind, pool in directory.entity_json.items()}
     for action, actor in zip(actions, actors, strict=True):
-        profile = _PROFILES[action]
+        profile = PROFILES[action]
         yield actor if profile.targets_self else rng.randrange(pool_sizes[profile.entity_type])
 
 
 def _draw_flags(rng: random.Random, actions: bytearray, late_fraction: float) -> bytearray:
     """Draw each event's flags: late arrival, unknown fields, performed through an app."""
-    uploaded = _ACTION_CODES["file_uploaded"]
+    uploaded = ACTION_CODES["file_uploaded"]
     flags = bytearray(len(actions))
     for index, action in enumerate(actions):
         flag = _LATE if late_fraction and rng.random() < late_fraction else 0
@@ -681,45 +439,3 @@ def _draw_flags(rng: random.Random, actions: bytearray, late_fraction: float) ->
             flag |= _VIA_APP
         flags[index] = flag
     return flags
-
-
-def _app_scopes_expanded_details(variant: int, app: int, directory: _Directory) -> dict[str, Any]:
-    scopes = directory.apps[app]["scopes"]
-    return {
-        "new_scopes": [*scopes, _APP_SCOPES[variant % len(_APP_SCOPES)]],
-        "previous_scopes": scopes,
-        "is_internal_integration": False,
-        "is_token_rotation_enabled_app": bool(variant & 2),
-    }
-
-
-def _app_installed_details(variant: int, app: int, directory: _Directory) -> dict[str, Any]:
-    return {
-        "app_owner_id": directory.user_ids[variant % len(directory.user_ids)],
-        "scopes": directory.apps[app]["scopes"],
-        "is_internal_integration": bool(variant & 4),
-    }
-
-
-def _sso_setting_details(variant: int, _enterprise: int, _directory: _Directory) -> dict[str, Any]:
-    values = ("optional", "required", "disabled")
-    return {"previous_value": values[variant % 3], "new_value": values[(variant + 1) % 3]}
-
-
-def _channel_join_details(variant: int, _channel: int, directory: _Directory) -> dict[str, Any] | None:
-    # Half the joins are invitations; the others are self-service and carry no details.
-    return {"inviter": directory.users[variant % len(directory.users)]} if variant & 1 else None
-
-
-def _login_failed_details(variant: int, _user: int, _directory: _Directory) -> dict[str, Any]:
-    return {"reason": ("bad_password", "sso_failure", "two_factor_failure")[variant % 3]}
-
-
-# The actions that carry a ``details`` object; the others have none.
-_DETAIL_BUILDERS: dict[str, Callable[[int, int, _Directory], dict[str, Any] | None]] = {
-    "app_scopes_expanded": _app_scopes_expanded_details,
-    "app_installed": _app_installed_details,
-    "pref.sso_setting_changed": _sso_setting_details,
-    "user_channel_join": _channel_join_details,
-    "user_login_failed": _login_failed_details,
-}

@@ -8,8 +8,9 @@ and a menu of transport and payload faults — and it records every request it r
 token) so tests can assert on what a client actually sent.
 
 It knows nothing of Airflow: the client, the pipeline and the benchmarks all talk to it over HTTP.
-The fault plan, the token bucket, the cursor codec and the clock live in their own modules
-(``faults``, ``bucket``, ``cursors``, ``clock``); their names stay importable from here.
+The fault plan (and the answers its faults give), the token bucket, the cursor codec, the clock
+and the catalogue of actions live in their own modules (``faults``, ``bucket``, ``cursors``,
+``clock``, ``catalogue``); the names listed in ``__all__`` stay importable from here.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email.utils import formatdate
 from itertools import count
 from types import TracebackType
 
@@ -33,12 +33,11 @@ from aiohttp.typedefs import Handler
 from multidict import MultiMapping
 
 from .bucket import TokenBucket
+from .catalogue import ACTIONS_BODY, AUDIT_LOGS_EPOCH, SCHEMAS_BODY
 from .clock import ManualClock
 from .cursors import CursorCodec
 from .errors import DENIAL_CODES, ERROR_STATUS, ApiError
 from .events import (
-    ACTION_CATALOGUE,
-    AUDIT_LOGS_EPOCH,
     EntryFilter,
     EventSet,
     RenderedEntries,
@@ -46,64 +45,20 @@ from .events import (
     default_span,
     to_unix_seconds,
 )
-from .faults import FAULT_KINDS, FaultKind, FaultPlan
+from .faults import (
+    FAULT_KINDS,
+    FaultKind,
+    FaultPlan,
+    rate_limited,
+    replacing_answer,
+    send_truncated,
+    without_ids,
+)
 
 API_PREFIX = "/audit/v1/"
 DEFAULT_LIMIT = 200
 MAX_LIMIT = 9999
 MAX_ACTIONS = 30
-
-_HTTP_FAULT_CODES: dict[str, str] = {
-    "http_500": "internal_error",
-    "http_502": "bad_gateway",
-    "http_503": "service_unavailable",
-    "http_504": "gateway_timeout",
-}
-_HTML_ERROR_PAGE = (
-    b"<!DOCTYPE html><html><head><title>Slack is having trouble</title></head>"
-    b"<body><h1>Something went wrong</h1><p>Please try again in a few moments.</p></body></html>"
-)
-
-_SCHEMAS_BODY = msgspec.json.encode(
-    {
-        "schemas": [
-            {"type": "workspace", "workspace": {"id": "string", "name": "string", "domain": "string"}},
-            {"type": "enterprise", "enterprise": {"id": "string", "name": "string", "domain": "string"}},
-            {"type": "user", "user": {"id": "string", "name": "string", "email": "string", "team": "string"}},
-            {
-                "type": "file",
-                "file": {"id": "string", "name": "string", "filetype": "string", "title": "string"},
-            },
-            {
-                "type": "channel",
-                "channel": {
-                    "id": "string",
-                    "name": "string",
-                    "privacy": "string",
-                    "is_shared": "bool",
-                    "is_org_shared": "bool",
-                    "teams_shared_with": "Optional: varray<string>",
-                },
-            },
-            {
-                "type": "app",
-                "app": {
-                    "id": "string",
-                    "name": "string",
-                    "is_distributed": "bool",
-                    "is_directory_approved": "bool",
-                    "is_workflow_app": "bool",
-                    "scopes": "array",
-                },
-            },
-            {"type": "workflow", "workflow": {"id": "string", "name": "string"}},
-            {"type": "message", "message": {"team": "string", "channel": "string", "timestamp": "string"}},
-        ]
-    }
-)
-_ACTIONS_BODY = msgspec.json.encode(
-    {"actions": {group: list(names) for group, names in ACTION_CATALOGUE.items()}}
-)
 
 
 @dataclass
@@ -172,8 +127,8 @@ class FakeAuditLogsServer:
     counted from 1, answer ``invalid_cursor``. ``cursor_secret`` fixes the key cursors are signed with
     (random by default), so two servers can hand out the same cursors.
 
-    Speed: ``pre_render`` renders every entry at construction (~650 MB and a few seconds per million
-    events) so pages are served as slices of one buffer — for benchmarks.
+    Benchmarks: ``pre_render`` renders every entry at construction, so pages are served as slices
+    of one buffer and the server's own work stays out of the client's figures.
     """
 
     def __init__(
@@ -441,9 +396,9 @@ class FakeAuditLogsServer:
         if request.method != "GET":
             return ApiError("method_not_allowed").response()
         if endpoint == "schemas":
-            return web.Response(body=_SCHEMAS_BODY, content_type="application/json")
+            return web.Response(body=SCHEMAS_BODY, content_type="application/json")
         if endpoint == "actions":
-            return web.Response(body=_ACTIONS_BODY, content_type="application/json")
+            return web.Response(body=ACTIONS_BODY, content_type="application/json")
         return await self._logs(request)
 
     async def _logs(self, request: web.Request) -> web.StreamResponse:
@@ -457,7 +412,7 @@ class FakeAuditLogsServer:
             await asyncio.sleep(self.faults.slow_seconds)
         if fault in ("http_429", "http_429_date"):
             self.rate_limited_count += 1
-            return _rate_limited(self.faults.retry_after, as_date=fault == "http_429_date")
+            return rate_limited(self.faults.retry_after, as_date=fault == "http_429_date")
         if fault in ("redirect", "redirect_loop"):
             target = request.url if fault == "redirect_loop" else request.url.with_path(API_PREFIX + "moved")
             return web.Response(status=302, headers={"Location": str(target)})
@@ -468,9 +423,9 @@ class FakeAuditLogsServer:
             # These faults damage the real answer, so compute it (auth and rate limit included).
             response = self._answer_logs(request.headers.get("Authorization"), request.query)
             if fault == "truncated":
-                return await self._send_truncated(request, response)
-            return _without_ids(response) if fault == "missing_id" else response
-        return _broken_response(request, fault)
+                return await send_truncated(request, response, self.faults.truncate_at)
+            return without_ids(response) if fault == "missing_id" else response
+        return replacing_answer(request, fault)
 
     def _answer_logs(
         self, authorization: str | None, params: MultiMapping[str], *, fresh_cursor: bool = False
@@ -600,16 +555,6 @@ class FakeAuditLogsServer:
         render = self.event_set.render
         return b",".join([render(index) for index in indexes])
 
-    async def _send_truncated(self, request: web.Request, response: web.Response) -> web.StreamResponse:
-        """Send the answer's status and full Content-Length, then only part of the body, then close."""
-        body = bytes(response.body) if isinstance(response.body, (bytes, bytearray, memoryview)) else b""
-        stream = web.StreamResponse(status=response.status, headers={"Content-Type": response.content_type})
-        stream.content_length = len(body)
-        await stream.prepare(request)
-        await stream.write(body[: int(len(body) * self.faults.truncate_at)])
-        _close_connection(request)
-        return stream
-
 
 def _int_param(params: MultiMapping[str], name: str, default: int, *, error: str) -> int:
     """Read an integer query parameter; a value that is not an integer answers ``error``."""
@@ -620,59 +565,6 @@ def _int_param(params: MultiMapping[str], name: str, default: int, *, error: str
         return int(raw)
     except ValueError:
         raise ApiError(error) from None
-
-
-def _rate_limited(retry_after: float, *, as_date: bool) -> web.Response:
-    """A 429 asking to wait ``retry_after`` seconds, as a number or as an HTTP-date."""
-    if as_date:
-        value = formatdate(time.time() + retry_after, usegmt=True)
-    elif math.isinf(retry_after):
-        value = "inf"
-    else:
-        value = str(int(retry_after)) if float(retry_after).is_integer() else str(retry_after)
-    return web.Response(
-        status=429,
-        body=msgspec.json.encode({"ok": False, "error": "rate_limited"}),
-        content_type="application/json",
-        headers={"Retry-After": value},
-    )
-
-
-def _close_connection(request: web.Request) -> None:
-    if request.transport is not None:
-        request.transport.close()
-
-
-def _broken_response(request: web.Request, fault: FaultKind) -> web.Response:
-    """The answer of a fault that replaces the API's answer entirely."""
-    if fault in _HTTP_FAULT_CODES:
-        return ApiError(_HTTP_FAULT_CODES[fault]).response()
-    if fault == "invalid_cursor":
-        return ApiError("invalid_cursor").response()
-    if fault in ("html_200", "html_502"):
-        return web.Response(status=int(fault[-3:]), body=_HTML_ERROR_PAGE, content_type="text/html")
-    if fault == "empty_200":
-        return web.Response(status=200, body=b"", content_type="application/json")
-    if fault == "bad_entries":
-        body = b'{"entries":{"error":"not a list"},"response_metadata":{"next_cursor":""}}'
-        return web.Response(status=200, body=body, content_type="application/json")
-    if fault == "drop":
-        # Abort (not close): nothing buffered may leave, and the response below is never sent.
-        if request.transport is not None:
-            request.transport.abort()
-        return web.Response(status=200)
-    raise AssertionError(f"fault {fault} is not a replacing fault")
-
-
-def _without_ids(response: web.Response) -> web.Response:
-    """The same page with the ``id`` of every entry removed and no next cursor."""
-    if response.status != 200 or not isinstance(response.body, bytes):
-        return response
-    page = msgspec.json.decode(response.body)
-    for entry in page["entries"]:
-        entry.pop("id", None)
-    page["response_metadata"]["next_cursor"] = ""
-    return web.Response(status=200, body=msgspec.json.encode(page), content_type="application/json")
 
 
 __all__ = [

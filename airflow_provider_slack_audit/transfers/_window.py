@@ -19,7 +19,6 @@ from typing import Any
 
 from airflow_provider_slack_audit.ingest.landing import WindowManifest, read_manifest
 from airflow_provider_slack_audit.ingest.manifest_check import ManifestCheckError, check_manifest
-from airflow_provider_slack_audit.operators._lineage import output_dataset_name
 from airflow_provider_slack_audit.transfers._dialects import BatchCounts
 from airflow_provider_slack_audit.transfers._errors import error_summary
 from airflow_provider_slack_audit.transfers._schema import InvalidEntryError, Row, RowBuilder
@@ -29,7 +28,6 @@ __all__ = [
     "landed_manifests",
     "landed_rows",
     "load_errors_classified",
-    "load_lineage",
     "load_summary",
     "log_load",
     "manifest_location",
@@ -172,31 +170,3 @@ def landed_manifests(
     if not manifests and conf.get("manifest"):
         manifests = [{"manifest": str(conf["manifest"])}]
     return manifests
-
-
-def load_lineage(summary: Mapping[str, Any] | None, *, output: tuple[str, str]) -> Any:
-    """OpenLineage of a load: the landing destination in, the warehouse table (``output``) out.
-
-    ``output`` is the table's OpenLineage ``(namespace, name)``; the input is named as the landing
-    operator names its output (``file`` + path, ``s3://bucket`` + prefix). None without the
-    OpenLineage provider or a summary.
-    """
-    if not summary:
-        return None
-    try:
-        from airflow.providers.common.compat.openlineage import facet
-        from airflow.providers.openlineage.extractors import OperatorLineage
-    except ImportError:
-        return None
-    manifest = str(summary["manifest"])
-    destination = manifest.rsplit("/_manifests/", 1)[0]
-    input_namespace, input_name = output_dataset_name(destination)
-    statistics = facet.OutputStatisticsOutputDatasetFacet(rowCount=summary["inserted"] + summary["updated"])
-    return OperatorLineage(
-        inputs=[facet.InputDataset(namespace=input_namespace, name=input_name)],
-        outputs=[
-            facet.OutputDataset(
-                namespace=output[0], name=output[1], outputFacets={"outputStatistics": statistics}
-            )
-        ],
-    )

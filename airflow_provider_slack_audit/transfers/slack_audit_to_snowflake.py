@@ -16,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from airflow_provider_slack_audit._lineage import load_lineage
 from airflow_provider_slack_audit.ingest.landing import WindowManifest
 from airflow_provider_slack_audit.transfers._bulk import (
     SEQ,
@@ -37,7 +38,6 @@ from airflow_provider_slack_audit.transfers._errors import (
 from airflow_provider_slack_audit.transfers._schema import COLUMNS, REQUIRED_COLUMNS, ColumnKind
 from airflow_provider_slack_audit.transfers._window import (
     load_errors_classified,
-    load_lineage,
     load_summary,
     log_load,
     read_checked_manifest,

@@ -31,9 +31,6 @@ async def server() -> AsyncIterator[FakeAuditLogsServer]:
         yield fake
 
 
-pytestmark = pytest.mark.usefixtures("instant_retries")
-
-
 async def collect_ids(client: AsyncAuditLogsClient, **query: object) -> list[str]:
     return [e.id async for page in client.pages(**query) for e in page.raw_page().entries]  # type: ignore[arg-type]
 

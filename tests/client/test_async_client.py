@@ -11,7 +11,7 @@ import pytest
 from aioresponses import CallbackResult, aioresponses
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient, SlackAuditLogsApiError, get_user_agent
-from airflow_provider_slack_audit.client.async_client import build_logs_params
+from airflow_provider_slack_audit.client.query import build_logs_params
 
 BASE = "http://127.0.0.1:9/audit/v1/"
 LOGS = re.compile(r"^http://127\.0\.0\.1:9/audit/v1/logs(\?.*)?$")

@@ -10,7 +10,7 @@ import pytest
 from aioresponses import aioresponses
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient, SlackAuditLogsApiError
-from airflow_provider_slack_audit.client.async_client import MAX_STALLED_PAGES, page_cap
+from airflow_provider_slack_audit.client.query import MAX_STALLED_PAGES, page_cap
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer, FaultPlan
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)

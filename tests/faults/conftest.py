@@ -1,4 +1,4 @@
-"""Fixtures of the fault tests: retry waits that take no time but are recorded."""
+"""Fixtures every test of this directory uses: retry waits that take no time but are recorded."""
 
 from __future__ import annotations
 
@@ -9,4 +9,5 @@ from support.recorded_sleeps import RecordedSleeps
 
 @pytest.fixture(autouse=True)
 def retry_sleeps(instant_retries: RecordedSleeps) -> RecordedSleeps:
+    """The root conftest's ``instant_retries``, for every test here (ask for either to read the waits)."""
     return instant_retries

@@ -29,8 +29,6 @@ STEP = timedelta(hours=1)
 # not claimed when it looked (a run boundary), never the window again.
 SMALL_CONSTANT = 2
 
-pytestmark = pytest.mark.usefixtures("instant_retries")
-
 
 @pytest.fixture
 async def server() -> AsyncIterator[FakeAuditLogsServer]:

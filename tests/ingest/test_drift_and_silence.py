@@ -40,11 +40,6 @@ async def server() -> AsyncIterator[FakeAuditLogsServer]:
         yield fake
 
 
-@pytest.fixture(autouse=True)
-def _instant_retries(instant_retries: object) -> None:
-    """Retry waits take no time (the root conftest's seam)."""
-
-
 class InjectingClient(AsyncAuditLogsClient):
     """The real client; the first page of each query also carries ``extra`` entries (newest second)."""
 

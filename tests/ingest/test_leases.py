@@ -45,8 +45,6 @@ OLDEST = WINDOW.intervals(STEP)[0]
 OUTSIDE = Interval(WINDOW.end, WINDOW.end + STEP)
 PARTIAL = [b'{"id":"half-written","date_create":1767484800}']
 
-pytestmark = pytest.mark.usefixtures("instant_retries")
-
 
 class WallClock:
     """Time that a waiting run's sleeps move forward (as its wall clock or its monotonic clock),

@@ -33,12 +33,6 @@ async def server() -> AsyncIterator[FakeAuditLogsServer]:
         yield fake
 
 
-@pytest.fixture(autouse=True)
-def _instant_retries(instant_retries: RecordedSleeps) -> RecordedSleeps:
-    """Retry waits take no time (the root conftest's seam)."""
-    return instant_retries
-
-
 def spec_for(tmp_path: Path, **kwargs: Any) -> IngestSpec:
     values: dict[str, Any] = {
         "window": WINDOW,

@@ -42,8 +42,6 @@ MANUAL = Window(DAY + timedelta(minutes=30), DAY + timedelta(hours=2, minutes=30
 KOLKATA_DAY = Window(DAY - timedelta(hours=5, minutes=30), DAY + timedelta(hours=18, minutes=30))
 UNFILTERED = {"action": None, "actor": None, "entity": None}
 
-pytestmark = pytest.mark.usefixtures("instant_retries")
-
 
 @pytest.fixture
 async def server() -> AsyncIterator[FakeAuditLogsServer]:

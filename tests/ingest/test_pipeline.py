@@ -47,9 +47,6 @@ async def server() -> AsyncIterator[FakeAuditLogsServer]:
         yield fake
 
 
-pytestmark = pytest.mark.usefixtures("instant_retries")
-
-
 def client_for(server: FakeAuditLogsServer, **kwargs: object) -> AsyncAuditLogsClient:
     return AsyncAuditLogsClient("xoxp-test", base_url=server.base_url, **kwargs)  # type: ignore[arg-type]
 

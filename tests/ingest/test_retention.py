@@ -27,8 +27,9 @@ def test_retention_round_trips_through_the_spec_json() -> None:
 
 
 @pytest.mark.parametrize("destination", ["file:///data/slack_audit", "memory://bucket/slack_audit"])
-@pytest.mark.usefixtures("allow_memory_store")
-def test_retention_is_refused_on_a_store_without_object_lock(destination: str) -> None:
+def test_retention_is_refused_on_a_store_without_object_lock(
+    destination: str, allow_memory_store: None
+) -> None:
     with pytest.raises(ValueError, match="retention= needs S3 Object Lock"):
         spec(destination, timedelta(days=30)).validate()
 

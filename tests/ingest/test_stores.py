@@ -123,8 +123,9 @@ def test_no_data_file_is_visible_under_its_final_name_until_it_is_complete_on_me
     assert gzip.decompress(landing.data_path(interval).read_bytes()) == b"".join(e + b"\n" for e in ENTRIES)
 
 
-@pytest.mark.usefixtures("allow_memory_store")
-async def test_a_refused_overwrite_on_memory_keeps_the_hours_file_byte_for_byte() -> None:
+async def test_a_refused_overwrite_on_memory_keeps_the_hours_file_byte_for_byte(
+    allow_memory_store: None,
+) -> None:
     conn_id = isolated("memory", MemoryFileSystem(global_store=False, skip_instance_cache=True))
     interval = first_interval()
     spec = {

@@ -143,8 +143,7 @@ async def test_a_retry_with_the_filter_reversed_skips_every_committed_interval(
         "  file:///data/slack_audit  ",
     ],
 )
-@pytest.mark.usefixtures("allow_memory_store")
-def test_absolute_urls_with_a_scheme_are_accepted(url: str) -> None:
+def test_absolute_urls_with_a_scheme_are_accepted(url: str, allow_memory_store: None) -> None:
     assert check_destination(url) == url.strip()
 
 

@@ -249,8 +249,9 @@ async def test_an_empty_destination_does_not_verify(
     assert "no window manifest" in out
 
 
-@pytest.mark.usefixtures("allow_memory_store")
-async def test_a_memory_destination_verifies_and_a_changed_file_fails(server: FakeAuditLogsServer) -> None:
+async def test_a_memory_destination_verifies_and_a_changed_file_fails(
+    server: FakeAuditLogsServer, allow_memory_store: None
+) -> None:
     conn_id = f"memory-{uuid.uuid4().hex}"
     attach("memory", conn_id=conn_id, fs=MemoryFileSystem(global_store=False, skip_instance_cache=True))
     destination = f"memory://{conn_id}/landing"  # its own bucket: some lines share one memory store

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from airflow.providers.openlineage.extractors import OperatorLineage
 
-from airflow_provider_slack_audit.operators import _lineage
+from airflow_provider_slack_audit import _lineage
 from airflow_provider_slack_audit.operators.slack_audit import SlackAuditLogsOperator
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 from airflow_provider_slack_audit.version_compat import OutletEventAccessors, TaskDeferred

@@ -129,8 +129,9 @@ def test_a_store_without_atomic_publication_fails_the_task_naming_the_supported_
     ],
     ids=["s3_url", "memory_url", "local_path", "s3_path"],
 )
-@pytest.mark.usefixtures("allow_memory_store")
-def test_absolute_urls_and_object_storage_paths_defer(destination: str | ObjectStoragePath) -> None:
+def test_absolute_urls_and_object_storage_paths_defer(
+    destination: str | ObjectStoragePath, allow_memory_store: None
+) -> None:
     assert deferred_spec(operator(destination=destination)).destination == str(destination)
 
 

@@ -258,9 +258,6 @@ CASES = [
 ]
 
 
-pytestmark = pytest.mark.usefixtures("instant_retries")
-
-
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 async def test_errors_and_debug_logs_never_carry_the_token(
     case: ErrorCase,

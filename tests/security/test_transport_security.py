@@ -116,9 +116,9 @@ async def test_plain_http_to_another_host_needs_an_explicit_opt_in(sent: list[di
     assert len(sent) == 1
 
 
-@pytest.mark.usefixtures("insecure_connection")
 async def test_the_hook_refuses_a_connection_with_plain_http_to_another_host(
     sent: list[dict[str, Any]],
+    insecure_connection: None,
 ) -> None:
     with pytest.raises(ValueError, match="plain http"):
         await SlackAuditLogsHook().get_async_client()
@@ -127,9 +127,10 @@ async def test_the_hook_refuses_a_connection_with_plain_http_to_another_host(
     assert sent == []
 
 
-@pytest.mark.usefixtures("insecure_connection")
 async def test_the_trigger_reports_plain_http_as_a_permanent_error_without_a_request(
-    sent: list[dict[str, Any]], tmp_path: Path
+    sent: list[dict[str, Any]],
+    tmp_path: Path,
+    insecure_connection: None,
 ) -> None:
     spec = {
         "window": {"start": "2026-01-04T00:00:00+00:00", "end": "2026-01-05T00:00:00+00:00"},
@@ -146,9 +147,10 @@ async def test_the_trigger_reports_plain_http_as_a_permanent_error_without_a_req
     assert is_empty(tmp_path), "nothing may be written for a refused connection"
 
 
-@pytest.mark.usefixtures("insecure_connection")
 def test_the_operator_in_sync_mode_fails_without_retrying_and_without_a_request(
-    sent: list[dict[str, Any]], tmp_path: Path
+    sent: list[dict[str, Any]],
+    tmp_path: Path,
+    insecure_connection: None,
 ) -> None:
     operator = SlackAuditLogsOperator(task_id="land", destination=f"file://{tmp_path}", deferrable=False)
     context = {

@@ -71,6 +71,12 @@ def _free_port() -> int:
     return port
 
 
+@pytest.fixture(autouse=True)
+def retry_sleeps(instant_retries: Any) -> Any:
+    """Retry waits take no time (and are recorded) in every storage test: the root conftest's seam."""
+    return instant_retries
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """moto's S3 on 127.0.0.1 (a free port), with an ``aws`` connection pointing at it."""

@@ -30,7 +30,7 @@ STEP = timedelta(hours=1)
 SMALL_CONSTANT = 2
 
 # Real object-store APIs on loopback: seconds per test, so CI runs them and `make test-fast` does not.
-pytestmark = [pytest.mark.usefixtures("instant_retries"), pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ WINDOW = Window(DAY, DAY + timedelta(hours=3))
 UNFILTERED = {"action": None, "actor": None, "entity": None}
 
 # Real object-store APIs on loopback: seconds per test, so CI runs them and `make test-fast` does not.
-pytestmark = [pytest.mark.usefixtures("instant_retries"), pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture

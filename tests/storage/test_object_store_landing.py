@@ -44,11 +44,6 @@ async def server() -> AsyncIterator[FakeAuditLogsServer]:
         yield fake
 
 
-@pytest.fixture(autouse=True)
-def _instant_retries(instant_retries: object) -> None:
-    """Retry waits take no time (the root conftest's seam)."""
-
-
 def spec_for(destination: str, **kwargs: Any) -> IngestSpec:
     values: dict[str, Any] = {
         "window": WINDOW,

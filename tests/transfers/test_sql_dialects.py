@@ -20,12 +20,12 @@ from airflow_provider_slack_audit.transfers._dialects import (
     SqliteDialect,
     TableName,
     WarehouseDialect,
-    _copy_text,
     audit_table,
     dialect_for,
     engine_on,
 )
 from airflow_provider_slack_audit.transfers._errors import UnsupportedDatabaseError
+from airflow_provider_slack_audit.transfers._postgres import _copy_text
 from airflow_provider_slack_audit.transfers._schema import RowBuilder
 from airflow_provider_slack_audit.transfers.slack_audit_to_sql import (
     SlackAuditLogsToSqlOperator,

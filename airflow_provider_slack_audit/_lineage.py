@@ -1,4 +1,4 @@
-"""OpenLineage for the landing task: what it read (the org's audit log) and what it wrote (the destination).
+"""OpenLineage of the landing task (what it read and wrote) and of the warehouse loads (landing to table).
 
 Built from the summary ``execute_complete`` returned, i.e. from the outcome of the ingest wherever it
 ran (the triggerer or the worker), never from attributes set before a deferral: a resumed task is a
@@ -19,6 +19,7 @@ Naming (https://openlineage.io/docs/spec/naming):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -104,4 +105,32 @@ def operator_lineage(
                 figures=figures,
             )
         },
+    )
+
+
+def load_lineage(summary: Mapping[str, Any] | None, *, output: tuple[str, str]) -> Any:
+    """OpenLineage of a load: the landing destination in, the warehouse table (``output``) out.
+
+    ``output`` is the table's OpenLineage ``(namespace, name)``; the input is named as the landing
+    operator names its output (``file`` + path, ``s3://bucket`` + prefix). None without the
+    OpenLineage provider or a summary.
+    """
+    if not summary:
+        return None
+    try:
+        from airflow.providers.common.compat.openlineage import facet
+        from airflow.providers.openlineage.extractors import OperatorLineage
+    except ImportError:
+        return None
+    manifest = str(summary["manifest"])
+    destination = manifest.rsplit("/_manifests/", 1)[0]
+    input_namespace, input_name = output_dataset_name(destination)
+    statistics = facet.OutputStatisticsOutputDatasetFacet(rowCount=summary["inserted"] + summary["updated"])
+    return OperatorLineage(
+        inputs=[facet.InputDataset(namespace=input_namespace, name=input_name)],
+        outputs=[
+            facet.OutputDataset(
+                namespace=output[0], name=output[1], outputFacets={"outputStatistics": statistics}
+            )
+        ],
     )
