@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_slack_audit.ingest.windows import Window
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
-from .destination_check import duration
 from .landing.descriptor import DESCRIPTOR_NAME, DestinationDescriptor
 from .landing.layout import TEMP_MARK
 from .landing.ledger import (
@@ -37,6 +36,7 @@ from .landing.ledger import (
     read_entry,
     relative_entry_path,
 )
+from .landing.plan import duration
 
 if TYPE_CHECKING:
     from .landing.commit import IntervalCommit
