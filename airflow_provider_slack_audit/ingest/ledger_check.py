@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from airflow_provider_slack_audit.ingest.windows import Window
+from airflow_provider_slack_audit.ingest.windows import Interval, Window
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
+from .landing.commit import IntervalCommit
 from .landing.descriptor import DESCRIPTOR_NAME, DestinationDescriptor
 from .landing.layout import TEMP_MARK
 from .landing.ledger import (
@@ -38,9 +39,25 @@ from .landing.ledger import (
 )
 from .landing.plan import duration
 
-if TYPE_CHECKING:
-    from .landing.commit import IntervalCommit
-    from .verify import VerifyReport, WindowReport
+
+class WindowReport(Protocol):
+    """What the ledger check reads of one manifest's findings (``verify.WindowReport``)."""
+
+    manifest: str
+    window: Window
+    problems: list[str]
+
+
+class VerifyReport(Protocol):
+    """The findings the ledger check adds to (``verify.VerifyReport``, which calls it)."""
+
+    problems: list[str]
+    notes: list[str]
+    gaps: list[dict[str, str]]
+    ledger: dict[str, Any] | None
+
+    @property
+    def windows(self) -> Sequence[WindowReport]: ...
 
 
 @dataclass(frozen=True)
@@ -128,7 +145,7 @@ def report_gaps(report: VerifyReport, scope: Window) -> None:
             continue
         report.gaps.append({"start": start.isoformat(), "end": end.isoformat()})
         report.problems.append(
-            f"no window manifest covers [{start.isoformat()}, {end.isoformat()}) "
+            f"no window manifest covers {Interval(start, end).span} "
             f"({duration(end - start)}): a paused DAG, or a window never landed"
         )
 

@@ -84,11 +84,8 @@ class LeaseSettings:
 class LeaseSite(Protocol):
     """What a run's leases need: the destination they guard and the run that holds them."""
 
-    @property
-    def destination(self) -> ObjectStoragePath: ...
-
-    @property
-    def owner(self) -> LeaseOwner: ...
+    destination: ObjectStoragePath
+    owner: LeaseOwner
 
 
 @dataclass

@@ -17,7 +17,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import PurePosixPath
-from typing import Any, Protocol
+from typing import Any
 
 from airflow_provider_slack_audit.ingest import evidence
 from airflow_provider_slack_audit.ingest.errors import ManifestCheckError
@@ -204,33 +204,7 @@ def _manifest_interval(item: Mapping[str, Any], destination: ObjectStoragePath) 
     )
 
 
-class Bounds(Protocol):
-    """Inclusive integer-second bounds and a printable key (``Window`` and ``Interval`` have them)."""
-
-    @property
-    def oldest(self) -> int: ...
-    @property
-    def latest(self) -> int: ...
-    @property
-    def key(self) -> str: ...
-
-
-class ListedInterval(Protocol):
-    """What a manifest lists per interval (``ManifestInterval`` has it)."""
-
-    @property
-    def oldest(self) -> int: ...
-    @property
-    def latest(self) -> int: ...
-    @property
-    def count(self) -> int: ...
-    @property
-    def bytes(self) -> int: ...
-    @property
-    def path(self) -> str: ...
-
-
-def coverage_problems(window: Bounds, listed: Iterable[tuple[int, int, str]], *, noun: str) -> list[str]:
+def coverage_problems(window: Window, listed: Iterable[tuple[int, int, str]], *, noun: str) -> list[str]:
     """What keeps ``listed`` (``(oldest, latest, label)``, inclusive seconds) from covering each second
     of ``window`` exactly once: gaps, overlaps, pieces outside it (empty when there are none)."""
     problems: list[str] = []
@@ -263,7 +237,7 @@ def check_covers(window: Window, intervals: Sequence[Interval]) -> None:
 
 
 def check_manifest(
-    window: Bounds, intervals: Sequence[ListedInterval], *, events: int, total_bytes: int
+    window: Window, intervals: Sequence[ManifestInterval], *, events: int, total_bytes: int
 ) -> None:
     """Raise :class:`ManifestCheckError` unless ``intervals`` cover ``window`` exactly once and add up.
 
@@ -295,7 +269,7 @@ def check_manifest(
         )
 
 
-def _label(item: ListedInterval) -> str:
+def _label(item: ManifestInterval) -> str:
     return f"{item.path} (seconds {item.oldest}..{item.latest})"
 
 
