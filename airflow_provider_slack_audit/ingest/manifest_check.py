@@ -1,5 +1,6 @@
 """The window manifest check lives in ``landing.manifest`` (one "every second exactly once")."""
 
-from .landing.manifest import ManifestCheckError, check_manifest  # merge shim
+from .errors import ManifestCheckError  # merge shim
+from .landing.manifest import check_manifest  # merge shim
 
 __all__ = ["ManifestCheckError", "check_manifest"]

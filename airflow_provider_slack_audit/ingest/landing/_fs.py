@@ -65,8 +65,8 @@ def open_file(path: ObjectStoragePath, mode: str, **kwargs: Any) -> BinaryFile:
     """The fsspec file of ``path``, opened through its filesystem.
 
     Not ``path.open``: Airflow 3 wraps that file to record hook lineage on every ``read``/``write``
-    call, ~70 ms each (measured on Airflow 3.3), which at one call per page cost more than landing
-    the page. The operator declares the destination as its outlet asset instead.
+    call, which at one call per page costs more than landing the page (docs/performance.md). The
+    operator declares the destination as its outlet asset instead.
     """
     file: BinaryFile = path.fs.open(path.path, mode, **kwargs)
     return file
@@ -258,19 +258,3 @@ def _link_exclusively(path: ObjectStoragePath, payload: bytes) -> bool:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
-
-
-__all__ = [
-    "DEFAULT_TTL_SECONDS",
-    "BinaryFile",
-    "abandon",
-    "create_exclusively",
-    "create_if_absent",
-    "is_local",
-    "open_file",
-    "owner_of_temp",
-    "publication",
-    "remove_stale_temps_of",
-    "temp_sibling",
-    "write_small_file",
-]

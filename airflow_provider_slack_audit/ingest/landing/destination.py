@@ -231,30 +231,26 @@ class Landing:
 
     def committed_ids(self, commit: IntervalCommit) -> set[str]:
         """The ids in a committed interval's data file (verified against its marker while read)."""
-        return {_keys_decoder.decode(line).id for line in self._committed_lines(commit)}
-
-    def committed_lines(self, commit: IntervalCommit) -> Iterator[bytes]:
-        """The lines of a committed interval's data file, verified against its marker while read."""
-        return self._committed_lines(commit)
+        return {_keys_decoder.decode(line).id for line in self.committed_lines(commit)}
 
     def committed_keys(self, commit: IntervalCommit) -> Iterator[EntryKey]:
         """The keys (``id``, ``date_create``) of a committed interval's entries, in file order (the
         file is verified against its marker while read)."""
-        return map(_keys_decoder.decode, self._committed_lines(commit))
+        return map(_keys_decoder.decode, self.committed_lines(commit))
 
     def committed_entries(self, commit: IntervalCommit, ids: Set[str]) -> tuple[list[bytes], list[EntryKey]]:
         """The lines of a committed interval's data file whose id is in ``ids``, in file order, and
         their keys (``id``, ``date_create``); the file is verified against its marker while read."""
         lines: list[bytes] = []
         keys: list[EntryKey] = []
-        for line in self._committed_lines(commit):
+        for line in self.committed_lines(commit):
             key = _keys_decoder.decode(line)
             if key.id in ids:
                 lines.append(bytes(line))
                 keys.append(key)
         return lines, keys
 
-    def _committed_lines(self, commit: IntervalCommit) -> Iterator[bytes]:
+    def committed_lines(self, commit: IntervalCommit) -> Iterator[bytes]:
         """The lines of a committed interval's data file, verified against its marker while read."""
         entry = ManifestInterval(
             interval=commit.interval,

@@ -84,22 +84,3 @@ def data_file_interval(name: str) -> tuple[Interval, Compression] | None:
 def _instant(parts: Sequence[str | None]) -> datetime:
     year, month, day, hour, minute, second = (int(part or 0) for part in parts[:6])
     return datetime(year, month, day, hour, minute, second, int(parts[6] or 0), tzinfo=timezone.utc)
-
-
-__all__ = [
-    "COMPRESSIONS",
-    "GZIP_WBITS",
-    "LEASE_SUFFIX",
-    "MANIFESTS_DIR",
-    "PREFIX",
-    "TEMP_MARK",
-    "Compression",
-    "data_file_interval",
-    "lease_name_of",
-    "parse_compression",
-    "partition",
-    "relative_data_path",
-    "relative_lease_path",
-    "relative_manifest_path",
-    "relative_marker_path",
-]

@@ -354,6 +354,3 @@ def _token_of(raw: bytes) -> str | None:
     document = _document_of(raw)
     token = document.get("owner") if document is not None else None
     return token if isinstance(token, str) and token else None
-
-
-__all__ = ["LEASES_DIR", "OWNER_SUFFIX", "LeaseOwner", "LeaseStore", "Sighting"]

@@ -329,7 +329,6 @@ def manifest_document(
 
 __all__ = [
     "MANIFEST_KIND",
-    "ManifestCheckError",
     "ManifestInterval",
     "WindowManifest",
     "check_covers",

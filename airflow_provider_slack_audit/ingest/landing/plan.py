@@ -199,14 +199,3 @@ def _cut_by_window(interval: Interval, path: str, window: Window) -> str:
 
 def _overlaps(a: Interval | Window, b: Interval | Window) -> bool:
     return a.oldest <= b.latest and b.oldest <= a.latest
-
-
-__all__ = [
-    "DestinationLayout",
-    "describe_query",
-    "duration",
-    "filtered_label",
-    "partitions_touched",
-    "plan_intervals",
-    "timedelta_literal",
-]

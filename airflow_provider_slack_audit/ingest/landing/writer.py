@@ -51,7 +51,7 @@ _JOIN_ENTRIES = 256  # entries joined per C call: a join of msgspec.Raw holds th
 def _join_lines(batch: Sequence[bytes | memoryview]) -> bytes:
     """``batch`` as JSONL (each entry then a newline), joined a slice at a time.
 
-    One ``join`` of a page's ``msgspec.Raw`` entries holds the GIL for the whole ~10 MB copy (only
+    One ``join`` of a page's ``msgspec.Raw`` entries holds the GIL for the whole page's copy (only
     a join of ``bytes`` lets it go); the slices, joined again as ``bytes``, hand over in between.
     """
     if len(batch) <= _JOIN_ENTRIES:
@@ -139,7 +139,7 @@ class IntervalWriter:
         if not batch:
             return
         data = _join_lines(batch)
-        # C-speed checks (a few % of the write cost): an empty entry or one holding a newline would
+        # C-speed checks: an empty entry or one holding a newline would
         # corrupt the JSONL for every reader. Counted block by block, like everything below: each
         # call holding the GIL stays short, so the event loop thread is never kept waiting long.
         newlines = len(batch)
