@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import closing
+from pathlib import PurePosixPath
 from typing import Any, Protocol
 
 from airflow_provider_slack_audit.ingest.stores import LOCAL, Publication, store_for
@@ -72,6 +73,19 @@ def open_file(path: ObjectStoragePath, mode: str, **kwargs: Any) -> BinaryFile:
     return file
 
 
+def names_in(directory: ObjectStoragePath) -> list[str]:
+    """The names in ``directory``, sorted, fresh from the store (empty when it does not exist).
+
+    Listings are cached per filesystem (s3fs, gcsfs): another process's files must not be missed.
+    """
+    directory.fs.invalidate_cache(directory.path)
+    try:
+        entries = directory.fs.ls(directory.path, detail=False)
+    except FileNotFoundError:
+        return []
+    return sorted(PurePosixPath(str(entry)).name for entry in entries)
+
+
 def is_local(path: ObjectStoragePath) -> bool:
     return store_for(path.protocol) is LOCAL
 
@@ -103,7 +117,10 @@ def abandon(file: BinaryFile) -> None:
 
 
 def remove_stale_temps_of(
-    path: ObjectStoragePath, *, live_owner: Callable[[], str | None] | None = None
+    path: ObjectStoragePath,
+    *,
+    live_owner: Callable[[], str | None] | None = None,
+    prefix: str | None = None,
 ) -> None:
     """Delete temporary siblings of ``path`` that no live writer owns (a kill -9 left them behind).
 
@@ -111,14 +128,15 @@ def remove_stale_temps_of(
     the run holding the lease on ``path``, or None), every temp not of that owner is stale. Without
     it (a file no lease guards), a temp counts as stale once it is older than a lease's ttl: a
     small document is written in milliseconds, so only a dead writer leaves one that old.
+    ``prefix`` widens the temps looked at to every sibling named after it (default: ``path``'s name).
     """
-    prefix = f".{path.name}{TEMP_MARK}"
+    mark = f".{prefix if prefix is not None else path.name}"
     if not path.parent.exists():
         return
     unknown = object()
     live: object = unknown
     for sibling in path.parent.iterdir():
-        if not sibling.name.startswith(prefix):
+        if not sibling.name.startswith(mark) or TEMP_MARK not in sibling.name:
             continue
         if live_owner is None:
             if not _older_than(sibling, DEFAULT_TTL_SECONDS):

@@ -38,7 +38,7 @@ from airflow_provider_slack_audit.ingest.errors import DestinationConflictError
 from airflow_provider_slack_audit.ingest.windows import Interval, Window, crosses_cells, parse_datetime
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
-from ._fs import create_if_absent
+from ._fs import create_if_absent, names_in
 from .commit import FORMAT_VERSION, IntervalCommit, json_bytes, json_normalized
 from .layout import PREFIX, data_file_interval, parse_compression
 from .plan import (
@@ -219,21 +219,11 @@ def _landed_files(destination: ObjectStoragePath, window: Window, grid: timedelt
     can be in: interval -> path relative to the destination."""
     landed: dict[Interval, str] = {}
     for partition in partitions_touched(window, grid):
-        for name in _names_in(destination / partition):
+        for name in names_in(destination / partition):
             parsed = data_file_interval(name)
             if parsed is not None:
                 landed[parsed[0]] = f"{partition}/{name}"
     return landed
-
-
-def _names_in(directory: ObjectStoragePath) -> list[str]:
-    # Listings are cached per filesystem (s3fs, gcsfs): another process's files must not be missed.
-    directory.fs.invalidate_cache(directory.path)
-    try:
-        entries = directory.fs.ls(directory.path, detail=False)
-    except FileNotFoundError:
-        return []
-    return [PurePosixPath(str(entry)).name for entry in entries]
 
 
 def _all_files(destination: ObjectStoragePath) -> list[str]:

@@ -35,10 +35,10 @@ from airflow_provider_slack_audit.ingest.windows import Interval, Window
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
 from . import _fs, layout
-from ._fs import is_local, owner_of_temp, publication, temp_sibling, write_small_file
+from ._fs import is_local, publication, remove_stale_temps_of, temp_sibling, write_small_file
 from .commit import IntervalCommit, json_bytes, json_normalized
 from .descriptor import DESCRIPTOR_NAME, prepare_destination
-from .layout import PREFIX, TEMP_MARK, Compression, parse_compression
+from .layout import PREFIX, Compression, parse_compression
 from .lease_store import LeaseOwner, LeaseStore
 from .ledger import Ledger, LedgerHead, manifest_fields, withdrawal_fields
 from .manifest import (
@@ -263,18 +263,12 @@ class Landing:
         return iter_data_lines(entry, commit.compression, verify=True)
 
     def _remove_stale_temps(self, interval: Interval) -> None:
-        """Remove the interval's temporary files whose owner holds no live lease on it."""
-        prefix = f".{PREFIX}{interval.key}."
-        live: str | None = None
-        looked = False
-        for path in self.data_path(interval).parent.iterdir():
-            if path.name.startswith(prefix) and TEMP_MARK in path.name:
-                if not looked:  # one lease read, and only when a temp is there
-                    live, looked = self._leases.holder(self.lease_path(interval)), True
-                if live is not None and owner_of_temp(path.name) == live:
-                    continue
-                log.info("Removing %s, left behind by an interrupted writer", path)
-                path.unlink(missing_ok=True)
+        """Remove the interval's temporary files (either data format, marker) no live lease holder owns."""
+        remove_stale_temps_of(
+            self.data_path(interval),
+            live_owner=lambda: self._leases.holder(self.lease_path(interval)),
+            prefix=f"{PREFIX}{interval.key}.",
+        )
 
     def write_manifest(
         self,

@@ -29,14 +29,13 @@ from collections.abc import Callable, Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import PurePosixPath
 from typing import Any
 
 from airflow_provider_slack_audit.ingest.windows import Interval
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
 from . import layout
-from ._fs import create_exclusively, create_if_absent, is_local, open_file
+from ._fs import create_exclusively, create_if_absent, is_local, names_in, open_file
 from .commit import FORMAT_VERSION, json_bytes
 
 LEDGER_DIR = "_ledger"
@@ -159,13 +158,7 @@ class Ledger:
 
     def names(self) -> list[str]:
         """Every file name under ``_ledger/`` (entries, and whatever else is there)."""
-        path = self.directory.path
-        self.directory.fs.invalidate_cache(path)
-        try:
-            found = self.directory.fs.ls(path, detail=False)
-        except FileNotFoundError:
-            return []
-        return sorted(PurePosixPath(str(entry)).name for entry in found)
+        return names_in(self.directory)
 
     def read(self, seq: int) -> bytes:
         """An entry's exact bytes; FileNotFoundError when it is not there."""

@@ -87,14 +87,13 @@ class IntervalWriter:
     ) -> None:
         self.interval = interval
         self.path = final
-        self._relative = relative
-        self._compression = compression
-        self._marker = marker
-        self._write_marker = write_marker
         self._temp = temp
         self._publication = "rename" if temp is not None else _fs.publication(final)
         if self._publication == "rename" and temp is None:
             raise ValueError(f"{final} is on a store that publishes by rename: pass a temporary sibling")
+        # What the commit records and how it is made committed (see ``commit``).
+        self._relative, self._compression = relative, compression
+        self._marker, self._write_marker = marker, write_marker
         # S3 and GCS: autocommit=False keeps the upload unpublished until commit(). Azure ignores it
         # and publishes on close(), which an abort never calls (see _fs.abandon).
         if temp is not None:
