@@ -1,19 +1,9 @@
 """Files on any store the landing accepts: opening, exclusive create, small documents, temporary names.
 
-How a file takes its final name depends on the store (``ingest.stores``): on local files (and
-``memory://`` in tests) it is written to a hidden temporary sibling and renamed into place; on S3
-and GCS it is uploaded to its final key with ``autocommit=False`` and published by ``commit()``; on
-Azure Blob Storage its blocks are staged and committed by ``close()``. Everywhere, an aborted write
-publishes nothing.
-
-Exclusive create (:func:`create_exclusively`): locally a complete temp hard-linked into place; on S3,
-GCS and Azure the API's precondition (fsspec's ``"xb"`` mode: ``If-None-Match: *``,
-``ifGenerationMatch=0``); the store decides, from the table in ``ingest.stores``. Elsewhere (a store
-the destination check refuses, reached directly) the caller reads back.
-
-Temporary files carry their owner in their name (``.<name>.tmp-<owner>-<random>``), so a writer
-removes another's temporary file only when that owner holds no live lease on it.
-Everything here is synchronous and blocking.
+How each store publishes a file whole and creates one only if absent is the table in
+``ingest.stores``; this module applies it. An aborted write publishes nothing, and a temporary file
+names its owner (``.<name>.tmp-<owner>-<random>``), so a writer removes another's temporary file
+only when that owner holds no live lease on it. Everything here is synchronous and blocking.
 """
 
 from __future__ import annotations
