@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from airflow_provider_slack_audit.ingest.windows import Window
+from airflow_provider_slack_audit.ingest.windows import Interval, Window
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
-from .destination_check import duration
+from .landing.commit import IntervalCommit
 from .landing.descriptor import DESCRIPTOR_NAME, DestinationDescriptor
 from .landing.layout import TEMP_MARK
 from .landing.ledger import (
@@ -37,10 +37,27 @@ from .landing.ledger import (
     read_entry,
     relative_entry_path,
 )
+from .landing.plan import duration
 
-if TYPE_CHECKING:
-    from .landing.commit import IntervalCommit
-    from .verify import VerifyReport, WindowReport
+
+class WindowFindings(Protocol):
+    """What the ledger check reads of one manifest's findings (``verify.WindowReport`` has it)."""
+
+    manifest: str
+    window: Window
+    problems: list[str]
+
+
+class Findings(Protocol):
+    """The findings the ledger check adds to (``verify.VerifyReport`` has them)."""
+
+    problems: list[str]
+    notes: list[str]
+    gaps: list[dict[str, str]]
+    ledger: dict[str, Any] | None
+
+    @property
+    def windows(self) -> Sequence[WindowFindings]: ...
 
 
 @dataclass(frozen=True)
@@ -63,7 +80,7 @@ class _Entry:
 
 def check_ledger(
     root: ObjectStoragePath,
-    report: VerifyReport,
+    report: Findings,
     *,
     manifests: Collection[str],
     present: Collection[str],
@@ -110,7 +127,7 @@ def check_ledger(
         report.ledger = {"entries": len(entries), "head": LedgerHead(head.seq, head.sha256).to_json()}
 
 
-def report_gaps(report: VerifyReport, scope: Window) -> None:
+def report_gaps(report: Findings, scope: Window) -> None:
     """Every second of ``scope`` no window manifest in the report covers, as failing ranges."""
     covered = sorted((window.window.start, window.window.end) for window in report.windows)
     cursor = scope.start
@@ -128,12 +145,12 @@ def report_gaps(report: VerifyReport, scope: Window) -> None:
             continue
         report.gaps.append({"start": start.isoformat(), "end": end.isoformat()})
         report.problems.append(
-            f"no window manifest covers [{start.isoformat()}, {end.isoformat()}) "
+            f"no window manifest covers {Interval(start, end).span} "
             f"({duration(end - start)}): a paused DAG, or a window never landed"
         )
 
 
-def _read_entries(ledger: Ledger, report: VerifyReport) -> dict[int, _Entry]:
+def _read_entries(ledger: Ledger, report: Findings) -> dict[int, _Entry]:
     entries: dict[int, _Entry] = {}
     for name in ledger.names():
         relative = f"{LEDGER_DIR}/{name}"
@@ -156,7 +173,7 @@ def _read_entries(ledger: Ledger, report: VerifyReport) -> dict[int, _Entry]:
     return dict(sorted(entries.items()))
 
 
-def _check_chain(entries: Mapping[int, _Entry], report: VerifyReport) -> None:
+def _check_chain(entries: Mapping[int, _Entry], report: Findings) -> None:
     if not entries:
         return
     missing = [seq for seq in range(1, max(entries) + 1) if seq not in entries]
@@ -183,7 +200,7 @@ def _check_chain(entries: Mapping[int, _Entry], report: VerifyReport) -> None:
             )
 
 
-def _check_descriptor(root: ObjectStoragePath, entries: Mapping[int, _Entry], report: VerifyReport) -> None:
+def _check_descriptor(root: ObjectStoragePath, entries: Mapping[int, _Entry], report: Findings) -> None:
     recorded = [entry for entry in entries.values() if entry.document.get("descriptor_sha256")]
     if not recorded:
         return
@@ -209,9 +226,9 @@ def _check_manifest(
     relative: str,
     entries: Mapping[int, _Entry],
     entry: _Entry | None,
-    window: WindowReport | None,
+    window: WindowFindings | None,
     scope: Window | None,
-    report: VerifyReport,
+    report: Findings,
 ) -> None:
     """One manifest present: its latest entry's bytes, and the ledger head it names."""
     try:
@@ -274,7 +291,7 @@ def _check_missing_manifest(
     entry: _Entry,
     present: Collection[str],
     commits: Mapping[str, IntervalCommit],
-    report: VerifyReport,
+    report: Findings,
 ) -> None:
     """A manifest the ledger records is gone: say so, and which of its intervals went with it."""
     document = entry.document
@@ -308,7 +325,7 @@ def _check_missing_manifest(
             )
 
 
-def _check_anchor(entries: Mapping[int, _Entry], expect: LedgerHead, report: VerifyReport) -> None:
+def _check_anchor(entries: Mapping[int, _Entry], expect: LedgerHead, report: Findings) -> None:
     last = max(entries) if entries else 0
     entry = entries.get(expect.seq)
     if expect.seq > last:
@@ -337,4 +354,4 @@ def _ranges(numbers: list[int]) -> list[tuple[int, int]]:
     return ranges
 
 
-__all__ = ["check_ledger", "report_gaps"]
+__all__ = ["Findings", "WindowFindings", "check_ledger", "report_gaps"]

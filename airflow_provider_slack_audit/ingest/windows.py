@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-__all__ = ["EARLIEST", "Interval", "Window", "parse_datetime"]
+__all__ = ["EARLIEST", "Interval", "Window", "cell_start", "crosses_cells", "parse_datetime"]
 
 EARLIEST = datetime(2018, 3, 1, tzinfo=timezone.utc)
 """The Audit Logs API holds no data before this instant."""
@@ -104,6 +104,21 @@ def _from_micros(micros: int) -> datetime:
 
 def _ceil_seconds(micros: int) -> int:
     return -(-micros // _MICROS_PER_SECOND)
+
+
+def _cell_floor(micros: int, step_micros: int) -> int:
+    """The start of the grid cell holding ``micros``: cells are multiples of the step from the epoch."""
+    return micros - micros % step_micros
+
+
+def cell_start(instant: datetime, grid: timedelta) -> datetime:
+    """The start of the cell of ``grid`` holding ``instant`` (the grid :meth:`Window.intervals` cuts on)."""
+    return _from_micros(_cell_floor(_to_micros(instant), grid // _MICROSECOND))
+
+
+def crosses_cells(bounds: _Bounds, grid: timedelta) -> bool:
+    """True when ``[start, end)`` does not lie inside one cell of ``grid`` (every landed data file does)."""
+    return cell_start(bounds.end - _MICROSECOND, grid) != cell_start(bounds.start, grid)
 
 
 def _format_instant(value: datetime) -> str:
@@ -249,7 +264,7 @@ class Window(_Bounds):
             raise ValueError(f"interval length {step!r} is not positive; pass e.g. timedelta(hours=1)")
         start, end = _to_micros(self.start), _to_micros(self.end)
         intervals = []
-        cell = start - start % step_micros  # the grid cell holding start (floor, epoch origin)
+        cell = _cell_floor(start, step_micros)
         while cell < end:
             lower, upper = max(cell, start), min(cell + step_micros, end)
             # Same test as Interval.is_empty, on integers, before building the object.
@@ -257,8 +272,3 @@ class Window(_Bounds):
                 intervals.append(Interval(_from_micros(lower), _from_micros(upper)))
             cell += step_micros
         return intervals
-
-    def is_on_grid(self, step: timedelta) -> bool:
-        """True when both bounds are multiples of ``step`` from the epoch (every interval a whole cell)."""
-        step_micros = step // _MICROSECOND
-        return _to_micros(self.start) % step_micros == 0 and _to_micros(self.end) % step_micros == 0

@@ -17,7 +17,7 @@ import pytest
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient, classify_exception
 from airflow_provider_slack_audit.ingest import Window
-from airflow_provider_slack_audit.ingest.landing import writer as landing_module
+from airflow_provider_slack_audit.ingest.landing import _fs as landing_files
 from airflow_provider_slack_audit.ingest.outcome import failure_outcome
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
@@ -70,7 +70,7 @@ def fail_writes(
     monkeypatch: pytest.MonkeyPatch, *, name_contains: str, nth_file: int, fail_on_write: int
 ) -> None:
     """Make the ``nth_file``-th file opened for writing whose name holds ``name_contains`` fail."""
-    real_open = landing_module._open
+    real_open = landing_files.open_file
     opened = 0
 
     def open_(path: Any, mode: str, **kwargs: Any) -> Any:
@@ -82,7 +82,7 @@ def fail_writes(
                 return FailingFile(file, fail_on_write)
         return file
 
-    monkeypatch.setattr(landing_module, "_open", open_)
+    monkeypatch.setattr(landing_files, "open_file", open_)
 
 
 async def test_a_destination_that_cannot_exist_fails_transiently_before_any_request(

@@ -6,14 +6,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from airflow_provider_slack_audit.ingest.destination_check import (
-    DestinationConflictError,
-    data_file_interval,
-    partitions_touched,
-    plan_intervals,
-)
-from airflow_provider_slack_audit.ingest.landing.layout import relative_data_path
+from airflow_provider_slack_audit.ingest.errors import DestinationConflictError
+from airflow_provider_slack_audit.ingest.landing.layout import data_file_interval, relative_data_path
 from airflow_provider_slack_audit.ingest.landing.manifest import check_covers
+from airflow_provider_slack_audit.ingest.landing.plan import partitions_touched, plan_intervals
 from airflow_provider_slack_audit.ingest.windows import Interval, Window
 
 DAY = datetime(2026, 1, 4, tzinfo=timezone.utc)

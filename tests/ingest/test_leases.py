@@ -528,7 +528,7 @@ def test_writing_a_manifest_keeps_the_temp_of_the_run_holding_the_manifest_lease
 
 
 def test_a_temp_of_a_file_no_lease_guards_is_stale_only_once_older_than_a_lease_ttl(tmp_path: Path) -> None:
-    from airflow_provider_slack_audit.ingest.landing.writer import write_small_file
+    from airflow_provider_slack_audit.ingest.landing._fs import write_small_file
 
     target = ObjectStoragePath((tmp_path / "registry.json").as_uri())
     fresh = tmp_path / ".registry.json.tmp-111-aaaaaaaa"

@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient
-from airflow_provider_slack_audit.ingest import Window, read_manifest
-from airflow_provider_slack_audit.ingest.destination_check import DestinationLayout
+from airflow_provider_slack_audit.ingest import Interval, Window, read_manifest
+from airflow_provider_slack_audit.ingest.landing import Landing
 from airflow_provider_slack_audit.ingest.landing.descriptor import DESCRIPTOR_NAME
+from airflow_provider_slack_audit.ingest.landing.plan import DestinationLayout
 from airflow_provider_slack_audit.ingest.outcome import failure_outcome
 from airflow_provider_slack_audit.ingest.pipeline import (
     DestinationConflictError,
@@ -262,6 +263,31 @@ async def test_the_first_landing_writes_the_descriptor_with_the_layout(
     assert document["adopted"] is False
     assert {"created_at", "provider_version"} <= set(document)
     assert not DESCRIPTOR_NAME.endswith((".jsonl", ".jsonl.gz"))
+
+
+def test_landing_prepare_plans_around_landed_files_and_records_the_descriptor(tmp_path: Path) -> None:
+    landing = Landing(ObjectStoragePath(f"file://{tmp_path}"))
+    layout = DestinationLayout(timedelta(hours=1), "gzip", UNFILTERED)
+    with landing.open_interval(MANUAL.intervals(timedelta(hours=1))[0]) as writer:
+        writer.commit(query=UNFILTERED, stats={})
+
+    planned = landing.prepare(UTC_DAY, layout, record=False)
+
+    # The landed piece [00:30, 01:00) is an interval of its own; the gap before it is landed beside it.
+    piece = MANUAL.intervals(timedelta(hours=1))[0]
+    assert planned[:2] == [Interval(DAY, piece.start), piece]
+    assert planned[2:] == UTC_DAY.intervals(timedelta(hours=1))[1:]
+    assert not (tmp_path / DESCRIPTOR_NAME).exists()
+    landing.prepare(UTC_DAY, layout)
+    assert json.loads((tmp_path / DESCRIPTOR_NAME).read_bytes())["compression"] == "gzip"
+
+
+def test_landing_prepare_refuses_a_layout_its_files_are_not_written_in_before_any_io(tmp_path: Path) -> None:
+    landing = Landing(ObjectStoragePath(f"file://{tmp_path / 'landing'}"), compression=None)
+
+    with pytest.raises(ValueError, match="layout compression 'gzip' is not this landing's None"):
+        landing.prepare(UTC_DAY, DestinationLayout(timedelta(hours=1), "gzip", UNFILTERED))
+    assert not (tmp_path / "landing").exists()
 
 
 def test_two_concurrent_first_landings_agree_on_one_descriptor(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from airflow_provider_slack_audit.ingest.windows import EARLIEST, Interval, Window, parse_datetime
+from airflow_provider_slack_audit.ingest.windows import EARLIEST, Interval, Window, cell_start, parse_datetime
 
 UTC = timezone.utc
 DAY_START = datetime(2026, 1, 4, tzinfo=UTC)
@@ -351,8 +351,8 @@ def test_two_windows_share_the_keys_of_the_whole_cells_they_both_hold():
     kolkata_keys = {i.key for i in kolkata_day.intervals(hourly)}
 
     assert len(utc_keys & kolkata_keys) == 18  # the whole hours 00:00..18:00 both windows hold
-    assert not kolkata_day.is_on_grid(hourly)
-    assert kolkata_day.is_on_grid(timedelta(minutes=30))
+    assert cell_start(kolkata_day.start, hourly) != kolkata_day.start  # not on the hourly grid
+    assert cell_start(kolkata_day.start, timedelta(minutes=30)) == kolkata_day.start
 
 
 def test_a_six_hour_grid_counts_from_the_epoch_not_from_the_window():

@@ -1,10 +1,14 @@
 """
 The landing contract: how one interval's audit events become a file a warehouse can trust.
 
-``layout`` says where things live (keys, partitions, paths), ``writer`` writes files atomically
-(gzip, temporary siblings), ``commit`` makes an interval committed (markers, the committed check),
-``manifest`` lists a window's intervals and verifies them on read. :class:`Landing` ties them to
-one destination. Every public name stays importable from this package.
+Bottom to top, each module importing only from those before it: ``layout`` (where things live: keys,
+partitions, paths, file names, the compression), ``_fs`` (opening files, exclusive create, small
+documents, temporary names, on any accepted store), ``commit`` (the marker document), ``writer``
+(one interval's data file, streamed), ``lease_store`` and ``lease`` (one live writer per interval),
+``manifest`` (a window's intervals, checked and read back), ``ledger`` (the chain of manifests),
+``plan`` (which intervals a run lands, pure), ``descriptor`` (the destination's recorded layout, and
+the I/O planning needs), ``destination`` (:class:`Landing`, the facade the pipeline uses). Every
+public name stays importable from this package.
 """
 
 from __future__ import annotations

@@ -33,23 +33,22 @@ from datetime import datetime, timedelta, timezone
 from pathlib import PurePosixPath
 from typing import Any
 
-from airflow_provider_slack_audit.ingest.destination_check import (
-    DestinationConflictError,
+from airflow_provider_slack_audit import __version__
+from airflow_provider_slack_audit.ingest.errors import DestinationConflictError
+from airflow_provider_slack_audit.ingest.windows import Interval, Window, crosses_cells, parse_datetime
+from airflow_provider_slack_audit.version_compat import ObjectStoragePath
+
+from ._fs import create_if_absent, names_in
+from .commit import FORMAT_VERSION, IntervalCommit, json_bytes, json_normalized
+from .layout import PREFIX, data_file_interval, parse_compression
+from .plan import (
     DestinationLayout,
-    crosses_cells,
-    data_file_interval,
     describe_query,
     duration,
     filtered_label,
     partitions_touched,
     plan_intervals,
 )
-from airflow_provider_slack_audit.ingest.windows import Interval, Window, parse_datetime
-from airflow_provider_slack_audit.version_compat import ObjectStoragePath
-
-from .commit import FORMAT_VERSION, IntervalCommit, json_bytes, json_normalized
-from .layout import PREFIX, parse_compression
-from .lease import create_if_absent
 
 log = logging.getLogger(__name__)
 
@@ -147,10 +146,11 @@ def prepare_destination(
 ) -> list[Interval]:
     """Check that a run of ``window`` with ``layout`` fits the destination; return its intervals.
 
-    Called once, before any request: the run's layout must be the descriptor's (or, with no
-    descriptor, fit what an earlier version landed), and the window must fit the data files already
-    landed in the partitions it touches (see ``ingest.destination_check``). With ``record``, a
-    destination without a descriptor gets one. Raises :class:`DestinationConflictError` otherwise.
+    The I/O half of :meth:`~.destination.Landing.prepare`, called once, before any request: the
+    run's layout must be the descriptor's (or, with no descriptor, fit what an earlier version
+    landed), and the window must fit the data files already landed in the partitions it touches
+    (see ``plan``). With ``record``, a destination without a descriptor gets one. Raises
+    :class:`DestinationConflictError` otherwise.
     """
     found = read_descriptor(destination)
     legacy = False
@@ -197,8 +197,6 @@ def _check_layout(
 
 def _record(destination: ObjectStoragePath, layout: DestinationLayout, *, adopted: bool) -> None:
     """Create the descriptor if absent; whoever created it first, check the run against it."""
-    from airflow_provider_slack_audit import __version__
-
     descriptor = DestinationDescriptor(
         layout=layout,
         created_at=datetime.now(timezone.utc),
@@ -221,21 +219,11 @@ def _landed_files(destination: ObjectStoragePath, window: Window, grid: timedelt
     can be in: interval -> path relative to the destination."""
     landed: dict[Interval, str] = {}
     for partition in partitions_touched(window, grid):
-        for name in _names_in(destination / partition):
+        for name in names_in(destination / partition):
             parsed = data_file_interval(name)
             if parsed is not None:
                 landed[parsed[0]] = f"{partition}/{name}"
     return landed
-
-
-def _names_in(directory: ObjectStoragePath) -> list[str]:
-    # Listings are cached per filesystem (s3fs, gcsfs): another process's files must not be missed.
-    directory.fs.invalidate_cache(directory.path)
-    try:
-        entries = directory.fs.ls(directory.path, detail=False)
-    except FileNotFoundError:
-        return []
-    return [PurePosixPath(str(entry)).name for entry in entries]
 
 
 def _all_files(destination: ObjectStoragePath) -> list[str]:

@@ -24,15 +24,22 @@ from typing import Any
 
 import msgspec
 
-from airflow_provider_slack_audit.ingest.retention import lock_object, lock_options, validate_retention
+from airflow_provider_slack_audit.client.response import EntryKey
+from airflow_provider_slack_audit.ingest.retention import (
+    check_object_lock,
+    lock_object,
+    lock_options,
+    validate_retention,
+)
 from airflow_provider_slack_audit.ingest.windows import Interval, Window
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
-from . import layout
+from . import _fs, layout
+from ._fs import is_local, publication, remove_stale_temps_of, temp_sibling, write_small_file
 from .commit import IntervalCommit, json_bytes, json_normalized
-from .descriptor import DESCRIPTOR_NAME
-from .layout import PREFIX, TEMP_MARK, Compression, parse_compression
-from .lease import LEASE_SUFFIX, LeaseOwner, LeaseStore, owner_of_temp
+from .descriptor import DESCRIPTOR_NAME, prepare_destination
+from .layout import PREFIX, Compression, parse_compression
+from .lease_store import LeaseOwner, LeaseStore
 from .ledger import Ledger, LedgerHead, manifest_fields, withdrawal_fields
 from .manifest import (
     ManifestInterval,
@@ -42,22 +49,12 @@ from .manifest import (
     read_manifest,
     retract_window_manifest,
 )
-from .writer import IntervalWriter, _open, is_local, publication, temp_sibling, write_small_file
+from .plan import DestinationLayout
+from .writer import IntervalWriter
 
 log = logging.getLogger(__name__)
 
-
-class _EntryId(msgspec.Struct, gc=False):
-    id: str
-
-
-class _EntryKey(msgspec.Struct, gc=False):
-    id: str
-    date_create: int
-
-
-_ids_decoder = msgspec.json.Decoder(_EntryId)
-_keys_decoder = msgspec.json.Decoder(_EntryKey)
+_keys_decoder = msgspec.json.Decoder(EntryKey)
 
 
 class Landing:
@@ -109,6 +106,26 @@ class Landing:
     def __repr__(self) -> str:
         return f"Landing({str(self.destination)!r}, compression={self.compression!r})"
 
+    # Planning -------------------------------------------------------------------------------------
+
+    def prepare(self, window: Window, layout: DestinationLayout, *, record: bool = True) -> list[Interval]:
+        """The intervals a run of ``window`` with ``layout`` lands here, once it is checked to fit.
+
+        Blocking storage I/O before any request: the bucket's Object Lock when this landing keeps
+        ``retention``, then the destination's descriptor and the data files landed in the partitions
+        the window touches (see ``descriptor``). Raises :class:`DestinationConflictError` when the
+        run would put events in a second final file. With ``record``, a destination without a
+        descriptor gets one; without (the operator's check before it defers), nothing is written.
+        """
+        if layout.compression != self.compression:
+            raise ValueError(
+                f"layout compression {layout.compression!r} is not this landing's {self.compression!r}; "
+                f"plan with the compression the files are written with"
+            )
+        if self.retention is not None:
+            check_object_lock(self.destination)
+        return prepare_destination(self.destination, window, layout, record=record)
+
     # Layout -----------------------------------------------------------------------------------------
 
     def relative_data_path(self, interval: Interval) -> str:
@@ -129,12 +146,12 @@ class Landing:
 
     def lease_path(self, interval: Interval) -> ObjectStoragePath:
         """The interval's lease: a hidden sibling of its data file (see ``lease``)."""
-        return self.data_path(interval).parent / f".{PREFIX}{interval.key}{LEASE_SUFFIX}"
+        return self.destination / layout.relative_lease_path(interval)
 
     def manifest_lease_path(self, window: Window) -> ObjectStoragePath:
         """The lease a run holds while it writes the window's manifest."""
         manifest = self.manifest_path(window)
-        return manifest.parent / f".{manifest.name}{LEASE_SUFFIX}"
+        return manifest.parent / layout.lease_name_of(manifest.name)
 
     # Commit state ---------------------------------------------------------------------------------
 
@@ -191,11 +208,21 @@ class Landing:
         marker as they were. Temporary files a killed writer of this interval left behind are removed.
         """
         final = self.data_path(interval)
-        if not self._renames:
-            return IntervalWriter(self, interval, final, temp=None)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        self._remove_stale_temps(interval)
-        return IntervalWriter(self, interval, final, temp=temp_sibling(final, self.owner.token))
+        temp = None
+        if self._renames:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self._remove_stale_temps(interval)
+            temp = temp_sibling(final, self.owner.token)
+        return IntervalWriter(
+            interval,
+            final,
+            relative=self.relative_data_path(interval),
+            compression=self.compression,
+            level=self.level,
+            marker=self.marker_path(interval),
+            write_marker=self._write_marker,
+            temp=temp,
+        )
 
     def remove_other_formats(self, interval: Interval) -> None:
         """Remove the interval's data file in the other compression format: one data file per interval."""
@@ -204,30 +231,26 @@ class Landing:
 
     def committed_ids(self, commit: IntervalCommit) -> set[str]:
         """The ids in a committed interval's data file (verified against its marker while read)."""
-        return {_ids_decoder.decode(line).id for line in self._committed_lines(commit)}
+        return {_keys_decoder.decode(line).id for line in self.committed_lines(commit)}
 
-    def committed_lines(self, commit: IntervalCommit) -> Iterator[bytes]:
-        """The lines of a committed interval's data file, verified against its marker while read."""
-        return self._committed_lines(commit)
-
-    def committed_keys(self, commit: IntervalCommit) -> Iterator[Any]:
+    def committed_keys(self, commit: IntervalCommit) -> Iterator[EntryKey]:
         """The keys (``id``, ``date_create``) of a committed interval's entries, in file order (the
         file is verified against its marker while read)."""
-        return map(_keys_decoder.decode, self._committed_lines(commit))
+        return map(_keys_decoder.decode, self.committed_lines(commit))
 
-    def committed_entries(self, commit: IntervalCommit, ids: Set[str]) -> tuple[list[bytes], list[Any]]:
+    def committed_entries(self, commit: IntervalCommit, ids: Set[str]) -> tuple[list[bytes], list[EntryKey]]:
         """The lines of a committed interval's data file whose id is in ``ids``, in file order, and
         their keys (``id``, ``date_create``); the file is verified against its marker while read."""
         lines: list[bytes] = []
-        keys: list[Any] = []
-        for line in self._committed_lines(commit):
+        keys: list[EntryKey] = []
+        for line in self.committed_lines(commit):
             key = _keys_decoder.decode(line)
             if key.id in ids:
                 lines.append(bytes(line))
                 keys.append(key)
         return lines, keys
 
-    def _committed_lines(self, commit: IntervalCommit) -> Iterator[bytes]:
+    def committed_lines(self, commit: IntervalCommit) -> Iterator[bytes]:
         """The lines of a committed interval's data file, verified against its marker while read."""
         entry = ManifestInterval(
             interval=commit.interval,
@@ -240,18 +263,12 @@ class Landing:
         return iter_data_lines(entry, commit.compression, verify=True)
 
     def _remove_stale_temps(self, interval: Interval) -> None:
-        """Remove the interval's temporary files whose owner holds no live lease on it."""
-        prefix = f".{PREFIX}{interval.key}."
-        live: str | None = None
-        looked = False
-        for path in self.data_path(interval).parent.iterdir():
-            if path.name.startswith(prefix) and TEMP_MARK in path.name:
-                if not looked:  # one lease read, and only when a temp is there
-                    live, looked = self._leases.holder(self.lease_path(interval)), True
-                if live is not None and owner_of_temp(path.name) == live:
-                    continue
-                log.info("Removing %s, left behind by an interrupted writer", path)
-                path.unlink(missing_ok=True)
+        """Remove the interval's temporary files (either data format, marker) no live lease holder owns."""
+        remove_stale_temps_of(
+            self.data_path(interval),
+            live_owner=lambda: self._leases.holder(self.lease_path(interval)),
+            prefix=f"{PREFIX}{interval.key}.",
+        )
 
     def write_manifest(
         self,
@@ -318,7 +335,7 @@ class Landing:
         if self.retention is None:
             write_small_file(path, payload, owner=self.owner.token, live_owner=live_owner)
             return
-        with closing(_open(path, "wb", **self.lock_options())) as file:  # an object store: atomic PUT
+        with closing(_fs.open_file(path, "wb", **self.lock_options())) as file:  # an object store: atomic PUT
             file.write(payload)
 
     def _descriptor_sha256(self) -> str | None:
@@ -332,6 +349,10 @@ class Landing:
         return self._descriptor_digest
 
     def _write_marker(self, commit: IntervalCommit) -> None:
+        """Commit a published data file (its writer calls this): the marker, then one format only.
+
+        A failure here leaves a complete data file without a marker: not committed, rewritten next run.
+        """
         if self.retention is not None:  # the data file is locked before its marker commits it
             lock_object(self.destination / commit.path, self.retention)
         self._write_document(
@@ -339,6 +360,7 @@ class Landing:
             json_bytes(commit.to_json()),
             lambda: self._leases.holder(self.lease_path(commit.interval)),
         )
+        self.remove_other_formats(commit.interval)
 
     read_manifest = staticmethod(read_manifest)
 

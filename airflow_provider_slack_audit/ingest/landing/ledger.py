@@ -12,7 +12,7 @@ The manifest itself names the ledger head it was written after (``ledger_after``
 whole ledger shows while any manifest remains; the landing task's summary carries the new head as an
 anchor kept outside the destination, against which a removed tail shows too.
 
-An entry is created exclusively (:func:`~.lease.create_exclusively`: a hard link locally, the store's
+An entry is created exclusively (:func:`~._fs.create_exclusively`: a hard link locally, the store's
 precondition remotely), so two runs never write one sequence number: the loser reads the entry that
 won and tries the next number. Entries are never rewritten; a rerun that rewrites a manifest appends a
 new entry, and the latest entry for a manifest path is the one its current bytes must match.
@@ -29,16 +29,14 @@ from collections.abc import Callable, Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import PurePosixPath
 from typing import Any
 
 from airflow_provider_slack_audit.ingest.windows import Interval
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
 from . import layout
+from ._fs import create_exclusively, create_if_absent, is_local, names_in, open_file
 from .commit import FORMAT_VERSION, json_bytes
-from .lease import create_exclusively, create_if_absent
-from .writer import _open, is_local
 
 LEDGER_DIR = "_ledger"
 LEDGER_KIND = "slack_audit_ledger_entry"
@@ -160,17 +158,11 @@ class Ledger:
 
     def names(self) -> list[str]:
         """Every file name under ``_ledger/`` (entries, and whatever else is there)."""
-        path = self.directory.path
-        self.directory.fs.invalidate_cache(path)
-        try:
-            found = self.directory.fs.ls(path, detail=False)
-        except FileNotFoundError:
-            return []
-        return sorted(PurePosixPath(str(entry)).name for entry in found)
+        return names_in(self.directory)
 
     def read(self, seq: int) -> bytes:
         """An entry's exact bytes; FileNotFoundError when it is not there."""
-        with closing(_open(self.directory / entry_name(seq), "rb")) as file:
+        with closing(open_file(self.directory / entry_name(seq), "rb")) as file:
             return file.read()
 
     def head(self) -> LedgerHead:
@@ -211,7 +203,7 @@ class Ledger:
         if options:
             # create_exclusively's conditional write on S3 (If-None-Match: *), with the lock's headers.
             try:
-                with closing(_open(path, "xb", **options)) as file:
+                with closing(open_file(path, "xb", **options)) as file:
                     file.write(payload)
             except FileExistsError:
                 return False

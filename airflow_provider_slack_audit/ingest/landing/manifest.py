@@ -1,4 +1,10 @@
-"""Window manifests: written from interval commits, read back and verified against the data files."""
+"""Window manifests: written from interval commits, read back and verified against the data files.
+
+A manifest is the promise "loading these files loads this window". A damaged one (an interval
+dropped, one listed twice, totals that do not add up) would load a part of the window, or some of it
+twice, and report success: :func:`check_manifest` refuses it, for the reader here and for the
+warehouse load alike, and :func:`coverage_problems` is the one "every second exactly once" check.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import builtins
 import hashlib
 import json
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -14,13 +20,13 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from airflow_provider_slack_audit.ingest import evidence
-from airflow_provider_slack_audit.ingest.manifest_check import checked
+from airflow_provider_slack_audit.ingest.errors import ManifestCheckError
 from airflow_provider_slack_audit.ingest.windows import Interval, Window, parse_datetime
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
-from . import writer
+from . import _fs
 from .commit import FORMAT_VERSION, IntervalCommit
-from .layout import MANIFESTS_DIR, Compression, parse_compression
+from .layout import GZIP_WBITS, MANIFESTS_DIR, Compression, parse_compression
 
 MANIFEST_KIND = "slack_audit_window_manifest"
 _READ_CHUNK = 1 << 20
@@ -95,9 +101,9 @@ class WindowManifest:
 def iter_data_lines(entry: ManifestInterval, compression: Compression, *, verify: bool) -> Iterator[bytes]:
     hasher = hashlib.sha256()
     size = count = 0
-    decompressor = zlib.decompressobj(writer.GZIP_WBITS) if compression == "gzip" else None
+    decompressor = zlib.decompressobj(GZIP_WBITS) if compression == "gzip" else None
     pending = b""
-    with closing(writer._open(entry.data_path, "rb")) as file:
+    with closing(_fs.open_file(entry.data_path, "rb")) as file:
         while chunk := file.read(_READ_CHUNK):
             size += len(chunk)
             if verify:
@@ -153,7 +159,11 @@ def read_manifest(path: ObjectStoragePath | str, conn_id: str | None = None) -> 
         )
     try:
         # Coverage of its window exactly once, totals, no file listed twice: the transfer's check too.
-        return checked(_manifest_from_document(data, manifest_path))
+        manifest = _manifest_from_document(data, manifest_path)
+        check_manifest(
+            manifest.window, manifest.intervals, events=manifest.events, total_bytes=manifest.bytes
+        )
+        return manifest
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(
             f"{manifest_path} is a damaged window manifest ({type(error).__name__}: {error}); "
@@ -194,25 +204,73 @@ def _manifest_interval(item: Mapping[str, Any], destination: ObjectStoragePath) 
     )
 
 
-def check_covers(window: Window, intervals: Sequence[Interval]) -> None:
-    """Raise unless the sorted intervals cover each second of the window exactly once."""
+def coverage_problems(window: Window, listed: Iterable[tuple[int, int, str]], *, noun: str) -> list[str]:
+    """What keeps ``listed`` (``(oldest, latest, label)``, inclusive seconds) from covering each second
+    of ``window`` exactly once: gaps, overlaps, pieces outside it (empty when there are none)."""
+    problems: list[str] = []
     next_second = window.oldest
-    for interval in intervals:
-        if interval.start < window.start or interval.end > window.end:
-            raise ValueError(f"interval {interval.key} lies outside window {window.key}")
-        if interval.oldest > next_second:
-            raise ValueError(
-                f"no committed interval covers seconds {next_second}..{interval.oldest - 1} of window "
-                f"{window.key}; commit every interval of the window before writing its manifest"
-            )
-        if interval.oldest < next_second:
-            raise ValueError(f"interval {interval.key} overlaps the one before it in window {window.key}")
-        next_second = interval.latest + 1
-    if next_second != window.latest + 1:
+    for oldest, latest, label in sorted(listed):
+        if oldest < window.oldest or latest > window.latest:
+            problems.append(f"{noun} {label} lies outside the window")
+        elif oldest > next_second:
+            problems.append(f"no {noun} covers seconds {next_second}..{oldest - 1}")
+        elif oldest < next_second:
+            problems.append(f"{noun} {label} overlaps another (seconds covered twice)")
+        next_second = max(next_second, latest + 1)
+    if next_second <= window.latest:
+        problems.append(f"no {noun} covers seconds {next_second}..{window.latest}")
+    return problems
+
+
+def check_covers(window: Window, intervals: Sequence[Interval]) -> None:
+    """Raise ValueError unless the committed ``intervals`` cover each second of ``window`` exactly once."""
+    problems = coverage_problems(
+        window,
+        ((interval.oldest, interval.latest, interval.key) for interval in intervals),
+        noun="committed interval",
+    )
+    if problems:
         raise ValueError(
-            f"no committed interval covers seconds {next_second}..{window.latest} of window {window.key}; "
-            f"commit every interval of the window before writing its manifest"
+            f"window {window.key}: " + "; ".join(problems) + "; commit every interval of the window, "
+            "once, before writing its manifest"
         )
+
+
+def check_manifest(
+    window: Window, intervals: Sequence[ManifestInterval], *, events: int, total_bytes: int
+) -> None:
+    """Raise :class:`ManifestCheckError` unless ``intervals`` cover ``window`` exactly once and add up.
+
+    Coverage is checked second by second on the inclusive integer bounds the API uses (no gap, no
+    overlap, nothing outside the window), no data file may be listed twice, and the declared
+    ``events`` and ``total_bytes`` must equal the sums over the intervals.
+    """
+    problems: list[str] = []
+    paths: set[str] = set()
+    for item in intervals:
+        if item.count < 0 or item.bytes < 0:
+            problems.append(f"interval {_label(item)} lists a negative count or size")
+        if item.path in paths:
+            problems.append(f"data file {item.path} is listed twice")
+        paths.add(item.path)
+    listed = ((item.oldest, item.latest, _label(item)) for item in intervals)
+    problems += coverage_problems(window, listed, noun="interval")
+    counted = sum(item.count for item in intervals)
+    if counted != events:
+        problems.append(f"it declares {events} events but its intervals hold {counted}")
+    sized = sum(item.bytes for item in intervals)
+    if sized != total_bytes:
+        problems.append(f"it declares {total_bytes} bytes but its intervals hold {sized}")
+    if problems:
+        raise ManifestCheckError(
+            f"the manifest of window {window.key} does not describe its window exactly once: "
+            + "; ".join(problems)
+            + "; rerun the ingest of the window to rewrite its manifest"
+        )
+
+
+def _label(item: ManifestInterval) -> str:
+    return f"{item.path} (seconds {item.oldest}..{item.latest})"
 
 
 def retract_window_manifest(path: ObjectStoragePath) -> None:
@@ -267,3 +325,17 @@ def manifest_document(
         **evidence.window_evidence(intervals),
         "run": dict(run or {}),
     }
+
+
+__all__ = [
+    "MANIFEST_KIND",
+    "ManifestInterval",
+    "WindowManifest",
+    "check_covers",
+    "check_manifest",
+    "coverage_problems",
+    "iter_data_lines",
+    "manifest_document",
+    "read_manifest",
+    "retract_window_manifest",
+]

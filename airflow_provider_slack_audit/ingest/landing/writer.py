@@ -1,195 +1,42 @@
-"""Writing files atomically: data files streamed through gzip, small documents, temporary siblings.
+"""Streaming one interval's data file: gzip, SHA-256 and count as the pages arrive, published whole.
 
-How a file takes its final name depends on the store (``ingest.stores``): on local files (and
-``memory://`` in tests) it is written to a hidden temporary sibling and renamed into place; on S3
-and GCS it is uploaded to its final key with ``autocommit=False`` and published by ``commit()``; on
-Azure Blob Storage its blocks are staged and committed by ``close()``. Everywhere, an aborted write
-publishes nothing, so a rewrite never touches the file it would have replaced.
-Everything here is synchronous and blocking; the pipeline calls it in the stream's thread, through
-``client.blocking.run_blocking``.
+The file takes its final name the store's way (see ``_fs``); an aborted write publishes nothing, so
+a rewrite never touches the file it would have replaced. Publishing returns the interval's commit;
+the caller's ``write_marker`` (the :class:`~.destination.Landing` that opened the writer) makes it
+committed. Everything here is synchronous and blocking; the pipeline calls it in the stream's
+thread, through ``client.blocking.run_blocking``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import secrets
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import closing
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from airflow_provider_slack_audit.client.blocking import yield_to_loop
-from airflow_provider_slack_audit.ingest.stores import LOCAL, Publication, store_for
 from airflow_provider_slack_audit.ingest.windows import Interval
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
+from . import _fs
+from ._fs import is_local, write_small_file  # merge shim (registry imports them from here)
 from .commit import IntervalCommit, json_normalized
-from .layout import TEMP_MARK
-from .lease import DEFAULT_TTL_SECONDS, owner_of_temp
-
-if TYPE_CHECKING:
-    from .destination import Landing
+from .layout import GZIP_WBITS, Compression
 
 log = logging.getLogger(__name__)
 
-_COMPRESS_BLOCK = 1 << 18  # 256 KiB: large enough for ISA-L's speed, small enough to stay flat
-GZIP_WBITS = 31  # zlib's gzip wrapper: header with mtime 0 and no file name, so output is deterministic
-
-
-class _BinaryFile(Protocol):
-    """
-    The part of an fsspec file object (as ``ObjectStoragePath.open`` returns it) this module uses.
-
-    ``commit``/``discard`` finish or cancel a write opened with ``autocommit=False``.
-    """
-
-    def read(self, size: int = -1, /) -> bytes: ...
-
-    def write(self, data: bytes, /) -> int | None: ...
-
-    def close(self) -> None: ...
-
-    forced: bool
-
-    def commit(self) -> None: ...
-
-    def discard(self) -> None: ...
-
-
-def _open(path: ObjectStoragePath, mode: str, **kwargs: Any) -> _BinaryFile:
-    """The fsspec file of ``path``, opened through its filesystem.
-
-    Not ``path.open``: Airflow 3 wraps that file to record hook lineage on every ``read``/``write``
-    call, ~70 ms each (measured on Airflow 3.3), which at one call per page cost more than landing
-    the page. The operator declares the destination as its outlet asset instead.
-    """
-    file: _BinaryFile = path.fs.open(path.path, mode, **kwargs)
-    return file
-
-
-def is_local(path: ObjectStoragePath) -> bool:
-    return store_for(path.protocol) is LOCAL
-
-
-def publication(path: ObjectStoragePath) -> Publication:
-    """How a file of ``path``'s store takes its final name (see ``ingest.stores``).
-
-    A store outside the table (reached without the destination check, e.g. by ``verify``) gets the
-    temporary sibling and rename: the one way that never shows a partial file under a final name.
-    """
-    store = store_for(path.protocol)
-    return store.publication if store is not None else "rename"
-
-
-def _abandon(file: _BinaryFile) -> None:
-    """Drop a file opened for writing without publishing anything.
-
-    fsspec's ``close()`` of a write file uploads the rest and, on Azure (and on any store that
-    ignores ``autocommit=False``), publishes it; ``forced`` is fsspec's own mark that the final
-    flush was done, so ``close()`` then releases the file without it. ``discard()`` cancels an
-    upload begun (S3's multipart upload, GCS's resumable session); Azure's staged blocks are never
-    committed and the service deletes them.
-    """
-    file.forced = True
-    try:
-        file.close()
-    finally:
-        file.discard()
-
-
-def remove_stale_temps_of(
-    path: ObjectStoragePath,
-    written: ObjectStoragePath,
-    *,
-    live_owner: Callable[[], str | None] | None = None,
-) -> None:
-    """Delete temporary siblings of ``path`` that no live writer owns (a kill -9 left them behind).
-
-    ``written`` is the caller's own temporary sibling, just written (never removed here). A
-    temporary file names its owner (see :func:`temp_sibling`). With ``live_owner`` (the token of
-    the run holding the lease on ``path``, or None), every temp not of that owner is stale. Without
-    it (a file no lease guards), a temp counts as stale once it is older than a lease's ttl: a
-    small document is written in milliseconds, so only a dead writer leaves one that old. Its age
-    is measured against ``written``'s modification time, not this host's clock: both are stamped by
-    the file system (a file server's clock on NFS), however far this host's clock is from it.
-    """
-    prefix = f".{path.name}{TEMP_MARK}"
-    if not path.parent.exists():
-        return
-    unknown = object()
-    live: object = unknown
-    now = _modified(written)
-    for sibling in path.parent.iterdir():
-        if not sibling.name.startswith(prefix) or sibling.name == written.name:
-            continue
-        if live_owner is None:
-            modified = _modified(sibling)
-            if now is None or modified is None or now - modified <= DEFAULT_TTL_SECONDS:
-                continue
-        else:
-            if live is unknown:
-                live = live_owner()
-            if live is not None and owner_of_temp(sibling.name) == live:
-                continue
-        log.info("Removing %s, left behind by an interrupted writer", sibling)
-        sibling.unlink(missing_ok=True)
-
-
-def _modified(path: ObjectStoragePath) -> float | None:
-    """A local file's modification time, as its file system stamped it (None when it is gone)."""
-    try:
-        return os.stat(path.path).st_mtime
-    except FileNotFoundError:
-        return None
-
-
-def temp_sibling(path: ObjectStoragePath, owner: str | None = None) -> ObjectStoragePath:
-    """A unique hidden sibling whose name never ends in ``.jsonl``/``.jsonl.gz``.
-
-    Named ``.<name>.tmp-<owner>-<random>``: ``owner`` is the writing run's lease token
-    (:attr:`~.lease.LeaseOwner.token`; the pid when none is given), so other runs can tell whether
-    the writer of a temp still holds its lease.
-    """
-    return path.parent / f".{path.name}{TEMP_MARK}{owner or os.getpid()}-{secrets.token_hex(4)}"
-
-
-def write_small_file(
-    path: ObjectStoragePath,
-    payload: bytes,
-    *,
-    owner: str | None = None,
-    live_owner: Callable[[], str | None] | None = None,
-) -> None:
-    """Write a small document so readers see the old version or the new one, never a part.
-
-    ``owner``/``live_owner``: the writer's lease token and who holds the lease guarding ``path``
-    (see :func:`remove_stale_temps_of`).
-    """
-    if publication(path) != "rename":  # one request publishes it whole (S3, GCS, Azure)
-        with closing(_open(path, "wb")) as file:
-            file.write(payload)
-        return
-    temp = temp_sibling(path, owner)
-    try:
-        with closing(_open(temp, "wb")) as file:
-            file.write(payload)
-        remove_stale_temps_of(path, temp, live_owner=live_owner)
-        temp.rename(path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+_COMPRESS_BLOCK = 1 << 18  # large enough for ISA-L's speed, small enough to keep memory flat
 
 
 def _gzip_compressor(level: int) -> Any:
-    """A gzip stream compressor: ISA-L's when the ``isal`` package is installed (~10x zlib's speed).
+    """A gzip stream compressor: ISA-L's when the ``isal`` package is installed, zlib's otherwise.
 
-    zlib at level 6 compresses ~85 MB/s, below what one page stream delivers; ISA-L's levels 0-3
-    take zlib's 0-9 scaled down (6 -> 2: ~940 MB/s, files ~20% larger than zlib 6). Both write
-    standard gzip, deterministic for a given library.
+    zlib compresses slower than one page stream delivers (docs/performance.md); ISA-L's levels 0-3
+    take zlib's 0-9 scaled down (6 -> 2), for somewhat larger files. Both write standard gzip,
+    deterministic for a given library.
     """
     try:
         from isal import isal_zlib
@@ -198,13 +45,13 @@ def _gzip_compressor(level: int) -> Any:
     return isal_zlib.compressobj(min(level // 3, 3), isal_zlib.DEFLATED, GZIP_WBITS)
 
 
-_JOIN_ENTRIES = 256  # entries joined per C call (~0.2 MB): a join of msgspec.Raw holds the GIL throughout
+_JOIN_ENTRIES = 256  # entries joined per C call: a join of msgspec.Raw holds the GIL throughout
 
 
 def _join_lines(batch: Sequence[bytes | memoryview]) -> bytes:
     """``batch`` as JSONL (each entry then a newline), joined a slice at a time.
 
-    One ``join`` of a page's ``msgspec.Raw`` entries holds the GIL for the whole ~10 MB copy (only
+    One ``join`` of a page's ``msgspec.Raw`` entries holds the GIL for the whole page's copy (only
     a join of ``bytes`` lets it go); the slices, joined again as ``bytes``, hand over in between.
     """
     if len(batch) <= _JOIN_ENTRIES:
@@ -222,27 +69,38 @@ class IntervalWriter:
 
     Entries are compressed and hashed as they arrive, so memory stays flat and count, bytes and
     SHA-256 never need a second read. Leaving the ``with`` block without ``commit`` aborts.
+    ``relative`` is the data file's path as markers record it; ``marker`` the interval's commit
+    marker, removed right before the new file takes the final name; ``write_marker`` writes the new one.
     """
 
     def __init__(
         self,
-        landing: Landing,
         interval: Interval,
         final: ObjectStoragePath,
         *,
+        relative: str,
+        compression: Compression,
+        level: int,
+        marker: ObjectStoragePath,
+        write_marker: Callable[[IntervalCommit], None],
         temp: ObjectStoragePath | None,
     ) -> None:
         self.interval = interval
         self.path = final
-        self._landing = landing
         self._temp = temp
-        self._publication = "rename" if temp is not None else publication(final)
+        self._publication = "rename" if temp is not None else _fs.publication(final)
         if self._publication == "rename" and temp is None:
             raise ValueError(f"{final} is on a store that publishes by rename: pass a temporary sibling")
+        # What the commit records and how it is made committed (see ``commit``).
+        self._relative, self._compression = relative, compression
+        self._marker, self._write_marker = marker, write_marker
         # S3 and GCS: autocommit=False keeps the upload unpublished until commit(). Azure ignores it
-        # and publishes on close(), which an abort never calls (see _abandon).
-        self._file = _open(temp, "wb") if temp is not None else _open(final, "wb", autocommit=False)
-        self._compressor = _gzip_compressor(landing.level) if landing.compression == "gzip" else None
+        # and publishes on close(), which an abort never calls (see _fs.abandon).
+        if temp is not None:
+            self._file = _fs.open_file(temp, "wb")
+        else:
+            self._file = _fs.open_file(final, "wb", autocommit=False)
+        self._compressor = _gzip_compressor(level) if compression == "gzip" else None
         self._hasher = hashlib.sha256()
         self._pending = bytearray()  # input not yet handed to the compressor (< one block)
         self._count = 0
@@ -272,7 +130,7 @@ class IntervalWriter:
         Pass a page at a time: the page is joined into one buffer, so compression and the file see
         one call per page instead of one per entry. ``single_line=True`` says the caller has proven
         that no entry holds a line break (the pipeline scans each page's body, of which every entry
-        is a slice): the writer then skips counting the joined bytes' newlines (~0.4 us an entry).
+        is a slice): the writer then skips counting the joined bytes' newlines.
         Empty entries are refused either way.
         """
         self._require_open("write")
@@ -280,7 +138,7 @@ class IntervalWriter:
         if not batch:
             return
         data = _join_lines(batch)
-        # C-speed checks (a few % of the write cost): an empty entry or one holding a newline would
+        # C-speed checks: an empty entry or one holding a newline would
         # corrupt the JSONL for every reader. Counted block by block, like everything below: each
         # call holding the GIL stays short, so the event loop thread is never kept waiting long.
         newlines = len(batch)
@@ -344,19 +202,17 @@ class IntervalWriter:
             raise
         commit = IntervalCommit(
             interval=self.interval,
-            path=self._landing.relative_data_path(self.interval),
+            path=self._relative,
             count=self._count,
             bytes=self._bytes,
             sha256=self._hasher.hexdigest(),
             query=query,
-            compression=self._landing.compression,
+            compression=self._compression,
             stats=dict(stats),
             committed_at=datetime.now(timezone.utc),
             evidence=dict(evidence or {}),
         )
-        # A failure here leaves a complete data file without a marker: not committed, rewritten next run.
-        self._landing._write_marker(commit)
-        self._landing.remove_other_formats(self.interval)
+        self._write_marker(commit)
         log.debug("Committed %s: %d entries, %d bytes", self.path, commit.count, commit.bytes)
         return commit
 
@@ -371,7 +227,7 @@ class IntervalWriter:
         # The new file is complete: only now does the old marker go, right before the file takes
         # the final name, so no marker ever vouches for a file it does not describe, and a rewrite
         # that fails before this point leaves the interval committed as it was.
-        self._landing.marker_path(self.interval).unlink(missing_ok=True)
+        self._marker.unlink(missing_ok=True)
         if self._temp is not None:
             self._temp.rename(self.path)
         elif self._publication == "commit":
@@ -398,7 +254,7 @@ class IntervalWriter:
                 self._file.close()
                 self._temp.unlink(missing_ok=True)
             else:
-                _abandon(self._file)  # nothing was published, so the landed file is untouched
+                _fs.abandon(self._file)  # nothing was published, so the landed file is untouched
         except Exception:
             log.warning("Could not clean up the aborted write of %s", self.path, exc_info=True)
 
@@ -408,3 +264,6 @@ class IntervalWriter:
                 f"cannot {action}: the writer of interval {self.interval.key} is closed; "
                 f"open the interval again to rewrite it"
             )
+
+
+__all__ = ["IntervalWriter", "is_local", "write_small_file"]
