@@ -17,16 +17,9 @@ their own kind (:mod:`airflow_provider_slack_audit.client.errors`). Anything els
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, ClassVar
 
-import aiohttp
-
-from airflow_provider_slack_audit.client.errors import (
-    ErrorKind,
-    SlackAuditLogsApiError,
-    SlackAuditLogsConfigError,
-)
+from airflow_provider_slack_audit.client.errors import ErrorKind, classify_exception
 
 if TYPE_CHECKING:
     from .windows import Interval
@@ -51,7 +44,16 @@ class ManifestCheckError(IngestError, ValueError):
 
 
 class InvalidEntryError(IngestError, ValueError):
-    """An entry that cannot be landed as strict UTF-8 JSON (permanent: a retry gets the same bytes)."""
+    """An entry that cannot be landed as strict UTF-8 JSON (permanent: a retry gets the same bytes).
+
+    ``where`` names the entry (its position, page, interval and id), ``problem`` what is wrong with it.
+    """
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(
+            f"{where} {problem}; it cannot be landed as strict UTF-8 JSON, and the API returns the same "
+            "bytes on a retry: report it to Slack, or land the window without that interval"
+        )
 
 
 class EvidenceLossError(IngestError):
@@ -75,25 +77,18 @@ class LeaseWaitTimeout(IngestError, TimeoutError):
     kind: ClassVar[ErrorKind] = "transient"
 
 
-# Exceptions of other libraries, by what they mean for a retry. Storage (fsspec, s3fs, gcsfs, adlfs)
-# and the network raise OSError subclasses, aiohttp errors or timeouts for a store or link in trouble.
-_TRANSIENT_FOREIGN: tuple[type[BaseException], ...] = (
-    aiohttp.ClientError,
-    asyncio.TimeoutError,
-    TimeoutError,
-    OSError,
-)
-
-
 def kind_of(exc: BaseException) -> ErrorKind:
-    """The kind of any exception a landing can raise: the error's own kind when it states one,
-    transient for storage and network failures, permanent for everything else (a bad argument, a
-    missing connection, a bug: another try would fail the same way)."""
-    if isinstance(exc, IngestError | SlackAuditLogsApiError | SlackAuditLogsConfigError):
+    """The kind of any exception a landing can raise: the error's own kind when it states one (this
+    module's errors, the client's), the client's sorting of network and argument errors
+    (:func:`~airflow_provider_slack_audit.client.errors.classify_exception`), transient for storage
+    failures (fsspec, s3fs, gcsfs and adlfs raise ``OSError`` subclasses for a store in trouble), and
+    permanent for everything else (a missing connection, a bug: another try would fail the same way)."""
+    if isinstance(exc, IngestError):
         return exc.kind
-    if isinstance(exc, _TRANSIENT_FOREIGN):
-        return "transient"
-    return "permanent"
+    kind = classify_exception(exc)
+    if kind is not None:
+        return kind
+    return "transient" if isinstance(exc, OSError) else "permanent"
 
 
 __all__ = [

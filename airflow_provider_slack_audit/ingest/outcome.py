@@ -12,7 +12,7 @@ is ``cursor``, which reaches an outcome only when a cursor kept expiring on ever
 trouble, not a bad request). Everything else, unclassified failures included (a bad spec, a missing
 connection, a bug), is permanent: another try would fail the same way.
 
-Airflow-free: the caller passes Airflow's secrets masker as ``redact``.
+The caller passes Airflow's secrets masker as ``redact``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from typing import Any
 from airflow_provider_slack_audit.client.errors import SlackAuditLogsApiError, hint
 
 from .errors import kind_of
-from .pipeline import IngestClient, IngestSpec, ingest_window
+from .pipeline import ingest_window
+from .spec import IngestSpec
+from .stream import IngestClient
 
 # An outcome becomes the task's next_kwargs, stored in the metadata DB: a message is for a human.
 MAX_MESSAGE_CHARS = 2000

@@ -31,13 +31,14 @@ import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
-if TYPE_CHECKING:
-    from airflow_provider_slack_audit.client.response import RawEntry
-    from airflow_provider_slack_audit.version_compat import ObjectStoragePath
+from airflow_provider_slack_audit.client.response import RawEntry
+from airflow_provider_slack_audit.version_compat import ObjectStoragePath
+
+from .landing.writer import is_local, write_small_file
 
 log = logging.getLogger(__name__)
 
@@ -200,8 +201,6 @@ def write_document(path: ObjectStoragePath, document: Mapping[str, Any]) -> None
 
 def write_bytes(path: ObjectStoragePath, payload: bytes) -> None:
     """Write a small file atomically (readers see the old or the new version), parents created."""
-    from .landing.writer import is_local, write_small_file
-
     if is_local(path):  # object stores have no directories to create
         path.parent.mkdir(parents=True, exist_ok=True)
     write_small_file(path, payload)

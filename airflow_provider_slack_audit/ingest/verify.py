@@ -30,6 +30,8 @@ from typing import Any
 
 import msgspec
 
+from airflow_provider_slack_audit import __version__
+from airflow_provider_slack_audit.client.response import EntryKey
 from airflow_provider_slack_audit.ingest import evidence
 from airflow_provider_slack_audit.ingest.windows import Interval, Window
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
@@ -45,12 +47,7 @@ from .ledger_check import check_ledger, report_gaps
 _MAX_LINE_PROBLEMS = 3  # per data file: the first few bad lines name the damage well enough
 
 
-class _Key(msgspec.Struct, gc=False):
-    id: str
-    date_create: int
-
-
-_key_decoder = msgspec.json.Decoder(_Key)
+_key_decoder = msgspec.json.Decoder(EntryKey)
 
 
 @dataclass
@@ -179,8 +176,6 @@ def verify_destination(
     ``expect_ledger``: a ledger head kept elsewhere (a landing task's summary reports one); the
     ledger must reach it with those bytes, so removing the newest windows with their entries shows.
     """
-    from airflow_provider_slack_audit import __version__
-
     root = (
         destination
         if isinstance(destination, ObjectStoragePath)
@@ -372,7 +367,7 @@ def _check_data_file(
     )
     tracker = evidence.IdEvidence()
     bad_lines = 0
-    batch: list[_Key] = []
+    batch: list[EntryKey] = []
     seen_here: set[str] = set()
     try:
         for number, line in enumerate(iter_data_lines(entry, commit.compression, verify=True), start=1):
