@@ -20,7 +20,7 @@ import aiohttp
 ErrorKind = Literal["permanent", "transient", "cursor"]
 
 
-class HttpResponse(Protocol):
+class ErrorResponse(Protocol):
     """What an error keeps of the answer it came with (:class:`~.response.AuditLogsResponse` is one).
 
     A protocol, not the class: the response module raises these errors, so it imports this one.
@@ -135,7 +135,7 @@ class SlackAuditLogsApiError(Exception):
     def __init__(
         self,
         message: str,
-        response: HttpResponse | None = None,
+        response: ErrorResponse | None = None,
         *,
         error: str | None = None,
         status_code: int | None = None,
@@ -164,7 +164,7 @@ class InvalidEntryApiError(SlackAuditLogsApiError):
     def __init__(
         self,
         message: str,
-        response: HttpResponse | None = None,
+        response: ErrorResponse | None = None,
         *,
         position: int,
         entry_id: str | None,
@@ -208,7 +208,7 @@ def classify_exception(exc: BaseException) -> ErrorKind | None:
 
 __all__ = [
     "ErrorKind",
-    "HttpResponse",
+    "ErrorResponse",
     "InvalidEntryApiError",
     "SlackAuditLogsApiError",
     "SlackAuditLogsConfigError",

@@ -11,7 +11,7 @@ Whether Airflow retries a failed landing depends on one thing, the error's kind:
 
 The kind of an error of this package is a class attribute, never inferred from its builtin base (the
 bases stay for callers who catch ``ValueError`` or ``TimeoutError``). Errors of the API client carry
-their own kind (:mod:`airflow_provider_slack_audit.client.errors`). Anything else is sorted by
+their own kind (:mod:`airflow_provider_slack_audit.client`). Anything else is sorted by
 :func:`kind_of`'s table: storage and network failures are transient, everything else permanent.
 """
 
@@ -80,7 +80,7 @@ class LeaseWaitTimeout(IngestError, TimeoutError):
 def kind_of(exc: BaseException) -> ErrorKind:
     """The kind of any exception a landing can raise: the error's own kind when it states one (this
     module's errors, the client's), the client's sorting of network and argument errors
-    (:func:`~airflow_provider_slack_audit.client.errors.classify_exception`), transient for storage
+    (:func:`~airflow_provider_slack_audit.client.classify_exception`), transient for storage
     failures (fsspec, s3fs, gcsfs and adlfs raise ``OSError`` subclasses for a store in trouble), and
     permanent for everything else (a missing connection, a bug: another try would fail the same way)."""
     if isinstance(exc, IngestError):

@@ -12,7 +12,7 @@ window lands the same way whatever runs it:
 3. group the uncommitted intervals into contiguous runs and read each run with ONE paginated
    ``logs`` query (oldest = the run's first second, latest = its last; filters resent on every
    page): see :mod:`.stream`. Requests per window are ceil(N / limit), whatever the interval length;
-4. write the window's manifest, then observe it (drift, silence, the API snapshot: :mod:`.monitor`).
+4. write the window's manifest, then observe it (drift, silence, the API snapshot: ``ingest.monitor``).
 
 Entries outside the run are dropped and counted; repeated ids are dropped. An expired cursor
 re-reads the run from its start, but only over the intervals not yet committed. Other failures

@@ -14,7 +14,7 @@ checks, so a task and a direct call refuse the same inputs with the same words:
   GCS or Azure Blob Storage; any other store is refused, naming the supported ones.
 * A window must hold a whole second (the API's resolution) and end at most a day from now: a window
   years ahead is a typo that would park the task, request-free, until its timeout.
-* :func:`check_destination_fits` then checks the spec against what is landed at the destination: one
+* ``check_destination_fits`` then checks the spec against what is landed at the destination: one
   destination, one truth.
 """
 

@@ -2,9 +2,9 @@
 file per interval.
 
 Pages come newest first, so the stream is cut into interval files as it crosses grid boundaries, and
-an interval commits as soon as the stream is below its start (or ends). :func:`land_run` reads a run
+an interval commits as soon as the stream is below its start (or ends). ``land_run`` reads a run
 of intervals with one query and restarts it over what is not committed when the cursor expires; the
-page routing and body scans it relies on are in :mod:`.routing`.
+page routing and body scans it relies on are in ``ingest.routing``.
 
 A rerun (``overwrite`` or ``reconcile``) re-reads committed intervals: each new file must keep every
 id the old one held (an id now served at a second of another interval is MOVED and stays where it

@@ -14,7 +14,7 @@ there: a manifest removed or replaced, the intervals it listed, an edited descri
 edited ledger entry, and (against an external anchor) a removed tail. With ``window=``, every second
 of it that no manifest covers is a gap, and fails.
 
-Finding an id in two files keeps every id verified in memory (~150 bytes each): verify a large
+Finding an id in two files keeps every id verified in memory (see docs/performance.md): verify a large
 destination window by window (``window=``) to bound it.
 """
 
