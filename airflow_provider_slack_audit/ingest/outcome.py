@@ -7,10 +7,10 @@ task's ``next_kwargs`` (stored in the metadata DB)::
     {"status": "error", "kind": "transient" | "permanent" | "cursor",
      "error": "<Slack's code or the exception's class>", "message": "<secret-free text>"}
 
-Retry semantics live here and nowhere else (:func:`is_retryable`): ``transient`` is retried, and so
-is ``cursor``, which reaches an outcome only when a cursor kept expiring on every re-read (a server in
-trouble, not a bad request). Everything else, unclassified failures included (a bad spec, a missing
-connection, a bug), is permanent: another try would fail the same way.
+An error's kind comes from :func:`~.errors.kind_of` (each error states its own); which kinds are
+retried is decided here and nowhere else (:func:`is_retryable`): ``transient``, and ``cursor``, which
+reaches an outcome only when a cursor kept expiring on every re-read (a server in trouble, not a bad
+request).
 
 The caller passes Airflow's secrets masker as ``redact``.
 """

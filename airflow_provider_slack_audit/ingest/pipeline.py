@@ -11,12 +11,12 @@ window lands the same way whatever runs it:
    little after they happen);
 3. group the uncommitted intervals into contiguous runs and read each run with ONE paginated
    ``logs`` query (oldest = the run's first second, latest = its last; filters resent on every
-   page): see :mod:`.stream`. Requests per window are ceil(N / limit), whatever the interval length;
+   page): see :mod:`.stream`. Requests per window are ceil(N / limit), whatever the interval length.
+   An expired cursor re-reads the run from its start, over the intervals not yet committed;
 4. write the window's manifest, then observe it (drift, silence, the API snapshot: ``ingest.monitor``).
 
-Entries outside the run are dropped and counted; repeated ids are dropped. An expired cursor
-re-reads the run from its start, but only over the intervals not yet committed. Other failures
-propagate with their kind (see :mod:`.errors`): every interval committed before stays committed.
+Entries outside the run are dropped and counted; repeated ids are dropped. Other failures propagate
+with their kind (see :mod:`.errors`): every interval committed before stays committed.
 
 Audit data never leaves the stream as Python objects: entries travel as the bytes the API sent
 (``msgspec.Raw``), and only ``id`` and ``date_create`` are decoded. Blocking I/O runs in a worker
@@ -33,6 +33,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_provider_slack_audit import __version__
+from airflow_provider_slack_audit.client.errors import SlackAuditLogsApiError
 
 from .errors import DestinationConflictError, EvidenceLossError, InvalidEntryError  # merge shim
 from .evidence import public_base_url
@@ -42,10 +43,13 @@ from .monitor import observe_window
 from .registry import NameSampler
 from .routing import DEDUP_HORIZON_SECONDS  # merge shim
 from .spec import IngestSpec, IngestSummary, check_destination_fits
-from .stream import IngestClient, WindowRead, land_run
+from .stream import IngestClient, OutOfOrder, RunStream, WindowRead
 from .windows import Interval
 
 log = logging.getLogger(__name__)
+
+# An expired cursor restarts the run; a server that keeps expiring them is broken, not slow.
+MAX_CURSOR_RESTARTS = 3
 
 
 def _utcnow() -> datetime:
@@ -108,7 +112,7 @@ async def ingest_window(
             claimed, pending = await held.claim(pending)
             unread = await _skip_committed_meanwhile(shared, claimed, found)
             for run in reversed(_contiguous_runs(unread)):  # newest first, like the pages of each run
-                _add_landed(shared, await land_run(shared, run))
+                _add_landed(shared, await _land_run(shared, run))
             await held.release(claimed)
 
         figures = _run_figures(shared, started_at)
@@ -137,6 +141,64 @@ async def ingest_window(
         summary.manifest,
     )
     return summary
+
+
+async def _land_run(shared: WindowRead, run: list[Interval]) -> dict[Interval, IntervalCommit]:
+    """Read one run of contiguous uncommitted intervals with one query; return what it committed.
+
+    An expired cursor re-reads the run from its start, over the intervals not yet committed only
+    (at most ``MAX_CURSOR_RESTARTS`` times). Entries out of newest-first order make it re-read the
+    intervals of that attempt once more, remembering every id.
+    """
+    summary, logger = shared.summary, shared.logger
+    landed: dict[Interval, IntervalCommit] = {}
+    pending = list(run)
+    remember_all_ids = False
+    restarts = 0
+    moved: set[str] = set()  # a rerun's moved ids, kept across re-reads of the run
+    while pending:
+        neighbours = {
+            interval: commit
+            for interval, commit in {**shared.committed, **landed}.items()
+            if interval not in pending
+        }
+        stream = RunStream(shared, pending, remember_all_ids, neighbours, moved)
+        summary.queries += 1
+        try:
+            await stream.read()
+        except OutOfOrder as error:
+            await stream.abort()
+            landed.update(stream.commits)
+            span = Interval(pending[0].start, pending[-1].end).span
+            logger.warning("Run %s: %s, not newest first; re-reading it remembering every id", span, error)
+            remember_all_ids = True
+            continue
+        except SlackAuditLogsApiError as error:
+            await stream.abort()
+            landed.update(stream.commits)
+            if error.kind == "cursor" and restarts < MAX_CURSOR_RESTARTS:
+                restarts += 1
+                summary.cursor_restarts += 1
+                pending = [interval for interval in pending if interval not in stream.commits]
+                span = Interval(pending[0].start, pending[-1].end).span if pending else "(all committed)"
+                logger.warning(
+                    "Run %s: cursor rejected (%s); re-reading what is not committed from its start",
+                    span,
+                    error.error,
+                )
+                continue
+            raise
+        except asyncio.CancelledError:
+            stream.abort_now()  # cancelled: no more awaiting; a local delete is quick
+            raise
+        except BaseException:
+            await stream.abort()
+            raise
+        landed.update(stream.commits)
+        shared.streams.append(stream.figures)
+        summary.drained = summary.drained and stream.figures["drained"]
+        break
+    return landed
 
 
 def _committed_intervals(
@@ -237,7 +299,8 @@ def _run_figures(shared: WindowRead, started_at: datetime) -> dict[str, Any]:
 
 
 __all__ = [
-    "DEDUP_HORIZON_SECONDS",  # merge shim: its home is ingest.routing
+    "DEDUP_HORIZON_SECONDS",
+    "MAX_CURSOR_RESTARTS",  # merge shim: its home is ingest.routing
     "DestinationConflictError",  # merge shim: its home is ingest.errors
     "EvidenceLossError",  # merge shim: its home is ingest.errors
     "IngestClient",  # merge shim: its home is ingest.stream

@@ -16,6 +16,7 @@ import codecs
 import operator
 from bisect import bisect_right
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any, NamedTuple
 
@@ -28,6 +29,7 @@ from .registry import NameSampler
 __all__ = [
     "DEDUP_HORIZON_SECONDS",
     "SCAN_BLOCK",
+    "IntervalStats",
     "RouteState",
     "Routed",
     "entry_fixes",
@@ -44,6 +46,44 @@ SCAN_BLOCK = 1 << 18
 _get_id = operator.attrgetter("id")
 _get_date_create = operator.attrgetter("date_create")
 _get_raw = operator.attrgetter("raw")
+
+
+@dataclass
+class IntervalStats:
+    """What the stream found in one interval, recorded in its commit marker."""
+
+    pages: int = 0
+    duplicates: int = 0
+    out_of_range: int = 0
+    # A reconcile that found late events: how many, and how late (discovery time - date_create).
+    lateness: list[int] | None = None
+    vanished_kept: int = 0
+    # The dedup generations in force when the stream passed below the interval's start (the start
+    # of the current one and of the older one): what a run resuming below it must remember.
+    dedup: tuple[int, int] | None = None
+    # A rerun: ids served here now but landed in another interval, ids landed here now served in
+    # another interval (both stay where they landed first), landed ids whose body Slack changed.
+    moved_in: int = 0
+    moved_out: int = 0
+    bodies_changed: int = 0
+
+    def as_marker_stats(self) -> dict[str, int]:
+        stats = {"pages": self.pages, "duplicates": self.duplicates, "out_of_range": self.out_of_range}
+        for name in ("moved_in", "moved_out", "bodies_changed"):
+            if getattr(self, name):
+                stats[name] = getattr(self, name)
+        if self.dedup is not None:
+            stats.update(dedup_generation_start=self.dedup[0], dedup_older_start=self.dedup[1])
+        if self.lateness:
+            ordered = sorted(self.lateness)
+            stats.update(
+                late_events=len(ordered),
+                late_min_seconds=ordered[0],
+                late_median_seconds=ordered[len(ordered) // 2],
+                late_max_seconds=ordered[-1],
+                vanished_kept=self.vanished_kept,
+            )
+        return stats
 
 
 class RouteState(NamedTuple):
@@ -68,7 +108,7 @@ def route_usual_page(
 ) -> Routed | None:
     """In the stream's thread: a usual page's batches (raw entries and their RawEntry by interval),
     the intervals it passed below (with the dedup generations in force as it did: see
-    ``stream._IntervalStats.dedup``) and where the stream is after it; ``None`` (and nothing changed)
+    ``IntervalStats.dedup``) and where the stream is after it; ``None`` (and nothing changed)
     when the page is not usual: out of range, out of order, or holding an id already seen."""
     seconds = list(map(_get_date_create, entries))
     if not (

@@ -2,9 +2,9 @@
 file per interval.
 
 Pages come newest first, so the stream is cut into interval files as it crosses grid boundaries, and
-an interval commits as soon as the stream is below its start (or ends). ``land_run`` reads a run
-of intervals with one query and restarts it over what is not committed when the cursor expires; the
-page routing and body scans it relies on are in ``ingest.routing``.
+an interval commits as soon as the stream is below its start (or ends). The page routing and body
+scans it relies on are in ``ingest.routing``; the pipeline restarts a stream over what is not
+committed when its cursor expires.
 
 A rerun (``overwrite`` or ``reconcile``) re-reads committed intervals: each new file must keep every
 id the old one held (an id now served at a second of another interval is MOVED and stays where it
@@ -24,21 +24,19 @@ from typing import Any, Protocol
 import msgspec
 
 from airflow_provider_slack_audit.client.blocking import one_thread, run_blocking
-from airflow_provider_slack_audit.client.errors import InvalidEntryApiError, SlackAuditLogsApiError
+from airflow_provider_slack_audit.client.errors import InvalidEntryApiError
 from airflow_provider_slack_audit.client.response import AuditLogsResponse, EntryKey, RawEntry
 
 from .errors import EvidenceLossError, InvalidEntryError
 from .evidence import IdEvidence
 from .landing import IntervalCommit, IntervalWriter, Landing
 from .registry import NameSampler
-from .routing import DEDUP_HORIZON_SECONDS, RouteState, entry_fixes, route_usual_page
+from .routing import DEDUP_HORIZON_SECONDS, IntervalStats, RouteState, entry_fixes, route_usual_page
 from .spec import IngestSpec, IngestSummary
 from .windows import Interval
 
-__all__ = ["MAX_CURSOR_RESTARTS", "IngestClient", "WindowRead", "land_run"]
+__all__ = ["IngestClient", "OutOfOrder", "RunStream", "WindowRead"]
 
-# An expired cursor restarts the run; a server that keeps expiring them is broken, not slow.
-MAX_CURSOR_RESTARTS = 3
 # Entries routed by the entry-by-entry loop between two yields to the event loop.
 _ROUTE_SLICE = 1000
 
@@ -96,106 +94,12 @@ class WindowRead:
             self.landing.withdraw_manifest(self.spec.window)
 
 
-async def land_run(shared: WindowRead, run: list[Interval]) -> dict[Interval, IntervalCommit]:
-    """Read one run of contiguous uncommitted intervals with one query; return what it committed.
-
-    An expired cursor re-reads the run from its start, over the intervals not yet committed only
-    (at most ``MAX_CURSOR_RESTARTS`` times). Entries out of newest-first order make it re-read the
-    intervals of that attempt once more, remembering every id.
-    """
-    summary, logger = shared.summary, shared.logger
-    landed: dict[Interval, IntervalCommit] = {}
-    pending = list(run)
-    remember_all_ids = False
-    restarts = 0
-    moved: set[str] = set()  # a rerun's moved ids, kept across re-reads of the run
-    while pending:
-        neighbours = {
-            interval: commit
-            for interval, commit in {**shared.committed, **landed}.items()
-            if interval not in pending
-        }
-        stream = _RunStream(shared, pending, remember_all_ids, neighbours, moved)
-        summary.queries += 1
-        try:
-            await stream.read()
-        except _OutOfOrder as error:
-            await stream.abort()
-            landed.update(stream.commits)
-            span = Interval(pending[0].start, pending[-1].end).span
-            logger.warning("Run %s: %s, not newest first; re-reading it remembering every id", span, error)
-            remember_all_ids = True
-            continue
-        except SlackAuditLogsApiError as error:
-            await stream.abort()
-            landed.update(stream.commits)
-            if error.kind == "cursor" and restarts < MAX_CURSOR_RESTARTS:
-                restarts += 1
-                summary.cursor_restarts += 1
-                pending = [interval for interval in pending if interval not in stream.commits]
-                span = Interval(pending[0].start, pending[-1].end).span if pending else "(all committed)"
-                logger.warning(
-                    "Run %s: cursor rejected (%s); re-reading what is not committed from its start",
-                    span,
-                    error.error,
-                )
-                continue
-            raise
-        except asyncio.CancelledError:
-            stream.abort_now()  # cancelled: no more awaiting; a local delete is quick
-            raise
-        except BaseException:
-            await stream.abort()
-            raise
-        landed.update(stream.commits)
-        shared.streams.append(stream.figures)
-        summary.drained = summary.drained and stream.figures["drained"]
-        break
-    return landed
-
-
-@dataclass
-class _IntervalStats:
-    pages: int = 0
-    duplicates: int = 0
-    out_of_range: int = 0
-    # A reconcile that found late events: how many, and how late (discovery time - date_create).
-    lateness: list[int] | None = None
-    vanished_kept: int = 0
-    # The dedup generations in force when the stream passed below the interval's start (the start
-    # of the current one and of the older one): what a run resuming below it must remember.
-    dedup: tuple[int, int] | None = None
-    # A rerun: ids served here now but landed in another interval, ids landed here now served in
-    # another interval (both stay where they landed first), landed ids whose body Slack changed.
-    moved_in: int = 0
-    moved_out: int = 0
-    bodies_changed: int = 0
-
-    def as_marker_stats(self) -> dict[str, int]:
-        stats = {"pages": self.pages, "duplicates": self.duplicates, "out_of_range": self.out_of_range}
-        for name in ("moved_in", "moved_out", "bodies_changed"):
-            if getattr(self, name):
-                stats[name] = getattr(self, name)
-        if self.dedup is not None:
-            stats.update(dedup_generation_start=self.dedup[0], dedup_older_start=self.dedup[1])
-        if self.lateness:
-            ordered = sorted(self.lateness)
-            stats.update(
-                late_events=len(ordered),
-                late_min_seconds=ordered[0],
-                late_median_seconds=ordered[len(ordered) // 2],
-                late_max_seconds=ordered[-1],
-                vanished_kept=self.vanished_kept,
-            )
-        return stats
-
-
-class _OutOfOrder(Exception):
+class OutOfOrder(Exception):
     """The API broke its newest-first order, so repeats can no longer be found by the last second."""
 
 
 @dataclass
-class _RunStream:
+class RunStream:
     """One query over ``intervals`` (sorted, contiguous), cut into one data file per interval.
 
     The async side decodes and routes pages; every storage call (open, write, commit) runs in the
@@ -218,7 +122,7 @@ class _RunStream:
     _homes: dict[str, Interval] = field(default_factory=dict)
     _deferred: list[int] = field(default_factory=list)
     _writers: dict[int, IntervalWriter] = field(default_factory=dict)
-    _stats: dict[int, _IntervalStats] = field(default_factory=dict)
+    _stats: dict[int, IntervalStats] = field(default_factory=dict)
     _evidence: dict[int, IdEvidence] = field(default_factory=dict)
     _io: asyncio.Future[None] | None = None
     _started: float = field(default_factory=time.monotonic)
@@ -229,7 +133,7 @@ class _RunStream:
         self.starts = [interval.oldest for interval in self.intervals]
         # Entries come newest first. Ids are remembered in two generations of DEDUP_HORIZON_SECONDS
         # of date_create each (see .routing), so memory is bounded by two horizons' events. An entry
-        # newer than the oldest second seen so far breaks the order this relies on: _OutOfOrder
+        # newer than the oldest second seen so far breaks the order this relies on: OutOfOrder
         # re-reads remembering every id. ``current``: the interval the stream is in (normal mode).
         boundary = self.latest + 1
         self.position = RouteState(set(), set(), boundary, boundary, boundary, len(self.intervals) - 1)
@@ -349,7 +253,7 @@ class _RunStream:
                             older, seen = seen, set()
                             older_start, generation_start = generation_start, second
                 elif second > boundary_second and not remember_all:
-                    raise _OutOfOrder(f"an entry of {second} came after one of {boundary_second}")
+                    raise OutOfOrder(f"an entry of {second} came after one of {boundary_second}")
                 index = bisect_right(starts, second) - 1 if remember_all else current
                 if entry.id in seen or entry.id in older:
                     stats(index).duplicates += 1
@@ -383,8 +287,8 @@ class _RunStream:
         await self._submit({}, complete, final=True)
         await self._drain()
 
-    def _stats_of(self, index: int) -> _IntervalStats:
-        return self._stats.setdefault(index, _IntervalStats())
+    def _stats_of(self, index: int) -> IntervalStats:
+        return self._stats.setdefault(index, IntervalStats())
 
     def _resumed_memory(self) -> tuple[set[str], set[str], int, int] | None:
         """In the stream's thread: the dedup memory a clean run had where this stream starts, when
@@ -598,7 +502,7 @@ class _RunStream:
         if writer is not None:
             writer.abort()
 
-    def _record_moves(self, interval: Interval, stats: _IntervalStats) -> None:
+    def _record_moves(self, interval: Interval, stats: IntervalStats) -> None:
         noted = {
             name: value
             for name, value in (
@@ -631,7 +535,7 @@ class _RunStream:
             self.shared.retract_manifest()
         else:
             self._record_moves(interval, self._stats_of(index))
-        stats = self._stats.get(index, _IntervalStats())
+        stats = self._stats.get(index, IntervalStats())
         commit = writer.commit(
             query=self.shared.query,
             stats=stats.as_marker_stats(),
