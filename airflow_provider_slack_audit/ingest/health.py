@@ -3,7 +3,6 @@
 
 from .monitor import MIN_HISTORY, Drift, SnapshotClient, judge_silence, record_volume  # merge shim
 from .monitor import observe_window as check_window  # merge shim
-from .spec import check_silence_settings as validate_settings  # merge shim
 
 __all__ = [
     "MIN_HISTORY",
@@ -12,5 +11,4 @@ __all__ = [
     "check_window",
     "judge_silence",
     "record_volume",
-    "validate_settings",
 ]

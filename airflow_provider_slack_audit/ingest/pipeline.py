@@ -88,12 +88,12 @@ async def ingest_window(
     found = await asyncio.to_thread(_committed_intervals, landing, intervals, spec.query)
     rerun = spec.overwrite or spec.reconcile
     shared = WindowRead(
-        client=client,
-        landing=landing,
-        spec=spec,
-        summary=summary,
-        logger=logger,
-        names=NameSampler(),
+        client,
+        landing,
+        spec,
+        summary,
+        logger,
+        NameSampler(),
         discovered_at=int(started_at.timestamp()),
         # On a rewrite, the committed intervals are the evidence a new read must keep.
         evidence=found if rerun and not spec.replace_destructively else {},

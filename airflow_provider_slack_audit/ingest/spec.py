@@ -186,10 +186,8 @@ def check_window_bounds(window: Window, now: datetime | None = None) -> None:
         )
 
 
-def check_silence_settings(
-    fraction: object, lookback: object, fail_on_silence: object, api_snapshot: object
-) -> None:
-    """Refuse a silence or snapshot setting of the monitor (see ``ingest.monitor``), naming it."""
+def check_silence_settings(fraction: object, lookback: object) -> None:
+    """Refuse a silence setting of the monitor (see ``ingest.monitor``), naming it."""
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
         raise ValueError(
             f"silence_fraction must be a number between 0 and 1, got {fraction!r}: a window with fewer "
@@ -200,9 +198,6 @@ def check_silence_settings(
             f"silence_lookback must be an int between 1 and {MAX_LOOKBACK}, got {lookback!r}: "
             "how many earlier windows the trailing median is taken over (e.g. 7)"
         )
-    for name, value in (("fail_on_silence", fail_on_silence), ("api_snapshot", api_snapshot)):
-        if not isinstance(value, bool):
-            raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -279,27 +274,20 @@ class IngestSpec:
             or not 1 <= self.limit <= MAX_LIMIT
         ):
             raise ValueError(f"limit must be an int between 1 and {MAX_LIMIT}, got {self.limit!r}")
-        if not isinstance(self.overwrite, bool):
-            raise TypeError(f"overwrite must be True or False, got {self.overwrite!r}")
-        if not isinstance(self.replace_destructively, bool):
-            raise TypeError(
-                f"replace_destructively must be True or False, got {self.replace_destructively!r}"
-            )
+        for name in ("overwrite", "replace_destructively", "reconcile", "fail_on_silence", "api_snapshot"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.replace_destructively and not self.overwrite:
             raise ValueError(
                 "replace_destructively=True only applies to a rewrite: pass overwrite=True with it "
                 "(committed intervals are otherwise skipped, never replaced)"
             )
-        if not isinstance(self.reconcile, bool):
-            raise TypeError(f"reconcile must be True or False, got {self.reconcile!r}")
         if self.reconcile and self.overwrite:
             raise ValueError(
                 "reconcile=True and overwrite=True are two rerun modes: reconcile adds late events and "
                 "keeps every landed id, overwrite rewrites every interval; pass one of them"
             )
-        check_silence_settings(
-            self.silence_fraction, self.silence_lookback, self.fail_on_silence, self.api_snapshot
-        )
+        check_silence_settings(self.silence_fraction, self.silence_lookback)
         validate_retention(self.retention, self.destination)
 
     def priority(self, now: datetime) -> Priority:
@@ -322,48 +310,43 @@ class IngestSpec:
             "window": {"start": self.window.start.isoformat(), "end": self.window.end.isoformat()},
             "interval_seconds": self.interval.total_seconds(),
             "destination": self.destination,
-            "destination_conn_id": self.destination_conn_id,
             **self.query,
             "compression": self.compression,
             "settle_lag_seconds": self.settle_lag.total_seconds(),
-            "limit": self.limit,
-            "overwrite": self.overwrite,
-            "replace_destructively": self.replace_destructively,
-            "reconcile": self.reconcile,
-            "silence_fraction": self.silence_fraction,
-            "silence_lookback": self.silence_lookback,
-            "fail_on_silence": self.fail_on_silence,
-            "api_snapshot": self.api_snapshot,
+            **{name: getattr(self, name) for name in _PLAIN_FIELDS},
             "retention_seconds": self.retention.total_seconds() if self.retention is not None else None,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> IngestSpec:
-        action = data.get("action")
+        """The spec :meth:`to_json` wrote; a key an older version did not write takes its default."""
+        action, retention = data.get("action"), data.get("retention_seconds")
         return cls(
             window=Window.from_json(data["window"]),
             interval=timedelta(seconds=data["interval_seconds"]),
             destination=data["destination"],
-            destination_conn_id=data.get("destination_conn_id"),
             action=tuple(action) if action is not None else None,
-            actor=data.get("actor"),
-            entity=data.get("entity"),
             compression=data.get("compression"),
             settle_lag=timedelta(seconds=data.get("settle_lag_seconds", 300)),
-            limit=data.get("limit", MAX_LIMIT),
-            overwrite=data.get("overwrite", False),
-            replace_destructively=data.get("replace_destructively", False),
-            reconcile=data.get("reconcile", False),
-            silence_fraction=data.get("silence_fraction", 0.5),
-            silence_lookback=data.get("silence_lookback", 7),
-            fail_on_silence=data.get("fail_on_silence", False),
-            api_snapshot=data.get("api_snapshot", False),
-            retention=(
-                timedelta(seconds=data["retention_seconds"])
-                if data.get("retention_seconds") is not None
-                else None
-            ),
+            retention=timedelta(seconds=retention) if retention is not None else None,
+            **{name: data[name] for name in _PLAIN_FIELDS if name in data},
         )
+
+
+# The fields that travel in JSON as they are.
+_PLAIN_FIELDS = (
+    "destination_conn_id",
+    "actor",
+    "entity",
+    "limit",
+    "overwrite",
+    "replace_destructively",
+    "reconcile",
+    "silence_fraction",
+    "silence_lookback",
+    "fail_on_silence",
+    "api_snapshot",
+)
 
 
 @dataclass

@@ -81,7 +81,8 @@ class WindowRead:
     committed: dict[Interval, IntervalCommit]
     moves: dict[str, dict[str, int]] = field(default_factory=dict)  # a rerun's moves, by interval key
     streams: list[dict[str, Any]] = field(default_factory=list)  # what each completed query read
-    _retracted: bool = False
+    query: dict[str, Any] = field(init=False)  # the spec's filters, as markers record them
+    _retracted: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.query = self.spec.query
