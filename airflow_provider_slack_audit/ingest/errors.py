@@ -17,12 +17,16 @@ their own kind (:mod:`airflow_provider_slack_audit.client`). Anything else is so
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar, Protocol
 
 from airflow_provider_slack_audit.client.errors import ErrorKind, classify_exception
 
-if TYPE_CHECKING:
-    from .windows import Interval
+
+class _Interval(Protocol):
+    """An interval, as an error names it (``windows.Interval``: this module sits below it)."""
+
+    @property
+    def key(self) -> str: ...
 
 
 class IngestError(Exception):
@@ -59,7 +63,7 @@ class InvalidEntryError(IngestError, ValueError):
 class EvidenceLossError(IngestError):
     """A rewrite whose new read lacks ids the committed file holds: nothing was replaced (permanent)."""
 
-    def __init__(self, interval: Interval, *, lost: int, held: int) -> None:
+    def __init__(self, interval: _Interval, *, lost: int, held: int) -> None:
         self.interval = interval
         self.lost = lost
         super().__init__(
