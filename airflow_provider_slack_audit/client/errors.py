@@ -13,14 +13,23 @@ to make:
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 import aiohttp
 
-if TYPE_CHECKING:
-    from .response import AuditLogsResponse
-
 ErrorKind = Literal["permanent", "transient", "cursor"]
+
+
+class ErrorResponse(Protocol):
+    """What an error keeps of the answer it came with (:class:`~.response.AuditLogsResponse` is one).
+
+    A protocol, not the class: the response module raises these errors, so it imports this one.
+    """
+
+    url: str
+    status_code: int
+    content: bytes
+
 
 # What to do about each documented error code; the message of the error carries it.
 _HINTS: dict[str, str] = {
@@ -126,7 +135,7 @@ class SlackAuditLogsApiError(Exception):
     def __init__(
         self,
         message: str,
-        response: AuditLogsResponse | None = None,
+        response: ErrorResponse | None = None,
         *,
         error: str | None = None,
         status_code: int | None = None,
@@ -155,7 +164,7 @@ class InvalidEntryApiError(SlackAuditLogsApiError):
     def __init__(
         self,
         message: str,
-        response: AuditLogsResponse | None = None,
+        response: ErrorResponse | None = None,
         *,
         position: int,
         entry_id: str | None,
@@ -181,25 +190,25 @@ class SlackAuditLogsConfigError(ValueError):
 
 
 def classify_exception(exc: BaseException) -> ErrorKind | None:
-    """The kind of any exception an Audit Logs call can raise, or ``None`` when it is not ours.
+    """The kind of an exception an Audit Logs call can raise, or ``None`` when it is not the client's.
 
-    Connection failures, timeouts and storage ``OSError`` are transient: the same work may succeed
-    on the next try. Argument and configuration errors (``ValueError``/``TypeError``,
-    :class:`SlackAuditLogsConfigError`) are permanent.
+    API errors carry their kind; configuration and argument errors (:class:`SlackAuditLogsConfigError`,
+    ``ValueError``/``TypeError`` from a call's arguments) are permanent; network failures (aiohttp's
+    errors, timeouts, a reset connection) are transient. Storage errors are not the client's to sort:
+    :func:`airflow_provider_slack_audit.ingest.errors.kind_of` does, for everything a landing raises.
     """
     if isinstance(exc, SlackAuditLogsApiError):
         return exc.kind
-    if isinstance(exc, SlackAuditLogsConfigError):
-        return "permanent"
-    if isinstance(exc, aiohttp.ClientError | asyncio.TimeoutError | TimeoutError | OSError):
+    if isinstance(exc, aiohttp.ClientError | asyncio.TimeoutError | TimeoutError | ConnectionError):
         return "transient"
-    if isinstance(exc, ValueError | TypeError):
+    if isinstance(exc, SlackAuditLogsConfigError | ValueError | TypeError):
         return "permanent"
     return None
 
 
 __all__ = [
     "ErrorKind",
+    "ErrorResponse",
     "InvalidEntryApiError",
     "SlackAuditLogsApiError",
     "SlackAuditLogsConfigError",

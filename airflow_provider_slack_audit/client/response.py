@@ -17,9 +17,9 @@ from .logs import LogsResponse
 class RawEntry(msgspec.Struct, frozen=True, gc=False):
     """One audit entry as the API sent it, with the two fields the landing path needs decoded.
 
-    ``gc=False``: a million entries that the cyclic GC tracks (as tuples would be) trigger dozens of
-    full collections, each walking every object of the Airflow process (~0.2 s apiece). An entry
-    holds a str, an int and bytes, so it can never be part of a reference cycle.
+    ``gc=False``: entries the cyclic GC tracks (as tuples would be) trigger full collections, each
+    walking every object of the Airflow process. An entry holds a str, an int and bytes, so it can
+    never be part of a reference cycle.
     """
 
     id: str
@@ -171,7 +171,7 @@ class AuditLogsResponse:
         # Success bodies carry no `ok`; only a body that says `"ok": false` is an error. The probe
         # struct skips every other field without building objects, so a big page costs one scan.
         # The search goes block by block (blocks overlap by the needle's length - 1), so no single
-        # C call holds the GIL, and the event loop thread, for the whole of a ~10 MB body.
+        # C call holds the GIL, and the event loop thread, for the whole of a large body.
         content = self.content
         if not any(
             content.find(b'"ok"', start, start + _SLICE_BYTES + 3) >= 0
@@ -285,12 +285,12 @@ class AuditLogsResponse:
         )
 
 
-# A page of 9,999 real entries is ~10 MB; one C decode call over it holds the GIL for tens of ms.
+# One C decode call over a whole page would hold the GIL, and the event loop's thread, throughout.
 _SLICE_BYTES = 1 << 18
 _ENTRY_SEPARATOR = b"},{"
 _ENTRIES_OPEN = b'{"entries":['
 _CUT_ATTEMPTS = 16
-_ENTRIES_PER_SLICE = 1000  # RawEntry objects made between two hand-overs to the event loop (~0.5 ms)
+_ENTRIES_PER_SLICE = 1000  # RawEntry objects made between two hand-overs to the event loop
 
 
 def _decode_in_slices(content: bytes) -> tuple[list[msgspec.Raw], list[EntryKey], str, Any]:

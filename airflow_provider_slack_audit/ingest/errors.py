@@ -11,25 +11,22 @@ Whether Airflow retries a failed landing depends on one thing, the error's kind:
 
 The kind of an error of this package is a class attribute, never inferred from its builtin base (the
 bases stay for callers who catch ``ValueError`` or ``TimeoutError``). Errors of the API client carry
-their own kind (:mod:`airflow_provider_slack_audit.client.errors`). Anything else is sorted by
+their own kind (:mod:`airflow_provider_slack_audit.client`). Anything else is sorted by
 :func:`kind_of`'s table: storage and network failures are transient, everything else permanent.
 """
 
 from __future__ import annotations
 
-import asyncio
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar, Protocol
 
-import aiohttp
+from airflow_provider_slack_audit.client.errors import ErrorKind, classify_exception
 
-from airflow_provider_slack_audit.client.errors import (
-    ErrorKind,
-    SlackAuditLogsApiError,
-    SlackAuditLogsConfigError,
-)
 
-if TYPE_CHECKING:
-    from .windows import Interval
+class _Interval(Protocol):
+    """An interval, as an error names it (``windows.Interval``: this module sits below it)."""
+
+    @property
+    def key(self) -> str: ...
 
 
 class IngestError(Exception):
@@ -51,13 +48,22 @@ class ManifestCheckError(IngestError, ValueError):
 
 
 class InvalidEntryError(IngestError, ValueError):
-    """An entry that cannot be landed as strict UTF-8 JSON (permanent: a retry gets the same bytes)."""
+    """An entry that cannot be landed as strict UTF-8 JSON (permanent: a retry gets the same bytes).
+
+    ``where`` names the entry (its position, page, interval and id), ``problem`` what is wrong with it.
+    """
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(
+            f"{where} {problem}; it cannot be landed as strict UTF-8 JSON, and the API returns the same "
+            "bytes on a retry: report it to Slack, or land the window without that interval"
+        )
 
 
 class EvidenceLossError(IngestError):
     """A rewrite whose new read lacks ids the committed file holds: nothing was replaced (permanent)."""
 
-    def __init__(self, interval: Interval, *, lost: int, held: int) -> None:
+    def __init__(self, interval: _Interval, *, lost: int, held: int) -> None:
         self.interval = interval
         self.lost = lost
         super().__init__(
@@ -75,25 +81,18 @@ class LeaseWaitTimeout(IngestError, TimeoutError):
     kind: ClassVar[ErrorKind] = "transient"
 
 
-# Exceptions of other libraries, by what they mean for a retry. Storage (fsspec, s3fs, gcsfs, adlfs)
-# and the network raise OSError subclasses, aiohttp errors or timeouts for a store or link in trouble.
-_TRANSIENT_FOREIGN: tuple[type[BaseException], ...] = (
-    aiohttp.ClientError,
-    asyncio.TimeoutError,
-    TimeoutError,
-    OSError,
-)
-
-
 def kind_of(exc: BaseException) -> ErrorKind:
-    """The kind of any exception a landing can raise: the error's own kind when it states one,
-    transient for storage and network failures, permanent for everything else (a bad argument, a
-    missing connection, a bug: another try would fail the same way)."""
-    if isinstance(exc, IngestError | SlackAuditLogsApiError | SlackAuditLogsConfigError):
+    """The kind of any exception a landing can raise: the error's own kind when it states one (this
+    module's errors, the client's), the client's sorting of network and argument errors
+    (:func:`~airflow_provider_slack_audit.client.classify_exception`), transient for storage
+    failures (fsspec, s3fs, gcsfs and adlfs raise ``OSError`` subclasses for a store in trouble), and
+    permanent for everything else (a missing connection, a bug: another try would fail the same way)."""
+    if isinstance(exc, IngestError):
         return exc.kind
-    if isinstance(exc, _TRANSIENT_FOREIGN):
-        return "transient"
-    return "permanent"
+    kind = classify_exception(exc)
+    if kind is not None:
+        return kind
+    return "transient" if isinstance(exc, OSError) else "permanent"
 
 
 __all__ = [

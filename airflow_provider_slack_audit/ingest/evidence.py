@@ -82,7 +82,7 @@ class IdEvidence:
         if not entries:
             return
         self.count += len(entries)
-        # In slices (~0.6 us per id): between two, the stream's thread hands the GIL to the event
+        # In slices: between two, the stream's thread hands the GIL to the event
         # loop when it has held it long (see client.blocking.yield_to_loop).
         for start in range(0, len(entries), _DIGEST_SLICE):
             self.total += id_digest_sum(map(_get_id, entries[start : start + _DIGEST_SLICE]))

@@ -7,12 +7,12 @@ task's ``next_kwargs`` (stored in the metadata DB)::
     {"status": "error", "kind": "transient" | "permanent" | "cursor",
      "error": "<Slack's code or the exception's class>", "message": "<secret-free text>"}
 
-Retry semantics live here and nowhere else (:func:`is_retryable`): ``transient`` is retried, and so
-is ``cursor``, which reaches an outcome only when a cursor kept expiring on every re-read (a server in
-trouble, not a bad request). Everything else, unclassified failures included (a bad spec, a missing
-connection, a bug), is permanent: another try would fail the same way.
+An error's kind comes from :func:`~.errors.kind_of` (each error states its own); which kinds are
+retried is decided here and nowhere else (:func:`is_retryable`): ``transient``, and ``cursor``, which
+reaches an outcome only when a cursor kept expiring on every re-read (a server in trouble, not a bad
+request).
 
-Airflow-free: the caller passes Airflow's secrets masker as ``redact``.
+The caller passes Airflow's secrets masker as ``redact``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from typing import Any
 from airflow_provider_slack_audit.client.errors import SlackAuditLogsApiError, hint
 
 from .errors import kind_of
-from .pipeline import IngestClient, IngestSpec, ingest_window
+from .pipeline import ingest_window
+from .spec import IngestSpec
+from .stream import IngestClient
 
 # An outcome becomes the task's next_kwargs, stored in the metadata DB: a message is for a human.
 MAX_MESSAGE_CHARS = 2000

@@ -12,12 +12,11 @@ seen before, in ``<destination>/_registry/schema.json``::
 Key paths are the top-level keys (``acting_agent``) and the keys of ``context``, ``entity`` and
 ``details`` (``details.reason``). The first window under a destination records a baseline.
 
-Cost: decoding the action and key names of every entry costs about a third of the landing path's
-time, so each page contributes a spread sample of at most :data:`SAMPLE_PER_PAGE` entries (its first
-and last included; every entry of a smaller page). A full page of 9,999 entries is then sampled at
-~1.3 %, which costs ~1 % of the landing. The trade-off: a new action or key carried by very few
-entries of a large window may be seen only on a later window; the daily snapshot of the ``actions``
-endpoint reports newly listed actions whatever their volume.
+Decoding the names of every entry would cost a large share of the landing path's time, so each page
+contributes a spread sample of at most :data:`SAMPLE_PER_PAGE` entries (its first and last included;
+every entry of a smaller page); the drift guide gives the measured cost. The trade-off: a new action
+or key carried by very few entries of a large window may be seen only on a later window; the daily
+snapshot of the ``actions`` endpoint reports newly listed actions whatever their volume.
 
 Registry updates merge on write (read, union, write atomically): concurrent writers never lose the
 file, and a lost race only means that an entry is reported as new once more. Each section keeps at
@@ -31,13 +30,14 @@ import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
-if TYPE_CHECKING:
-    from airflow_provider_slack_audit.client.response import RawEntry
-    from airflow_provider_slack_audit.version_compat import ObjectStoragePath
+from airflow_provider_slack_audit.client.response import RawEntry
+from airflow_provider_slack_audit.version_compat import ObjectStoragePath
+
+from .landing.writer import is_local, write_small_file
 
 log = logging.getLogger(__name__)
 
@@ -200,8 +200,6 @@ def write_document(path: ObjectStoragePath, document: Mapping[str, Any]) -> None
 
 def write_bytes(path: ObjectStoragePath, payload: bytes) -> None:
     """Write a small file atomically (readers see the old or the new version), parents created."""
-    from .landing.writer import is_local, write_small_file
-
     if is_local(path):  # object stores have no directories to create
         path.parent.mkdir(parents=True, exist_ok=True)
     write_small_file(path, payload)

@@ -14,7 +14,7 @@ there: a manifest removed or replaced, the intervals it listed, an edited descri
 edited ledger entry, and (against an external anchor) a removed tail. With ``window=``, every second
 of it that no manifest covers is a gap, and fails.
 
-Finding an id in two files keeps every id verified in memory (~150 bytes each): verify a large
+Finding an id in two files keeps every id verified in memory (see docs/performance.md): verify a large
 destination window by window (``window=``) to bound it.
 """
 
@@ -23,13 +23,15 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import Any
 
 import msgspec
 
+from airflow_provider_slack_audit import __version__
+from airflow_provider_slack_audit.client.response import EntryKey
 from airflow_provider_slack_audit.ingest import evidence
 from airflow_provider_slack_audit.ingest.windows import Interval, Window
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
@@ -41,122 +43,12 @@ from .landing.descriptor import DESCRIPTOR_NAME, DestinationDescriptor, read_des
 from .landing.ledger import LedgerHead
 from .landing.manifest import ManifestInterval, check_covers, iter_data_lines, read_manifest
 from .ledger_check import check_ledger, report_gaps
+from .report import VerifyReport, WindowReport
 
 _MAX_LINE_PROBLEMS = 3  # per data file: the first few bad lines name the damage well enough
 
 
-class _Key(msgspec.Struct, gc=False):
-    id: str
-    date_create: int
-
-
-_key_decoder = msgspec.json.Decoder(_Key)
-
-
-@dataclass
-class WindowReport:
-    """One manifest's window: what it lists and what is wrong with it (empty ``problems``: verified)."""
-
-    manifest: str
-    window: Window
-    intervals: int
-    events: int
-    id_digest: str | None
-    first_date_create: int | None
-    last_date_create: int | None
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "manifest": self.manifest,
-            "window": self.window.to_json(),
-            "intervals": self.intervals,
-            "events": self.events,
-            "id_digest": self.id_digest,
-            "first_date_create": self.first_date_create,
-            "last_date_create": self.last_date_create,
-            "ok": self.ok,
-            "problems": list(self.problems),
-        }
-
-
-@dataclass
-class VerifyReport:
-    """What ``verify`` found under one destination; ``ok`` only when every check passed."""
-
-    destination: str
-    verified_at: datetime
-    provider_version: str
-    scope: Window | None
-    windows: list[WindowReport] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # not attributable to one window
-    notes: list[str] = field(default_factory=list)  # worth knowing, not a failure
-    data_files: int = 0
-    markers: int = 0
-    events: int = 0
-    gaps: list[dict[str, str]] = field(default_factory=list)  # [start, end) no manifest covers
-    ledger: dict[str, Any] | None = None  # {"entries", "head": {"seq", "sha256"}} when there is one
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems and all(window.ok for window in self.windows)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "destination": self.destination,
-            "verified_at": self.verified_at.isoformat(),
-            "provider_version": self.provider_version,
-            "scope": self.scope.to_json() if self.scope is not None else None,
-            "id_digest_method": evidence.DIGEST_METHOD,
-            "ok": self.ok,
-            "data_files": self.data_files,
-            "markers": self.markers,
-            "events": self.events,
-            "windows": [window.to_json() for window in self.windows],
-            "problems": list(self.problems),
-            "notes": list(self.notes),
-            "gaps": list(self.gaps),
-            "ledger": self.ledger,
-        }
-
-    def to_text(self) -> str:
-        scope = "every window" if self.scope is None else _span(self.scope)
-        lines = [
-            "Slack audit landing verification",
-            f"destination:      {self.destination}",
-            f"verified at:      {self.verified_at.isoformat()}",
-            f"provider version: {self.provider_version}",
-            f"scope:            {scope}",
-            f"checked:          {self.data_files} data files, {self.markers} commit markers, "
-            f"{len(self.windows)} window manifests; {self.events} events read back",
-            f"id digest:        {evidence.DIGEST_METHOD}",
-            f"ledger head:      {_head(self.ledger)}",
-            "",
-        ]
-        for window in self.windows:
-            lines.append(
-                f"window {_span(window.window)}: {window.intervals} intervals, {window.events} events, "
-                f"id digest {window.id_digest or '(not recorded)'}, "
-                f"date_create {window.first_date_create}..{window.last_date_create}: "
-                f"{'OK' if window.ok else 'FAIL'}"
-            )
-            lines.extend(f"  FAIL {problem}" for problem in window.problems)
-        if self.problems:
-            lines.append("")
-            lines.append("outside any window manifest:")
-            lines.extend(f"  FAIL {problem}" for problem in self.problems)
-        if self.notes:
-            lines.append("")
-            lines.append("notes:")
-            lines.extend(f"  {note}" for note in self.notes)
-        failures = len(self.problems) + sum(len(window.problems) for window in self.windows)
-        lines.append("")
-        lines.append("RESULT: OK" if self.ok else f"RESULT: FAIL ({failures} problems)")
-        return "\n".join(lines) + "\n"
+_key_decoder = msgspec.json.Decoder(EntryKey)
 
 
 @dataclass
@@ -179,8 +71,6 @@ def verify_destination(
     ``expect_ledger``: a ledger head kept elsewhere (a landing task's summary reports one); the
     ledger must reach it with those bytes, so removing the newest windows with their entries shows.
     """
-    from airflow_provider_slack_audit import __version__
-
     root = (
         destination
         if isinstance(destination, ObjectStoragePath)
@@ -268,7 +158,7 @@ def verify_destination(
     if not report.windows:
         report.problems.append(
             f"no window manifest under {root}"
-            + (f" for {_span(window)}" if window is not None else "")
+            + (f" for {window.span}" if window is not None else "")
             + ": nothing proves a window was landed completely"
         )
     unlisted = sorted(set(commits) - listed)
@@ -372,7 +262,7 @@ def _check_data_file(
     )
     tracker = evidence.IdEvidence()
     bad_lines = 0
-    batch: list[_Key] = []
+    batch: list[EntryKey] = []
     seen_here: set[str] = set()
     try:
         for number, line in enumerate(iter_data_lines(entry, commit.compression, verify=True), start=1):
@@ -523,17 +413,6 @@ def _stray_in_scope(relative: str, scope: Window | None) -> bool:
         return True
     day = partition[3:]
     return scope.start.date().isoformat() <= day <= scope.end.date().isoformat()
-
-
-def _head(ledger: Mapping[str, Any] | None) -> str:
-    if ledger is None:
-        return "(no ledger)"
-    head = ledger["head"]
-    return f"{head['seq']}:{head['sha256']} ({ledger['entries']} entries; keep it to pass --expect-ledger)"
-
-
-def _span(bounds: Window) -> str:
-    return f"[{bounds.start.isoformat()}, {bounds.end.isoformat()})"
 
 
 __all__ = ["VerifyReport", "WindowReport", "verify_destination"]

@@ -21,6 +21,7 @@ from airflow_provider_slack_audit.client import (
     shared_rate_limiter,
 )
 from airflow_provider_slack_audit.client.ratelimit import CEILING_SHARE, WaitExceedsBudget, infer_priority
+from airflow_provider_slack_audit.ingest.errors import kind_of
 
 
 @pytest.mark.parametrize(
@@ -57,7 +58,7 @@ def test_classify(status: int, code: str | None, kind: str) -> None:
         (SlackAuditLogsApiError("x", status_code=400, error="invalid_cursor"), "cursor"),
         (aiohttp.ServerDisconnectedError(), "transient"),
         (asyncio.TimeoutError(), "transient"),
-        (PermissionError("read-only"), "transient"),
+        (ConnectionResetError(), "transient"),
         (ValueError("bad"), "permanent"),
         (TypeError("bad"), "permanent"),
         (KeyError("x"), None),
@@ -65,6 +66,12 @@ def test_classify(status: int, code: str | None, kind: str) -> None:
 )
 def test_classify_exception(exc: BaseException, kind: str | None) -> None:
     assert classify_exception(exc) == kind
+
+
+def test_the_client_leaves_storage_errors_to_the_ingest() -> None:
+    error = PermissionError("read-only")
+    assert classify_exception(error) is None  # not the client's: a store's, sorted by the ingest
+    assert kind_of(error) == "transient"
 
 
 class FakeClock:

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_slack_audit.client import AsyncAuditLogsClient, classify_exception
+from airflow_provider_slack_audit.client import AsyncAuditLogsClient
 from airflow_provider_slack_audit.ingest import Window
+from airflow_provider_slack_audit.ingest.errors import kind_of
 from airflow_provider_slack_audit.ingest.landing import _fs as landing_files
 from airflow_provider_slack_audit.ingest.outcome import failure_outcome
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
@@ -94,7 +95,7 @@ async def test_a_destination_that_cannot_exist_fails_transiently_before_any_requ
     with pytest.raises(NotADirectoryError) as info:
         await ingest_window(client_for(server), spec_for(blocker / "landing"))
 
-    assert classify_exception(info.value) == "transient"
+    assert kind_of(info.value) == "transient"
     assert failure_outcome(info.value, redact=redact)["kind"] == "transient"
     assert server.logs_requests() == []
     assert blocker.read_text() == "a regular file where the destination's parent should be\n"
@@ -111,7 +112,7 @@ async def test_a_disk_filling_up_mid_interval_commits_nothing_of_that_interval(
             await ingest_window(client_for(server), spec_for(tmp_path))
 
     assert info.value.errno == errno.ENOSPC
-    assert classify_exception(info.value) == "transient"
+    assert kind_of(info.value) == "transient"
     state = assert_landing_sound(tmp_path, WINDOW, STEP, server_ids(server))
     assert state.committed == state.landed == {FIRST}
     assert temp_files(tmp_path) == [], "the aborted write left its temporary file behind"
@@ -132,7 +133,7 @@ async def test_a_failed_commit_marker_leaves_the_interval_uncommitted_and_the_re
         with pytest.raises(OSError, match="No space left on device") as info:
             await ingest_window(client_for(server), spec_for(tmp_path))
 
-    assert classify_exception(info.value) == "transient"
+    assert kind_of(info.value) == "transient"
     state = assert_landing_sound(tmp_path, WINDOW, STEP, server_ids(server))
     assert state.committed == {FIRST}
     assert state.landed == {FIRST, SECOND}, "the complete data file stays; only its marker is missing"

@@ -14,7 +14,7 @@ import pytest
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient, AuditLogsResponse
 from airflow_provider_slack_audit.ingest import Window
-from airflow_provider_slack_audit.ingest.health import judge_silence
+from airflow_provider_slack_audit.ingest.monitor import judge_silence
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, IngestSummary, ingest_window
 from airflow_provider_slack_audit.ingest.registry import (
     MAX_REGISTRY_NAMES,

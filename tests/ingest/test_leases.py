@@ -22,8 +22,8 @@ import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient, SlackAuditLogsApiError
-from airflow_provider_slack_audit.client.errors import classify_exception
 from airflow_provider_slack_audit.ingest import Interval, Landing, Window
+from airflow_provider_slack_audit.ingest.errors import kind_of
 from airflow_provider_slack_audit.ingest.landing.lease import (
     LeaseOwner,
     LeaseSettings,
@@ -171,7 +171,7 @@ async def test_a_run_that_waits_longer_than_max_wait_fails_with_a_transient_erro
                 client_for(server), spec_for(root), leases=LeaseSettings(max_wait=30, sleep=clock.sleep)
             )
 
-    assert classify_exception(raised.value) == "transient"
+    assert kind_of(raised.value) == "transient"
     assert sum(clock.slept) == pytest.approx(30)
     assert server.logs_requests() == []
 
@@ -318,7 +318,7 @@ async def test_a_wait_that_ends_before_the_ttl_says_no_renewal_was_seen_rather_t
     assert "still leased by run 4242-feedfacecafe after waiting 30 s (max_wait 30 s)" in message
     assert "no renewal of its owner record in the 30 s" in message
     assert "a run is taken over once none is seen for 120 s" in message
-    assert classify_exception(raised.value) == "transient"
+    assert kind_of(raised.value) == "transient"
     assert server.logs_requests() == []
 
 

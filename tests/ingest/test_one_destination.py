@@ -19,16 +19,12 @@ import pytest
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient
 from airflow_provider_slack_audit.ingest import Interval, Window, read_manifest
+from airflow_provider_slack_audit.ingest.errors import DestinationConflictError
 from airflow_provider_slack_audit.ingest.landing import Landing
 from airflow_provider_slack_audit.ingest.landing.descriptor import DESCRIPTOR_NAME
 from airflow_provider_slack_audit.ingest.landing.plan import DestinationLayout
 from airflow_provider_slack_audit.ingest.outcome import failure_outcome
-from airflow_provider_slack_audit.ingest.pipeline import (
-    DestinationConflictError,
-    IngestSpec,
-    IngestSummary,
-    ingest_window,
-)
+from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, IngestSummary, ingest_window
 from airflow_provider_slack_audit.ingest.verify import verify_destination
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath

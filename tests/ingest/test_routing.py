@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 
 from airflow_provider_slack_audit.ingest import Window, read_manifest
 from airflow_provider_slack_audit.ingest.landing.manifest import iter_data_lines
-from airflow_provider_slack_audit.ingest.pipeline import DEDUP_HORIZON_SECONDS, IngestSpec, ingest_window
+from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
+from airflow_provider_slack_audit.ingest.routing import DEDUP_HORIZON_SECONDS, remember_span
 
 from support.scripted_client import ScriptedClient
 
@@ -105,8 +106,6 @@ def test_every_page_lands_as_the_routing_rule_says(pages: list[list[tuple[str, i
 def test_a_dropped_generation_of_ids_is_emptied_where_it_is_dropped() -> None:
     """The usual-page path frees the generation it rotates out in the stream's thread (a slice at a
     time), so the event loop never frees a large set in one go."""
-    from airflow_provider_slack_audit.ingest.pipeline import _remember
-
     start = 1_700_000_000
     older = {f"old-{n}" for n in range(25_000)}
     seen = {f"seen-{n}" for n in range(3)}
@@ -115,7 +114,9 @@ def test_a_dropped_generation_of_ids_is_emptied_where_it_is_dropped() -> None:
     seconds = [start - 10, start - DEDUP_HORIZON_SECONDS - 20]
     kept_older = older
 
-    new_seen, new_older, generation_start = _remember(ids, seconds, seen, older, start)
+    new_seen, new_older, generation_start, _ = remember_span(
+        ids, seconds, seen, older, start, start, 0, len(ids)
+    )
 
     assert kept_older == set(), "the dropped generation still holds its ids"
     assert new_older == {f"seen-{n}" for n in range(3)} | {"a"}

@@ -11,11 +11,13 @@ import pytest
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient
 from airflow_provider_slack_audit.ingest import Window
-from airflow_provider_slack_audit.ingest.pipeline import _SCAN_BLOCK, IngestSpec, _scan_body, ingest_window
-from airflow_provider_slack_audit.ingest.validation import (
-    check_destination,
-    check_window,
+from airflow_provider_slack_audit.ingest.pipeline import ingest_window
+from airflow_provider_slack_audit.ingest.routing import SCAN_BLOCK, scan_body
+from airflow_provider_slack_audit.ingest.spec import (
+    IngestSpec,
+    check_window_bounds,
     normalize_actions,
+    parse_destination_url,
 )
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 
@@ -144,7 +146,7 @@ async def test_a_retry_with_the_filter_reversed_skips_every_committed_interval(
     ],
 )
 def test_absolute_urls_with_a_scheme_are_accepted(url: str, allow_memory_store: None) -> None:
-    assert check_destination(url) == url.strip()
+    assert parse_destination_url(url) == url.strip()
 
 
 @pytest.mark.parametrize(
@@ -167,13 +169,13 @@ def test_destinations_that_would_land_in_the_working_directory_are_refused_with_
     url: str, fix: str
 ) -> None:
     with pytest.raises(ValueError, match=fix):
-        check_destination(url)
+        parse_destination_url(url)
 
 
 @pytest.mark.parametrize("url", [None, 7, b"file:///x"])
 def test_a_destination_that_is_not_a_string_is_refused(url: object) -> None:
     with pytest.raises(TypeError, match="destination must be a URL"):
-        check_destination(url)
+        parse_destination_url(url)
 
 
 @pytest.mark.parametrize("destination", ["None", "landing", "file://relative/x", "{tmp_path}/no_scheme"])
@@ -195,7 +197,7 @@ async def test_ingest_window_refuses_a_bad_destination_before_any_request(
 
 
 def test_a_window_ending_a_day_from_now_is_accepted() -> None:
-    check_window(Window(NOW, NOW + timedelta(days=1)), NOW)
+    check_window_bounds(Window(NOW, NOW + timedelta(days=1)), NOW)
 
 
 def test_a_window_ending_past_a_day_from_now_is_refused_naming_the_bound() -> None:
@@ -204,12 +206,12 @@ def test_a_window_ending_past_a_day_from_now_is_refused_naming_the_bound() -> No
     with pytest.raises(
         ValueError, match=r"more than a day in the future.*at most 2026-06-02T12:00:00\+00:00"
     ):
-        check_window(window, NOW)
+        check_window_bounds(window, NOW)
 
 
 def test_a_typo_in_the_year_is_refused() -> None:
     with pytest.raises(ValueError, match="2062-01-05"):
-        check_window(
+        check_window_bounds(
             Window(datetime(2062, 1, 4, tzinfo=timezone.utc), datetime(2062, 1, 5, tzinfo=timezone.utc))
         )
 
@@ -218,11 +220,11 @@ def test_a_window_with_no_whole_second_is_refused_naming_its_first_second() -> N
     window = Window(DAY + timedelta(microseconds=200_000), DAY + timedelta(microseconds=900_000))
 
     with pytest.raises(ValueError, match=r"no whole second.*pass a latest after 2026-01-04T00:00:01\+00:00"):
-        check_window(window, NOW)
+        check_window_bounds(window, NOW)
 
 
 def test_a_window_holding_one_whole_second_is_accepted() -> None:
-    check_window(
+    check_window_bounds(
         Window(DAY + timedelta(microseconds=200_000), DAY + timedelta(seconds=1, microseconds=1)), NOW
     )
 
@@ -257,8 +259,8 @@ async def test_ingest_window_refuses_a_window_with_no_whole_second_before_any_re
 @pytest.mark.parametrize("offset", range(-3, 3))
 def test_a_body_is_checked_for_utf8_and_line_breaks_across_scan_blocks(offset: int) -> None:
     # A two-byte character around a block boundary is UTF-8; the same body cut inside it is not.
-    body = b"a" * (_SCAN_BLOCK - 1 + offset) + "é".encode() + b"x"
-    assert _scan_body(body) == (False, False)
-    assert _scan_body(body[:-2]) == (False, True)
-    assert _scan_body(body + b"\r") == (True, False)
-    assert _scan_body(b"\xff" + body + b"\n") == (True, True)
+    body = b"a" * (SCAN_BLOCK - 1 + offset) + "é".encode() + b"x"
+    assert scan_body(body) == (False, False)
+    assert scan_body(body[:-2]) == (False, True)
+    assert scan_body(body + b"\r") == (True, False)
+    assert scan_body(b"\xff" + body + b"\n") == (True, True)
