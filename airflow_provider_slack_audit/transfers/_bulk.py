@@ -129,7 +129,7 @@ def merge_statement(target: str, staging: str, dialect: MergeDialect) -> str:
         f"MERGE INTO {target} AS t\n"  # noqa: S608
         f"USING (\n  SELECT\n    {values}\n  FROM {staging}\n"
         + (f"  WHERE {dialect.staged_where}\n" if dialect.staged_where else "")
-        + f"  QUALIFY ROW_NUMBER() OVER (\n"
+        + f"  QUALIFY ROW_NUMBER() OVER (\n"  # noqa: S608
         f"    PARTITION BY {dialect.staged_id} ORDER BY {dialect.staged_seq} DESC) = 1\n"
         f") AS s\nON t.id = s.id\n"
         f"WHEN MATCHED AND (\n    {differs}\n) THEN UPDATE SET {updates}\n"

@@ -107,7 +107,14 @@ def _warehouse_service_transient(error: BaseException) -> bool:
 
 # requests' and urllib3's "no answer" errors (Google's and Snowflake's clients talk through them).
 _HTTP_CONNECTION_CLASSES: Final = frozenset(
-    {"ConnectionError", "Timeout", "ProtocolError", "NewConnectionError", "MaxRetryError", "ChunkedEncodingError"}
+    {
+        "ConnectionError",
+        "Timeout",
+        "ProtocolError",
+        "NewConnectionError",
+        "MaxRetryError",
+        "ChunkedEncodingError",
+    }
 )
 # BigQuery's error reasons a retry can fix (a quota refills, a backend recovers); a 5xx or 429 is too.
 # accessDenied (403), notFound (404), invalid/invalidQuery (400) and the others fail every time.
@@ -120,7 +127,9 @@ def _google_transient(error: BaseException) -> bool:
     """A Google API error (google.api_core, google.auth): whether retrying can succeed."""
     if type(error).__name__ in ("TransportError", "RetryError"):  # google.auth / api_core: no answer
         return True
-    reasons = {str(item.get("reason")) for item in getattr(error, "errors", None) or () if isinstance(item, dict)}
+    reasons = {
+        str(item.get("reason")) for item in getattr(error, "errors", None) or () if isinstance(item, dict)
+    }
     if reasons & _GOOGLE_TRANSIENT_REASONS:
         return True
     if "due to concurrent update" in str(error):  # two DML statements met on one table: retry serializes

@@ -75,7 +75,7 @@ _TYPES: Final = {
     ColumnKind.RAW: "JSON",
 }
 #: The staging table keeps every column as the text the rows file holds; the MERGE types it.
-_STAGED_SCHEMA: Final = tuple((name, "STRING") for name in COLUMN_NAMES) + ((SEQ, "INT64"),)
+_STAGED_SCHEMA: Final = (*((name, "STRING") for name in COLUMN_NAMES), (SEQ, "INT64"))
 #: How long a staging table outlives a load that could not drop it (a killed worker).
 STAGING_EXPIRATION: Final = datetime.timedelta(days=1)
 _PARTITION_COLUMN, _CLUSTER_COLUMN = INDEXED_COLUMNS  # date_create (by day), action
@@ -247,7 +247,9 @@ class SlackAuditLogsToBigQueryOperator(BaseOperator):
                     )
                     job.result()
                 if int(job.output_rows or 0) != staged.rows:
-                    raise ValueError(f"the load job loaded {job.output_rows} of the window's {staged.rows} rows")
+                    raise ValueError(
+                        f"the load job loaded {job.output_rows} of the window's {staged.rows} rows"
+                    )
                 staged_table = _quoted(staging_id)
                 count = self._query(client, f"SELECT COUNT(DISTINCT id) FROM {staged_table}")  # noqa: S608
                 (distinct,) = next(iter(count.result()))

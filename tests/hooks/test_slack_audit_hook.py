@@ -229,7 +229,9 @@ def test_provider_info_lists_modules_that_import() -> None:
 
 
 def test_provider_info_registers_every_warehouse_transfer() -> None:
-    targets = {entry["target-integration-name"]: entry["python-module"] for entry in get_provider_info()["transfers"]}
+    targets = {
+        entry["target-integration-name"]: entry["python-module"] for entry in get_provider_info()["transfers"]
+    }
 
     assert targets == {
         "Common SQL": "airflow_provider_slack_audit.transfers.slack_audit_to_sql",

@@ -218,7 +218,14 @@ def ensure_local_bigquery() -> Path:
     if python is None:
         raise FileNotFoundError("local-bigquery needs Python >= 3.13: set SLACK_AUDIT_PYTHON313")
     subprocess.run([python, "-m", "venv", "--clear", str(LOCAL_BIGQUERY_VENV)], check=True, timeout=300)
-    pip = [str(LOCAL_BIGQUERY_VENV / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    pip = [
+        str(LOCAL_BIGQUERY_VENV / "bin" / "python"),
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+    ]
     subprocess.run([*pip, *LOCAL_BIGQUERY_REQUIREMENTS], check=True, timeout=900)
     marker.write_text(wanted)
     return executable
@@ -231,7 +238,13 @@ def _duckdb_home(directory: Path) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     site = next((LOCAL_BIGQUERY_VENV / "lib").glob("python3.*/site-packages"))
     for name in _DUCKDB_EXTENSIONS:
-        source = site / f"duckdb_extension_{name}" / "extensions" / f"v{_DUCKDB_VERSION}" / f"{name}.duckdb_extension"
+        source = (
+            site
+            / f"duckdb_extension_{name}"
+            / "extensions"
+            / f"v{_DUCKDB_VERSION}"
+            / f"{name}.duckdb_extension"
+        )
         (target / source.name).write_bytes(source.read_bytes())
     return home
 
@@ -242,7 +255,10 @@ class BigQueryEmulator:
 
     def connection(self, **extra: Any) -> dict[str, Any]:
         """An Airflow ``google_cloud_platform`` connection (anonymous: the emulator checks no credentials)."""
-        return {"conn_type": "google_cloud_platform", "extra": {"project": BIGQUERY_PROJECT, "is_anonymous": True, **extra}}
+        return {
+            "conn_type": "google_cloud_platform",
+            "extra": {"project": BIGQUERY_PROJECT, "is_anonymous": True, **extra},
+        }
 
     def env(self, conn_id: str) -> dict[str, str]:
         """Environment variables reaching the emulator through connection ``conn_id``.
@@ -250,7 +266,10 @@ class BigQueryEmulator:
         The Google provider's BigQueryHook builds google-cloud-bigquery's client, whose endpoint
         ``BIGQUERY_EMULATOR_HOST`` overrides (the library's own switch for emulators).
         """
-        return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(self.connection()), "BIGQUERY_EMULATOR_HOST": self.url}
+        return {
+            f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(self.connection()),
+            "BIGQUERY_EMULATOR_HOST": self.url,
+        }
 
     def client(self) -> Any:
         """A google-cloud-bigquery client of the emulator (the tests' own view of the tables)."""
@@ -258,7 +277,9 @@ class BigQueryEmulator:
         from google.cloud import bigquery
 
         return bigquery.Client(
-            project=BIGQUERY_PROJECT, credentials=AnonymousCredentials(), client_options={"api_endpoint": self.url}
+            project=BIGQUERY_PROJECT,
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": self.url},
         )
 
 

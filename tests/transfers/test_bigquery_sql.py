@@ -40,7 +40,9 @@ def test_the_merge_picks_the_last_copy_of_an_id_with_qualify_next_to_a_where() -
     assert select is not None
 
     assert select.args["where"].sql("bigquery") == "WHERE TRUE"  # BigQuery wants one with QUALIFY
-    assert "ROW_NUMBER() OVER (PARTITION BY id ORDER BY seq DESC) = 1" in select.args["qualify"].sql("bigquery")
+    assert "ROW_NUMBER() OVER (PARTITION BY id ORDER BY seq DESC) = 1" in select.args["qualify"].sql(
+        "bigquery"
+    )
 
 
 def test_json_columns_are_parsed_and_compared_as_their_canonical_text() -> None:
@@ -65,7 +67,11 @@ def test_the_table_has_every_column_with_json_for_the_nested_parts() -> None:
 
     assert list(schema) == list(COLUMN_NAMES)
     assert {name for name, (_, mode) in schema.items() if mode == "REQUIRED"} == REQUIRED_COLUMNS
-    assert {name for name, (kind, _) in schema.items() if kind == "JSON"} == {"details", "anomaly_reasons", "raw"}
+    assert {name for name, (kind, _) in schema.items() if kind == "JSON"} == {
+        "details",
+        "anomaly_reasons",
+        "raw",
+    }
     assert {name for name, (kind, _) in schema.items() if kind == "TIMESTAMP"} == {
         "date_create",
         "anomaly_action_timestamp",

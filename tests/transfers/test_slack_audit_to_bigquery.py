@@ -196,7 +196,11 @@ def test_a_reconciled_window_reloaded_adds_exactly_the_late_rows_and_changes_not
 
 
 def test_two_concurrent_loads_of_overlapping_windows_end_with_every_id_once(
-    bigquery_conn: str, bigquery_emulator: BigQueryEmulator, day: LandedDay, table: str, monkeypatch: pytest.MonkeyPatch
+    bigquery_conn: str,
+    bigquery_emulator: BigQueryEmulator,
+    day: LandedDay,
+    table: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Emulator gap: two tables.insert of one table at once make local-bigquery answer 400 (a DuckLake
     # commit conflict) where BigQuery answers 409 Already Exists, which the operator's
@@ -238,7 +242,7 @@ def test_nul_is_stored_as_is_and_a_reload_changes_nothing(
 
     ((actor, entity, details, raw),) = query(
         bigquery_emulator,
-        "SELECT actor_user_name, entity_name, TO_JSON_STRING(details), TO_JSON_STRING(raw) FROM {table} "
+        "SELECT actor_user_name, entity_name, TO_JSON_STRING(details), TO_JSON_STRING(raw) FROM {table} "  # noqa: S608
         f"WHERE id = '{NUL_ENTRY['id']}'",
         table,
     )
@@ -327,16 +331,22 @@ def test_a_table_of_another_shape_is_refused_naming_the_missing_columns(
 
 
 def test_a_load_that_fails_after_staging_drops_its_staging_table(
-    bigquery_conn: str, bigquery_emulator: BigQueryEmulator, small_day: LandedDay, table: str, monkeypatch: pytest.MonkeyPatch
+    bigquery_conn: str,
+    bigquery_emulator: BigQueryEmulator,
+    small_day: LandedDay,
+    table: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from google.api_core.exceptions import Forbidden
     from google.cloud.bigquery import Client
 
     def denied(self: Any, sql: str, *args: Any, **kwargs: Any) -> Any:
-        raise Forbidden("Access Denied: Table x: User does not have permission", errors=[{"reason": "accessDenied"}])
+        raise Forbidden(
+            "Access Denied: Table x: User does not have permission", errors=[{"reason": "accessDenied"}]
+        )
 
     monkeypatch.setattr(Client, "query", denied)
-    with pytest.raises(AirflowFailException, match="retry would repeat.*Access Denied"):
+    with pytest.raises(AirflowFailException, match=r"retry would repeat.*Access Denied"):
         load(bigquery_conn, table, small_day.manifest)
 
     names = [item.table_id for item in bigquery_emulator.client().list_tables(DATASET)]
