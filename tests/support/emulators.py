@@ -208,27 +208,30 @@ def python_313() -> str | None:
 
 
 def ensure_local_bigquery() -> Path:
-    """The local-bigquery executable, installed from PyPI into its own venv when missing."""
+    """The local-bigquery executable, installed from PyPI into its own venv when missing.
+
+    pytest-xdist workers may ask at once: the first installs under an exclusive lock, the others wait.
+    """
+    import fcntl
+
     executable = LOCAL_BIGQUERY_VENV / "bin" / "local-bigquery"
     marker = LOCAL_BIGQUERY_VENV / "requirements.txt"
     wanted = "\n".join(LOCAL_BIGQUERY_REQUIREMENTS)
-    if executable.exists() and marker.exists() and marker.read_text() == wanted:
+    LOCAL_BIGQUERY_VENV.parent.mkdir(parents=True, exist_ok=True)
+    with (LOCAL_BIGQUERY_VENV.parent / "local-bigquery.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if executable.exists() and marker.exists() and marker.read_text() == wanted:
+            return executable
+        python = python_313()
+        if python is None:
+            raise FileNotFoundError("local-bigquery needs Python >= 3.13: set SLACK_AUDIT_PYTHON313")
+        subprocess.run([python, "-m", "venv", "--clear", str(LOCAL_BIGQUERY_VENV)], check=True, timeout=300)
+        pip = [str(LOCAL_BIGQUERY_VENV / "bin" / "python"), "-m", "pip", "install", "-q"]
+        subprocess.run(
+            [*pip, "--disable-pip-version-check", *LOCAL_BIGQUERY_REQUIREMENTS], check=True, timeout=900
+        )
+        marker.write_text(wanted)
         return executable
-    python = python_313()
-    if python is None:
-        raise FileNotFoundError("local-bigquery needs Python >= 3.13: set SLACK_AUDIT_PYTHON313")
-    subprocess.run([python, "-m", "venv", "--clear", str(LOCAL_BIGQUERY_VENV)], check=True, timeout=300)
-    pip = [
-        str(LOCAL_BIGQUERY_VENV / "bin" / "python"),
-        "-m",
-        "pip",
-        "install",
-        "-q",
-        "--disable-pip-version-check",
-    ]
-    subprocess.run([*pip, *LOCAL_BIGQUERY_REQUIREMENTS], check=True, timeout=900)
-    marker.write_text(wanted)
-    return executable
 
 
 def _duckdb_home(directory: Path) -> Path:

@@ -361,15 +361,35 @@ def test_an_unreachable_bigquery_is_a_transient_error_left_to_airflows_retries(
     monkeypatch.setenv("AIRFLOW_CONN_BIGQUERY_DOWN", json.dumps(bigquery_emulator.connection()))
     monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", f"http://127.0.0.1:{free_loopback_port()}")
 
-    from google.api_core import retry
+    from google.cloud.bigquery.retry import DEFAULT_RETRY
 
-    monkeypatch.setattr("google.cloud.bigquery.retry.DEFAULT_RETRY", retry.Retry(timeout=1))
+    # google-cloud-bigquery retries a refused connection for up to 10 minutes before raising it.
+    monkeypatch.setattr(DEFAULT_RETRY, "_predicate", lambda error: False)
     with pytest.raises(Exception, match=r"\S") as raised:
         load("bigquery_down", table, small_day.manifest)
 
     assert not isinstance(raised.value, AirflowFailException)
+    assert "Connection refused" in str(raised.value) or "ConnectionError" in type(raised.value).__name__
 
 
 def test_an_invalid_table_name_fails_before_anything_is_read(bigquery_conn: str) -> None:
     with pytest.raises(AirflowFailException, match="not a plain identifier"):
         load(bigquery_conn, "audit; DROP TABLE x", "file:///nowhere/_manifests/x.manifest.json")
+
+
+def test_lineage_names_the_landing_in_and_the_bigquery_table_out(
+    bigquery_conn: str, small_day: LandedDay, table: str
+) -> None:
+    pytest.importorskip("airflow.providers.openlineage")
+    operator = SlackAuditLogsToBigQueryOperator(
+        task_id="load", source=small_day.manifest, gcp_conn_id=bigquery_conn, dataset=DATASET, table=table
+    )
+    assert operator.get_openlineage_facets_on_complete(None) is None  # nothing loaded yet
+
+    result = operator.execute(context={})
+    lineage = operator.get_openlineage_facets_on_complete(None)
+
+    (source,), (target,) = lineage.inputs, lineage.outputs
+    assert (source.namespace, source.name) == ("file", str(small_day.destination))
+    assert (target.namespace, target.name) == ("bigquery", f"{BIGQUERY_PROJECT}.{DATASET}.{table}")
+    assert target.outputFacets["outputStatistics"].rowCount == result["inserted"] == len(small_day.ids())
