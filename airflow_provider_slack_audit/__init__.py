@@ -101,7 +101,17 @@ def get_provider_info() -> dict[str, Any]:
                 "source-integration-name": integration,
                 "target-integration-name": "Common SQL",
                 "python-module": "airflow_provider_slack_audit.transfers.slack_audit_to_sql",
-            }
+            },
+            {
+                "source-integration-name": integration,
+                "target-integration-name": "Snowflake",
+                "python-module": "airflow_provider_slack_audit.transfers.slack_audit_to_snowflake",
+            },
+            {
+                "source-integration-name": integration,
+                "target-integration-name": "Google BigQuery",
+                "python-module": "airflow_provider_slack_audit.transfers.slack_audit_to_bigquery",
+            },
         ],
         "connection-types": [
             {

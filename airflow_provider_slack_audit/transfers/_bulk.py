@@ -107,6 +107,8 @@ class MergeDialect:
     #: The staged rows' ``seq`` as a number, and their id, for picking the last copy of an id.
     staged_seq: str
     staged_id: str
+    #: A ``WHERE`` condition before ``QUALIFY``, for a dialect that wants one there (BigQuery).
+    staged_where: str = ""
 
 
 def merge_statement(target: str, staging: str, dialect: MergeDialect) -> str:
@@ -126,7 +128,8 @@ def merge_statement(target: str, staging: str, dialect: MergeDialect) -> str:
     return (
         f"MERGE INTO {target} AS t\n"  # noqa: S608
         f"USING (\n  SELECT\n    {values}\n  FROM {staging}\n"
-        f"  QUALIFY ROW_NUMBER() OVER (\n"
+        + (f"  WHERE {dialect.staged_where}\n" if dialect.staged_where else "")
+        + f"  QUALIFY ROW_NUMBER() OVER (\n"  # noqa: S608
         f"    PARTITION BY {dialect.staged_id} ORDER BY {dialect.staged_seq} DESC) = 1\n"
         f") AS s\nON t.id = s.id\n"
         f"WHEN MATCHED AND (\n    {differs}\n) THEN UPDATE SET {updates}\n"

@@ -5,7 +5,7 @@ other database error (a syntax error, a missing column, a value the column refus
 fails again on every retry, so the operator turns it into ``AirflowFailException``. DB-API drivers
 put most errors in ``OperationalError`` (sqlite3 even "no such table", MySQLdb "unknown column"), so
 the class alone does not tell; the SQLSTATE (PostgreSQL), the server error code (MySQL/MariaDB) or
-the message (SQLite) does.
+the message (SQLite) does. Google's API errors (BigQuery) carry an HTTP status and a reason.
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, (ConnectionError, TimeoutError)):
         return True
     package = type(error).__module__.split(".")[0]
+    if package == "google":
+        return _google_transient(error)
     if package in ("snowflake", "requests", "urllib3"):
         return _warehouse_service_transient(error)
     sqlstate = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
@@ -93,12 +95,47 @@ _SNOWFLAKE_TRANSIENT_CLASSES: Final = frozenset(
 def _warehouse_service_transient(error: BaseException) -> bool:
     """Snowflake's connector (and the requests/urllib3 beneath it): whether the error is retryable."""
     names = {cls.__name__ for cls in type(error).__mro__}
+    if names & _HTTP_CONNECTION_CLASSES:  # requests/urllib3: the connection was lost or timed out
+        return True
     if type(error).__module__.startswith("snowflake"):
         errno = getattr(error, "errno", None)
         if isinstance(errno, int) and (errno in _SNOWFLAKE_TRANSIENT_ERRNOS or 250000 <= errno < 260000):
             return True
         return bool(names & _SNOWFLAKE_TRANSIENT_CLASSES) and "ProgrammingError" not in names
     return False
+
+
+# requests' and urllib3's "no answer" errors (Google's and Snowflake's clients talk through them).
+_HTTP_CONNECTION_CLASSES: Final = frozenset(
+    {
+        "ConnectionError",
+        "Timeout",
+        "ProtocolError",
+        "NewConnectionError",
+        "MaxRetryError",
+        "ChunkedEncodingError",
+    }
+)
+# BigQuery's error reasons a retry can fix (a quota refills, a backend recovers); a 5xx or 429 is too.
+# accessDenied (403), notFound (404), invalid/invalidQuery (400) and the others fail every time.
+_GOOGLE_TRANSIENT_REASONS: Final = frozenset(
+    {"rateLimitExceeded", "backendError", "internalError", "jobRateLimitExceeded", "jobBackendError"}
+)
+
+
+def _google_transient(error: BaseException) -> bool:
+    """A Google API error (google.api_core, google.auth): whether retrying can succeed."""
+    if type(error).__name__ in ("TransportError", "RetryError"):  # google.auth / api_core: no answer
+        return True
+    reasons = {
+        str(item.get("reason")) for item in getattr(error, "errors", None) or () if isinstance(item, dict)
+    }
+    if reasons & _GOOGLE_TRANSIENT_REASONS:
+        return True
+    if "due to concurrent update" in str(error):  # two DML statements met on one table: retry serializes
+        return True
+    code = getattr(error, "code", None)
+    return isinstance(code, int) and (code >= 500 or code == 429)
 
 
 # Drivers whose connection-level errors carry no code: their OperationalError/InterfaceError is one.
@@ -141,6 +178,7 @@ _EXTRAS: Final = {
     "sqlite": "sqlite",
     "mysql": "mysql",
     "snowflake": "snowflake",
+    "google_cloud_platform": "google",
 }
 
 

@@ -224,6 +224,20 @@ def test_provider_info_lists_modules_that_import() -> None:
         for entry in info[section]:
             for module in entry["python-modules"]:
                 import_module(module)
+    for entry in info["transfers"]:
+        import_module(entry["python-module"])
+
+
+def test_provider_info_registers_every_warehouse_transfer() -> None:
+    targets = {
+        entry["target-integration-name"]: entry["python-module"] for entry in get_provider_info()["transfers"]
+    }
+
+    assert targets == {
+        "Common SQL": "airflow_provider_slack_audit.transfers.slack_audit_to_sql",
+        "Snowflake": "airflow_provider_slack_audit.transfers.slack_audit_to_snowflake",
+        "Google BigQuery": "airflow_provider_slack_audit.transfers.slack_audit_to_bigquery",
+    }
 
 
 def test_ui_field_behaviour_is_the_declared_one_in_the_pre_3_2_shape() -> None:

@@ -1,11 +1,14 @@
-"""The warehouse emulator the Snowflake load tests run against, in its own process.
+"""The warehouse emulators the Snowflake and BigQuery load tests run against, each in its own process.
 
 - Snowflake: ``fakesnow``'s server (DuckDB behind Snowflake's REST protocol), served over TLS on
   127.0.0.1 with a throwaway certificate, so the Snowflake provider's hook reaches it exactly as it
   reaches Snowflake: a ``snowflake`` connection whose extras set ``host`` and ``port`` (the hook
   has no way to ask for plain http), the certificate trusted through ``REQUESTS_CA_BUNDLE``.
+- BigQuery: ``local-bigquery``'s server (BigQuery's REST API on DuckDB) over plain http on
+  127.0.0.1, reached by the Google provider's BigQueryHook through an anonymous
+  ``google_cloud_platform`` connection and ``BIGQUERY_EMULATOR_HOST``.
 
-It starts on a free loopback port and is stopped by the fixture that started it.
+Each starts on a free loopback port and is stopped by the fixture that started it.
 """
 
 from __future__ import annotations
@@ -171,3 +174,133 @@ def snowflake_emulator(directory: Path) -> Iterator[SnowflakeEmulator]:
         finally:
             connection.close()
         yield emulator
+
+
+# BigQuery: local-bigquery (PyPI), a BigQuery REST emulator on DuckDB. It needs Python >= 3.13, so it
+# runs from its own virtualenv under .ci-tools/, installed by the first test that needs it. Pinned:
+# 0.4 wants DuckDB 2.0, whose extensions no package registry ships; 0.3.2 runs on DuckDB 1.5.5, and
+# the DuckDB extensions it loads at start (ducklake, icu, spatial) come as PyPI wheels of that
+# version, copied into the server's own extension directory (DuckDB would download them otherwise).
+BIGQUERY_PROJECT = "slack-audit-local"
+LOCAL_BIGQUERY_VENV = REPO / ".ci-tools" / "local-bigquery"
+_DUCKDB_VERSION = "1.5.5"
+_DUCKDB_EXTENSIONS = ("ducklake", "icu", "spatial")
+LOCAL_BIGQUERY_REQUIREMENTS = (
+    "local-bigquery==0.3.2",
+    f"duckdb=={_DUCKDB_VERSION}",
+    *(f"duckdb-extension-{name}=={_DUCKDB_VERSION}" for name in _DUCKDB_EXTENSIONS),
+)
+
+
+def python_313() -> str | None:
+    """A Python >= 3.13 interpreter: $SLACK_AUDIT_PYTHON313, python3.13 on PATH, or pyenv's."""
+    import glob
+    import shutil
+
+    candidates = [os.environ.get("SLACK_AUDIT_PYTHON313")]
+    candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[3-5]*/bin/python")))
+    candidates += [shutil.which(name) for name in ("python3.13", "python3.14")]
+    check = "import sys; sys.exit(sys.version_info < (3, 13))"
+    for path in candidates:
+        if path and subprocess.run([path, "-c", check], capture_output=True, timeout=60).returncode == 0:
+            return path
+    return None
+
+
+def ensure_local_bigquery() -> Path:
+    """The local-bigquery executable, installed from PyPI into its own venv when missing.
+
+    pytest-xdist workers may ask at once: the first installs under an exclusive lock, the others wait.
+    """
+    import fcntl
+
+    executable = LOCAL_BIGQUERY_VENV / "bin" / "local-bigquery"
+    marker = LOCAL_BIGQUERY_VENV / "requirements.txt"
+    wanted = "\n".join(LOCAL_BIGQUERY_REQUIREMENTS)
+    LOCAL_BIGQUERY_VENV.parent.mkdir(parents=True, exist_ok=True)
+    with (LOCAL_BIGQUERY_VENV.parent / "local-bigquery.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if executable.exists() and marker.exists() and marker.read_text() == wanted:
+            return executable
+        python = python_313()
+        if python is None:
+            raise FileNotFoundError("local-bigquery needs Python >= 3.13: set SLACK_AUDIT_PYTHON313")
+        subprocess.run([python, "-m", "venv", "--clear", str(LOCAL_BIGQUERY_VENV)], check=True, timeout=300)
+        pip = [str(LOCAL_BIGQUERY_VENV / "bin" / "python"), "-m", "pip", "install", "-q"]
+        subprocess.run(
+            [*pip, "--disable-pip-version-check", *LOCAL_BIGQUERY_REQUIREMENTS], check=True, timeout=900
+        )
+        marker.write_text(wanted)
+        return executable
+
+
+def _duckdb_home(directory: Path) -> Path:
+    """A HOME whose ~/.duckdb/extensions holds the extensions the server loads (from their wheels)."""
+    home = directory / "home"
+    target = home / ".duckdb" / "extensions" / f"v{_DUCKDB_VERSION}" / "linux_amd64"
+    target.mkdir(parents=True, exist_ok=True)
+    site = next((LOCAL_BIGQUERY_VENV / "lib").glob("python3.*/site-packages"))
+    for name in _DUCKDB_EXTENSIONS:
+        source = (
+            site
+            / f"duckdb_extension_{name}"
+            / "extensions"
+            / f"v{_DUCKDB_VERSION}"
+            / f"{name}.duckdb_extension"
+        )
+        (target / source.name).write_bytes(source.read_bytes())
+    return home
+
+
+@dataclass(frozen=True)
+class BigQueryEmulator:
+    url: str
+
+    def connection(self, **extra: Any) -> dict[str, Any]:
+        """An Airflow ``google_cloud_platform`` connection (anonymous: the emulator checks no credentials)."""
+        return {
+            "conn_type": "google_cloud_platform",
+            "extra": {"project": BIGQUERY_PROJECT, "is_anonymous": True, **extra},
+        }
+
+    def env(self, conn_id: str) -> dict[str, str]:
+        """Environment variables reaching the emulator through connection ``conn_id``.
+
+        The Google provider's BigQueryHook builds google-cloud-bigquery's client, whose endpoint
+        ``BIGQUERY_EMULATOR_HOST`` overrides (the library's own switch for emulators).
+        """
+        return {
+            f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(self.connection()),
+            "BIGQUERY_EMULATOR_HOST": self.url,
+        }
+
+    def client(self) -> Any:
+        """A google-cloud-bigquery client of the emulator (the tests' own view of the tables)."""
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import bigquery
+
+        return bigquery.Client(
+            project=BIGQUERY_PROJECT,
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": self.url},
+        )
+
+
+@contextmanager
+def bigquery_emulator(directory: Path) -> Iterator[BigQueryEmulator]:
+    """local-bigquery on 127.0.0.1 (REST and gRPC ports free ones), its data in ``directory``."""
+    executable = ensure_local_bigquery()
+    port, grpc_port = free_loopback_port(), free_loopback_port()
+    command = [
+        str(executable), "--host", LOOPBACK, "--port", str(port), "--grpc-port", str(grpc_port),
+        "--data-dir", str(directory / "data"), "--project", BIGQUERY_PROJECT,
+    ]  # fmt: skip
+    env = {**os.environ, "HOME": str(_duckdb_home(directory))}
+    log = directory / "local-bigquery.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
+    try:
+        _wait_for_port(port, process, log, "local-bigquery")
+        yield BigQueryEmulator(f"http://{LOOPBACK}:{port}")
+    finally:
+        stop_process(process, grace=5)

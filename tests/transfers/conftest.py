@@ -215,3 +215,27 @@ def snowflake_conn(snowflake_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> 
     for key, value in snowflake_emulator.env("warehouse_snowflake").items():
         monkeypatch.setenv(key, value)
     return "warehouse_snowflake"
+
+
+@pytest.fixture(scope="session")
+def bigquery_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """local-bigquery on 127.0.0.1 (see support.emulators), installed from PyPI on first use."""
+    try:
+        __import__("airflow.providers.google.cloud.hooks.bigquery")
+    except ImportError:
+        _missing("the Google provider is not installed: pip install -e '.[emulators]'")
+    from support.emulators import bigquery_emulator as serve
+    from support.emulators import python_313
+
+    if python_313() is None:
+        _missing("local-bigquery needs Python >= 3.13: install one, or set SLACK_AUDIT_PYTHON313")
+    with serve(tmp_path_factory.mktemp("local_bigquery")) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def bigquery_conn(bigquery_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The id of an Airflow connection to the BigQuery emulator (set in this test's environment)."""
+    for key, value in bigquery_emulator.env("warehouse_bigquery").items():
+        monkeypatch.setenv(key, value)
+    return "warehouse_bigquery"

@@ -1,0 +1,310 @@
+"""Load one landed window of Slack audit events into a BigQuery table, exactly once by id.
+
+The window's rows go to BigQuery as one file (see :mod:`airflow_provider_slack_audit.transfers._bulk`):
+one load job (an upload) into a staging table that expires by itself, one ``COUNT``, one ``MERGE``
+by ``id`` into the target table, partitioned by day of ``date_create`` and clustered by ``action``.
+Jobs per window: three, whatever its events and files.
+
+Why a file of rows rather than a load job over the landed files (``gs://`` URIs): the documented
+columns need what a load job cannot do and BigQuery SQL can only approximate: the entity's target
+sits under a key named after its type (``entity.<type>``; a JSONPath must be a literal), a scalar
+of an unexpected type is kept as its JSON text, ``action_timestamp`` comes in ms or µs. The row
+builder the other transfers use does all that once, and every byte loaded is verified against the
+manifest on the way. The upload is plain JSON lines (streamed out of the gzip'd rows file): BigQuery
+documents gzip for Cloud Storage sources, not uploads.
+"""
+
+from __future__ import annotations
+
+import datetime
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from contextlib import suppress
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from isal import igzip
+
+from airflow_provider_slack_audit.ingest.landing import WindowManifest
+from airflow_provider_slack_audit.transfers._bulk import (
+    SEQ,
+    MergeDialect,
+    columns_missing,
+    counts_from_merge,
+    identifier,
+    merge_statement,
+    write_staged_rows,
+)
+from airflow_provider_slack_audit.transfers._dialects import BatchCounts
+from airflow_provider_slack_audit.transfers._errors import (
+    InvalidTableNameError,
+    SchemaMismatchError,
+    is_transient,
+    missing_provider_hint,
+)
+from airflow_provider_slack_audit.transfers._schema import (
+    COLUMN_NAMES,
+    COLUMNS,
+    INDEXED_COLUMNS,
+    REQUIRED_COLUMNS,
+    ColumnKind,
+)
+from airflow_provider_slack_audit.transfers._window import (
+    load_errors_classified,
+    load_lineage,
+    load_summary,
+    log_load,
+    read_checked_manifest,
+)
+from airflow_provider_slack_audit.version_compat import AirflowFailException, BaseOperator
+
+if TYPE_CHECKING:
+    from airflow_provider_slack_audit.version_compat import Context
+
+__all__ = ["SlackAuditLogsToBigQueryOperator", "bigquery_table_schema"]
+
+#: BigQuery's type for each kind of column.
+_TYPES: Final = {
+    ColumnKind.KEY: "STRING",
+    ColumnKind.TIMESTAMP: "TIMESTAMP",
+    ColumnKind.TEXT: "STRING",
+    ColumnKind.JSON: "JSON",
+    ColumnKind.RAW: "JSON",
+}
+#: The staging table keeps every column as the text the rows file holds; the MERGE types it.
+_STAGED_SCHEMA: Final = (*((name, "STRING") for name in COLUMN_NAMES), (SEQ, "INT64"))
+#: How long a staging table outlives a load that could not drop it (a killed worker).
+STAGING_EXPIRATION: Final = datetime.timedelta(days=1)
+_PARTITION_COLUMN, _CLUSTER_COLUMN = INDEXED_COLUMNS  # date_create (by day), action
+
+
+def bigquery_table_schema() -> list[dict[str, str]]:
+    """The target table's columns: the SQL transfer's, ``JSON`` for details, reasons and ``raw``."""
+    return [
+        {"name": name, "type": _TYPES[kind], "mode": "REQUIRED" if name in REQUIRED_COLUMNS else "NULLABLE"}
+        for name, kind in COLUMNS.items()
+    ]
+
+
+def _staged_value(name: str, kind: ColumnKind) -> str:
+    if kind in (ColumnKind.JSON, ColumnKind.RAW):
+        # wide_number_mode 'exact' (the default): a number JSON cannot hold exactly (past 64-bit
+        # integers, or a decimal past 17 digits) fails the load rather than being silently rounded.
+        return f"PARSE_JSON({name})"
+    if kind is ColumnKind.TIMESTAMP:
+        return f"TIMESTAMP({name})"
+    return name
+
+
+def _comparable(value: str, kind: ColumnKind) -> str:
+    # JSON values have no equality in BigQuery: compare their canonical text (both sides parsed alike).
+    return f"TO_JSON_STRING({value})" if kind in (ColumnKind.JSON, ColumnKind.RAW) else value
+
+
+_BIGQUERY: Final = MergeDialect(
+    staged_value=_staged_value,
+    comparable=_comparable,
+    staged_seq=SEQ,
+    staged_id="id",
+    staged_where="TRUE",  # BigQuery wants QUALIFY next to a WHERE, GROUP BY or HAVING
+)
+
+
+class SlackAuditLogsToBigQueryOperator(BaseOperator):
+    """
+    Load exactly one landed window of Slack audit events into a BigQuery table, exactly once by id.
+
+    The manifest must cover its window exactly once with totals that add up, and every data file is
+    checked against the SHA-256, size and line count its manifest records as it is read (a mismatch
+    fails the task, no retry, naming the file), as for the SQL transfer. The window's rows are then
+    uploaded with one load job into a staging table of their own (created with an expiration, so it
+    goes even when the worker dies; dropped after the load, failed or not) and merged by ``id`` into
+    the target table in one ``MERGE``, which inserts new ids, updates rows whose content changed (a
+    reconciled or corrected entry) and leaves the others untouched. A rerun changes nothing; a
+    reconciled window adds only its late rows. Jobs per window: the load, one count, the ``MERGE``.
+
+    The table is created when missing, partitioned by day of ``date_create`` and clustered by
+    ``action``, with the SQL transfer's flat columns (anomaly columns included), ``TIMESTAMP``
+    timestamps and ``JSON`` for ``details``, ``anomaly_reasons`` and ``raw`` (the entry as landed,
+    parsed); columns added by newer releases are added to an older table. U+0000 is stored as is; a
+    line that is not UTF-8 JSON fails the load, naming the file.
+
+    Errors: a lost connection, a 5xx, ``rateLimitExceeded`` or ``backendError`` propagate for
+    Airflow to retry; anything else (``accessDenied``, ``notFound`` with ``create_table=False``,
+    ``invalidQuery``, a table of another shape) fails the task without retries.
+
+    :param source: the window to load (templated): the landing operator's output
+        (``source=land.output``), a dict with a ``"manifest"`` key (an Asset event's ``extra``), or the
+        manifest's URL/path.
+    :param dataset: the target table's dataset (templated); the staging table goes there too.
+    :param table: the target table (templated), a plain identifier.
+    :param project_id: the table's project (templated); default: the connection's project.
+    :param gcp_conn_id: a ``google_cloud_platform`` connection (apache-airflow-providers-google).
+    :param location: where the jobs run (the dataset's location, e.g. ``EU``); default: BigQuery's.
+    :param impersonation_chain: a service account (or a chain) to impersonate, as the Google
+        provider's operators take it.
+    :param source_conn_id: the connection for the object store holding the landing, when the
+        manifest is given as a URL string and the store needs credentials.
+    :param create_table: create the table when missing. Turn off to load into a table you created
+        (the same column names).
+
+    Returns ``{"rows", "inserted", "updated", "unchanged", "table", "window", "manifest"}``: ``rows``
+    is the number of distinct ids landed in the window, each counted once as inserted, updated or
+    unchanged.
+    """
+
+    template_fields: Sequence[str] = ("source", "dataset", "table", "project_id")
+    ui_color = "#e8f0fe"
+
+    def __init__(
+        self,
+        *,
+        source: Any,
+        dataset: str,
+        table: str = "slack_audit_logs",
+        project_id: str | None = None,
+        gcp_conn_id: str = "google_cloud_default",
+        location: str | None = None,
+        impersonation_chain: str | Sequence[str] | None = None,
+        source_conn_id: str | None = None,
+        create_table: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+        self.dataset = dataset
+        self.table = table
+        self.project_id = project_id
+        self.gcp_conn_id = gcp_conn_id
+        self.location = location
+        self.impersonation_chain = impersonation_chain
+        self.source_conn_id = source_conn_id
+        self.create_table = create_table
+        self._summary: dict[str, Any] | None = None
+
+    @cached_property
+    def hook(self) -> Any:
+        """The Google provider's BigQueryHook for ``gcp_conn_id``."""
+        try:
+            from airflow.providers.google.cloud.hooks.bigquery import BigQueryHook
+        except ImportError as error:
+            raise AirflowFailException(
+                f"the Google provider is not installed: {missing_provider_hint('google_cloud_platform')}"
+            ) from error
+        return BigQueryHook(
+            gcp_conn_id=self.gcp_conn_id, location=self.location, impersonation_chain=self.impersonation_chain
+        )
+
+    def _names(self) -> tuple[str | None, str, str]:
+        """(project, dataset, table), each checked: a project id also takes ``-``, ``.`` and ``:``."""
+        project = identifier("project", self.project_id, extra="-.:") if self.project_id else None
+        return project, identifier("dataset", self.dataset), identifier("table", self.table)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        try:
+            project, dataset, table = self._names()
+        except InvalidTableNameError as error:
+            raise AirflowFailException(str(error)) from error
+        manifest = read_checked_manifest(self.source, self.source_conn_id)
+        started = time.monotonic()
+        target = f"{project or '<the connection project>'}.{dataset}.{table}"
+        with load_errors_classified(
+            f"loading window {manifest.window.key} into BigQuery table {target}",
+            transient=is_transient,
+            permanent=(SchemaMismatchError,),
+        ):
+            client = self.hook.get_client(project_id=project or self.hook.project_id, location=self.location)
+            target = f"{client.project}.{dataset}.{table}"
+            counts = self._load(client, target, manifest)
+        log_load(self.log, f"BigQuery table {target}", manifest, counts, started)
+        self._summary = load_summary(counts, target, manifest)
+        return self._summary
+
+    def _load(self, client: Any, target: str, manifest: WindowManifest) -> BatchCounts:
+        from google.cloud import bigquery
+
+        self._prepare_table(client, target)
+        staging_id = f"{target}__load_{uuid.uuid4().hex}"  # this load's own staging table
+        staging = bigquery.Table(staging_id, schema=[bigquery.SchemaField(*f) for f in _STAGED_SCHEMA])
+        staging.expires = datetime.datetime.now(datetime.timezone.utc) + STAGING_EXPIRATION
+        with tempfile.TemporaryDirectory(prefix="slack-audit-bigquery-") as directory:
+            staged = write_staged_rows(manifest, Path(directory))
+            client.create_table(staging)
+            try:
+                with igzip.open(staged.path, "rb") as rows:  # type: ignore[no-untyped-call]
+                    job = client.load_table_from_file(
+                        rows,
+                        staging.reference,
+                        job_config=bigquery.LoadJobConfig(
+                            source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
+                            schema=staging.schema,
+                            write_disposition=bigquery.WriteDisposition.WRITE_EMPTY,
+                        ),
+                        job_id_prefix="slack_audit_load_",
+                    )
+                    job.result()
+                if int(job.output_rows or 0) != staged.rows:
+                    raise ValueError(
+                        f"the load job loaded {job.output_rows} of the window's {staged.rows} rows"
+                    )
+                staged_table = _quoted(staging_id)
+                count = self._query(client, f"SELECT COUNT(DISTINCT id) FROM {staged_table}")  # noqa: S608
+                (distinct,) = next(iter(count.result()))
+                merge = self._query(client, merge_statement(_quoted(target), staged_table, _BIGQUERY))
+                stats = merge.dml_stats
+                inserted = int(stats.inserted_row_count) if stats else 0
+                updated = int(stats.updated_row_count) if stats else 0
+                return counts_from_merge(int(distinct), inserted, updated)
+            finally:
+                with suppress(Exception):  # it expires by itself in STAGING_EXPIRATION
+                    client.delete_table(staging.reference, not_found_ok=True)
+
+    @staticmethod
+    def _query(client: Any, sql: str) -> Any:
+        """Run one query job to its end; its rows are read from the finished job."""
+        job = client.query(sql, job_id_prefix="slack_audit_")
+        job.result()
+        return job
+
+    def _prepare_table(self, client: Any, target: str) -> None:
+        """Create the table when missing; add the columns newer releases added; refuse other shapes."""
+        from google.cloud import bigquery
+
+        if self.create_table:
+            wanted = bigquery.Table(
+                target, schema=[bigquery.SchemaField.from_api_repr(f) for f in bigquery_table_schema()]
+            )
+            wanted.time_partitioning = bigquery.TimePartitioning(
+                type_=bigquery.TimePartitioningType.DAY, field=_PARTITION_COLUMN
+            )
+            wanted.clustering_fields = [_CLUSTER_COLUMN]
+            existing = client.create_table(wanted, exists_ok=True)  # an existing table is read instead
+        else:
+            existing = client.get_table(target)
+        addable, missing = columns_missing([field.name for field in existing.schema])
+        if missing:
+            raise SchemaMismatchError(
+                f"BigQuery table {target} lacks the columns {', '.join(missing)}; add them (the docs' "
+                "BigQuery page lists their types), or load into a new table"
+            )
+        if addable:
+            self.log.info("Adding columns %s to %s (added in a newer release)", ", ".join(addable), target)
+            existing.schema = [
+                *existing.schema,
+                *(bigquery.SchemaField(name, _TYPES[COLUMNS[name]], mode="NULLABLE") for name in addable),
+            ]
+            client.update_table(existing, ["schema"])
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Lineage: the landing destination in, ``bigquery`` + ``project.dataset.table`` out."""
+        if not self._summary:
+            return None
+        return load_lineage(self._summary, output=("bigquery", str(self._summary["table"])))
+
+
+def _quoted(name: str) -> str:
+    """A table path as BigQuery SQL names it: backquoted (a project id may hold ``-``, ``.``, ``:``)."""
+    return f"`{name}`"
