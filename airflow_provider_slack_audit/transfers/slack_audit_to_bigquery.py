@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from isal import igzip
 
+from airflow_provider_slack_audit._lineage import load_lineage
 from airflow_provider_slack_audit.ingest.landing import WindowManifest
 from airflow_provider_slack_audit.transfers._bulk import (
     SEQ,
@@ -38,7 +39,6 @@ from airflow_provider_slack_audit.transfers._bulk import (
     merge_statement,
     write_staged_rows,
 )
-from airflow_provider_slack_audit.transfers._dialects import BatchCounts
 from airflow_provider_slack_audit.transfers._errors import (
     InvalidTableNameError,
     SchemaMismatchError,
@@ -52,9 +52,9 @@ from airflow_provider_slack_audit.transfers._schema import (
     REQUIRED_COLUMNS,
     ColumnKind,
 )
+from airflow_provider_slack_audit.transfers._table import BatchCounts
 from airflow_provider_slack_audit.transfers._window import (
     load_errors_classified,
-    load_lineage,
     load_summary,
     log_load,
     read_checked_manifest,
