@@ -9,7 +9,7 @@ the outcome into a small XCom summary or the exception that tells Airflow whethe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -24,18 +24,26 @@ from airflow_provider_slack_audit.ingest.validation import (
 )
 from airflow_provider_slack_audit.ingest.windows import Window, parse_datetime
 from airflow_provider_slack_audit.operators._lineage import operator_lineage
+from airflow_provider_slack_audit.operators._partitions import partition_day_window, window_partition_key
 from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger
 from airflow_provider_slack_audit.version_compat import (
+    TASK_PARTITION_KEYS,
+    TRIGGERER_QUEUES,
     AirflowException,
     AirflowFailException,
     Asset,
     BaseOperator,
     Context,
     ObjectStoragePath,
+    StartTriggerArgs,
+    add_partition_key,
     coerce_to_core_timetable,
     conf,
     redact,
+    run_partition_key,
+    start_from_trigger_supported,
     storage_conn_id,
+    triggerer_queues_enabled,
 )
 
 _EMPTY_DATA_INTERVAL_FIX = (
@@ -102,6 +110,19 @@ class SlackAuditLogsOperator(BaseOperator):
         enabled; refused before any request otherwise. Default: none.
     :param deferrable: wait on the triggerer instead of holding a worker slot. Default: the
         deployment's ``[operators] default_deferrable`` (see :func:`default_deferrable`).
+    :param start_from_trigger: start the task directly on the triggerer, with no worker process until
+        the window has landed (Airflow 3.3+, which renders the templated arguments there). Default:
+        whenever the arguments allow it: deferrable, no ``trigger_queue``, not mapped. ``False`` defers
+        from a worker as on older lines; ``True`` where it cannot apply is refused.
+    :param trigger_queue: run the landing trigger on the triggerers started with this queue
+        (``airflow triggerer --queues``; Airflow 3.2+ with ``[triggerer] queues_enabled``), whatever
+        the task's ``queue``. Default: Airflow's routing, which sends the trigger to the task's
+        ``queue`` when queues are enabled.
+    :param partitioned: give the asset event the window's partition key (see
+        :mod:`~airflow_provider_slack_audit.operators._partitions`), so partition-aware DAGs consume
+        it. Default: when the run has a partition key (a partition timetable's or a partition
+        backfill's run); ``True`` always (Airflow 3.3+); ``False`` never. A partitioned event only
+        triggers partition-aware DAGs, an unpartitioned one only the others: Airflow's rule.
     """
 
     template_fields: Sequence[str] = ("oldest", "latest", "destination", "overwrite", "reconcile")
@@ -130,6 +151,9 @@ class SlackAuditLogsOperator(BaseOperator):
         api_snapshot: bool = True,
         retention: timedelta | None = None,
         deferrable: bool | None = None,
+        trigger_queue: str | None = None,
+        partitioned: bool | None = None,
+        start_from_trigger: bool | None = None,
         **kwargs: Any,
     ) -> None:
         if "outlets" not in kwargs:
@@ -153,6 +177,73 @@ class SlackAuditLogsOperator(BaseOperator):
         self.fail_on_silence, self.api_snapshot = fail_on_silence, api_snapshot
         self.retention = retention
         self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.trigger_queue = _checked_trigger_queue(trigger_queue)
+        if partitioned and not TASK_PARTITION_KEYS:
+            raise ValueError(
+                "partitioned=True needs Airflow 3.3 or later, where a task sets its asset event's "
+                "partition key; on 3.2 schedule the landing DAG with CronPartitionTimetable('0 0 * * *', "
+                "timezone='UTC', key_format='%Y-%m-%d', run_offset=-1): its runs, and so their asset "
+                "events, carry the day's key"
+            )
+        self.partitioned = partitioned
+        self._set_start_from_trigger(start_from_trigger, destination)
+
+    def _set_start_from_trigger(self, wanted: bool | None, destination: str | ObjectStoragePath) -> None:
+        """Start on the triggerer when the arguments allow it (3.3+), else defer from a worker."""
+        blockers = [
+            reason
+            for reason, applies in (
+                ("deferrable=False runs the ingest in the worker", not self.deferrable),
+                (
+                    "trigger_queue is set, and Airflow creates a trigger that starts a task without a queue",
+                    self.trigger_queue is not None,
+                ),
+                (
+                    "this Airflow does not start tasks on the triggerer (3.3 or later does)",
+                    not start_from_trigger_supported(),
+                ),
+            )
+            if applies
+        ]
+        if wanted and blockers:
+            raise ValueError(f"start_from_trigger=True cannot apply: {'; '.join(blockers)}")
+        if wanted is False or blockers:
+            self.start_from_trigger = False
+            return
+        self.start_from_trigger = True
+        self.start_trigger_args = StartTriggerArgs(
+            trigger_cls=f"{SlackAuditLogsTrigger.__module__}.{SlackAuditLogsTrigger.__qualname__}",
+            trigger_kwargs=SlackAuditLogsTrigger.start_kwargs(
+                slack_audit_conn_id=self.slack_audit_conn_id,
+                templated={field: _start_value(getattr(self, field)) for field in self.template_fields},
+                arguments=self._start_arguments(destination),
+            ),
+            next_method="execute_complete",
+            next_kwargs=None,
+            timeout=self.execution_timeout,
+        )
+
+    def _start_arguments(self, destination: str | ObjectStoragePath) -> dict[str, Any]:
+        """The untemplated arguments the trigger needs to build the spec, as plain JSON."""
+        conn_id = self.destination_conn_id
+        if isinstance(destination, ObjectStoragePath):
+            conn_id = conn_id or storage_conn_id(destination)
+        return {
+            "destination_conn_id": conn_id,
+            "interval": self.interval.total_seconds(),
+            # Checked with the others in start_spec, so a bad value fails the task, not the DAG file.
+            "action": self.action if self.action is None or isinstance(self.action, str) else [*self.action],
+            "actor": self.actor,
+            "entity": self.entity,
+            "compression": self.compression,
+            "settle_lag": self.settle_lag.total_seconds(),
+            "replace_destructively": self.replace_destructively,
+            "silence_fraction": self.silence_fraction,
+            "silence_lookback": self.silence_lookback,
+            "fail_on_silence": self.fail_on_silence,
+            "api_snapshot": self.api_snapshot,
+            "retention": None if self.retention is None else self.retention.total_seconds(),
+        }
 
     def execute(self, context: Context) -> dict[str, Any]:
         spec = self.build_spec(context)
@@ -165,6 +256,7 @@ class SlackAuditLogsOperator(BaseOperator):
         )
         if self.deferrable:
             self._check_local_destination(spec)
+            self._route_trigger()
             self.defer(
                 trigger=SlackAuditLogsTrigger(
                     slack_audit_conn_id=self.slack_audit_conn_id, spec=spec.to_json()
@@ -183,6 +275,22 @@ class SlackAuditLogsOperator(BaseOperator):
             )
         )
         return self.execute_complete(context, outcome)
+
+    def _route_trigger(self) -> None:
+        """Send the trigger to ``trigger_queue``'s triggerers: Airflow files it under the task's queue."""
+        if self.trigger_queue is None:
+            return
+        if not triggerer_queues_enabled():
+            raise AirflowFailException(
+                f"Task {self.task_id!r} has trigger_queue={self.trigger_queue!r}, but [triggerer] "
+                "queues_enabled is off, so Airflow would give the trigger no queue and any triggerer "
+                "could run it: set AIRFLOW__TRIGGERER__QUEUES_ENABLED=True on the workers and "
+                f"triggerers, and start the dedicated ones with `airflow triggerer --queues "
+                f"{self.trigger_queue}`"
+            )
+        # The Task SDK reads the queue of the deferring task when it files the trigger; the task has
+        # already been placed on its worker, so this changes where the trigger runs and nothing else.
+        self.queue = self.trigger_queue
 
     def _check_local_destination(self, spec: IngestSpec) -> None:
         """Refuse, before deferring, a run that does not fit its local destination (one destination,
@@ -246,64 +354,18 @@ class SlackAuditLogsOperator(BaseOperator):
         """Resolve the rendered arguments into a validated spec, before any request is made.
 
         Every problem found here is a configuration error no retry can fix, so it fails the task
-        without retrying.
+        without retrying. A task started on the triggerer builds the same spec there, from the same
+        arguments (:func:`start_spec`).
         """
         try:
             destination, destination_conn_id = self._destination()
-            spec = IngestSpec(
-                window=self._window(context),
-                interval=self.interval,
-                destination=destination,
-                destination_conn_id=destination_conn_id,
-                action=normalize_actions(self.action),
-                actor=self.actor,
-                entity=self.entity,
-                compression=self.compression,
-                settle_lag=self.settle_lag,
-                overwrite=_as_bool(self.overwrite, "overwrite"),
-                replace_destructively=self.replace_destructively,
-                reconcile=_as_bool(self.reconcile, "reconcile"),
-                silence_fraction=self.silence_fraction,
-                silence_lookback=self.silence_lookback,
-                fail_on_silence=self.fail_on_silence,
-                api_snapshot=self.api_snapshot,
-                retention=self.retention,
-            )
-            spec.validate()
+            arguments = self._start_arguments(self.destination)
+            arguments["destination_conn_id"] = destination_conn_id
+            templated: dict[str, Any] = {"oldest": self.oldest, "latest": self.latest}
+            templated.update(destination=destination, overwrite=self.overwrite, reconcile=self.reconcile)
+            return start_spec(templated, arguments, context, self.log)
         except (ValueError, TypeError) as exc:
             raise AirflowFailException(f"Invalid arguments for task {self.task_id!r}: {exc}") from exc
-        return spec
-
-    def _window(self, context: Context) -> Window:
-        """The window to land: ``oldest``/``latest`` where given, else the run's data interval.
-
-        A blank rendered bound (e.g. ``"{{ params.oldest or '' }}"`` with the param unset) counts as not
-        given. A run without a data interval (a manual run without a logical date, Airflow 3's default)
-        lands the latest data interval of its DAG's timetable completed when the run was triggered.
-        """
-        oldest, latest = _given(self.oldest), _given(self.latest)
-        start = oldest if oldest is not None else context.get("data_interval_start")
-        end = latest if latest is not None else context.get("data_interval_end")
-        if oldest is None or latest is None:
-            _warn_if_logical_date_outside(context, start, end, self.log)
-        if start is None or end is None:
-            inferred = _latest_completed_interval(context)
-            if inferred is None:
-                raise ValueError(_NO_WINDOW_FIX.format(run=_run_label(context)))
-            start = oldest if oldest is not None else inferred[0]
-            end = latest if latest is not None else inferred[1]
-            self.log.info(
-                "The run has no data interval (a manual run without a logical date): landing the latest "
-                "completed interval of the DAG's timetable, [%s, %s)",
-                inferred[0].isoformat(),
-                inferred[1].isoformat(),
-            )
-        if oldest is None and latest is None and start == end:
-            raise ValueError(
-                f"the run's data interval [{start}, {end}) is empty, so there is no window to land. "
-                f"{_EMPTY_DATA_INTERVAL_FIX}"
-            )
-        return Window(parse_datetime(start, "oldest"), parse_datetime(end, "latest"))
 
     def _destination(self) -> tuple[str, str | None]:
         """The destination URL and its storage connection id (the argument wins over the path's)."""
@@ -314,7 +376,11 @@ class SlackAuditLogsOperator(BaseOperator):
         return check_destination(destination), self.destination_conn_id
 
     def _record_asset_events(self, context: Context, summary: dict[str, Any]) -> None:
-        """Attach the manifest and window to the outlet asset events, for data-aware DAGs downstream."""
+        """Attach the manifest and window to the outlet asset events, for data-aware DAGs downstream.
+
+        A partitioned event also carries the window's partition key, in the event (3.3+) and in its
+        extra (for consumers on lines whose triggering events do not show the key).
+        """
         outlet_events = context.get("outlet_events")
         if outlet_events is None:
             return
@@ -322,9 +388,103 @@ class SlackAuditLogsOperator(BaseOperator):
         extra.update(
             {key: summary[key] for key in ("drift", "silence", "ledger") if summary.get(key) is not None}
         )
+        partition_key = self._partition_key(context, summary)
+        if partition_key is not None:
+            extra["partition_key"] = partition_key
         for outlet in self.outlets:
             if isinstance(outlet, Asset):
-                outlet_events[outlet].extra.update(extra)
+                event = outlet_events[outlet]
+                event.extra.update(extra)
+                if partition_key is not None and TASK_PARTITION_KEYS:
+                    add_partition_key(event, partition_key)
+
+    def _partition_key(self, context: Context, summary: dict[str, Any]) -> str | None:
+        """The landed window's partition key, when the event is to be partitioned; else None."""
+        run_key = run_partition_key(context)
+        if not (self.partitioned if self.partitioned is not None else run_key is not None):
+            return None
+        key = window_partition_key(Window.from_json(summary["window"]))
+        if run_key is not None and run_key != key:
+            # 3.3 files the event under the window's key; 3.2 under the run's, whatever the task says.
+            self.log.warning(
+                "The run's partition key %r is not the landed window's, %r (explicit oldest/latest?): "
+                "the asset event carries %r",
+                run_key,
+                key,
+                key if TASK_PARTITION_KEYS else run_key,
+            )
+        return key
+
+
+def start_spec(
+    templated: Mapping[str, Any], arguments: Mapping[str, Any], context: Context, log: Any
+) -> IngestSpec:
+    """The validated spec of a landing: its rendered templated fields, its other arguments, its run.
+
+    The one place a spec is built, on the worker (``build_spec``) or, for a task started on the
+    triggerer, in the trigger: ``arguments`` is the JSON form both share (durations in seconds).
+    Raises ValueError or TypeError, naming the argument, for anything no retry can fix.
+    """
+    retention = arguments.get("retention")
+    spec = IngestSpec(
+        window=resolve_window(templated.get("oldest"), templated.get("latest"), context, log),
+        interval=timedelta(seconds=arguments["interval"]),
+        destination=check_destination(str(templated["destination"])),
+        destination_conn_id=arguments.get("destination_conn_id"),
+        action=normalize_actions(arguments.get("action")),
+        actor=arguments.get("actor"),
+        entity=arguments.get("entity"),
+        compression=arguments.get("compression"),
+        settle_lag=timedelta(seconds=arguments["settle_lag"]),
+        overwrite=_as_bool(templated.get("overwrite", False), "overwrite"),
+        replace_destructively=bool(arguments.get("replace_destructively")),
+        reconcile=_as_bool(templated.get("reconcile", False), "reconcile"),
+        silence_fraction=arguments["silence_fraction"],
+        silence_lookback=arguments["silence_lookback"],
+        fail_on_silence=bool(arguments.get("fail_on_silence")),
+        api_snapshot=bool(arguments.get("api_snapshot", True)),
+        retention=None if retention is None else timedelta(seconds=retention),
+    )
+    spec.validate()
+    return spec
+
+
+def resolve_window(oldest: Any, latest: Any, context: Context, log: Any) -> Window:
+    """The window to land: ``oldest``/``latest`` where given, else the run's data interval.
+
+    A run a partition timetable made lands the UTC day its partition key names. A blank rendered
+    bound (e.g. ``"{{ params.oldest or '' }}"`` with the param unset) counts as not given. A run
+    without a data interval (a manual run without a logical date, Airflow 3's default) lands the
+    latest data interval of its DAG's timetable completed when the run was triggered.
+    """
+    oldest, latest = _given(oldest), _given(latest)
+    start = oldest if oldest is not None else context.get("data_interval_start")
+    end = latest if latest is not None else context.get("data_interval_end")
+    if oldest is None or latest is None:
+        _warn_if_logical_date_outside(context, start, end, log)
+    if (start is None or end is None) and (partition_key := run_partition_key(context)) is not None:
+        # A partition timetable's run has a partition key and no data interval (Airflow 3.2+).
+        partition = partition_day_window(partition_key)
+        start = oldest if oldest is not None else partition.start
+        end = latest if latest is not None else partition.end
+    if start is None or end is None:
+        inferred = _latest_completed_interval(context)
+        if inferred is None:
+            raise ValueError(_NO_WINDOW_FIX.format(run=_run_label(context)))
+        start = oldest if oldest is not None else inferred[0]
+        end = latest if latest is not None else inferred[1]
+        log.info(
+            "The run has no data interval (a manual run without a logical date): landing the latest "
+            "completed interval of the DAG's timetable, [%s, %s)",
+            inferred[0].isoformat(),
+            inferred[1].isoformat(),
+        )
+    if oldest is None and latest is None and start == end:
+        raise ValueError(
+            f"the run's data interval [{start}, {end}) is empty, so there is no window to land. "
+            f"{_EMPTY_DATA_INTERVAL_FIX}"
+        )
+    return Window(parse_datetime(start, "oldest"), parse_datetime(end, "latest"))
 
 
 _NO_WINDOW_FIX = (
@@ -430,6 +590,29 @@ def _asset_uri(url: str) -> str:
     if "@" not in parts.netloc:
         return url
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _checked_trigger_queue(queue: str | None) -> str | None:
+    """``trigger_queue`` as given, refused on lines without triggerer queues or when blank."""
+    if queue is None:
+        return None
+    if not isinstance(queue, str) or not queue.strip():
+        raise ValueError(f"trigger_queue must be a queue name such as 'slack_audit', got {queue!r}")
+    if not TRIGGERER_QUEUES:
+        raise ValueError(
+            f"trigger_queue={queue!r} needs Airflow 3.2 or later (triggerer queues); on this Airflow "
+            "every triggerer runs every trigger: drop trigger_queue"
+        )
+    return queue.strip()
+
+
+def _start_value(value: Any) -> Any:
+    """A templated argument as the trigger's kwargs store it: plain JSON (a datetime as ISO-8601)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, ObjectStoragePath):
+        return storage_path_url(value)
+    return value
 
 
 def _as_bool(value: bool | str, name: str) -> bool:
