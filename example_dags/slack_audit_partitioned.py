@@ -33,8 +33,11 @@ file defines no DAG.
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from airflow_provider_slack_audit.operators.slack_audit import SlackAuditLogsOperator
@@ -49,9 +52,18 @@ from airflow_provider_slack_audit.version_compat import (
 )
 
 BASE_PATH = os.environ.get("SLACK_AUDIT_BASE_PATH", "file:///tmp/slack_audit")
+DEMO_DIR = Path(os.environ.get("SLACK_AUDIT_DEMO_DIR") or Path(tempfile.gettempdir(), "slack_audit_demo"))
 TABLE = os.environ.get("SLACK_AUDIT_WAREHOUSE_TABLE", "slack_audit_logs")
-# The embedded SQLite default is set up by slack_audit_warehouse.py; the same connection id here.
-WAREHOUSE_CONN_ID = os.environ.get("SLACK_AUDIT_WAREHOUSE_CONN_ID") or "slack_audit_warehouse"
+WAREHOUSE_CONN_ID = os.environ.get("SLACK_AUDIT_WAREHOUSE_CONN_ID", "")
+
+if not WAREHOUSE_CONN_ID:
+    # The embedded default of slack_audit_warehouse.py, set here too: a worker parses only this file.
+    WAREHOUSE_CONN_ID = "slack_audit_warehouse"
+    if "AIRFLOW_CONN_SLACK_AUDIT_WAREHOUSE" not in os.environ:
+        DEMO_DIR.mkdir(parents=True, exist_ok=True)
+        os.environ["AIRFLOW_CONN_SLACK_AUDIT_WAREHOUSE"] = json.dumps(
+            {"conn_type": "sqlite", "host": str(DEMO_DIR / "warehouse.db")}
+        )
 
 DEFAULT_ARGS: dict[str, Any] = {
     "retries": 3,

@@ -38,7 +38,10 @@ def test_the_daily_dag_offers_reconcile_as_a_rerun_mode() -> None:
 
 
 @pytest.mark.skipif(not PARTITIONED_RUNS, reason="partition timetables arrived in Airflow 3.2")
-def test_the_partitioned_dags_land_a_utc_day_per_partition_and_load_per_partition() -> None:
+def test_the_partitioned_dags_land_a_utc_day_per_partition_and_load_per_partition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SLACK_AUDIT_WAREHOUSE_CONN_ID", "warehouse")
     bag = parse_example_dags("slack_audit_partitioned.py")
     assert bag.import_errors == {}
     landing, warehouse = bag.dags["slack_audit_partitioned"], bag.dags["slack_audit_partitioned_warehouse"]
@@ -50,6 +53,9 @@ def test_the_partitioned_dags_land_a_utc_day_per_partition_and_load_per_partitio
 
 
 @pytest.mark.skipif(PARTITIONED_RUNS, reason="lines with partition timetables define the partitioned DAGs")
-def test_the_partitioned_example_defines_no_dag_before_partition_timetables() -> None:
+def test_the_partitioned_example_defines_no_dag_before_partition_timetables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SLACK_AUDIT_WAREHOUSE_CONN_ID", "warehouse")
     bag = parse_example_dags("slack_audit_partitioned.py")
     assert bag.import_errors == {} and bag.dags == {}
