@@ -224,25 +224,28 @@ class SlackAuditLogsOperator(BaseOperator):
         )
 
     def _start_arguments(self, destination: str | ObjectStoragePath) -> dict[str, Any]:
-        """The untemplated arguments the trigger needs to build the spec, as plain JSON."""
+        """The untemplated arguments the trigger needs to build the spec, as plain JSON.
+
+        Durations are whole microseconds, so any ``timedelta`` round-trips exactly.
+        """
         conn_id = self.destination_conn_id
         if isinstance(destination, ObjectStoragePath):
             conn_id = conn_id or storage_conn_id(destination)
         return {
             "destination_conn_id": conn_id,
-            "interval": self.interval.total_seconds(),
+            "interval": _microseconds(self.interval),
             # Checked with the others in start_spec, so a bad value fails the task, not the DAG file.
             "action": self.action if self.action is None or isinstance(self.action, str) else [*self.action],
             "actor": self.actor,
             "entity": self.entity,
             "compression": self.compression,
-            "settle_lag": self.settle_lag.total_seconds(),
+            "settle_lag": _microseconds(self.settle_lag),
             "replace_destructively": self.replace_destructively,
             "silence_fraction": self.silence_fraction,
             "silence_lookback": self.silence_lookback,
             "fail_on_silence": self.fail_on_silence,
             "api_snapshot": self.api_snapshot,
-            "retention": None if self.retention is None else self.retention.total_seconds(),
+            "retention": None if self.retention is None else _microseconds(self.retention),
         }
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -422,20 +425,20 @@ def start_spec(
     """The validated spec of a landing: its rendered templated fields, its other arguments, its run.
 
     The one place a spec is built, on the worker (``build_spec``) or, for a task started on the
-    triggerer, in the trigger: ``arguments`` is the JSON form both share (durations in seconds).
+    triggerer, in the trigger: ``arguments`` is the JSON form both share (durations in microseconds).
     Raises ValueError or TypeError, naming the argument, for anything no retry can fix.
     """
     retention = arguments.get("retention")
     spec = IngestSpec(
         window=resolve_window(templated.get("oldest"), templated.get("latest"), context, log),
-        interval=timedelta(seconds=arguments["interval"]),
+        interval=_duration(arguments["interval"]),
         destination=check_destination(str(templated["destination"])),
         destination_conn_id=arguments.get("destination_conn_id"),
         action=normalize_actions(arguments.get("action")),
         actor=arguments.get("actor"),
         entity=arguments.get("entity"),
         compression=arguments.get("compression"),
-        settle_lag=timedelta(seconds=arguments["settle_lag"]),
+        settle_lag=_duration(arguments["settle_lag"]),
         overwrite=_as_bool(templated.get("overwrite", False), "overwrite"),
         replace_destructively=bool(arguments.get("replace_destructively")),
         reconcile=_as_bool(templated.get("reconcile", False), "reconcile"),
@@ -443,7 +446,7 @@ def start_spec(
         silence_lookback=arguments["silence_lookback"],
         fail_on_silence=bool(arguments.get("fail_on_silence")),
         api_snapshot=bool(arguments.get("api_snapshot", True)),
-        retention=None if retention is None else timedelta(seconds=retention),
+        retention=None if retention is None else _duration(retention),
     )
     spec.validate()
     return spec
@@ -604,6 +607,23 @@ def _checked_trigger_queue(queue: str | None) -> str | None:
             "every triggerer runs every trigger: drop trigger_queue"
         )
     return queue.strip()
+
+
+def _microseconds(duration: Any) -> Any:
+    """A duration as ``{"microseconds": n}``: exact for every ``timedelta``, unlike float seconds.
+
+    Anything else passes through as given, for :func:`start_spec` to refuse when the task runs.
+    """
+    if isinstance(duration, timedelta):
+        return {"microseconds": duration // timedelta(microseconds=1)}
+    return duration
+
+
+def _duration(value: Any) -> Any:
+    """Inverse of :func:`_microseconds`; anything else passes through to the spec's validation."""
+    if isinstance(value, Mapping) and set(value) == {"microseconds"}:
+        return timedelta(microseconds=value["microseconds"])
+    return value
 
 
 def _start_value(value: Any) -> Any:

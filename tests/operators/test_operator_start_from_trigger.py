@@ -269,7 +269,7 @@ def test_the_dag_serializes_with_start_from_trigger_for_the_scheduler() -> None:
         task.start_trigger_args.trigger_kwargs
     )  # as the scheduler keeps them
     assert kwargs["oldest"] == "{{ params.oldest }}"
-    assert kwargs["arguments"]["interval"] == 900.0
+    assert kwargs["arguments"]["interval"] == {"microseconds": 900_000_000}
 
 
 def test_a_trigger_needs_a_spec_or_start_arguments() -> None:
