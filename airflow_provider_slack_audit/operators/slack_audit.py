@@ -215,7 +215,11 @@ class SlackAuditLogsOperator(BaseOperator):
             trigger_cls=f"{SlackAuditLogsTrigger.__module__}.{SlackAuditLogsTrigger.__qualname__}",
             trigger_kwargs=SlackAuditLogsTrigger.start_kwargs(
                 slack_audit_conn_id=self.slack_audit_conn_id,
-                templated={field: _start_value(getattr(self, field)) for field in self.template_fields},
+                # The fields the spec needs; a subclass's own template fields stay with the task.
+                templated={
+                    field: _start_value(getattr(self, field))
+                    for field in SlackAuditLogsTrigger.start_templated_fields
+                },
                 arguments=self._start_arguments(destination),
             ),
             next_method="execute_complete",

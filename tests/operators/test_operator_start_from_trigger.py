@@ -343,3 +343,19 @@ class _TaskInstance:
 class _Log:
     def info(self, *args: Any, **kwargs: Any) -> None:
         pass
+
+
+@needs_start_from_trigger
+def test_a_subclass_with_template_fields_of_its_own_still_starts_on_the_triggerer() -> None:
+    class Audited(SlackAuditLogsOperator):
+        template_fields = (*SlackAuditLogsOperator.template_fields, "note")
+
+        def __init__(self, *, note: str = "", **kwargs: Any) -> None:
+            self.note = note
+            super().__init__(**kwargs)
+
+    operator = Audited(task_id="land", destination=DESTINATION, deferrable=True, note="{{ ds }}")
+
+    assert operator.start_from_trigger is True
+    assert operator.start_trigger_args is not None
+    assert "note" not in operator.start_trigger_args.trigger_kwargs
