@@ -43,7 +43,8 @@ class SlackAuditLogsTrigger(BaseTrigger):
     #: "killed externally" and retries it (apache/airflow#66374, #72716), so a permanent error would
     #: run twice. Ending the task from the trigger with TaskFailedEvent is no way out: since
     #: apache/airflow#69819 it honours the task's retries too. Only a real triggerer (which sets
-    #: ``task_instance``) holds the event; ``airflow dags test`` and the worker path have no race.
+    #: ``task_instance``) holds the event; ``airflow dags test``, the worker path and a task started
+    #: on the triggerer have no race.
     permanent_error_hold_seconds: float = 10.0
 
     #: The operator's templated arguments a trigger started on the triggerer renders there.
@@ -109,14 +110,14 @@ class SlackAuditLogsTrigger(BaseTrigger):
         # Cancellation (triggerer shutdown, task timeout) propagates out of here without an event;
         # the next trigger instance skips the intervals this one committed.
         started = time.monotonic()
-        if self.spec is None:
+        spec = self.spec
+        if spec is None:
             try:
-                self.spec = self._started_spec()
+                spec = self._started_spec()
             except (ValueError, TypeError) as exc:  # arguments no retry can fix, as on a worker
                 yield TriggerEvent(failure_outcome(exc, redact=redact))  # type: ignore[no-untyped-call]
                 return
-            self.log.info("Started on the triggerer: landing %s", self.spec["window"])
-        spec = self.spec
+            self.log.info("Started on the triggerer: landing %s", spec["window"])
 
         async def client() -> AsyncAuditLogsClient:
             # Old windows (a backfill) yield the org's shared budget to today's runs.
@@ -124,6 +125,7 @@ class SlackAuditLogsTrigger(BaseTrigger):
             return await hook.get_async_client(priority=priority)
 
         outcome = await run_ingest(client, spec, redact=redact)
-        if outcome.get("kind") == "permanent" and self.task_instance is not None:
+        # A task started here had no worker whose "success" the resumed try could race.
+        if outcome.get("kind") == "permanent" and self.task_instance is not None and self.spec is not None:
             await asyncio.sleep(max(0.0, started + self.permanent_error_hold_seconds - time.monotonic()))
         yield TriggerEvent(outcome)  # type: ignore[no-untyped-call]

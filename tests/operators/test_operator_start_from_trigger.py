@@ -359,3 +359,19 @@ def test_a_subclass_with_template_fields_of_its_own_still_starts_on_the_triggere
     assert operator.start_from_trigger is True
     assert operator.start_trigger_args is not None
     assert "note" not in operator.start_trigger_args.trigger_kwargs
+
+
+@needs_start_from_trigger
+def test_a_permanent_error_of_a_started_task_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The hold guards the race of a deferring worker's "success" with the resumed try; a task started
+    # on the triggerer had no worker, so its permanent error is not held.
+    async def refused(client: AsyncAuditLogsClient, spec: IngestSpec) -> IngestSummary:
+        raise ValueError("the destination's descriptor records another grid")
+
+    monkeypatch.setattr(outcome_module, "ingest_window", refused)
+    trigger = started_trigger(make_operator())
+    trigger.permanent_error_hold_seconds = 60.0
+
+    events = asyncio.run(asyncio.wait_for(collect(trigger), timeout=10))
+
+    assert events[0].payload["kind"] == "permanent"
