@@ -10,6 +10,7 @@ resolved here the same way, newest location first.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,7 +34,7 @@ from airflow.providers.common.compat.sdk import (
     task,
 )
 from airflow.providers.common.sql.hooks.sql import DbApiHook
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger, StartTriggerArgs, TriggerEvent
 from packaging.version import Version
 
 _BASE_VERSION = Version(Version(AIRFLOW_VERSION).base_version)
@@ -147,6 +148,62 @@ except ImportError:
     DeadlineAlert = DeadlineReference = None  # type: ignore[assignment,misc,unused-ignore]
 
 
+# Partitioned asset events (3.2+). 3.2 gives a task's asset events the partition key of its run; 3.3
+# lets the task attach a key of its own to each event (``outlet_events[asset].add_partitions``).
+try:
+    from airflow.sdk.execution_time.context import OutletEventAccessor as _OutletEventAccessor
+except ImportError:
+    _OutletEventAccessor = None  # type: ignore[assignment,misc,unused-ignore]
+
+#: The task can attach a partition key to its asset event itself (3.3+).
+TASK_PARTITION_KEYS: bool = hasattr(_OutletEventAccessor, "add_partitions")
+# Partition timetables (3.2+): runs, and so their asset events, carry a partition key. None before.
+try:
+    from airflow.sdk import CronPartitionTimetable, PartitionedAssetTimetable
+except ImportError:
+    CronPartitionTimetable = PartitionedAssetTimetable = None  # type: ignore[assignment,misc,unused-ignore]
+
+#: Runs, and so their asset events, can carry a partition key (3.2+).
+PARTITIONED_RUNS: bool = CronPartitionTimetable is not None
+
+
+def add_partition_key(outlet_event: Any, key: str) -> None:
+    """Attach ``key`` to one outlet asset event (3.3+; callers check :data:`TASK_PARTITION_KEYS`)."""
+    outlet_event.add_partitions(key)
+
+
+def run_partition_key(context: Context) -> str | None:
+    """The partition key of the task's run: a partition timetable's or a backfill's run has one (3.2+)."""
+    key = context.get("partition_key") or getattr(context.get("dag_run"), "partition_key", None)
+    return str(key) if key else None
+
+
+#: Triggerer queues (3.2+): a deferred task's trigger is stored with a queue, and a triggerer started
+#: with ``--queues`` runs only the triggers of those queues (with ``[triggerer] queues_enabled``).
+TRIGGERER_QUEUES: bool = hasattr(BaseTrigger, "supports_triggerer_queue")
+
+
+def triggerer_queues_enabled() -> bool:
+    """``[triggerer] queues_enabled``: without it Airflow stores every trigger without a queue."""
+    return bool(conf.getboolean("triggerer", "queues_enabled", fallback=False))
+
+
+@functools.cache
+def start_from_trigger_supported() -> bool:
+    """Does the scheduler start ``start_from_trigger`` tasks on the triggerer, templates rendered there?
+
+    2.10-2.11 started them with templates rendered by the scheduler; 3.0-3.2 switched the feature off
+    (the scheduler ignores the flag and runs the task on a worker); 3.3 switched it back on, with the
+    triggerer rendering the template fields. What 3.3 added to core is what tells them apart: the task
+    instance's ``start_trigger_args`` property, read by the scheduler's ``defer_task``.
+    """
+    try:
+        from airflow.models.taskinstance import TaskInstance
+    except ImportError:  # a worker with the Task SDK only: no way to know, so do not rely on it
+        return False
+    return AIRFLOW_V_3_0_PLUS and isinstance(getattr(TaskInstance, "start_trigger_args", None), property)
+
+
 __all__ = [
     "AIRFLOW_VERSION",
     "AIRFLOW_V_3_0_PLUS",
@@ -155,6 +212,9 @@ __all__ = [
     "AIRFLOW_V_3_3_PLUS",
     "DAG",
     "DOUBLING_RETRY_BACKOFF",
+    "PARTITIONED_RUNS",
+    "TASK_PARTITION_KEYS",
+    "TRIGGERER_QUEUES",
     "AirflowException",
     "AirflowFailException",
     "AirflowNotFoundException",
@@ -166,6 +226,7 @@ __all__ = [
     "Connection",
     "Context",
     "CronDataIntervalTimetable",
+    "CronPartitionTimetable",
     "DbApiHook",
     "DeadlineAlert",
     "DeadlineReference",
@@ -173,8 +234,11 @@ __all__ = [
     "ObjectStoragePath",
     "OutletEventAccessors",
     "Param",
+    "PartitionedAssetTimetable",
+    "StartTriggerArgs",
     "TaskDeferred",
     "TriggerEvent",
+    "add_partition_key",
     "amask_secret",
     "attach",
     "coerce_to_core_timetable",
@@ -183,6 +247,9 @@ __all__ = [
     "get_async_extra_dejson",
     "mask_secret",
     "redact",
+    "run_partition_key",
+    "start_from_trigger_supported",
     "storage_conn_id",
     "task",
+    "triggerer_queues_enabled",
 ]

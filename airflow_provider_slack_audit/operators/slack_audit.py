@@ -15,6 +15,12 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_slack_audit._lineage import operator_lineage
+from airflow_provider_slack_audit._partitions import window_partition_key
+from airflow_provider_slack_audit._task_spec import (
+    _microseconds,
+    _start_value,
+    start_spec,
+)
 from airflow_provider_slack_audit.hooks.slack_audit import ClientOptions, SlackAuditLogsHook
 from airflow_provider_slack_audit.ingest.outcome import describe_failure, is_retryable, is_success, run_ingest
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, check_destination_fits
@@ -23,26 +29,25 @@ from airflow_provider_slack_audit.ingest.validation import (
     normalize_actions,
     storage_path_url,
 )
-from airflow_provider_slack_audit.ingest.windows import Window, parse_datetime
+from airflow_provider_slack_audit.ingest.windows import Window
 from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger
 from airflow_provider_slack_audit.version_compat import (
+    TASK_PARTITION_KEYS,
+    TRIGGERER_QUEUES,
     AirflowException,
     AirflowFailException,
     Asset,
     BaseOperator,
     Context,
     ObjectStoragePath,
-    coerce_to_core_timetable,
+    StartTriggerArgs,
+    add_partition_key,
     conf,
     redact,
+    run_partition_key,
+    start_from_trigger_supported,
     storage_conn_id,
-)
-
-_EMPTY_DATA_INTERVAL_FIX = (
-    "This happens with a cron string schedule such as '@daily', which Airflow 3 runs with "
-    "CronTriggerTimetable. Schedule the DAG with a data-interval timetable, e.g. "
-    "schedule=CronDataIntervalTimetable('0 0 * * *', timezone='UTC') or "
-    "DeltaDataIntervalTimetable(timedelta(days=1)), or pass explicit oldest/latest."
+    triggerer_queues_enabled,
 )
 
 
@@ -102,6 +107,19 @@ class SlackAuditLogsOperator(BaseOperator):
         enabled; refused before any request otherwise. Default: none.
     :param deferrable: wait on the triggerer instead of holding a worker slot. Default: the
         deployment's ``[operators] default_deferrable`` (see :func:`default_deferrable`).
+    :param start_from_trigger: start the task directly on the triggerer, with no worker process until
+        the window has landed (Airflow 3.3+, which renders the templated arguments there). Default:
+        whenever the arguments allow it: deferrable, no ``trigger_queue``, not mapped. ``False`` defers
+        from a worker as on older lines; ``True`` where it cannot apply is refused.
+    :param trigger_queue: run the landing trigger on the triggerers started with this queue
+        (``airflow triggerer --queues``; Airflow 3.2+ with ``[triggerer] queues_enabled``), whatever
+        the task's ``queue``. Default: Airflow's routing, which sends the trigger to the task's
+        ``queue`` when queues are enabled.
+    :param partitioned: give the asset event the window's partition key (see
+        :mod:`~airflow_provider_slack_audit._partitions`), so partition-aware DAGs consume
+        it. Default: when the run has a partition key (a partition timetable's or a partition
+        backfill's run); ``True`` always (Airflow 3.3+); ``False`` never. A partitioned event only
+        triggers partition-aware DAGs, an unpartitioned one only the others: Airflow's rule.
     """
 
     template_fields: Sequence[str] = ("oldest", "latest", "destination", "overwrite", "reconcile")
@@ -130,6 +148,9 @@ class SlackAuditLogsOperator(BaseOperator):
         api_snapshot: bool = True,
         retention: timedelta | None = None,
         deferrable: bool | None = None,
+        trigger_queue: str | None = None,
+        partitioned: bool | None = None,
+        start_from_trigger: bool | None = None,
         **kwargs: Any,
     ) -> None:
         if "outlets" not in kwargs:
@@ -153,6 +174,80 @@ class SlackAuditLogsOperator(BaseOperator):
         self.fail_on_silence, self.api_snapshot = fail_on_silence, api_snapshot
         self.retention = retention
         self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.trigger_queue = _checked_trigger_queue(trigger_queue)
+        if partitioned and not TASK_PARTITION_KEYS:
+            raise ValueError(
+                "partitioned=True needs Airflow 3.3 or later, where a task sets its asset event's "
+                "partition key; on 3.2 schedule the landing DAG with CronPartitionTimetable('0 0 * * *', "
+                "timezone='UTC', key_format='%Y-%m-%d', run_offset=-1): its runs, and so their asset "
+                "events, carry the day's key"
+            )
+        self.partitioned = partitioned
+        self._set_start_from_trigger(start_from_trigger, destination)
+
+    def _set_start_from_trigger(self, wanted: bool | None, destination: str | ObjectStoragePath) -> None:
+        """Start on the triggerer when the arguments allow it (3.3+), else defer from a worker."""
+        blockers = [
+            reason
+            for reason, applies in (
+                ("deferrable=False runs the ingest in the worker", not self.deferrable),
+                (
+                    "trigger_queue is set, and Airflow creates a trigger that starts a task without a queue",
+                    self.trigger_queue is not None,
+                ),
+                (
+                    "this Airflow does not start tasks on the triggerer (3.3 or later does)",
+                    not start_from_trigger_supported(),
+                ),
+            )
+            if applies
+        ]
+        if wanted and blockers:
+            raise ValueError(f"start_from_trigger=True cannot apply: {'; '.join(blockers)}")
+        if wanted is False or blockers:
+            self.start_from_trigger = False
+            return
+        self.start_from_trigger = True
+        self.start_trigger_args = StartTriggerArgs(
+            trigger_cls=f"{SlackAuditLogsTrigger.__module__}.{SlackAuditLogsTrigger.__qualname__}",
+            trigger_kwargs=SlackAuditLogsTrigger.start_kwargs(
+                slack_audit_conn_id=self.slack_audit_conn_id,
+                # The fields the spec needs; a subclass's own template fields stay with the task.
+                templated={
+                    field: _start_value(getattr(self, field))
+                    for field in SlackAuditLogsTrigger.start_templated_fields
+                },
+                arguments=self._start_arguments(destination),
+            ),
+            next_method="execute_complete",
+            next_kwargs=None,
+            timeout=self.execution_timeout,
+        )
+
+    def _start_arguments(self, destination: str | ObjectStoragePath) -> dict[str, Any]:
+        """The untemplated arguments the trigger needs to build the spec, as plain JSON.
+
+        Durations are whole microseconds, so any ``timedelta`` round-trips exactly.
+        """
+        conn_id = self.destination_conn_id
+        if isinstance(destination, ObjectStoragePath):
+            conn_id = conn_id or storage_conn_id(destination)
+        return {
+            "destination_conn_id": conn_id,
+            "interval": _microseconds(self.interval),
+            # Checked with the others in start_spec, so a bad value fails the task, not the DAG file.
+            "action": self.action if self.action is None or isinstance(self.action, str) else [*self.action],
+            "actor": self.actor,
+            "entity": self.entity,
+            "compression": self.compression,
+            "settle_lag": _microseconds(self.settle_lag),
+            "replace_destructively": self.replace_destructively,
+            "silence_fraction": self.silence_fraction,
+            "silence_lookback": self.silence_lookback,
+            "fail_on_silence": self.fail_on_silence,
+            "api_snapshot": self.api_snapshot,
+            "retention": None if self.retention is None else _microseconds(self.retention),
+        }
 
     def execute(self, context: Context) -> dict[str, Any]:
         spec = self.build_spec(context)
@@ -165,6 +260,7 @@ class SlackAuditLogsOperator(BaseOperator):
         )
         if self.deferrable:
             self._check_local_destination(spec)
+            self._route_trigger()
             self.defer(
                 trigger=SlackAuditLogsTrigger(
                     slack_audit_conn_id=self.slack_audit_conn_id, spec=spec.to_json()
@@ -183,6 +279,22 @@ class SlackAuditLogsOperator(BaseOperator):
             )
         )
         return self.execute_complete(context, outcome)
+
+    def _route_trigger(self) -> None:
+        """Send the trigger to ``trigger_queue``'s triggerers: Airflow files it under the task's queue."""
+        if self.trigger_queue is None:
+            return
+        if not triggerer_queues_enabled():
+            raise AirflowFailException(
+                f"Task {self.task_id!r} has trigger_queue={self.trigger_queue!r}, but [triggerer] "
+                "queues_enabled is off, so Airflow would give the trigger no queue and any triggerer "
+                "could run it: set AIRFLOW__TRIGGERER__QUEUES_ENABLED=True on the workers and "
+                f"triggerers, and start the dedicated ones with `airflow triggerer --queues "
+                f"{self.trigger_queue}`"
+            )
+        # The Task SDK reads the queue of the deferring task when it files the trigger; the task has
+        # already been placed on its worker, so this changes where the trigger runs and nothing else.
+        self.queue = self.trigger_queue
 
     def _check_local_destination(self, spec: IngestSpec) -> None:
         """Refuse, before deferring, a run that does not fit its local destination (one destination,
@@ -246,64 +358,18 @@ class SlackAuditLogsOperator(BaseOperator):
         """Resolve the rendered arguments into a validated spec, before any request is made.
 
         Every problem found here is a configuration error no retry can fix, so it fails the task
-        without retrying.
+        without retrying. A task started on the triggerer builds the same spec there, from the same
+        arguments (:func:`start_spec`).
         """
         try:
             destination, destination_conn_id = self._destination()
-            spec = IngestSpec(
-                window=self._window(context),
-                interval=self.interval,
-                destination=destination,
-                destination_conn_id=destination_conn_id,
-                action=normalize_actions(self.action),
-                actor=self.actor,
-                entity=self.entity,
-                compression=self.compression,
-                settle_lag=self.settle_lag,
-                overwrite=_as_bool(self.overwrite, "overwrite"),
-                replace_destructively=self.replace_destructively,
-                reconcile=_as_bool(self.reconcile, "reconcile"),
-                silence_fraction=self.silence_fraction,
-                silence_lookback=self.silence_lookback,
-                fail_on_silence=self.fail_on_silence,
-                api_snapshot=self.api_snapshot,
-                retention=self.retention,
-            )
-            spec.validate()
+            arguments = self._start_arguments(self.destination)
+            arguments["destination_conn_id"] = destination_conn_id
+            templated: dict[str, Any] = {"oldest": self.oldest, "latest": self.latest}
+            templated.update(destination=destination, overwrite=self.overwrite, reconcile=self.reconcile)
+            return start_spec(templated, arguments, context, self.log)
         except (ValueError, TypeError) as exc:
             raise AirflowFailException(f"Invalid arguments for task {self.task_id!r}: {exc}") from exc
-        return spec
-
-    def _window(self, context: Context) -> Window:
-        """The window to land: ``oldest``/``latest`` where given, else the run's data interval.
-
-        A blank rendered bound (e.g. ``"{{ params.oldest or '' }}"`` with the param unset) counts as not
-        given. A run without a data interval (a manual run without a logical date, Airflow 3's default)
-        lands the latest data interval of its DAG's timetable completed when the run was triggered.
-        """
-        oldest, latest = _given(self.oldest), _given(self.latest)
-        start = oldest if oldest is not None else context.get("data_interval_start")
-        end = latest if latest is not None else context.get("data_interval_end")
-        if oldest is None or latest is None:
-            _warn_if_logical_date_outside(context, start, end, self.log)
-        if start is None or end is None:
-            inferred = _latest_completed_interval(context)
-            if inferred is None:
-                raise ValueError(_NO_WINDOW_FIX.format(run=_run_label(context)))
-            start = oldest if oldest is not None else inferred[0]
-            end = latest if latest is not None else inferred[1]
-            self.log.info(
-                "The run has no data interval (a manual run without a logical date): landing the latest "
-                "completed interval of the DAG's timetable, [%s, %s)",
-                inferred[0].isoformat(),
-                inferred[1].isoformat(),
-            )
-        if oldest is None and latest is None and start == end:
-            raise ValueError(
-                f"the run's data interval [{start}, {end}) is empty, so there is no window to land. "
-                f"{_EMPTY_DATA_INTERVAL_FIX}"
-            )
-        return Window(parse_datetime(start, "oldest"), parse_datetime(end, "latest"))
 
     def _destination(self) -> tuple[str, str | None]:
         """The destination URL and its storage connection id (the argument wins over the path's)."""
@@ -314,7 +380,11 @@ class SlackAuditLogsOperator(BaseOperator):
         return check_destination(destination), self.destination_conn_id
 
     def _record_asset_events(self, context: Context, summary: dict[str, Any]) -> None:
-        """Attach the manifest and window to the outlet asset events, for data-aware DAGs downstream."""
+        """Attach the manifest and window to the outlet asset events, for data-aware DAGs downstream.
+
+        A partitioned event also carries the window's partition key, in the event (3.3+) and in its
+        extra (for consumers on lines whose triggering events do not show the key).
+        """
         outlet_events = context.get("outlet_events")
         if outlet_events is None:
             return
@@ -322,80 +392,32 @@ class SlackAuditLogsOperator(BaseOperator):
         extra.update(
             {key: summary[key] for key in ("drift", "silence", "ledger") if summary.get(key) is not None}
         )
+        partition_key = self._partition_key(context, summary)
+        if partition_key is not None:
+            extra["partition_key"] = partition_key
         for outlet in self.outlets:
             if isinstance(outlet, Asset):
-                outlet_events[outlet].extra.update(extra)
+                event = outlet_events[outlet]
+                event.extra.update(extra)
+                if partition_key is not None and TASK_PARTITION_KEYS:
+                    add_partition_key(event, partition_key)
 
-
-_NO_WINDOW_FIX = (
-    "{run} has no data interval (a manual run without a logical date) and its DAG's timetable has none "
-    "to infer (schedule=None?), so there is no window to land: pass oldest and latest to the operator "
-    "(ISO-8601 with a time zone, e.g. oldest='2026-01-04T00:00:00Z', latest='2026-01-05T00:00:00Z'; "
-    'both are templated, so a DAG can take them as params: oldest="{{{{ params.oldest }}}}" and '
-    '`airflow dags trigger DAG_ID --conf \'{{"oldest": "2026-01-04T00:00:00Z", '
-    '"latest": "2026-01-05T00:00:00Z"}}\'`), or schedule the DAG with a data-interval timetable '
-    "such as CronDataIntervalTimetable('0 0 * * *', timezone='UTC')"
-)
-
-
-def _given(bound: datetime | str | None) -> datetime | str | None:
-    """A window bound as given, or None when not given (None, or a template that rendered blank)."""
-    if isinstance(bound, str) and not bound.strip():
-        return None
-    return bound
-
-
-def _latest_completed_interval(context: Context) -> tuple[datetime, datetime] | None:
-    """The data interval of the DAG's timetable that had ended when the run was triggered, if any.
-
-    It is what Airflow itself would give a manual run of this DAG triggered at that time with a logical
-    date (``infer_manual_data_interval``). None when the timetable has no interval to offer: a
-    ``schedule=None`` DAG's is empty.
-    """
-    dag, dag_run = context.get("dag"), context.get("dag_run")
-    run_after = getattr(dag_run, "run_after", None)
-    timetable = getattr(dag, "timetable", None)
-    if run_after is None or timetable is None:
-        return None
-    infer = getattr(coerce_to_core_timetable(timetable), "infer_manual_data_interval", None)
-    if infer is None:
-        return None
-    interval = infer(run_after=run_after)
-    if interval is None or interval.start >= interval.end:
-        return None
-    return interval.start, interval.end
-
-
-def _warn_if_logical_date_outside(
-    context: Context, start: datetime | str | None, end: datetime | str | None, log: Any
-) -> None:
-    """Warn when a manual run's logical date lies outside the data interval it is about to land.
-
-    Airflow 3's ``airflow dags trigger --logical-date`` derives a manual run's data interval from the
-    time it was triggered, not from the logical date, so the date a user typed says nothing about the
-    day that lands. Explicit oldest/latest are the way to choose a window.
-    """
-    logical_date = context.get("logical_date")
-    if logical_date is None or not isinstance(start, datetime) or not isinstance(end, datetime):
-        return
-    # A logical date up to one interval past the end is a manual run's usual "now" (`airflow dags test`).
-    if start <= logical_date <= end + (end - start):
-        return
-    log.warning(
-        "This run's logical date %s lies outside its data interval [%s, %s): Airflow derived the data "
-        "interval of this manual run from the time it was triggered. Landing [%s, %s). To land a chosen "
-        "window, pass oldest and latest (the daily example DAG takes them as params).",
-        logical_date.isoformat(),
-        start.isoformat(),
-        end.isoformat(),
-        start.isoformat(),
-        end.isoformat(),
-    )
-
-
-def _run_label(context: Context) -> str:
-    run_id = getattr(context.get("dag_run"), "run_id", None)
-    return f"run {run_id!r}" if run_id else "this run"
+    def _partition_key(self, context: Context, summary: dict[str, Any]) -> str | None:
+        """The landed window's partition key, when the event is to be partitioned; else None."""
+        run_key = run_partition_key(context)
+        if not (self.partitioned if self.partitioned is not None else run_key is not None):
+            return None
+        key = window_partition_key(Window.from_json(summary["window"]))
+        if run_key is not None and run_key != key:
+            # 3.3 files the event under the window's key; 3.2 under the run's, whatever the task says.
+            self.log.warning(
+                "The run's partition key %r is not the landed window's, %r (explicit oldest/latest?): "
+                "the asset event carries %r",
+                run_key,
+                key,
+                key if TASK_PARTITION_KEYS else run_key,
+            )
+        return key
 
 
 def raise_on_silence(summary: dict[str, Any], fail_on_silence: bool) -> None:
@@ -432,10 +454,15 @@ def _asset_uri(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
-def _as_bool(value: bool | str, name: str) -> bool:
-    """A flag given as a bool or as a rendered template ("True", "false", ...)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
-        return value.strip().lower() == "true"
-    raise ValueError(f"{name} must be True or False (or the string 'True'/'False'), got {value!r}")
+def _checked_trigger_queue(queue: str | None) -> str | None:
+    """``trigger_queue`` as given, refused on lines without triggerer queues or when blank."""
+    if queue is None:
+        return None
+    if not isinstance(queue, str) or not queue.strip():
+        raise ValueError(f"trigger_queue must be a queue name such as 'slack_audit', got {queue!r}")
+    if not TRIGGERER_QUEUES:
+        raise ValueError(
+            f"trigger_queue={queue!r} needs Airflow 3.2 or later (triggerer queues); on this Airflow "
+            "every triggerer runs every trigger: drop trigger_queue"
+        )
+    return queue.strip()

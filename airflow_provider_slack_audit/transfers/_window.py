@@ -17,14 +17,17 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from airflow_provider_slack_audit._partitions import check_partition_key
 from airflow_provider_slack_audit.ingest.landing import WindowManifest, read_manifest
 from airflow_provider_slack_audit.ingest.manifest_check import ManifestCheckError, check_manifest
+from airflow_provider_slack_audit.ingest.windows import Window
 from airflow_provider_slack_audit.transfers._dialects import BatchCounts
 from airflow_provider_slack_audit.transfers._errors import error_summary
 from airflow_provider_slack_audit.transfers._schema import InvalidEntryError, Row, RowBuilder
 from airflow_provider_slack_audit.version_compat import AirflowFailException, ObjectStoragePath
 
 __all__ = [
+    "checked_event_extra",
     "landed_manifests",
     "landed_rows",
     "load_errors_classified",
@@ -36,11 +39,18 @@ __all__ = [
 
 
 def manifest_location(source: Any) -> str | ObjectStoragePath:
-    """The manifest a ``source`` names: the landing operator's summary, a dict with it, or a path.
+    """The manifest a ``source`` names: the landing operator's summary, a dict with it, an asset
+    event, or a path.
 
     The landing operator returns ``{"manifest": "<url>", "window": {...}, ...}``; its Asset events
-    carry the same keys in their ``extra``, so either can be passed as-is.
+    carry the same keys in their ``extra``, so either can be passed as-is. A partitioned event (or
+    an extra with ``partition_key``) must name the window its extra records: see
+    :func:`checked_event_extra`.
     """
+    if _is_asset_event(source):
+        source = checked_event_extra(source.extra, getattr(source, "partition_key", None))
+    elif isinstance(source, Mapping) and source.get("partition_key"):
+        source = checked_event_extra(source, None)
     if isinstance(source, Mapping):
         manifest = source.get("manifest")
         if not manifest:
@@ -58,6 +68,39 @@ def manifest_location(source: Any) -> str | ObjectStoragePath:
         f"or a manifest URL/path such as 'file:///data/slack_audit/_manifests/...manifest.json'; "
         f"got {type(source).__name__} {source!r}"
     )
+
+
+def _is_asset_event(source: Any) -> bool:
+    """An asset event as a run's ``triggering_asset_events`` holds it (an object with ``extra``)."""
+    return not isinstance(source, Mapping | str | ObjectStoragePath) and isinstance(
+        getattr(source, "extra", None), Mapping
+    )
+
+
+def checked_event_extra(extra: Mapping[str, Any], partition_key: str | None) -> dict[str, Any]:
+    """A landing's asset event ``extra``, its partition key checked against the window it records.
+
+    ``partition_key`` is the event's own key (Airflow 3.3 shows it on triggering events; 3.2 does
+    not, and then the key the landing operator copied into the extra is checked). A key naming
+    another window than the extra's means the event was not the landing's for that window: no load.
+    """
+    key = partition_key or extra.get("partition_key")
+    if key:
+        if partition_key and extra.get("partition_key") and extra["partition_key"] != partition_key:
+            raise AirflowFailException(
+                f"the asset event's partition key {partition_key!r} differs from the one its extra "
+                f"records, {extra['partition_key']!r}: load the manifest by its URL instead"
+            )
+        try:
+            check_partition_key(str(key), Window.from_json(extra["window"]))
+        except (KeyError, TypeError) as error:
+            raise AirflowFailException(
+                f"the asset event with partition key {key!r} records no window in its extra "
+                f"(keys: {sorted(extra)}): it was not emitted by the landing operator"
+            ) from error
+        except ValueError as error:
+            raise AirflowFailException(str(error)) from error
+    return dict(extra)
 
 
 def read_checked_manifest(source: Any, source_conn_id: str | None) -> WindowManifest:
@@ -160,12 +203,19 @@ def landed_manifests(
 
     Pass a run's ``triggering_asset_events`` (``triggering_dataset_events`` on Airflow 2). Several
     windows can land before the run starts (a backfill lands many days): each becomes one load.
-    Events without a manifest (e.g. created by hand in the UI) are skipped. A run no landing
-    triggered (a manual run) loads the manifest its configuration names, ``{"manifest": "<url>"}``.
+    Events without a manifest (e.g. created by hand in the UI) are skipped; a partitioned event
+    whose key names another window than its extra fails the task (:func:`checked_event_extra`).
+    In a partition-scheduled run they are the events of the run's partition, as Airflow chose them.
+    A run no landing triggered (a manual run) loads the manifest its configuration names,
+    ``{"manifest": "<url>"}``.
     """
     events = [event for per_asset in (triggering_events or {}).values() for event in per_asset]
     events.sort(key=lambda event: event.timestamp)
-    manifests = [dict(event.extra) for event in events if event.extra and event.extra.get("manifest")]
+    manifests = [
+        checked_event_extra(event.extra, getattr(event, "partition_key", None))
+        for event in events
+        if event.extra and event.extra.get("manifest")
+    ]
     conf = getattr(dag_run, "conf", None) or {}
     if not manifests and conf.get("manifest"):
         manifests = [{"manifest": str(conf["manifest"])}]

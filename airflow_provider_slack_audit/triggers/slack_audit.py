@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
 
+from airflow_provider_slack_audit._task_spec import start_spec
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient
 from airflow_provider_slack_audit.hooks.slack_audit import SlackAuditLogsHook
-from airflow_provider_slack_audit.ingest.outcome import run_ingest
+from airflow_provider_slack_audit.ingest.outcome import failure_outcome, run_ingest
 from airflow_provider_slack_audit.ingest.pipeline import IngestSpec
 from airflow_provider_slack_audit.version_compat import BaseTrigger, TriggerEvent, redact
 
@@ -30,7 +31,11 @@ class SlackAuditLogsTrigger(BaseTrigger):
 
     :param slack_audit_conn_id: the ``slack_audit`` connection; the token is read from it here, on
         the triggerer, with Airflow's async connection API.
-    :param spec: ``IngestSpec.to_json()`` of the window to land.
+    :param spec: ``IngestSpec.to_json()`` of the window to land, built by the operator on a worker.
+    :param arguments: instead of ``spec``, for a task started on the triggerer (Airflow 3.3+): the
+        operator's untemplated arguments as JSON; the templated ones (``oldest``, ``latest``,
+        ``destination``, ``overwrite``, ``reconcile``) are attributes the triggerer renders, and
+        the spec is built here from them and the run (see :meth:`start_kwargs`).
     """
 
     #: Seconds after it started before a triggerer reports a *permanent* error. A trigger that fails
@@ -39,32 +44,86 @@ class SlackAuditLogsTrigger(BaseTrigger):
     #: "killed externally" and retries it (apache/airflow#66374, #72716), so a permanent error would
     #: run twice. Ending the task from the trigger with TaskFailedEvent is no way out: since
     #: apache/airflow#69819 it honours the task's retries too. Only a real triggerer (which sets
-    #: ``task_instance``) holds the event; ``airflow dags test`` and the worker path have no race.
+    #: ``task_instance``) holds the event; ``airflow dags test``, the worker path and a task started
+    #: on the triggerer have no race.
     permanent_error_hold_seconds: float = 10.0
 
-    def __init__(self, slack_audit_conn_id: str, spec: dict[str, Any]) -> None:
+    #: The operator's templated arguments a trigger started on the triggerer renders there.
+    start_templated_fields: tuple[str, ...] = ("oldest", "latest", "destination", "overwrite", "reconcile")
+
+    def __init__(
+        self,
+        slack_audit_conn_id: str,
+        spec: dict[str, Any] | None = None,
+        *,
+        arguments: dict[str, Any] | None = None,
+        oldest: Any = None,
+        latest: Any = None,
+        destination: Any = None,
+        overwrite: Any = False,
+        reconcile: Any = False,
+    ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger is untyped
+        if (spec is None) == (arguments is None):
+            raise ValueError("pass the spec of the window to land, or (to start a task) its arguments")
         self.slack_audit_conn_id = slack_audit_conn_id
         self.spec = spec
+        self.arguments = arguments
+        self.oldest, self.latest, self.destination = oldest, latest, destination
+        self.overwrite, self.reconcile = overwrite, reconcile
+
+    @classmethod
+    def start_kwargs(
+        cls, *, slack_audit_conn_id: str, templated: dict[str, Any], arguments: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The kwargs of the trigger that starts a task on the triggerer (``StartTriggerArgs``).
+
+        The templated fields keep the operator's names, so the triggerer renders them with the
+        run's context before :meth:`run` builds the spec.
+        """
+        unknown = set(templated) - set(cls.start_templated_fields)
+        if unknown:
+            raise ValueError(f"not templated by the trigger: {sorted(unknown)}")
+        return {"slack_audit_conn_id": slack_audit_conn_id, "arguments": arguments, **templated}
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {"slack_audit_conn_id": self.slack_audit_conn_id, "spec": self.spec},
+        classpath = f"{type(self).__module__}.{type(self).__qualname__}"
+        if self.spec is not None:
+            return classpath, {"slack_audit_conn_id": self.slack_audit_conn_id, "spec": self.spec}
+        templated = {field: getattr(self, field) for field in self.start_templated_fields}
+        return classpath, self.start_kwargs(
+            slack_audit_conn_id=self.slack_audit_conn_id, templated=templated, arguments=self.arguments or {}
         )
+
+    def _started_spec(self) -> dict[str, Any]:
+        """The spec of a task started here, built as the operator builds it on a worker."""
+        if self.task_instance is None or not hasattr(self.task_instance, "get_template_context"):
+            raise ValueError("a trigger given arguments must run for a task started on the triggerer")
+        context = self.task_instance.get_template_context()
+        templated = {field: getattr(self, field) for field in self.start_templated_fields}
+        return start_spec(templated, self.arguments or {}, context, self.log).to_json()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = SlackAuditLogsHook(slack_audit_conn_id=self.slack_audit_conn_id)
         # Cancellation (triggerer shutdown, task timeout) propagates out of here without an event;
         # the next trigger instance skips the intervals this one committed.
         started = time.monotonic()
+        spec = self.spec
+        if spec is None:
+            try:
+                spec = self._started_spec()
+            except (ValueError, TypeError) as exc:  # arguments no retry can fix, as on a worker
+                yield TriggerEvent(failure_outcome(exc, redact=redact))  # type: ignore[no-untyped-call]
+                return
+            self.log.info("Started on the triggerer: landing %s", spec["window"])
 
         async def client() -> AsyncAuditLogsClient:
             # Old windows (a backfill) yield the org's shared budget to today's runs.
-            priority = IngestSpec.from_json(self.spec).priority(datetime.now(timezone.utc))
+            priority = IngestSpec.from_json(spec).priority(datetime.now(timezone.utc))
             return await hook.get_async_client(priority=priority)
 
-        outcome = await run_ingest(client, self.spec, redact=redact)
-        if outcome.get("kind") == "permanent" and self.task_instance is not None:
+        outcome = await run_ingest(client, spec, redact=redact)
+        # A task started here had no worker whose "success" the resumed try could race.
+        if outcome.get("kind") == "permanent" and self.task_instance is not None and self.spec is not None:
             await asyncio.sleep(max(0.0, started + self.permanent_error_hold_seconds - time.monotonic()))
         yield TriggerEvent(outcome)  # type: ignore[no-untyped-call]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_provider_slack_audit.version_compat import PARTITIONED_RUNS, coerce_to_core_timetable
+
 from support.example_dags import example_dag, parse_example_dags
 
 
@@ -33,3 +35,27 @@ def test_the_daily_dag_offers_reconcile_as_a_rerun_mode() -> None:
     dag = example_dag("slack_audit_daily.py", "slack_audit_daily")
     assert dag.params.get_param("mode").schema["enum"] == ["resume", "reconcile", "overwrite"]
     assert dag.get_task("land_audit_logs").reconcile == "{{ params.mode == 'reconcile' }}"
+
+
+@pytest.mark.skipif(not PARTITIONED_RUNS, reason="partition timetables arrived in Airflow 3.2")
+def test_the_partitioned_dags_land_a_utc_day_per_partition_and_load_per_partition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SLACK_AUDIT_WAREHOUSE_CONN_ID", "warehouse")
+    bag = parse_example_dags("slack_audit_partitioned.py")
+    assert bag.import_errors == {}
+    landing, warehouse = bag.dags["slack_audit_partitioned"], bag.dags["slack_audit_partitioned_warehouse"]
+
+    timetable = coerce_to_core_timetable(landing.timetable)
+    assert timetable.partitioned and timetable.serialize()["key_format"] == "%Y-%m-%d"  # the day key
+    assert coerce_to_core_timetable(warehouse.timetable).partitioned
+    assert {task.task_id for task in warehouse.tasks} == {"partition_windows", "load_into_warehouse"}
+
+
+@pytest.mark.skipif(PARTITIONED_RUNS, reason="lines with partition timetables define the partitioned DAGs")
+def test_the_partitioned_example_defines_no_dag_before_partition_timetables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SLACK_AUDIT_WAREHOUSE_CONN_ID", "warehouse")
+    bag = parse_example_dags("slack_audit_partitioned.py")
+    assert bag.import_errors == {} and bag.dags == {}
