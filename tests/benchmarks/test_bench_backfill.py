@@ -13,7 +13,6 @@ import json
 import math
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -59,7 +58,6 @@ def backfill_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         pytest.skip("needs the Debian postgresql binaries (apt-get install postgresql)")
     workdir = tmp_path_factory.mktemp("bench-backfill")
     report = workdir / "report.json"
-    started = time.monotonic()
     completed = subprocess.run(
         [
             sys.executable,
@@ -82,7 +80,6 @@ def backfill_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     figures: dict[str, Any] = json.loads(report.read_text())
-    figures["test_seconds"] = time.monotonic() - started
     figures["stdout"] = completed.stdout
     return figures
 
@@ -133,7 +130,6 @@ def test_backfill_report_prints_its_figures_and_targets(backfill_report: dict[st
     assert "Backfill on a real deployment" in stdout
     assert "| backfill wall <= 1.15 x max(budget bound, scheduling bound) |" in stdout
     assert "contenders" not in backfill_report  # the throughput scenario did not run
-    assert backfill_report["test_seconds"] < 300
 
 
 def _write_landing(root: Path, files: dict[str, list[str]]) -> None:
@@ -253,7 +249,7 @@ def test_one_scenario_can_run_alone(bench: ModuleType) -> None:
 
 def test_the_sampler_sums_a_process_tree(tmp_path: Path) -> None:
     # A parent that starts a child which allocates ~60 MB and spins: both count in the tree.
-    child = "import time; b = bytearray(60 * 2**20); t = time.time() + 3\nwhile time.time() < t: pass"
+    child = "import time; b = b'x' * (60 * 2**20); t = time.time() + 3\nwhile time.time() < t: pass"
     parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"
     process = subprocess.Popen([sys.executable, "-c", parent])
     try:
@@ -265,3 +261,20 @@ def test_the_sampler_sums_a_process_tree(tmp_path: Path) -> None:
     cpu = [sample.cpu_seconds for sample in sampler.samples]
     assert cpu == sorted(cpu)  # the child's CPU is kept after it exits
     assert cpu[-1] > 1.0
+
+
+def test_the_loop_stall_is_reported_whole_and_after_the_first_landed_window(backfill: ModuleType) -> None:
+    # Probed seconds 100..109; the backfill runs from 102 to 109, its first window lands at 105.
+    stalls = [
+        (100.0 + second, lateness) for second, lateness in enumerate([3, 4, 300, 25, 6, 9, 30, 5, 7, 8])
+    ]
+    figures = backfill._stall_figures(
+        stalls, idle_start=100.0, started=102.0, finished=109.0, first_landed=105.0
+    )
+    assert figures["idle_max_ms"] == 4
+    assert figures["max_ms"] == 300
+    assert figures["seconds_over_limit"] == 3
+    assert figures["warm_max_ms"] == 30
+    assert figures["warm_seconds_over_limit"] == 1
+    assert figures["warm_seconds_probed"] == 5
+    assert figures["timeline"][:2] == [(0.0, 300), (1.0, 25)]
