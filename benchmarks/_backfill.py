@@ -21,6 +21,7 @@ back from the landing (lost, duplicated, unexpected).
 
 from __future__ import annotations
 
+import bisect
 import gzip
 import json
 import math
@@ -48,6 +49,7 @@ from support.airflow_deployment import (  # noqa: E402
     AirflowDeployment,
     PostgresCluster,
     ProcessSampler,
+    RunState,
     airflow_deployment,
     postgres_cluster,
 )
@@ -146,12 +148,11 @@ def _empty_org_phase(
         deployment.unpause(DAG_ID)
         runs = deployment.wait_for_runs(DAG_ID, plan.days, timeout=plan.timeout)
         finished = time.time()
-    durations = [run.end - run.start for run in runs if run.start is not None and run.end is not None]
     return {
         "wall_seconds": finished - started,
         "runs": len(runs),
         "runs_succeeded": sum(run.state == "success" for run in runs),
-        "run_seconds_median": statistics.median(durations) if durations else None,
+        "run_seconds_median": _median_run_seconds(runs),
         "requests": len(server.logs_requests()),
     }
 
@@ -197,15 +198,20 @@ def _org_phase(
         "runs_succeeded": sum(run.state == "success" for run in runs),
         "events": len(expected),
         "peak_deferred": max((deferred for _, deferred, _ in timeline), default=0),
+        "run_seconds_median": _median_run_seconds(runs),
         # (seconds since the backfill started, tasks deferred, tasks succeeded), once a poll.
         "timeline": [(round(at - started, 1), deferred, done) for at, deferred, done in timeline],
     }
     figures.update(_request_figures(plan, requests, oldest, window_events, finished - started))
     figures["triggerer"] = _triggerer_figures(sampler, idle_start, started, finished, figures)
-    first_landed = next((at for at, _, done in timeline if done), None)
-    figures["loop_stall"] = _stall_figures(stalls, idle_start, started, finished, first_landed)
+    figures["loop_stall"] = _stall_figures(stalls, idle_start, started, finished, timeline)
     figures["landing"] = read_back(landing, expected)
     return figures
+
+
+def _median_run_seconds(runs: list[RunState]) -> float | None:
+    durations = [run.end - run.start for run in runs if run.start is not None and run.end is not None]
+    return statistics.median(durations) if durations else None
 
 
 def _request_figures(
@@ -271,13 +277,23 @@ def _stall_figures(
     idle_start: float,
     started: float,
     finished: float,
-    first_landed: float | None,
+    deferred: list[tuple[float, int, int]],
 ) -> dict[str, Any]:
-    """The probe's lateness while the backfill ran, and after its first window landed.
+    """The probe's lateness while the backfill ran, after its first window landed, and with none deferred.
 
     The first windows a triggerer process lands pay its one-time costs (imports, the filesystem
-    registry); from the first landed window on, the figure is what every later window costs.
+    registry); from the first landed window on, the figure is what every later window costs. The
+    seconds when no window was deferred (between runs) measure the machine, not the landing: on a
+    loaded machine the OS alone makes the probe late. ``deferred`` holds the polls of the backfill:
+    (Unix second, tasks deferred, tasks succeeded).
     """
+    first_landed = next((at for at, _, done in deferred if done), None)
+    polls = [at for at, _, _ in deferred]
+
+    def windows_at(second: float) -> int:
+        index = bisect.bisect_right(polls, second) - 1
+        return deferred[index][1] if index >= 0 else 0
+
     idle = [lateness for second, lateness in stalls if idle_start <= second < started]
     timeline = [(second - started, lateness) for second, lateness in stalls if started <= second <= finished]
     busy = sorted(lateness for _, lateness in timeline)
@@ -285,6 +301,9 @@ def _stall_figures(
         lateness
         for second, lateness in stalls
         if first_landed is not None and first_landed <= second <= finished
+    )
+    quiet = sorted(
+        lateness for second, lateness in stalls if started <= second <= finished and windows_at(second) == 0
     )
     return {
         "seconds_probed": len(busy),
@@ -296,6 +315,9 @@ def _stall_figures(
         "warm_p99_of_seconds_ms": warm[int(len(warm) * 0.99)] if warm else None,
         "warm_seconds_over_limit": sum(lateness > MAX_LOOP_STALL_MS for lateness in warm),
         "warm_seconds_probed": len(warm),
+        "no_window_max_ms": quiet[-1] if quiet else None,
+        "no_window_seconds_over_limit": sum(lateness > MAX_LOOP_STALL_MS for lateness in quiet),
+        "no_window_seconds_probed": len(quiet),
         # (seconds since the backfill started, largest lateness in that second): where the stalls are.
         "timeline": [(round(offset, 1), lateness) for offset, lateness in timeline],
     }
@@ -368,15 +390,15 @@ def backfill_lines(report: dict[str, Any]) -> list[str]:
         "",
         "| figure | measured |",
         "|---|---:|",
-        f"| wall time | {report['wall_seconds']:.0f} s "
-        f"({report['runs_succeeded']}/{report['runs']} runs succeeded) |",
+        f"| wall time | {report['wall_seconds']:.0f} s ({report['runs_succeeded']}/{report['runs']} runs "
+        f"succeeded; a run: median {_seconds(report['run_seconds_median'])}) |",
         f"| budget bound (accepted requests / budget) | {report['budget_bound_seconds']:.0f} s "
         f"({report['accepted_requests']} requests, {report['budget_used']:.0%} of the budget used) |",
     ]
     if scheduling:
         lines.append(
             f"| scheduling bound (the same backfill of an empty org) | {scheduling['wall_seconds']:.0f} s "
-            f"(a run: median {scheduling['run_seconds_median']:.1f} s) |"
+            f"(a run: median {_seconds(scheduling['run_seconds_median'])}) |"
         )
     lines += [
         f"| 429 answers | {report['rate_limited']} of {report['requests']} "
@@ -398,8 +420,12 @@ def backfill_lines(report: dict[str, Any]) -> list[str]:
         f"{_ms(stall['p99_of_seconds_ms'])}, {stall['seconds_over_limit']} of "
         f"{stall['seconds_probed']} seconds over {MAX_LOOP_STALL_MS:.0f} ms; "
         f"idle {_ms(stall['idle_max_ms'])}) |",
-        f"| largest loop stall once the first window had landed | {_ms(stall.get('warm_max_ms'))} "
-        f"({stall.get('warm_seconds_over_limit')} of {stall.get('warm_seconds_probed')} seconds over "
+        f"| largest loop stall once the first window had landed | {_ms(stall['warm_max_ms'])} "
+        f"({stall['warm_seconds_over_limit']} of {stall['warm_seconds_probed']} seconds over "
+        f"{MAX_LOOP_STALL_MS:.0f} ms) |",
+        "| largest loop stall with no window deferred (the machine's own) | "
+        f"{_ms(stall['no_window_max_ms'])} "
+        f"({stall['no_window_seconds_over_limit']} of {stall['no_window_seconds_probed']} seconds over "
         f"{MAX_LOOP_STALL_MS:.0f} ms) |",
         f"| landing read back | {landing['ids']:,} ids in {landing['files']} files: {landing['lost']} lost, "
         f"{landing['duplicated']} duplicated, {landing['unexpected']} unexpected |",
@@ -413,6 +439,10 @@ def _per_event(triggerer: dict[str, Any]) -> str:
         return "no events"
     share = triggerer["core_share_at_org_budget"]
     return f"{per_event:.1f} µs per event: {share:.0%} of a core at {ORG_EVENTS_PER_S:,.0f} events/s"
+
+
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} s"
 
 
 def _ms(value: float | None) -> str:

@@ -263,14 +263,16 @@ def test_the_sampler_sums_a_process_tree(tmp_path: Path) -> None:
     assert cpu[-1] > 1.0
 
 
-def test_the_loop_stall_is_reported_whole_and_after_the_first_landed_window(backfill: ModuleType) -> None:
+def test_the_loop_stall_is_reported_whole_after_the_first_window_and_with_none_deferred(
+    backfill: ModuleType,
+) -> None:
     # Probed seconds 100..109; the backfill runs from 102 to 109, its first window lands at 105.
     stalls = [
         (100.0 + second, lateness) for second, lateness in enumerate([3, 4, 300, 25, 6, 9, 30, 5, 7, 8])
     ]
-    figures = backfill._stall_figures(
-        stalls, idle_start=100.0, started=102.0, finished=109.0, first_landed=105.0
-    )
+    # Polls: no window deferred until 104, one from 104, the first landed at 105, none again from 108.
+    polls = [(102.0, 0, 0), (104.0, 1, 0), (105.0, 1, 1), (108.0, 0, 2)]
+    figures = backfill._stall_figures(stalls, idle_start=100.0, started=102.0, finished=109.0, deferred=polls)
     assert figures["idle_max_ms"] == 4
     assert figures["max_ms"] == 300
     assert figures["seconds_over_limit"] == 3
@@ -278,3 +280,7 @@ def test_the_loop_stall_is_reported_whole_and_after_the_first_landed_window(back
     assert figures["warm_seconds_over_limit"] == 1
     assert figures["warm_seconds_probed"] == 5
     assert figures["timeline"][:2] == [(0.0, 300), (1.0, 25)]
+    # 102, 103, 108 and 109 had no window deferred: the machine's own lateness.
+    assert figures["no_window_seconds_probed"] == 4
+    assert figures["no_window_max_ms"] == 300
+    assert figures["no_window_seconds_over_limit"] == 2
