@@ -249,7 +249,8 @@ def test_one_scenario_can_run_alone(bench: ModuleType) -> None:
 
 def test_the_sampler_sums_a_process_tree(tmp_path: Path) -> None:
     # A parent that starts a child which allocates ~60 MB and spins: both count in the tree.
-    child = "import time; b = b'x' * (60 * 2**20); t = time.time() + 3\nwhile time.time() < t: pass"
+    # It spins for 1.5 s of CPU, not of wall time: a loaded machine stretches the wait, not the figure.
+    child = "import time; b = b'x' * (60 * 2**20)\nwhile time.process_time() < 1.5: pass"
     parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"
     process = subprocess.Popen([sys.executable, "-c", parent])
     try:
