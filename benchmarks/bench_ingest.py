@@ -352,12 +352,15 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         # The API's limit is optimistic (a page never splits a second), so the pages can number a
         # little fewer than ceil(N/9999): the floor is what the wire loop needed, not that formula.
         requests, optimal = contenders["ours"]["requests"], report["optimal_requests"]
-        least = contenders["wire"]["requests"] if "wire" in contenders else optimal
-        target(
-            f"ours requests <= ceil(N/{MAX_LIMIT}) = {optimal} and == wire's {least}",
-            requests,
-            requests <= optimal and requests == least,
-        )
+        if "wire" in contenders:
+            least = contenders["wire"]["requests"]
+            target(
+                f"ours requests <= ceil(N/{MAX_LIMIT}) = {optimal} and == wire's {least}",
+                requests,
+                requests <= optimal and requests == least,
+            )
+        else:
+            target(f"ours requests <= ceil(N/{MAX_LIMIT}) = {optimal}", requests, requests <= optimal)
     if "ours" in contenders and "ours_1h" in contenders:
         value = _median_ratio(contenders["ours_1h"], contenders["ours"])
         target("ours_1h (24 files) events/s within 10% of ours (1 file)", value, value >= 0.9)
@@ -413,7 +416,8 @@ def _throughput_lines(report: dict[str, Any]) -> list[str]:
         f"{MAX_LIMIT}; each contender in its own process; medians of {report['rounds']} round(s) "
         "(the x columns: medians of the per-round ratios).",
         "",
-        "| contender | what it does | events/s | CPU µs/event | core share at 8,333 events/s | peak RSS MB "
+        "| contender | what it does | events/s | CPU µs/event "
+        f"| core share at {ORG_EVENTS_PER_S:,.0f} events/s | peak RSS MB "
         "| RSS growth MB | requests (ceil N/9999) | x slack_sdk | x raw | x wire |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]

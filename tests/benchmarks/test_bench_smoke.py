@@ -201,3 +201,11 @@ def _figures(
         "peak_rss_mb": 60.0,
         "rss_growth_mb": 10.0,
     }
+
+
+def test_without_the_wire_contender_ours_requests_are_held_to_the_formula_alone(bench: ModuleType) -> None:
+    # The API's limit is optimistic: a window can need fewer pages than ceil(N/9999), never more.
+    for requests, met in ((1, True), (2, False)):
+        contenders = bench.summarize({"ours": [{**_figures(), "requests": requests}]}, events=100)
+        found = {target["target"]: target["met"] for target in bench.targets(_report(contenders, bench))}
+        assert found["ours requests <= ceil(N/9999) = 1"] is met
