@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -25,7 +26,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.system,
     pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="the harness runs Airflow 3's components"),
-    pytest.mark.skipif(postgres_bindir() is None, reason="needs the Debian postgresql binaries"),
 ]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,6 +36,10 @@ EVENTS = 60_000  # ~3-4 pages a day: at 20 requests a minute, each window stays 
 
 
 def test_a_backfill_survives_a_triggerer_kill_and_lands_every_id_once(tmp_path: Path) -> None:
+    if postgres_bindir() is None:
+        # Skip on a laptop, fail in CI: CI must never pass by testing less.
+        missing = pytest.fail if os.environ.get("CI") else pytest.skip
+        missing("needs the Debian postgresql binaries (apt-get install postgresql)")
     today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     first = today - timedelta(days=DAYS)
     landing = tmp_path / "landing"
