@@ -62,6 +62,8 @@ demo: $(DEMO_STAMP)
 docs: $(STAMP)
 	$(BIN)/sphinx-build -q -W --keep-going -n -b html $(DOCS_SRC) $(DOCS_BUILD)/html
 
+# Every scenario; BENCH_ARGS="--scenario backfill" for one, "--quick" for a short run. The backfill
+# scenario runs a real Airflow on a throwaway PostgreSQL: the Debian binaries (`make services`).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_ingest.py $(BENCH_ARGS)
 

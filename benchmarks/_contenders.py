@@ -247,21 +247,23 @@ def measure(name: str, job: Job) -> dict[str, Any]:
     """Run one contender once and report its figures.
 
     The clock runs from just before the first request to the return of the contender, which comes
-    after its last byte is written (and, for ours, committed). Imports and the session are set up
+    after its last byte is written (and, for ours, committed); the CPU time is the process's over the
+    same span. Imports and the session are set up
     before the clock starts and before the baseline RSS is taken, so growth is what the run costs.
     """
     contender = CONTENDERS[name]
     meter = TrafficMeter()
 
-    async def run() -> tuple[int, float, float]:
+    async def run() -> tuple[int, float, float, float]:
         async with meter.session() as session:
             rss_before = current_rss_mb()
+            cpu_started = time.process_time()
             started = time.perf_counter()
             events = await contender(job, session)
-            return events, time.perf_counter() - started, rss_before
+            return events, time.perf_counter() - started, time.process_time() - cpu_started, rss_before
 
     _preload(name)
-    events, seconds, rss_before = asyncio.run(run())
+    events, seconds, cpu_seconds, rss_before = asyncio.run(run())
     peak = peak_rss_mb()
     return {
         "contender": name,
@@ -271,6 +273,9 @@ def measure(name: str, job: Job) -> dict[str, Any]:
         "statuses": {str(status): count for status, count in sorted(meter.statuses.items())},
         "body_bytes": meter.body_bytes,
         "events_per_s": events / seconds,
+        # Every thread of the process: the event loop's and the stream's (both hold the GIL).
+        "cpu_seconds": cpu_seconds,
+        "cpu_us_per_event": cpu_seconds / events * 1e6 if events else 0.0,
         "mb_per_s": meter.body_bytes / _MB / seconds,
         "rss_before_mb": rss_before,
         "peak_rss_mb": peak,

@@ -42,6 +42,11 @@ def bench_run(
             "1",
             "--rate-budget-seconds",
             "3",
+            # The backfill scenario (a real deployment) has its own smoke test: test_bench_backfill.py.
+            "--scenario",
+            "throughput",
+            "--scenario",
+            "rate-budget",
             "--json",
             str(report),
             "--workdir",
@@ -135,23 +140,57 @@ def test_a_contender_short_of_events_is_reported_as_lost_data(bench: ModuleType)
     assert bench.lost_data(report) == ["raw saw 99 of 100 events"]
 
 
-def test_a_missed_speed_target_is_reported_as_not_met(bench: ModuleType) -> None:
-    contenders = bench.summarize(
-        {"slack_sdk": [_figures(events_per_s=10.0)], "ours": [_figures(events_per_s=50.0)]}, events=100
-    )
-    report = {
+def _cpu_guard(ours: dict[str, Any], slack_sdk: dict[str, Any], bench: ModuleType) -> dict[str, Any]:
+    contenders = bench.summarize({"slack_sdk": [slack_sdk], "ours": [ours]}, events=100)
+    return {target["target"]: target for target in bench.targets(_report(contenders, bench))}
+
+
+def _report(contenders: dict[str, Any], bench: ModuleType) -> dict[str, Any]:
+    return {
         "events": 100,
         "optimal_requests": 1,
         "contenders": contenders,
         "ratios": bench.ratios(contenders),
     }
-    found = {target["target"]: target for target in bench.targets(report)}
-    assert found["ours events/s >= 8.0x slack_sdk"]["value"] == 5.0
-    assert found["ours events/s >= 8.0x slack_sdk"]["met"] is False
 
 
-def _figures(*, events: int = 100, events_per_s: float = 1.0) -> dict[str, Any]:
+SPEED = "ours events/s >= 4x slack_sdk"
+CORE_SHARE = "ours CPU at the org's whole budget (8,332 events/s) <= 10% of a core"
+
+
+def test_a_missed_speed_target_is_reported_as_not_met(bench: ModuleType) -> None:
+    found = _cpu_guard(_figures(events_per_s=35.0), _figures(events_per_s=10.0), bench)
+    assert found[SPEED]["value"] == 3.5
+    assert found[SPEED]["met"] is False
+
+
+def test_the_cpu_guard_is_met_at_4x_and_a_tenth_of_a_core(bench: ModuleType) -> None:
+    # 10 µs of CPU per event x 8,332 events/s = 8.3% of a core.
+    found = _cpu_guard(_figures(events_per_s=40.0, cpu_us_per_event=10.0), _figures(events_per_s=10.0), bench)
+    assert found[SPEED]["met"] is True
+    assert found[CORE_SHARE]["value"] == pytest.approx(0.0833, abs=1e-4)
+    assert found[CORE_SHARE]["met"] is True
+
+
+def test_a_landing_path_needing_over_a_tenth_of_a_core_misses_the_cpu_guard(bench: ModuleType) -> None:
+    found = _cpu_guard(_figures(events_per_s=40.0, cpu_us_per_event=13.0), _figures(events_per_s=10.0), bench)
+    assert found[CORE_SHARE]["met"] is False
+
+
+def test_the_retired_ratio_targets_are_gone(bench: ModuleType) -> None:
+    contenders = bench.summarize(
+        {name: [_figures()] for name in ("wire", "raw", "slack_sdk", "ours", "ours_gzip")}, events=100
+    )
+    names = [target["target"] for target in bench.targets(_report(contenders, bench))]
+    assert not [name for name in names if "x raw" in name or "x wire" in name or "ours_gzip" in name]
+    assert [name for name in names if "slack_sdk" in name] == [SPEED]
+
+
+def _figures(
+    *, events: int = 100, events_per_s: float = 1.0, cpu_us_per_event: float = 9.0
+) -> dict[str, Any]:
     return {
+        "cpu_us_per_event": cpu_us_per_event,
         "events": events,
         "seconds": events / events_per_s,
         "requests": 1,
@@ -162,3 +201,11 @@ def _figures(*, events: int = 100, events_per_s: float = 1.0) -> dict[str, Any]:
         "peak_rss_mb": 60.0,
         "rss_growth_mb": 10.0,
     }
+
+
+def test_without_the_wire_contender_ours_requests_are_held_to_the_formula_alone(bench: ModuleType) -> None:
+    # The API's limit is optimistic: a window can need fewer pages than ceil(N/9999), never more.
+    for requests, met in ((1, True), (2, False)):
+        contenders = bench.summarize({"ours": [{**_figures(), "requests": requests}]}, events=100)
+        found = {target["target"]: target["met"] for target in bench.targets(_report(contenders, bench))}
+        assert found["ours requests <= ceil(N/9999) = 1"] is met
