@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow_provider_slack_audit._partitions import partition_day_window
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec
-from airflow_provider_slack_audit.ingest.validation import (
-    check_destination,
+from airflow_provider_slack_audit.ingest.spec import (
+    IngestSpec,
     normalize_actions,
+    parse_destination_url,
     storage_path_url,
 )
 from airflow_provider_slack_audit.ingest.windows import Window, parse_datetime
@@ -48,7 +48,7 @@ def start_spec(
     spec = IngestSpec(
         window=resolve_window(templated.get("oldest"), templated.get("latest"), context, log),
         interval=_duration(arguments["interval"]),
-        destination=check_destination(str(templated["destination"])),
+        destination=parse_destination_url(str(templated["destination"])),
         destination_conn_id=arguments.get("destination_conn_id"),
         action=normalize_actions(arguments.get("action")),
         actor=arguments.get("actor"),

@@ -184,7 +184,8 @@ def _ours(
 
     async def ours(job: Job, session: aiohttp.ClientSession) -> int:
         from airflow_provider_slack_audit.client import AsyncAuditLogsClient
-        from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
+        from airflow_provider_slack_audit.ingest.pipeline import ingest_window
+        from airflow_provider_slack_audit.ingest.spec import IngestSpec
         from airflow_provider_slack_audit.ingest.windows import Window
 
         # The window [oldest, latest + 1) queries exactly [oldest, latest] (latest is inclusive).

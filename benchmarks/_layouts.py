@@ -25,7 +25,8 @@ LAYOUTS = {"1 h files (24)": timedelta(hours=1), "1 day file (1)": timedelta(day
 def _land(base_url: str, day: datetime, interval: timedelta, dest: Path) -> dict[str, Any]:
     from airflow_provider_slack_audit.client import AsyncAuditLogsClient
     from airflow_provider_slack_audit.ingest import Window
-    from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
+    from airflow_provider_slack_audit.ingest.pipeline import ingest_window
+    from airflow_provider_slack_audit.ingest.spec import IngestSpec
 
     spec = IngestSpec(
         window=Window(day, day + timedelta(days=1)),

@@ -65,7 +65,7 @@ def measure(base_url: str, oldest: int, latest: int, dest: Path, *, interval_hou
 
     from airflow_provider_slack_audit.client import AsyncAuditLogsClient
     from airflow_provider_slack_audit.ingest import Window
-    from airflow_provider_slack_audit.ingest.pipeline import IngestSpec
+    from airflow_provider_slack_audit.ingest.spec import IngestSpec
 
     window = Window(
         datetime.fromtimestamp(oldest, timezone.utc), datetime.fromtimestamp(latest + 1, timezone.utc)

@@ -79,7 +79,8 @@ def run_rate_budget(plan: RateBudgetPlan) -> dict[str, Any]:
 
 async def _ingest_concurrently(plan: RateBudgetPlan, base_url: str, destination: Path) -> dict[str, Any]:
     from airflow_provider_slack_audit.client import AsyncAuditLogsClient
-    from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
+    from airflow_provider_slack_audit.ingest.pipeline import ingest_window
+    from airflow_provider_slack_audit.ingest.spec import IngestSpec
     from airflow_provider_slack_audit.ingest.windows import Window
     from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 

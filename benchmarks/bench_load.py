@@ -83,7 +83,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def land(events: int, destination: Path) -> tuple[str, int]:
     """Land one day of ``events`` from the fake server; returns (manifest URL, events landed)."""
     from airflow_provider_slack_audit.client import AsyncAuditLogsClient
-    from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
+    from airflow_provider_slack_audit.ingest.pipeline import ingest_window
+    from airflow_provider_slack_audit.ingest.spec import IngestSpec
     from airflow_provider_slack_audit.ingest.windows import Window
 
     logging.getLogger("airflow_provider_slack_audit").setLevel(logging.WARNING)  # one line per interval

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from airflow_provider_slack_audit.ingest.windows import Interval, Window
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
@@ -38,26 +38,7 @@ from .landing.ledger import (
     relative_entry_path,
 )
 from .landing.plan import duration
-
-
-class WindowFindings(Protocol):
-    """What the ledger check reads of one manifest's findings (``verify.WindowReport`` has it)."""
-
-    manifest: str
-    window: Window
-    problems: list[str]
-
-
-class Findings(Protocol):
-    """The findings the ledger check adds to (``verify.VerifyReport`` has them)."""
-
-    problems: list[str]
-    notes: list[str]
-    gaps: list[dict[str, str]]
-    ledger: dict[str, Any] | None
-
-    @property
-    def windows(self) -> Sequence[WindowFindings]: ...
+from .report import VerifyReport, WindowReport
 
 
 @dataclass(frozen=True)
@@ -80,7 +61,7 @@ class _Entry:
 
 def check_ledger(
     root: ObjectStoragePath,
-    report: Findings,
+    report: VerifyReport,
     *,
     manifests: Collection[str],
     present: Collection[str],
@@ -127,7 +108,7 @@ def check_ledger(
         report.ledger = {"entries": len(entries), "head": LedgerHead(head.seq, head.sha256).to_json()}
 
 
-def report_gaps(report: Findings, scope: Window) -> None:
+def report_gaps(report: VerifyReport, scope: Window) -> None:
     """Every second of ``scope`` no window manifest in the report covers, as failing ranges."""
     covered = sorted((window.window.start, window.window.end) for window in report.windows)
     cursor = scope.start
@@ -150,7 +131,7 @@ def report_gaps(report: Findings, scope: Window) -> None:
         )
 
 
-def _read_entries(ledger: Ledger, report: Findings) -> dict[int, _Entry]:
+def _read_entries(ledger: Ledger, report: VerifyReport) -> dict[int, _Entry]:
     entries: dict[int, _Entry] = {}
     for name in ledger.names():
         relative = f"{LEDGER_DIR}/{name}"
@@ -173,7 +154,7 @@ def _read_entries(ledger: Ledger, report: Findings) -> dict[int, _Entry]:
     return dict(sorted(entries.items()))
 
 
-def _check_chain(entries: Mapping[int, _Entry], report: Findings) -> None:
+def _check_chain(entries: Mapping[int, _Entry], report: VerifyReport) -> None:
     if not entries:
         return
     missing = [seq for seq in range(1, max(entries) + 1) if seq not in entries]
@@ -200,7 +181,7 @@ def _check_chain(entries: Mapping[int, _Entry], report: Findings) -> None:
             )
 
 
-def _check_descriptor(root: ObjectStoragePath, entries: Mapping[int, _Entry], report: Findings) -> None:
+def _check_descriptor(root: ObjectStoragePath, entries: Mapping[int, _Entry], report: VerifyReport) -> None:
     recorded = [entry for entry in entries.values() if entry.document.get("descriptor_sha256")]
     if not recorded:
         return
@@ -226,9 +207,9 @@ def _check_manifest(
     relative: str,
     entries: Mapping[int, _Entry],
     entry: _Entry | None,
-    window: WindowFindings | None,
+    window: WindowReport | None,
     scope: Window | None,
-    report: Findings,
+    report: VerifyReport,
 ) -> None:
     """One manifest present: its latest entry's bytes, and the ledger head it names."""
     try:
@@ -291,7 +272,7 @@ def _check_missing_manifest(
     entry: _Entry,
     present: Collection[str],
     commits: Mapping[str, IntervalCommit],
-    report: Findings,
+    report: VerifyReport,
 ) -> None:
     """A manifest the ledger records is gone: say so, and which of its intervals went with it."""
     document = entry.document
@@ -325,7 +306,7 @@ def _check_missing_manifest(
             )
 
 
-def _check_anchor(entries: Mapping[int, _Entry], expect: LedgerHead, report: Findings) -> None:
+def _check_anchor(entries: Mapping[int, _Entry], expect: LedgerHead, report: VerifyReport) -> None:
     last = max(entries) if entries else 0
     entry = entries.get(expect.seq)
     if expect.seq > last:
@@ -354,4 +335,4 @@ def _ranges(numbers: list[int]) -> list[tuple[int, int]]:
     return ranges
 
 
-__all__ = ["Findings", "WindowFindings", "check_ledger", "report_gaps"]
+__all__ = ["check_ledger", "report_gaps"]

@@ -21,9 +21,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from airflow_provider_slack_audit.client.errors import SlackAuditLogsApiError, hint
+from airflow_provider_slack_audit.ingest.pipeline import ingest_window
 
 from .errors import kind_of
-from .pipeline import ingest_window
 from .spec import IngestSpec
 from .stream import IngestClient
 

@@ -35,13 +35,11 @@ from typing import Any
 from airflow_provider_slack_audit import __version__
 from airflow_provider_slack_audit.client.errors import SlackAuditLogsApiError
 
-from .errors import DestinationConflictError, EvidenceLossError, InvalidEntryError  # merge shim
 from .evidence import public_base_url
 from .landing import IntervalCommit, Landing
 from .landing.lease import LeaseSettings, RunLeases
 from .monitor import observe_window
 from .registry import NameSampler
-from .routing import DEDUP_HORIZON_SECONDS  # merge shim
 from .spec import IngestSpec, IngestSummary, check_destination_fits
 from .stream import IngestClient, OutOfOrder, RunStream, WindowRead
 from .windows import Interval
@@ -298,15 +296,4 @@ def _run_figures(shared: WindowRead, started_at: datetime) -> dict[str, Any]:
     return figures
 
 
-__all__ = [
-    "DEDUP_HORIZON_SECONDS",
-    "MAX_CURSOR_RESTARTS",  # merge shim: its home is ingest.routing
-    "DestinationConflictError",  # merge shim: its home is ingest.errors
-    "EvidenceLossError",  # merge shim: its home is ingest.errors
-    "IngestClient",  # merge shim: its home is ingest.stream
-    "IngestSpec",  # merge shim: its home is ingest.spec
-    "IngestSummary",  # merge shim: its home is ingest.spec
-    "InvalidEntryError",  # merge shim: its home is ingest.errors
-    "check_destination_fits",  # merge shim: its home is ingest.spec
-    "ingest_window",
-]
+__all__ = ["MAX_CURSOR_RESTARTS", "ingest_window"]

@@ -37,7 +37,7 @@ import msgspec
 from airflow_provider_slack_audit.client.response import RawEntry
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
-from .landing.writer import is_local, write_small_file
+from .landing._fs import is_local, write_small_file
 
 log = logging.getLogger(__name__)
 

@@ -28,12 +28,11 @@ from urllib.parse import urlsplit
 
 from airflow_provider_slack_audit.client.async_client import MAX_LIMIT
 from airflow_provider_slack_audit.client.ratelimit import Priority, infer_priority
+from airflow_provider_slack_audit.ingest.landing.plan import DestinationLayout
 
-from .destination_check import DestinationLayout
 from .landing import Landing
-from .landing.descriptor import prepare_destination
 from .landing.layout import Compression
-from .retention import check_object_lock, validate_retention
+from .retention import validate_retention
 from .stores import check_store
 from .windows import Interval, Window
 
@@ -405,7 +404,5 @@ def check_destination_fits(
             conn_id=spec.destination_conn_id,
             retention=spec.retention,
         )
-    if landing.retention is not None:
-        check_object_lock(landing.destination)
     layout = DestinationLayout(grid=spec.interval, compression=spec.compression, query=spec.query)
-    return prepare_destination(landing.destination, spec.window, layout, record=record)
+    return landing.prepare(spec.window, layout, record=record)

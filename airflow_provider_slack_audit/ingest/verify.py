@@ -33,10 +33,10 @@ import msgspec
 from airflow_provider_slack_audit import __version__
 from airflow_provider_slack_audit.client.response import EntryKey
 from airflow_provider_slack_audit.ingest import evidence
-from airflow_provider_slack_audit.ingest.windows import Interval, Window
+from airflow_provider_slack_audit.ingest.landing.plan import describe_query, duration
+from airflow_provider_slack_audit.ingest.windows import Interval, Window, crosses_cells
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
-from .destination_check import crosses_cells, describe_query, duration
 from .landing import layout
 from .landing.commit import IntervalCommit
 from .landing.descriptor import DESCRIPTOR_NAME, DestinationDescriptor, read_descriptor

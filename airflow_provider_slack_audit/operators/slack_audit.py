@@ -23,10 +23,11 @@ from airflow_provider_slack_audit._task_spec import (
 )
 from airflow_provider_slack_audit.hooks.slack_audit import ClientOptions, SlackAuditLogsHook
 from airflow_provider_slack_audit.ingest.outcome import describe_failure, is_retryable, is_success, run_ingest
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, check_destination_fits
-from airflow_provider_slack_audit.ingest.validation import (
-    check_destination,
+from airflow_provider_slack_audit.ingest.spec import (
+    IngestSpec,
+    check_destination_fits,
     normalize_actions,
+    parse_destination_url,
     storage_path_url,
 )
 from airflow_provider_slack_audit.ingest.windows import Window
@@ -298,7 +299,7 @@ class SlackAuditLogsOperator(BaseOperator):
 
     def _check_local_destination(self, spec: IngestSpec) -> None:
         """Refuse, before deferring, a run that does not fit its local destination (one destination,
-        one truth: see ``ingest.destination_check``). Cheap locally; an object store is checked by the
+        one truth: see ``ingest.landing.plan``). Cheap locally; an object store is checked by the
         trigger, before its first request, rather than from the worker."""
         if not spec.destination.startswith(("file:", "local:")):
             return
@@ -375,9 +376,9 @@ class SlackAuditLogsOperator(BaseOperator):
         """The destination URL and its storage connection id (the argument wins over the path's)."""
         destination = self.destination
         if isinstance(destination, ObjectStoragePath):
-            url = check_destination(storage_path_url(destination))
+            url = parse_destination_url(storage_path_url(destination))
             return url, self.destination_conn_id or storage_conn_id(destination)
-        return check_destination(destination), self.destination_conn_id
+        return parse_destination_url(destination), self.destination_conn_id
 
     def _record_asset_events(self, context: Context, summary: dict[str, Any]) -> None:
         """Attach the manifest and window to the outlet asset events, for data-aware DAGs downstream.
@@ -441,7 +442,7 @@ def _default_outlets(destination: str | ObjectStoragePath) -> list[Asset]:
     if not url.strip() or "{{" in url or "{%" in url:
         return []
     try:
-        return [Asset(_asset_uri(check_destination(url)))]
+        return [Asset(_asset_uri(parse_destination_url(url)))]
     except (TypeError, ValueError):
         return []
 

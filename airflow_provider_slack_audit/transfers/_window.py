@@ -18,8 +18,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from airflow_provider_slack_audit._partitions import check_partition_key
+from airflow_provider_slack_audit.ingest.errors import ManifestCheckError
 from airflow_provider_slack_audit.ingest.landing import WindowManifest, read_manifest
-from airflow_provider_slack_audit.ingest.manifest_check import ManifestCheckError, check_manifest
+from airflow_provider_slack_audit.ingest.landing.manifest import check_manifest
 from airflow_provider_slack_audit.ingest.windows import Window
 from airflow_provider_slack_audit.transfers._dialects import BatchCounts
 from airflow_provider_slack_audit.transfers._errors import error_summary

@@ -18,7 +18,7 @@ from airflow_provider_slack_audit._task_spec import start_spec
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient
 from airflow_provider_slack_audit.hooks.slack_audit import SlackAuditLogsHook
 from airflow_provider_slack_audit.ingest.outcome import failure_outcome, run_ingest
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec
+from airflow_provider_slack_audit.ingest.spec import IngestSpec
 from airflow_provider_slack_audit.version_compat import BaseTrigger, TriggerEvent, redact
 
 

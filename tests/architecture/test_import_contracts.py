@@ -23,6 +23,9 @@ CLIENT = "The client imports no Airflow and nothing of the package but itself"
 INGEST = "The ingest path imports no hook, trigger, operator or transfer"
 TESTING = "No production module imports the test doubles (airflow_provider_slack_audit.testing)"
 LAYERS = "Each part of the package imports only the parts below it"
+INGEST_LAYERS = "The ingest's modules import only the layers below them"
+LANDING_LAYERS = "The landing's modules import only the layers below them"
+CONTRACTS = (CLIENT, INGEST, TESTING, LAYERS, INGEST_LAYERS, LANDING_LAYERS)
 
 # lint-imports runs once per case (a few seconds each); `make lint` runs it on the tree itself.
 pytestmark = pytest.mark.slow
@@ -53,7 +56,7 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
 def verdicts(output: str) -> dict[str, str]:
     """Contract name -> KEPT or BROKEN, from lint-imports' summary (however it wraps the lines)."""
     flat = " ".join(output.split())
-    names = (CLIENT, INGEST, TESTING, LAYERS)
+    names = CONTRACTS
     found = {name: re.search(re.escape(name) + r" (KEPT|BROKEN)", flat) for name in names}
     return {name: match.group(1) for name, match in found.items() if match}
 
@@ -70,7 +73,7 @@ def test_the_contracts_hold_on_the_package_as_it_is(package_copy: Path) -> None:
     result = lint_imports(package_copy)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert verdicts(result.stdout) == dict.fromkeys((CLIENT, INGEST, TESTING, LAYERS), "KEPT")
+    assert verdicts(result.stdout) == dict.fromkeys(CONTRACTS, "KEPT")
 
 
 @pytest.mark.parametrize(
@@ -112,6 +115,26 @@ def test_the_contracts_hold_on_the_package_as_it_is(package_copy: Path) -> None:
             f"from {PACKAGE}.triggers import slack_audit  # noqa",
             LAYERS,
             id="hook-imports-a-trigger",
+        ),
+        pytest.param(
+            "ingest/landing/layout.py",
+            "from typing import TYPE_CHECKING\n"
+            f"if TYPE_CHECKING:\n    from {PACKAGE}.ingest.spec import IngestSpec",
+            INGEST_LAYERS,
+            id="landing-imports-the-spec-for-typing-only",
+        ),
+        pytest.param(
+            "ingest/stream.py",
+            f"from {PACKAGE}.ingest import monitor  # noqa",
+            INGEST_LAYERS,
+            id="stream-imports-its-sibling-monitor",
+        ),
+        pytest.param(
+            "ingest/landing/writer.py",
+            "from typing import TYPE_CHECKING\n"
+            f"if TYPE_CHECKING:\n    from {PACKAGE}.ingest.landing.destination import Landing",
+            LANDING_LAYERS,
+            id="writer-imports-the-landing-facade-for-typing-only",
         ),
     ],
 )

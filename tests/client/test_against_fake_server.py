@@ -191,7 +191,8 @@ async def test_a_gateways_ok_false_200_commits_nothing_through_ingest_window(
     tmp_path: Path, code: str, kind: str
 ) -> None:
     from airflow_provider_slack_audit.ingest import Window
-    from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
+    from airflow_provider_slack_audit.ingest.pipeline import ingest_window
+    from airflow_provider_slack_audit.ingest.spec import IngestSpec
 
     window = Window(START, START + timedelta(hours=2))
     faults = FaultPlan(rates={"ok_false_200": 1.0}, ok_false_error=code)

@@ -33,7 +33,8 @@ from airflow_provider_slack_audit.client.retry import (
 )
 from airflow_provider_slack_audit.ingest import Window
 from airflow_provider_slack_audit.ingest.outcome import failure_outcome
-from airflow_provider_slack_audit.ingest.pipeline import MAX_CURSOR_RESTARTS, IngestSpec, ingest_window
+from airflow_provider_slack_audit.ingest.pipeline import MAX_CURSOR_RESTARTS, ingest_window
+from airflow_provider_slack_audit.ingest.spec import IngestSpec
 from airflow_provider_slack_audit.testing import EventSet, FakeAuditLogsServer, FaultPlan, ManualClock
 from airflow_provider_slack_audit.version_compat import redact
 

@@ -18,7 +18,8 @@ import pytest
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient
 from airflow_provider_slack_audit.ingest import Landing, Window
 from airflow_provider_slack_audit.ingest.landing import layout
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, IngestSummary, ingest_window
+from airflow_provider_slack_audit.ingest.pipeline import ingest_window
+from airflow_provider_slack_audit.ingest.spec import IngestSpec, IngestSummary
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer, ManualClock
 
 from support.audit_entries import manifest_document

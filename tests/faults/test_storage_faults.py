@@ -20,7 +20,8 @@ from airflow_provider_slack_audit.ingest import Window
 from airflow_provider_slack_audit.ingest.errors import kind_of
 from airflow_provider_slack_audit.ingest.landing import _fs as landing_files
 from airflow_provider_slack_audit.ingest.outcome import failure_outcome
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
+from airflow_provider_slack_audit.ingest.pipeline import ingest_window
+from airflow_provider_slack_audit.ingest.spec import IngestSpec
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 from airflow_provider_slack_audit.version_compat import redact
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_slack_audit.ingest import Window
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec
+from airflow_provider_slack_audit.ingest.spec import IngestSpec
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer, FaultPlan
 from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger
 from airflow_provider_slack_audit.version_compat import TriggerEvent

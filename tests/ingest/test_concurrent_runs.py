@@ -17,7 +17,8 @@ import pytest
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient
 from airflow_provider_slack_audit.ingest import Window
 from airflow_provider_slack_audit.ingest.landing.lease import LeaseSettings
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
+from airflow_provider_slack_audit.ingest.pipeline import ingest_window
+from airflow_provider_slack_audit.ingest.spec import IngestSpec
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 
 from support.landing_invariants import assert_landing_sound, server_ids, temp_files

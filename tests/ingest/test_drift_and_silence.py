@@ -15,13 +15,14 @@ import pytest
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient, AuditLogsResponse
 from airflow_provider_slack_audit.ingest import Window
 from airflow_provider_slack_audit.ingest.monitor import judge_silence
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, IngestSummary, ingest_window
+from airflow_provider_slack_audit.ingest.pipeline import ingest_window
 from airflow_provider_slack_audit.ingest.registry import (
     MAX_REGISTRY_NAMES,
     SAMPLE_PER_PAGE,
     SUMMARY_EXAMPLES,
     sample_positions,
 )
+from airflow_provider_slack_audit.ingest.spec import IngestSpec, IngestSummary
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 
 DAY0 = datetime(2026, 1, 4, tzinfo=timezone.utc)

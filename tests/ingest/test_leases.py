@@ -31,7 +31,8 @@ from airflow_provider_slack_audit.ingest.landing.lease import (
     LeaseWaitTimeout,
     RunLeases,
 )
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
+from airflow_provider_slack_audit.ingest.pipeline import ingest_window
+from airflow_provider_slack_audit.ingest.spec import IngestSpec
 from airflow_provider_slack_audit.ingest.verify import verify_destination
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath, attach
@@ -549,7 +550,7 @@ def test_a_temp_no_lease_guards_is_aged_by_the_file_systems_clock_not_the_hosts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host_skew: float
 ) -> None:
     # A destination on a file server (NFS) stamps files with the server's clock, not this host's.
-    from airflow_provider_slack_audit.ingest.landing.writer import write_small_file
+    from airflow_provider_slack_audit.ingest.landing._fs import write_small_file
 
     target = ObjectStoragePath((tmp_path / "registry.json").as_uri())
     fresh = tmp_path / ".registry.json.tmp-111-aaaaaaaa"  # another host writing it right now

@@ -20,7 +20,8 @@ import pytest
 from airflow_provider_slack_audit.__main__ import main
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient
 from airflow_provider_slack_audit.ingest import Window
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, IngestSummary, ingest_window
+from airflow_provider_slack_audit.ingest.pipeline import ingest_window
+from airflow_provider_slack_audit.ingest.spec import IngestSpec, IngestSummary
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 
 DAY = datetime(2026, 1, 4, tzinfo=timezone.utc)

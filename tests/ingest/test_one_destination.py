@@ -24,7 +24,8 @@ from airflow_provider_slack_audit.ingest.landing import Landing
 from airflow_provider_slack_audit.ingest.landing.descriptor import DESCRIPTOR_NAME
 from airflow_provider_slack_audit.ingest.landing.plan import DestinationLayout
 from airflow_provider_slack_audit.ingest.outcome import failure_outcome
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, IngestSummary, ingest_window
+from airflow_provider_slack_audit.ingest.pipeline import ingest_window
+from airflow_provider_slack_audit.ingest.spec import IngestSpec, IngestSummary
 from airflow_provider_slack_audit.ingest.verify import verify_destination
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath

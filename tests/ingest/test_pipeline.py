@@ -23,8 +23,9 @@ from airflow_provider_slack_audit.ingest import Window, read_manifest
 from airflow_provider_slack_audit.ingest.errors import EvidenceLossError, InvalidEntryError
 from airflow_provider_slack_audit.ingest.landing import IntervalWriter
 from airflow_provider_slack_audit.ingest.outcome import failure_outcome
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
+from airflow_provider_slack_audit.ingest.pipeline import ingest_window
 from airflow_provider_slack_audit.ingest.routing import DEDUP_HORIZON_SECONDS
+from airflow_provider_slack_audit.ingest.spec import IngestSpec
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 
 from support.audit_entries import manifest_document

@@ -21,7 +21,8 @@ import pytest
 from airflow_provider_slack_audit.client import SlackAuditLogsApiError
 from airflow_provider_slack_audit.ingest import Window
 from airflow_provider_slack_audit.ingest.landing import Landing
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, IngestSummary, ingest_window
+from airflow_provider_slack_audit.ingest.pipeline import ingest_window
+from airflow_provider_slack_audit.ingest.spec import IngestSpec, IngestSummary
 from airflow_provider_slack_audit.ingest.verify import verify_destination
 
 from support.audit_entries import manifest_document

@@ -24,8 +24,9 @@ from hypothesis import strategies as st
 
 from airflow_provider_slack_audit.ingest import Window, read_manifest
 from airflow_provider_slack_audit.ingest.landing.manifest import iter_data_lines
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
+from airflow_provider_slack_audit.ingest.pipeline import ingest_window
 from airflow_provider_slack_audit.ingest.routing import DEDUP_HORIZON_SECONDS, remember_span
+from airflow_provider_slack_audit.ingest.spec import IngestSpec
 
 from support.scripted_client import ScriptedClient
 

@@ -21,10 +21,11 @@ from fsspec.implementations.memory import MemoryFileSystem
 from fsspec.spec import AbstractBufferedFile
 
 from airflow_provider_slack_audit.ingest import Window
+from airflow_provider_slack_audit.ingest.errors import EvidenceLossError
 from airflow_provider_slack_audit.ingest.landing import Landing
 from airflow_provider_slack_audit.ingest.landing.lease import create_exclusively
-from airflow_provider_slack_audit.ingest.pipeline import EvidenceLossError, IngestSpec, ingest_window
-from airflow_provider_slack_audit.ingest.validation import check_destination
+from airflow_provider_slack_audit.ingest.pipeline import ingest_window
+from airflow_provider_slack_audit.ingest.spec import IngestSpec, parse_destination_url
 from airflow_provider_slack_audit.ingest.windows import Interval
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath, attach
 
@@ -176,7 +177,7 @@ def test_a_store_without_atomic_publication_and_exclusive_create_is_refused_nami
     scheme = url.partition("://")[0]
 
     with pytest.raises(ValueError, match=f"'{scheme}://'") as refused:
-        check_destination(url)
+        parse_destination_url(url)
 
     for supported in ("file://", "s3://", "gs://", "abfs://"):
         assert supported in str(refused.value)
@@ -197,15 +198,15 @@ def test_a_store_without_atomic_publication_and_exclusive_create_is_refused_nami
     ],
 )
 def test_local_files_s3_gcs_and_azure_blob_are_accepted(url: str) -> None:
-    assert check_destination(url) == url
+    assert parse_destination_url(url) == url
 
 
 def test_memory_is_accepted_only_with_the_test_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(MEMORY_OPT_IN, "1")
-    assert check_destination("memory://landing") == "memory://landing"
+    assert parse_destination_url("memory://landing") == "memory://landing"
     monkeypatch.setenv(MEMORY_OPT_IN, "0")
     with pytest.raises(ValueError, match=MEMORY_OPT_IN):
-        check_destination("memory://landing")
+        parse_destination_url("memory://landing")
 
 
 async def test_ingest_window_refuses_a_dbfs_destination_before_any_request() -> None:

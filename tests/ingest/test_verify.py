@@ -20,7 +20,8 @@ from fsspec.implementations.memory import MemoryFileSystem
 from airflow_provider_slack_audit.__main__ import main
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient
 from airflow_provider_slack_audit.ingest import Window
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
+from airflow_provider_slack_audit.ingest.pipeline import ingest_window
+from airflow_provider_slack_audit.ingest.spec import IngestSpec
 from airflow_provider_slack_audit.ingest.verify import verify_destination
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath, attach

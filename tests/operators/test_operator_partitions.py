@@ -16,7 +16,7 @@ from airflow_provider_slack_audit._partitions import (
     partition_day_window,
     window_partition_key,
 )
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, IngestSummary
+from airflow_provider_slack_audit.ingest.spec import IngestSpec, IngestSummary
 from airflow_provider_slack_audit.ingest.windows import Window
 from airflow_provider_slack_audit.operators import slack_audit as operator_module
 from airflow_provider_slack_audit.operators.slack_audit import SlackAuditLogsOperator

@@ -18,7 +18,7 @@ import pytest
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient
 from airflow_provider_slack_audit.ingest import outcome as outcome_module
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, IngestSummary
+from airflow_provider_slack_audit.ingest.spec import IngestSpec, IngestSummary
 from airflow_provider_slack_audit.operators import slack_audit as operator_module
 from airflow_provider_slack_audit.operators.slack_audit import SlackAuditLogsOperator
 from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger

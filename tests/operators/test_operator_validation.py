@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec
+from airflow_provider_slack_audit.ingest.spec import IngestSpec
 from airflow_provider_slack_audit.operators.slack_audit import SlackAuditLogsOperator
 from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger
 from airflow_provider_slack_audit.version_compat import (
@@ -182,7 +182,7 @@ def test_a_window_with_no_whole_second_fails_the_task_naming_the_bound(deferrabl
 
 def landed_destination(root: Path) -> str:
     """A local destination whose descriptor says: 1h grid, gzip, unfiltered (as a first landing writes)."""
-    from airflow_provider_slack_audit.ingest.pipeline import check_destination_fits
+    from airflow_provider_slack_audit.ingest.spec import check_destination_fits
     from airflow_provider_slack_audit.ingest.windows import Window
 
     url = f"file://{root}"

@@ -16,8 +16,8 @@ import pytest
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient, SlackAuditLogsApiError
 from airflow_provider_slack_audit.ingest import outcome as outcome_module
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, IngestSummary
 from airflow_provider_slack_audit.ingest.registry import Drift
+from airflow_provider_slack_audit.ingest.spec import IngestSpec, IngestSummary
 from airflow_provider_slack_audit.operators.slack_audit import SlackAuditLogsOperator
 from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger
 from airflow_provider_slack_audit.version_compat import (

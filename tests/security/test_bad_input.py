@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient
 from airflow_provider_slack_audit.ingest import Window
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
+from airflow_provider_slack_audit.ingest.pipeline import ingest_window
+from airflow_provider_slack_audit.ingest.spec import IngestSpec
 from airflow_provider_slack_audit.operators.slack_audit import SlackAuditLogsOperator
 from airflow_provider_slack_audit.testing import KNOWN_ACTIONS, FakeAuditLogsServer
 from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger

@@ -28,7 +28,8 @@ from airflow_provider_slack_audit.client.retry import (
 from airflow_provider_slack_audit.hooks.slack_audit import SlackAuditLogsHook
 from airflow_provider_slack_audit.ingest import Window
 from airflow_provider_slack_audit.ingest.outcome import failure_outcome
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
+from airflow_provider_slack_audit.ingest.pipeline import ingest_window
+from airflow_provider_slack_audit.ingest.spec import IngestSpec
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer, FaultPlan
 from airflow_provider_slack_audit.version_compat import redact
 

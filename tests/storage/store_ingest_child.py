@@ -13,7 +13,8 @@ import json
 import sys
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
+from airflow_provider_slack_audit.ingest.pipeline import ingest_window
+from airflow_provider_slack_audit.ingest.spec import IngestSpec
 
 if __name__ == "__main__":
     base_url, spec = sys.argv[1], IngestSpec.from_json(json.loads(sys.argv[2]))

@@ -20,7 +20,8 @@ import pytest
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient
 from airflow_provider_slack_audit.ingest import Window
 from airflow_provider_slack_audit.ingest.landing.lease import LeaseOwner, LeaseStore
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
+from airflow_provider_slack_audit.ingest.pipeline import ingest_window
+from airflow_provider_slack_audit.ingest.spec import IngestSpec
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 

@@ -28,7 +28,8 @@ import pytest
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient
 from airflow_provider_slack_audit.ingest import Window
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
+from airflow_provider_slack_audit.ingest.pipeline import ingest_window
+from airflow_provider_slack_audit.ingest.spec import IngestSpec
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer, FaultPlan
 
 CHILD = Path(__file__).with_name("store_ingest_child.py")

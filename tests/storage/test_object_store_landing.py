@@ -21,7 +21,8 @@ import pytest
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient, SlackAuditLogsApiError
 from airflow_provider_slack_audit.ingest import Window, read_manifest
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, IngestSummary, ingest_window
+from airflow_provider_slack_audit.ingest.pipeline import ingest_window
+from airflow_provider_slack_audit.ingest.spec import IngestSpec, IngestSummary
 from airflow_provider_slack_audit.operators.slack_audit import SlackAuditLogsOperator
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath

@@ -6,8 +6,9 @@ import threading
 from collections.abc import Sequence
 
 from airflow_provider_slack_audit.ingest import Window
-from airflow_provider_slack_audit.ingest.destination_check import DestinationConflictError, DestinationLayout
+from airflow_provider_slack_audit.ingest.errors import DestinationConflictError
 from airflow_provider_slack_audit.ingest.landing.descriptor import prepare_destination
+from airflow_provider_slack_audit.ingest.landing.plan import DestinationLayout
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
 

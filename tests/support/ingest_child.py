@@ -12,7 +12,8 @@ from datetime import datetime, timedelta, timezone
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient
 from airflow_provider_slack_audit.ingest import Window
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, ingest_window
+from airflow_provider_slack_audit.ingest.pipeline import ingest_window
+from airflow_provider_slack_audit.ingest.spec import IngestSpec
 
 TOKEN = "xoxp-test"
 DAY = datetime(2026, 1, 4, tzinfo=timezone.utc)

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_slack_audit.ingest.errors import ManifestCheckError
 from airflow_provider_slack_audit.ingest.landing import read_manifest
-from airflow_provider_slack_audit.ingest.manifest_check import ManifestCheckError, check_manifest
+from airflow_provider_slack_audit.ingest.landing.manifest import check_manifest
 
 from support.audit_entries import edit_manifest, land_window, sample_lines
 

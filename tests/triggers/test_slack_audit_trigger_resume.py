@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_slack_audit.ingest.landing import read_manifest
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec
+from airflow_provider_slack_audit.ingest.spec import IngestSpec
 from airflow_provider_slack_audit.ingest.windows import Window
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger

@@ -15,7 +15,7 @@ import pytest
 
 from airflow_provider_slack_audit.client import AsyncAuditLogsClient, SlackAuditLogsApiError
 from airflow_provider_slack_audit.ingest import outcome as outcome_module
-from airflow_provider_slack_audit.ingest.pipeline import IngestSpec, IngestSummary
+from airflow_provider_slack_audit.ingest.spec import IngestSpec, IngestSummary
 from airflow_provider_slack_audit.ingest.windows import Window
 from airflow_provider_slack_audit.triggers.slack_audit import SlackAuditLogsTrigger
 

@@ -22,7 +22,6 @@ from airflow_provider_slack_audit.ingest.windows import Interval
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
 from . import _fs
-from ._fs import is_local, write_small_file  # merge shim (registry imports them from here)
 from .commit import IntervalCommit, json_normalized
 from .layout import GZIP_WBITS, Compression
 
@@ -266,4 +265,4 @@ class IntervalWriter:
             )
 
 
-__all__ = ["IntervalWriter", "is_local", "write_small_file"]
+__all__ = ["IntervalWriter"]
