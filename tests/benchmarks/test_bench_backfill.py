@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from support.airflow_deployment import ProcessSampler, postgres_bindir
+from support.airflow_deployment import ProcessSampler
+from support.postgres import postgres_bindir
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 BENCH = BENCHMARKS / "bench_ingest.py"
