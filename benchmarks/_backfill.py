@@ -47,12 +47,12 @@ sys.path.insert(0, str(REPO / "tests"))
 from support.airflow_deployment import (  # noqa: E402
     LOOP_PROBE_DAG_ID,
     AirflowDeployment,
-    PostgresCluster,
+    PostgresMetadata,
     ProcessSampler,
     RunState,
     airflow_deployment,
-    postgres_cluster,
 )
+from support.postgres import PostgresCluster, postgres_cluster  # noqa: E402
 
 DAG_FILE = REPO / "example_dags" / "slack_audit_backfill.py"
 DAG_ID = "slack_audit_backfill"
@@ -114,8 +114,9 @@ def run_backfill(plan: BackfillPlan, workdir: Path | None = None) -> dict[str, A
     ):
         root = Path(root_name)
         _progress("Backfill: migrating a PostgreSQL metadata DB ...")
-        cluster.create_database(TEMPLATE_DATABASE)
-        template = AirflowDeployment(cluster, TEMPLATE_DATABASE, root / "template", [DAG_FILE], {})
+        template_db = PostgresMetadata(cluster, TEMPLATE_DATABASE)
+        template_db.create(template=None)
+        template = AirflowDeployment(root / "template", [DAG_FILE], metadata=template_db)
         template.migrate()
         template.set_pool(POOL, MAX_ACTIVE_RUNS)
         if plan.measure_scheduling:
@@ -474,7 +475,14 @@ def _deployment(
     cluster: PostgresCluster, database: str, home: Path, env: dict[str, str]
 ) -> AbstractContextManager[AirflowDeployment]:
     """A deployment of the backfill DAG on a fresh copy of the migrated template database."""
-    return airflow_deployment(cluster, database, home, [DAG_FILE], env, template=TEMPLATE_DATABASE)
+    return airflow_deployment(
+        home,
+        [DAG_FILE],
+        env,
+        metadata=PostgresMetadata(cluster, database),
+        template=TEMPLATE_DATABASE,
+        loop_probe=True,
+    )
 
 
 @contextmanager

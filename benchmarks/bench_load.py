@@ -32,13 +32,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import glob
 import json
 import logging
 import os
 import resource
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,10 +47,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-# Run as a script (`python benchmarks/bench_load.py`): the helper modules sit next to it.
+# Run as a script (`python benchmarks/bench_load.py`): the helper modules sit next to it, and the
+# PostgreSQL start-up is the tests' (tests/support, imported as `support`).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from _server import TOKEN, fake_server
+
+from support.postgres import PostgresError, postgres_cluster
 
 DEFAULT_EVENTS = 100_000
 DEFAULT_ROUNDS = 3
@@ -101,61 +102,14 @@ def land(events: int, destination: Path) -> tuple[str, int]:
 
 
 # -- PostgreSQL -------------------------------------------------------------------------------------
-def _postgres_bindir() -> Path:
-    for candidate in sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda path: int(Path(path).parent.name), reverse=True
-    ):
-        bindir = Path(candidate)
-        if all((bindir / tool).exists() for tool in ("initdb", "pg_ctl", "postgres")):
-            return bindir
-    raise SystemExit(
-        "PostgreSQL binaries not found under /usr/lib/postgresql/*/bin (apt-get install postgresql)"
-    )
-
-
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def postgres_server() -> Iterator[dict[str, Any]]:
-    """A throwaway PostgreSQL cluster on 127.0.0.1 (trust auth, fsync off); yields its connection."""
-    bindir = _postgres_bindir()
-    # initdb refuses to run as root: run the server as `postgres`, in a dir it owns.
-    run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    root = Path(tempfile.mkdtemp(prefix="bench-load-pg-"))
-    if run_as:
-        shutil.chown(root, user="postgres", group="postgres")
-    data_dir, log_file, port = root / "data", root / "server.log", _free_loopback_port()
-
-    def pg_ctl(*args: str) -> None:
-        subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data_dir), *args],
-                       check=True, capture_output=True, timeout=120)  # fmt: skip
-
+    """The tests' throwaway PostgreSQL (support.postgres); yields an Airflow connection to it."""
     try:
-        initdb = [str(bindir / "initdb"), "-D", str(data_dir), "-U", "postgres", "-A", "trust", "-E", "UTF8"]
-        subprocess.run(
-            [*run_as, *initdb, "--locale=C", "--no-sync"], check=True, capture_output=True, timeout=120
-        )
-        options = (
-            f"-c listen_addresses=127.0.0.1 -p {port} -k {root} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
-        pg_ctl("-l", str(log_file), "-o", options, "-w", "start")
-    except subprocess.CalledProcessError as error:
-        log = log_file.read_text() if log_file.exists() else ""
-        shutil.rmtree(root, ignore_errors=True)
-        raise SystemExit(f"could not start PostgreSQL: {error.stderr.decode()}\n{log}") from error
-    try:
-        yield {"conn_type": "postgres", "host": "127.0.0.1", "port": port, "login": "postgres",
-               "schema": "postgres"}  # fmt: skip
-    finally:
-        subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "stop"],
-                       check=False, capture_output=True, timeout=120)  # fmt: skip
-        shutil.rmtree(root, ignore_errors=True)
+        with postgres_cluster(prefix="bench-load-pg-") as cluster:
+            yield cluster.connection()
+    except PostgresError as error:
+        raise SystemExit(str(error)) from error
 
 
 # -- one load (the child) ---------------------------------------------------------------------------

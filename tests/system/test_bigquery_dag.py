@@ -7,7 +7,6 @@ must hold exactly the window's ids, and a second run must change nothing.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from support.emulators import BigQueryEmulator, bigquery_emulator, python_313
+from support.emulators import BigQueryEmulator, bigquery_emulator, python_313_or_skip
 from support.example_dags import example_dag
 from support.landed_days import LandedDay, landed_day
 
-pytestmark = [pytest.mark.system, pytest.mark.slow]
+pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.bigquery]
 
 DAG_ID = "slack_audit_bigquery"
 LOGICAL_DATE = datetime(2026, 1, 5, tzinfo=timezone.utc)
@@ -29,9 +28,7 @@ DATASET, TABLE = "security", "slack_audit_logs_system"
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BigQueryEmulator]:
     pytest.importorskip("airflow.providers.google.cloud.hooks.bigquery")
-    if python_313() is None:
-        message = "local-bigquery needs Python >= 3.13: install one, or set SLACK_AUDIT_PYTHON313"
-        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    python_313_or_skip()  # skips without one, even in CI (see support.emulators)
     with bigquery_emulator(tmp_path_factory.mktemp("local_bigquery_system")) as running:
         running.client().create_dataset(DATASET, exists_ok=True)
         yield running

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -20,7 +19,8 @@ import pytest
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 from airflow_provider_slack_audit.version_compat import AIRFLOW_V_3_0_PLUS
 
-from support.airflow_deployment import airflow_deployment, postgres_bindir, postgres_cluster
+from support.airflow_deployment import RESPONSIVE, PostgresMetadata, airflow_deployment
+from support.postgres import postgres_bindir, postgres_cluster
 
 pytestmark = [
     pytest.mark.slow,
@@ -49,6 +49,7 @@ def test_a_backfill_survives_a_triggerer_kill_and_lands_every_id_once(tmp_path: 
     connection = {"conn_type": "slack_audit", "password": "xoxp-test",
                   "extra": {"base_url": server.base_url, "requests_per_minute": 20}}  # fmt: skip
     env = {
+        **RESPONSIVE,  # the killed triggerer's triggers move to the new one after 6 s, not 30
         "AIRFLOW_CONN_SLACK_AUDIT_DEFAULT": json.dumps(connection),
         "SLACK_AUDIT_BASE_PATH": landing.as_uri(),
         "SLACK_AUDIT_BACKFILL_START": first.date().isoformat(),
@@ -57,12 +58,18 @@ def test_a_backfill_survives_a_triggerer_kill_and_lands_every_id_once(tmp_path: 
     try:
         with (
             postgres_cluster() as cluster,
-            airflow_deployment(cluster, "airflow", tmp_path / "home", [DAG_FILE], env) as deployment,
+            airflow_deployment(
+                tmp_path / "home", [DAG_FILE], env, metadata=PostgresMetadata(cluster, "airflow")
+            ) as deployment,
         ):
             deployment.set_pool("slack_audit_api", 4)
             deployment.wait_for_dags([DAG_ID])
             deployment.unpause(DAG_ID)
-            _wait_until(lambda: server.logs_requests() and deployment.task_states(DAG_ID).get("deferred"))
+            deployment.wait_for(
+                "a window of the backfill to defer",
+                lambda: server.logs_requests() and deployment.task_states(DAG_ID).get("deferred"),
+                timeout=300,
+            )
             old_triggerer = deployment.pid("triggerer")
             deployment.kill("triggerer")
             landed_before_restart = len(server.logs_requests())
@@ -82,10 +89,3 @@ def test_a_backfill_survives_a_triggerer_kill_and_lands_every_id_once(tmp_path: 
     expected = server.expected_ids(int(first.timestamp()), int(today.timestamp()) - 1)
     assert len(landed) == len(set(landed)) == len(expected)
     assert set(landed) == expected
-
-
-def _wait_until(condition: object, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "the backfill never had a window deferred"
-        time.sleep(0.5)

@@ -3,13 +3,12 @@ lands it, the landing's asset event carries the day's partition key, and the par
 warehouse DAG runs for that key and loads exactly that day's events.
 
 ``airflow dags test`` cannot show this: a partition backfill and an asset-triggered run need the
-scheduler, so the deployment of :mod:`support.deployment` runs the example file on loopback.
+scheduler, so the deployment of :mod:`support.airflow_deployment` runs the example file on loopback.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
@@ -23,8 +22,8 @@ from airflow_provider_slack_audit.ingest.windows import Window
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 from airflow_provider_slack_audit.version_compat import PARTITIONED_RUNS
 
+from support.airflow_deployment import RESPONSIVE, AirflowDeployment, airflow_deployment
 from support.connections import connection_env
-from support.deployment import Deployment, running_deployment
 
 pytestmark = [
     pytest.mark.system,
@@ -40,7 +39,7 @@ KEY = "2026-01-04"
 
 @dataclass(frozen=True)
 class Setup:
-    deployment: Deployment
+    deployment: AirflowDeployment
     server: FakeAuditLogsServer
     warehouse: Path
 
@@ -48,9 +47,6 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     root = tmp_path_factory.mktemp("partitioned")
-    dags = root / "dags"
-    dags.mkdir()
-    shutil.copy(EXAMPLE, dags / EXAMPLE.name)  # this example only: the others would schedule runs
     # Events on the day and on the seconds either side of it, which must not load.
     server = FakeAuditLogsServer(
         events=6_000, seed=44, start=DAY.start - timedelta(hours=2), end=DAY.end + timedelta(hours=2)
@@ -58,27 +54,31 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     server.start_in_thread()
     warehouse = root / "warehouse.db"
     env = {
+        **RESPONSIVE,
         **connection_env(server.base_url),
         "SLACK_AUDIT_BASE_PATH": (root / "landing").as_uri(),
         "AIRFLOW_CONN_SLACK_AUDIT_WAREHOUSE": f'{{"conn_type": "sqlite", "host": "{warehouse}"}}',
     }
     try:
-        with running_deployment(root / "home", dags, env) as deployment:
-            deployment.wait_until_parsed([LANDING_DAG, WAREHOUSE_DAG], timeout=180)
+        # This example only: the others would schedule runs.
+        with airflow_deployment(root / "home", [EXAMPLE], env, parallelism=4) as deployment:
+            deployment.wait_for_dags([LANDING_DAG, WAREHOUSE_DAG], timeout=180)
+            for dag_id in (LANDING_DAG, WAREHOUSE_DAG):
+                deployment.unpause(dag_id)
             yield Setup(deployment, server, warehouse)
     finally:
         server.stop()
 
 
-def run_states(deployment: Deployment, dag_id: str, partition_key: str) -> list[str]:
+def run_states(deployment: AirflowDeployment, dag_id: str, partition_key: str) -> list[str]:
     """The states of ``dag_id``'s runs for ``partition_key``."""
     rows = deployment.query(
-        "SELECT state FROM dag_run WHERE dag_id = ? AND partition_key = ?", dag_id, partition_key
+        "SELECT state FROM dag_run WHERE dag_id = %s AND partition_key = %s", dag_id, partition_key
     )
     return [str(state) for (state,) in rows]
 
 
-def finished(deployment: Deployment, dag_id: str, partition_key: str) -> list[str]:
+def finished(deployment: AirflowDeployment, dag_id: str, partition_key: str) -> list[str]:
     return [
         state for state in run_states(deployment, dag_id, partition_key) if state in ("success", "failed")
     ]
@@ -90,9 +90,7 @@ def test_a_partition_backfill_lands_the_day_and_the_warehouse_loads_exactly_that
     # The scheduler also makes the DAG's latest scheduled run (yesterday's partition, empty on the
     # fake server); everything below is about the backfilled partition's key.
     deployment = setup.deployment
-    deployment.airflow(
-        "backfill", "create", "--dag-id", LANDING_DAG, "--from-date", "2026-01-04", "--to-date", "2026-01-04"
-    )
+    deployment.backfill(LANDING_DAG, "2026-01-04", "2026-01-04")
 
     deployment.wait_for("the backfill's run", lambda: finished(deployment, LANDING_DAG, KEY), timeout=150)
     deployment.wait_for("the partition's load", lambda: finished(deployment, WAREHOUSE_DAG, KEY), timeout=150)
@@ -100,7 +98,7 @@ def test_a_partition_backfill_lands_the_day_and_the_warehouse_loads_exactly_that
     assert run_states(deployment, LANDING_DAG, KEY) == ["success"]
     extras = deployment.query(
         "SELECT e.extra FROM asset_event e JOIN asset a ON e.asset_id = a.id"
-        " WHERE a.uri LIKE 'file:%' AND e.partition_key = ?",
+        " WHERE a.uri LIKE 'file:%%' AND e.partition_key = %s",
         KEY,
     )
     assert len(extras) == 1 and json.loads(extras[0][0])["partition_key"] == KEY

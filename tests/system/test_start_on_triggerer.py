@@ -2,11 +2,11 @@
 it until the window has landed, the day lands exactly, and a triggerer killed with SIGKILL mid-window
 hands the trigger to another triggerer, which finishes the day exactly.
 
-The deployment (api-server, scheduler with the LocalExecutor, DAG processor, triggerer; SQLite
-metadata DB) is started once for the module, on loopback. Where the task runs is read from the
-scheduler's log: every workload the scheduler sends to the executor is logged with the task instance
-("Trying to enqueue tasks"), so a task started on the triggerer shows exactly one, for resuming in
-``execute_complete`` after the landing, and none while it lands.
+The deployment (support.airflow_deployment: api-server, scheduler with the LocalExecutor, DAG
+processor, triggerer; SQLite metadata DB) is started once for the module, on loopback. Where the task
+runs is read from the scheduler's log: every workload the scheduler sends to the executor is logged
+with the task instance ("Trying to enqueue tasks"), so a task started on the triggerer shows exactly
+one, for resuming in ``execute_complete`` after the landing, and none while it lands.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from airflow_provider_slack_audit.ingest.windows import Window
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 from airflow_provider_slack_audit.version_compat import start_from_trigger_supported
 
+from support.airflow_deployment import RESPONSIVE, AirflowDeployment, airflow_deployment
 from support.connections import connection_env
-from support.deployment import Deployment, running_deployment
 
 pytestmark = [
     pytest.mark.system,
@@ -64,7 +64,7 @@ with DAG("{dag_id}", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timez
 
 @dataclass(frozen=True)
 class Setup:
-    deployment: Deployment
+    deployment: AirflowDeployment
     server: FakeAuditLogsServer
     landing: Path
 
@@ -72,18 +72,18 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     root = tmp_path_factory.mktemp("start_on_triggerer")
-    dags = root / "dags"
-    dags.mkdir()
-    (dags / "land_on_the_triggerer.py").write_text(DAG_FILE.format(dag_id=DAG_ID))
+    dag_file = root / "land_on_the_triggerer.py"
+    dag_file.write_text(DAG_FILE.format(dag_id=DAG_ID))
     server = FakeAuditLogsServer(
         events=EVENTS_PER_DAY * DAYS, seed=33, start=FIRST_DAY, end=FIRST_DAY + timedelta(days=DAYS)
     )
     server.start_in_thread()
     landing = root / "landing"
-    env = {**connection_env(server.base_url), "SLACK_AUDIT_BASE_PATH": landing.as_uri()}
+    env = {**RESPONSIVE, **connection_env(server.base_url), "SLACK_AUDIT_BASE_PATH": landing.as_uri()}
     try:
-        with running_deployment(root / "home", dags, env) as deployment:
-            deployment.wait_until_parsed([DAG_ID], timeout=180)
+        with airflow_deployment(root / "home", [dag_file], env, parallelism=4) as deployment:
+            deployment.wait_for_dags([DAG_ID], timeout=180)
+            deployment.unpause(DAG_ID)
             yield Setup(deployment, server, landing)
     finally:
         server.stop()
@@ -105,13 +105,12 @@ def trigger_day(setup: Setup, index: int) -> str:
 
 def worker_dispatches(setup: Setup, run_id: str) -> int:
     """How many workloads of the run's landing task the scheduler sent to the executor."""
-    log = (setup.deployment.home / "scheduler.log").read_text(errors="replace")
+    log = setup.deployment.log_text("scheduler")
     return len(re.findall(rf"Trying to enqueue tasks: \[<TaskInstance: {DAG_ID}\.land {run_id} ", log))
 
 
 def state(setup: Setup, run_id: str) -> str | None:
-    found = setup.deployment.task_state(DAG_ID, run_id, "land")
-    return found[0] if found else None
+    return setup.deployment.task_state(DAG_ID, run_id, "land")
 
 
 def commit_markers(setup: Setup, window: Window) -> list[Path]:
@@ -128,12 +127,8 @@ def assert_landed_exactly(setup: Setup, window: Window) -> None:
 
 
 def wait_for_success(setup: Setup, run_id: str, timeout: float = 150) -> None:
-    final = setup.deployment.wait_for(
-        f"{run_id} to finish",
-        lambda: state(setup, run_id) in ("success", "failed") and state(setup, run_id),
-        timeout,
-    )
-    assert final == "success", setup.deployment.tail("scheduler")
+    final = setup.deployment.wait_for_task(DAG_ID, run_id, "land", timeout=timeout)
+    assert final == "success", setup.deployment.log_tail("scheduler")
 
 
 def test_the_landing_task_lands_a_day_on_the_triggerer_without_a_worker_process(setup: Setup) -> None:
@@ -168,7 +163,7 @@ def test_a_triggerer_killed_mid_window_hands_the_day_to_another_which_lands_it_e
     setup.deployment.kill("triggerer")
     setup.server.faults.set_rate("slow", 0.0)
     killed_at = time.monotonic()
-    setup.deployment.start("triggerer")
+    setup.deployment.restart("triggerer")
     wait_for_success(setup, run_id)
 
     assert time.monotonic() - killed_at < 120

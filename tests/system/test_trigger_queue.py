@@ -17,8 +17,8 @@ from airflow_provider_slack_audit.ingest.windows import Window
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
 from airflow_provider_slack_audit.version_compat import TRIGGERER_QUEUES
 
+from support.airflow_deployment import RESPONSIVE, AirflowDeployment, airflow_deployment
 from support.connections import connection_env
-from support.deployment import Deployment, running_deployment
 
 pytestmark = [
     pytest.mark.system,
@@ -51,7 +51,7 @@ with DAG("{DAG_ID}", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timez
 
 @dataclass(frozen=True)
 class Setup:
-    deployment: Deployment
+    deployment: AirflowDeployment
     server: FakeAuditLogsServer
     landing: Path
 
@@ -59,20 +59,21 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     root = tmp_path_factory.mktemp("trigger_queue")
-    dags = root / "dags"
-    dags.mkdir()
-    (dags / "land_on_a_dedicated_triggerer.py").write_text(DAG_FILE)
+    dag_file = root / "land_on_a_dedicated_triggerer.py"
+    dag_file.write_text(DAG_FILE)
     server = FakeAuditLogsServer(events=10_000, seed=55, start=DAY.start, end=DAY.end)
     server.start_in_thread()
     landing = root / "landing"
     env = {
+        **RESPONSIVE,
         **connection_env(server.base_url),
         "SLACK_AUDIT_BASE_PATH": landing.as_uri(),
         "AIRFLOW__TRIGGERER__QUEUES_ENABLED": "True",
     }
     try:
-        with running_deployment(root / "home", dags, env) as deployment:
-            deployment.wait_until_parsed([DAG_ID], timeout=180)
+        with airflow_deployment(root / "home", [dag_file], env, parallelism=4) as deployment:
+            deployment.wait_for_dags([DAG_ID], timeout=180)
+            deployment.unpause(DAG_ID)
             yield Setup(deployment, server, landing)
     finally:
         server.stop()
@@ -82,25 +83,16 @@ def test_the_landing_trigger_runs_only_on_a_triggerer_started_with_its_queue(set
     deployment = setup.deployment
     deployment.trigger(DAG_ID, "day", {})
     deployment.wait_for(
-        "the task to defer",
-        lambda: (deployment.task_state(DAG_ID, "day", "land") or ("",))[0] == "deferred",
-        150,
+        "the task to defer", lambda: deployment.task_state(DAG_ID, "day", "land") == "deferred", 150
     )
     assert [queue for (queue,) in deployment.query("SELECT queue FROM trigger")] == [QUEUE]
 
     time.sleep(8)  # the deployment's triggerer (no --queues) had every chance to pick it up
-    assert (deployment.task_state(DAG_ID, "day", "land") or ("",))[0] == "deferred"
+    assert deployment.task_state(DAG_ID, "day", "land") == "deferred"
     assert setup.server.logs_requests() == [], "a triggerer outside the queue ran the landing"
 
-    deployment.start("triggerer", "--queues", QUEUE)
-    final = deployment.wait_for(
-        "the day to land",
-        lambda: (
-            (state := (deployment.task_state(DAG_ID, "day", "land") or ("",))[0]) in ("success", "failed")
-            and state
-        ),
-        timeout=150,
-    )
+    deployment.start_component("triggerer", "--queues", QUEUE, name="triggerer-queue")
+    final = deployment.wait_for_task(DAG_ID, "day", "land", timeout=150)
 
     assert final == "success"
     manifest = read_manifest(setup.landing / "_manifests" / f"slack_audit_{DAY.key}.manifest.json")

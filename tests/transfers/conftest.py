@@ -7,11 +7,9 @@ on a laptop and fail in CI (``CI`` set), so CI can never pass by silently testin
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,81 +20,21 @@ from typing import Any
 
 import pytest
 
-from support.emulators import stop_process
+from support.emulators import free_loopback_port, stop_process
+from support.postgres import MISSING_BINARIES, PostgresError, postgres_bindir, postgres_cluster
 from support.warehouses import MariaDbServer, PostgresServer, Warehouse
-
-
-def _postgres_bindir() -> Path | None:
-    """The newest installed Debian PostgreSQL bindir holding initdb, pg_ctl and postgres."""
-    candidates = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda path: int(Path(path).parent.name), reverse=True
-    )
-    for candidate in candidates:
-        bindir = Path(candidate)
-        if all((bindir / tool).exists() for tool in ("initdb", "pg_ctl", "postgres")):
-            return bindir
-    return None
-
-
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    """A PostgreSQL cluster on 127.0.0.1:<free port>, trust auth, fsync off; removed at session end."""
-    bindir = _postgres_bindir()
-    if bindir is None:
-        _missing("PostgreSQL binaries not found under /usr/lib/postgresql/*/bin (apt-get install postgresql)")
-    assert bindir is not None
-
-    # initdb refuses to run as root: run the server as the `postgres` user, in a dir it owns.
-    # mkdtemp (not tmp_path) because pytest's base temp dir is private to root.
-    run_as: list[str] = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    root = Path(tempfile.mkdtemp(prefix="slack-audit-pg-"))
-    if run_as:
-        shutil.chown(root, user="postgres", group="postgres")
-    data_dir, log_file = root / "data", root / "server.log"
-    port = _free_loopback_port()
-
-    def run(*args: str) -> None:
-        subprocess.run([*run_as, *args], check=True, capture_output=True, timeout=120)
-
+    """A PostgreSQL cluster on 127.0.0.1:<free port> (support.postgres); removed at session end."""
+    if postgres_bindir() is None:
+        _missing(MISSING_BINARIES)
     try:
-        run(str(bindir / "initdb"), "-D", str(data_dir), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-            "--locale=C", "--no-sync")  # fmt: skip
-        server_options = (
-            f"-c listen_addresses=127.0.0.1 -p {port} -k {root} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
-        run(
-            str(bindir / "pg_ctl"),
-            "-D",
-            str(data_dir),
-            "-l",
-            str(log_file),
-            "-o",
-            server_options,
-            "-w",
-            "start",
-        )
-    except subprocess.CalledProcessError as error:
-        log = log_file.read_text() if log_file.exists() else ""
-        shutil.rmtree(root, ignore_errors=True)
-        pytest.fail(f"could not start PostgreSQL: {error.stderr.decode()}\n{log}")
-    try:
-        yield PostgresServer(host="127.0.0.1", port=port, user="postgres", database="postgres")
-    finally:
-        subprocess.run(
-            [*run_as, str(bindir / "pg_ctl"), "-D", str(data_dir), "-m", "immediate", "-w", "stop"],
-            check=False,
-            capture_output=True,
-            timeout=60,
-        )
-        shutil.rmtree(root, ignore_errors=True)
+        with postgres_cluster() as cluster:
+            yield PostgresServer(host=cluster.host, port=cluster.port, user=cluster.user, database="postgres")
+    except PostgresError as error:
+        pytest.fail(str(error))
 
 
 def _missing(message: str) -> None:
@@ -122,7 +60,7 @@ def mariadb_server() -> Iterator[MariaDbServer]:
     if run_as:
         shutil.chown(root, user="mysql", group="mysql")
     data_dir, socket_path, log_file = root / "data", root / "mariadb.sock", root / "server.log"
-    port = _free_loopback_port()
+    port = free_loopback_port()
     try:
         # --skip-name-resolve makes the root account root@127.0.0.1, which TCP clients match.
         subprocess.run(
@@ -225,10 +163,9 @@ def bigquery_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]
     except ImportError:
         _missing("the Google provider is not installed: pip install -e '.[emulators]'")
     from support.emulators import bigquery_emulator as serve
-    from support.emulators import python_313
+    from support.emulators import python_313_or_skip
 
-    if python_313() is None:
-        _missing("local-bigquery needs Python >= 3.13: install one, or set SLACK_AUDIT_PYTHON313")
+    python_313_or_skip()  # skips without one, even in CI (see support.emulators)
     with serve(tmp_path_factory.mktemp("local_bigquery")) as emulator:
         yield emulator
 

@@ -38,7 +38,7 @@ from airflow_provider_slack_audit.transfers.slack_audit_to_bigquery import (
     SlackAuditLogsToBigQueryOperator,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.bigquery]
 
 DATASET = "slack_audit"
 NUL_ENTRY = make_entry(
