@@ -28,9 +28,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from ssl import SSLContext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import msgspec
@@ -41,6 +41,7 @@ from .errors import SlackAuditLogsApiError, SlackAuditLogsConfigError, classify_
 from .query import (
     MAX_LIMIT,
     MAX_STALLED_PAGES,
+    LogsQuery,
     PageProgress,
     build_logs_params,
     page_cap,
@@ -75,6 +76,9 @@ from .transport import (
     request_path,
     url_password,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 # A runaway handler list must not loop forever (slack_sdk has the same cap).
 MAX_ATTEMPTS = 100
@@ -112,19 +116,6 @@ class AsyncAuditLogsClient:
     """
 
     BASE_URL = "https://api.slack.com/audit/v1/"
-
-    token: str
-    timeout: int
-    ssl: SSLContext | None
-    proxy: str | None
-    base_url: str
-    session: ClientSession | None
-    trust_env_in_session: bool
-    auth: BasicAuth | None
-    default_headers: dict[str, str]
-    logger: logging.Logger
-    retry_handlers: list[AsyncRetryHandlerProtocol]
-    rate_limiter: RateLimiter | None
 
     def __init__(
         self,
@@ -173,7 +164,7 @@ class AsyncAuditLogsClient:
         self.default_headers = dict(default_headers) if default_headers else {}
         self.default_headers["User-Agent"] = get_user_agent(user_agent_prefix, user_agent_suffix)
         self.logger = logger if logger is not None else logging.getLogger(__name__)
-        self.retry_handlers = (
+        self.retry_handlers: list[AsyncRetryHandlerProtocol] = (
             list(retry_handlers) if retry_handlers is not None else list(default_retry_handlers())
         )
         self.allow_insecure_http = allow_insecure_http
@@ -181,11 +172,10 @@ class AsyncAuditLogsClient:
         self.sleep = sleep
         self.clock = clock
         self.priority: Priority = priority
-        # Counters for callers' logs and benchmarks: HTTP requests sent, seconds spent waiting
-        # (rate limiter slots and retry back-offs).
+        # For callers' logs and benchmarks (waits: rate limiter slots and retry back-offs).
         self.request_count = 0
         self.wait_seconds = 0.0
-        self.rate_limiter = (
+        self.rate_limiter: RateLimiter | None = (
             shared_rate_limiter(self.base_url, token, requests_per_minute) if requests_per_minute else None
         )
         # A proxy from the environment honours NO_PROXY, as aiohttp's trust_env does; one passed
@@ -215,15 +205,9 @@ class AsyncAuditLogsClient:
     async def logs(
         self,
         *,
-        latest: int | None = None,
-        oldest: int | None = None,
-        limit: int | None = None,
-        action: str | Iterable[str] | None = None,
-        actor: str | None = None,
-        entity: str | None = None,
         cursor: str | None = None,
-        additional_query_params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        **query: Unpack[LogsQuery],
     ) -> AuditLogsResponse:
         """One page of audit events, newest first.
 
@@ -236,32 +220,18 @@ class AsyncAuditLogsClient:
             cursor: ``response_metadata.next_cursor`` of the previous page. The server keeps no
                 query state: send the same filters with it (:meth:`pages` does).
         """
-        params = build_logs_params(
-            latest=latest,
-            oldest=oldest,
-            limit=limit,
-            action=action,
-            actor=actor,
-            entity=entity,
-            cursor=cursor,
-            additional_query_params=additional_query_params,
-        )
+        params = build_logs_params(cursor=cursor, **query)
         return await self.api_call(path="logs", query_params=params, headers=headers)
 
     async def pages(
         self,
         *,
-        oldest: int | None = None,
-        latest: int | None = None,
-        limit: int | None = None,
-        action: str | Iterable[str] | None = None,
-        actor: str | None = None,
-        entity: str | None = None,
-        additional_query_params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         max_pages: int | None = None,
+        **query: Unpack[LogsQuery],
     ) -> AsyncIterator[AuditLogsResponse]:
-        """Every page of a query, following ``next_cursor`` until it is ``""``.
+        """Every page of a query (the arguments of :meth:`logs` but ``cursor``), following
+        ``next_cursor`` until it is ``""``.
 
         Each request resends oldest, latest, limit and every filter with the cursor. Each yielded
         response is a 2xx page; a failure after retries raises :class:`SlackAuditLogsApiError`
@@ -279,17 +249,9 @@ class AsyncAuditLogsClient:
             raise TypeError(f"max_pages must be an int, got {type(max_pages).__name__}")
         if max_pages is not None and max_pages < 1:
             raise ValueError(f"max_pages must be >= 1, got {max_pages}")
+        base = build_logs_params(cursor=None, **query)  # a bad argument fails before any request
+        oldest, latest = query.get("oldest"), query.get("latest")
         cap = max_pages if max_pages is not None else page_cap(oldest, latest)
-        # Validate once up front so a bad argument fails before the first request.
-        base = build_logs_params(
-            latest=latest,
-            oldest=oldest,
-            limit=limit,
-            action=action,
-            actor=actor,
-            entity=entity,
-            additional_query_params=additional_query_params,
-        )
         # Without a caller's session, one session (one kept-alive connection) serves every page of
         # the iteration: a new connection per page costs a TLS handshake each against Slack.
         own_session = self._new_session() if self.session is None or self.session.closed else None

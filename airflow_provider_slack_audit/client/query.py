@@ -6,7 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from itertools import compress
 from operator import attrgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 from .errors import SlackAuditLogsApiError, hint
 from .response import AuditLogsResponse
@@ -15,21 +18,28 @@ MAX_LIMIT = 9999
 MAX_ACTIONS = 30
 
 
-def build_logs_params(
-    *,
-    latest: int | None = None,
-    oldest: int | None = None,
-    limit: int | None = None,
-    action: str | Iterable[str] | None = None,
-    actor: str | None = None,
-    entity: str | None = None,
-    cursor: str | None = None,
-    additional_query_params: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Check ``logs`` arguments and build its query, dropping ``None``; raise before any request.
+class LogsQuery(TypedDict, total=False):
+    """The ``logs`` query's arguments, each optional (``None`` is left out of the request).
 
     ``additional_query_params`` are added as given (for parameters this client does not know).
     """
+
+    latest: int | None
+    oldest: int | None
+    limit: int | None
+    action: str | Iterable[str] | None
+    actor: str | None
+    entity: str | None
+    additional_query_params: Mapping[str, Any] | None
+
+
+def build_logs_params(*, cursor: str | None = None, **query: Unpack[LogsQuery]) -> dict[str, Any]:
+    """Check ``logs`` arguments and build its query, dropping ``None``; raise before any request."""
+    unknown = sorted(query.keys() - LogsQuery.__annotations__.keys())
+    if unknown:
+        raise TypeError(f"logs got unexpected keyword arguments: {', '.join(unknown)}")
+    latest, oldest, limit = query.get("latest"), query.get("oldest"), query.get("limit")
+    action, actor, entity = query.get("action"), query.get("actor"), query.get("entity")
     for name, value in (("latest", latest), ("oldest", oldest), ("limit", limit)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise TypeError(
@@ -55,7 +65,7 @@ def build_logs_params(
         "entity": entity,
         "cursor": cursor,
     }
-    params.update(additional_query_params or {})
+    params.update(query.get("additional_query_params") or {})
     return {k: v for k, v in params.items() if v is not None}
 
 
