@@ -16,6 +16,7 @@ from .response import AuditLogsResponse
 
 MAX_LIMIT = 9999
 MAX_ACTIONS = 30
+"""The API's limit on the names of one ``action`` filter."""
 
 
 class LogsQuery(TypedDict, total=False):
@@ -69,22 +70,40 @@ def build_logs_params(*, cursor: str | None = None, **query: Unpack[LogsQuery]) 
     return {k: v for k, v in params.items() if v is not None}
 
 
-def join_actions(action: str | Iterable[str]) -> str:
-    """Comma-join action names (a string may already be comma-separated); at most 30, none empty."""
+def action_names(action: str | Iterable[str]) -> list[str]:
+    """The names of an ``action`` filter, stripped, none empty.
+
+    A string is a comma-separated list (``"user_login, user_logout"``); any other iterable holds one
+    name per item, so a comma inside an item is refused: the API would read it as two names, past
+    the :data:`MAX_ACTIONS` check.
+    """
     if isinstance(action, str):
         names = action.split(",")
-    elif isinstance(action, Iterable):
-        names = list(action)
-        for name in names:
+    elif isinstance(action, Iterable) and not isinstance(action, bytes | Mapping):
+        names = []
+        for name in action:
             if not isinstance(name, str):
-                raise TypeError(f"action names must be strings, got {name!r}")
-            if "," in name:  # the API would read two names, past the count below
-                raise ValueError(f"action name {name!r} contains a comma: pass each name as its own item")
+                raise TypeError(f"action names must be strings, got {name!r} in {action!r}")
+            if "," in name:
+                raise ValueError(
+                    f"action name {name!r} contains a comma, which the API reads as a separator; "
+                    f"pass each name as its own item, e.g. {[n.strip() for n in name.split(',')]!r}"
+                )
+            names.append(name)
     else:
-        raise TypeError(f"action must be a name or a list of names, got {type(action).__name__}")
-    names = [n.strip() for n in names]
-    if not names or any(not n for n in names):
-        raise ValueError(f"action has an empty name in {action!r}: give names like 'user_login'")
+        raise TypeError(f"action must be a name or a list of names, got {type(action).__name__} {action!r}")
+    names = [name.strip() for name in names]
+    if not names or not all(names):
+        raise ValueError(
+            f"action {action!r} has an empty name; give names like 'user_login', or leave action unset "
+            f"to land every action"
+        )
+    return names
+
+
+def join_actions(action: str | Iterable[str]) -> str:
+    """Comma-join action names as the API receives them: at most :data:`MAX_ACTIONS`."""
+    names = action_names(action)
     if len(names) > MAX_ACTIONS:
         raise ValueError(
             f"action lists {len(names)} names but the API takes at most {MAX_ACTIONS}: split the "
