@@ -268,6 +268,14 @@ class IngestSpec:
         live requests first, so a long backfill never delays today's landing by more than a slot."""
         return infer_priority(self.window.end, now)
 
+    def landing(self) -> Landing:
+        return Landing(
+            self.destination,
+            compression=self.compression,
+            conn_id=self.destination_conn_id,
+            retention=self.retention,
+        )
+
     @property
     def query(self) -> dict[str, Any]:
         """The filters, as recorded in markers and manifests (a marker of other filters is not ours)."""
@@ -371,12 +379,6 @@ def check_destination_fits(
     :class:`DestinationConflictError` when the run would put events in a second final file. With
     ``record``, a destination without a descriptor gets one (see ``landing.descriptor``).
     """
-    if landing is None:
-        landing = Landing(
-            spec.destination,
-            compression=spec.compression,
-            conn_id=spec.destination_conn_id,
-            retention=spec.retention,
-        )
+    landing = landing if landing is not None else spec.landing()
     layout = DestinationLayout(grid=spec.interval, compression=spec.compression, query=spec.query)
     return landing.prepare(spec.window, layout, record=record)
