@@ -170,24 +170,24 @@ class RetryIntervalCalculator:
         raise NotImplementedError
 
 
+@dataclass(eq=False)
 class FixedValueRetryIntervalCalculator(RetryIntervalCalculator):
-    def __init__(self, fixed_interval: float = 0.5) -> None:
-        self.fixed_interval = fixed_interval
+    fixed_interval: float = 0.5
 
     def calculate_sleep_duration(self, current_attempt: int) -> float:
         return self.fixed_interval
 
 
+@dataclass(eq=False)
 class BackoffRetryIntervalCalculator(RetryIntervalCalculator):
     """``backoff_factor * 2**attempt``, capped, plus up to ``jitter`` seconds of random spread.
 
     The jitter keeps the workers of a backfill from retrying in lockstep against an org-wide limit.
     """
 
-    def __init__(self, backoff_factor: float = 0.5, max_interval: float = 60.0, jitter: float = 1.0) -> None:
-        self.backoff_factor = backoff_factor
-        self.max_interval = max_interval
-        self.jitter = jitter
+    backoff_factor: float = 0.5
+    max_interval: float = 60.0
+    jitter: float = 1.0
 
     def calculate_sleep_duration(self, current_attempt: int) -> float:
         interval = min(self.max_interval, self.backoff_factor * 2.0**current_attempt)
