@@ -78,40 +78,26 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["service"],
             }
         ],
-        "hooks": [
-            {
-                "integration-name": integration,
-                "python-modules": ["airflow_provider_slack_audit.hooks.slack_audit"],
-            }
-        ],
-        "triggers": [
-            {
-                "integration-name": integration,
-                "python-modules": ["airflow_provider_slack_audit.triggers.slack_audit"],
-            }
-        ],
-        "operators": [
-            {
-                "integration-name": integration,
-                "python-modules": ["airflow_provider_slack_audit.operators.slack_audit"],
-            }
-        ],
+        **{
+            kind: [
+                {
+                    "integration-name": integration,
+                    "python-modules": [f"airflow_provider_slack_audit.{kind}.slack_audit"],
+                }
+            ]
+            for kind in ("hooks", "triggers", "operators")
+        },
         "transfers": [
             {
                 "source-integration-name": integration,
-                "target-integration-name": "Common SQL",
-                "python-module": "airflow_provider_slack_audit.transfers.slack_audit_to_sql",
-            },
-            {
-                "source-integration-name": integration,
-                "target-integration-name": "Snowflake",
-                "python-module": "airflow_provider_slack_audit.transfers.slack_audit_to_snowflake",
-            },
-            {
-                "source-integration-name": integration,
-                "target-integration-name": "Google BigQuery",
-                "python-module": "airflow_provider_slack_audit.transfers.slack_audit_to_bigquery",
-            },
+                "target-integration-name": target,
+                "python-module": f"airflow_provider_slack_audit.transfers.slack_audit_to_{target_module}",
+            }
+            for target, target_module in (
+                ("Common SQL", "sql"),
+                ("Snowflake", "snowflake"),
+                ("Google BigQuery", "bigquery"),
+            )
         ],
         "connection-types": [
             {

@@ -25,12 +25,13 @@ It knows nothing of Airflow.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from ssl import SSLContext
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import aiohttp
 import msgspec
@@ -41,6 +42,7 @@ from .errors import SlackAuditLogsApiError, SlackAuditLogsConfigError, classify_
 from .query import (
     MAX_LIMIT,
     MAX_STALLED_PAGES,
+    LogsQuery,
     PageProgress,
     build_logs_params,
     page_cap,
@@ -76,10 +78,22 @@ from .transport import (
     url_password,
 )
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 # A runaway handler list must not loop forever (slack_sdk has the same cap).
 MAX_ATTEMPTS = 100
 #: The default of ``max_retry_wait``: seconds one request may wait in all.
 DEFAULT_MAX_RETRY_WAIT = 300.0
+
+
+class _Request(NamedTuple):
+    http_verb: str
+    url: str
+    params: dict[str, str]
+    data: bytes | None
+    headers: dict[str, str]
+    retry_request: HttpRequest
 
 
 class AsyncAuditLogsClient:
@@ -112,19 +126,6 @@ class AsyncAuditLogsClient:
     """
 
     BASE_URL = "https://api.slack.com/audit/v1/"
-
-    token: str
-    timeout: int
-    ssl: SSLContext | None
-    proxy: str | None
-    base_url: str
-    session: ClientSession | None
-    trust_env_in_session: bool
-    auth: BasicAuth | None
-    default_headers: dict[str, str]
-    logger: logging.Logger
-    retry_handlers: list[AsyncRetryHandlerProtocol]
-    rate_limiter: RateLimiter | None
 
     def __init__(
         self,
@@ -173,7 +174,7 @@ class AsyncAuditLogsClient:
         self.default_headers = dict(default_headers) if default_headers else {}
         self.default_headers["User-Agent"] = get_user_agent(user_agent_prefix, user_agent_suffix)
         self.logger = logger if logger is not None else logging.getLogger(__name__)
-        self.retry_handlers = (
+        self.retry_handlers: list[AsyncRetryHandlerProtocol] = (
             list(retry_handlers) if retry_handlers is not None else list(default_retry_handlers())
         )
         self.allow_insecure_http = allow_insecure_http
@@ -181,11 +182,10 @@ class AsyncAuditLogsClient:
         self.sleep = sleep
         self.clock = clock
         self.priority: Priority = priority
-        # Counters for callers' logs and benchmarks: HTTP requests sent, seconds spent waiting
-        # (rate limiter slots and retry back-offs).
+        # For callers' logs and benchmarks (waits: rate limiter slots and retry back-offs).
         self.request_count = 0
         self.wait_seconds = 0.0
-        self.rate_limiter = (
+        self.rate_limiter: RateLimiter | None = (
             shared_rate_limiter(self.base_url, token, requests_per_minute) if requests_per_minute else None
         )
         # A proxy from the environment honours NO_PROXY, as aiohttp's trust_env does; one passed
@@ -215,15 +215,9 @@ class AsyncAuditLogsClient:
     async def logs(
         self,
         *,
-        latest: int | None = None,
-        oldest: int | None = None,
-        limit: int | None = None,
-        action: str | Iterable[str] | None = None,
-        actor: str | None = None,
-        entity: str | None = None,
         cursor: str | None = None,
-        additional_query_params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        **query: Unpack[LogsQuery],
     ) -> AuditLogsResponse:
         """One page of audit events, newest first.
 
@@ -236,32 +230,18 @@ class AsyncAuditLogsClient:
             cursor: ``response_metadata.next_cursor`` of the previous page. The server keeps no
                 query state: send the same filters with it (:meth:`pages` does).
         """
-        params = build_logs_params(
-            latest=latest,
-            oldest=oldest,
-            limit=limit,
-            action=action,
-            actor=actor,
-            entity=entity,
-            cursor=cursor,
-            additional_query_params=additional_query_params,
-        )
+        params = build_logs_params(cursor=cursor, **query)
         return await self.api_call(path="logs", query_params=params, headers=headers)
 
     async def pages(
         self,
         *,
-        oldest: int | None = None,
-        latest: int | None = None,
-        limit: int | None = None,
-        action: str | Iterable[str] | None = None,
-        actor: str | None = None,
-        entity: str | None = None,
-        additional_query_params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         max_pages: int | None = None,
+        **query: Unpack[LogsQuery],
     ) -> AsyncIterator[AuditLogsResponse]:
-        """Every page of a query, following ``next_cursor`` until it is ``""``.
+        """Every page of a query (the arguments of :meth:`logs` but ``cursor``), following
+        ``next_cursor`` until it is ``""``.
 
         Each request resends oldest, latest, limit and every filter with the cursor. Each yielded
         response is a 2xx page; a failure after retries raises :class:`SlackAuditLogsApiError`
@@ -279,28 +259,19 @@ class AsyncAuditLogsClient:
             raise TypeError(f"max_pages must be an int, got {type(max_pages).__name__}")
         if max_pages is not None and max_pages < 1:
             raise ValueError(f"max_pages must be >= 1, got {max_pages}")
+        base = build_logs_params(cursor=None, **query)  # a bad argument fails before any request
+        oldest, latest = query.get("oldest"), query.get("latest")
         cap = max_pages if max_pages is not None else page_cap(oldest, latest)
-        # Validate once up front so a bad argument fails before the first request.
-        base = build_logs_params(
-            latest=latest,
-            oldest=oldest,
-            limit=limit,
-            action=action,
-            actor=actor,
-            entity=entity,
-            additional_query_params=additional_query_params,
-        )
-        # Without a caller's session, one session (one kept-alive connection) serves every page of
-        # the iteration: a new connection per page costs a TLS handshake each against Slack.
-        own_session = self._new_session() if self.session is None or self.session.closed else None
         cursor: str | None = None
         progress = PageProgress()
         pages = 0
-        try:
+        # Without a caller's session, one session (one kept-alive connection) serves every page of
+        # the iteration: a new connection per page costs a TLS handshake each against Slack.
+        async with self._session() as session:
             while True:
                 params = dict(base) if cursor is None else {**base, "cursor": cursor}
-                response = await self._api_call(
-                    path="logs", query_params=params, headers=headers, session=own_session, page=True
+                response = await self._send_with_retries(
+                    session, self._request("GET", "logs", params, None, headers), page=True
                 )
                 next_cursor = response.next_cursor  # validates status and body
                 pages += 1
@@ -321,9 +292,6 @@ class AsyncAuditLogsClient:
                         f"cursor, more than its window can hold ({cap})",
                     )
                 cursor = next_cursor
-        finally:
-            if own_session is not None:
-                await own_session.close()
 
     async def api_call(
         self,
@@ -342,29 +310,30 @@ class AsyncAuditLogsClient:
         raises a permanent ``redirected`` error (it is never followed), and a request that cannot
         get a rate-limiter slot within its budget raises a transient ``retry_budget_exhausted``.
         """
-        return await self._api_call(
-            http_verb=http_verb,
-            path=path,
-            query_params=query_params,
-            body_params=body_params,
-            headers=headers,
-        )
+        request = self._request(http_verb, path, query_params, body_params, headers)
+        async with self._session() as session:
+            return await self._send_with_retries(session, request, page=False)
 
-    async def _api_call(
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[ClientSession]:
+        """The caller's session while it is open (left open), else one of our own, closed after."""
+        if self.session is not None and not self.session.closed:
+            yield self.session
+            return
+        session = self._new_session()
+        try:
+            yield session
+        finally:
+            await session.close()
+
+    def _request(
         self,
-        *,
-        http_verb: str = "GET",
+        http_verb: str,
         path: str,
-        query_params: dict[str, Any] | None = None,
-        body_params: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-        session: ClientSession | None = None,
-        page: bool = False,
-    ) -> AuditLogsResponse:
-        """:meth:`api_call` on ``session`` when given (left open), else as the constructor decided.
-
-        ``page``: a 2xx answer must also be a good page; a garbled one is offered to the handlers.
-        """
+        query_params: dict[str, Any] | None,
+        body_params: dict[str, Any] | None,
+        headers: dict[str, str] | None,
+    ) -> _Request:
         url = f"{self.base_url}{path.lstrip('/')}"
         self._check_transport(url)
         request_headers = {
@@ -374,34 +343,21 @@ class AsyncAuditLogsClient:
             **(headers or {}),
         }
         data = msgspec.json.encode(body_params) if body_params is not None else None
-        params = query_string_params(query_params)
         retry_request = HttpRequest(
             method=http_verb, url=url, headers=request_headers, body_params=body_params, data=data
         )
-
-        own_session = session is None and (self.session is None or self.session.closed)
-        session = self._new_session() if own_session else (session or self.session)
-        assert session is not None
-        try:
-            return await self._send_with_retries(
-                session, http_verb, url, params, data, request_headers, retry_request, page=page
-            )
-        finally:
-            if own_session:
-                await session.close()
+        return _Request(
+            http_verb, url, query_string_params(query_params), data, request_headers, retry_request
+        )
 
     async def _send_with_retries(
-        self,
-        session: ClientSession,
-        http_verb: str,
-        url: str,
-        params: dict[str, str],
-        data: bytes | None,
-        headers: dict[str, str],
-        retry_request: HttpRequest,
-        *,
-        page: bool,
+        self, session: ClientSession, request: _Request, *, page: bool
     ) -> AuditLogsResponse:
+        """Send ``request`` on ``session``, retried as the handlers decide.
+
+        ``page``: a 2xx answer must also be a good page; a garbled one is offered to the handlers.
+        """
+        http_verb, url, params, data, headers, retry_request = request
         budget = RetryBudget(self.max_retry_wait)
         state = RetryState(custom_values={}, budget=budget, sleep=self.sleep)
         requests, limited = 0, 0

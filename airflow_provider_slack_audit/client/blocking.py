@@ -2,10 +2,8 @@
 
 By default in asyncio's executor (as ``asyncio.to_thread`` would). Inside :func:`one_thread`, in one thread
 of its own, in the order it was submitted: a stream of pages keeps its large, short-lived buffers
-(a body, its decoded slices, a batch's lines) in one thread. glibc gives every thread that
-allocates an arena of its own and keeps memory freed there resident, so a stream spread over
-asyncio's pool of threads holds several arenas' worth of page buffers: a million-event window grew
-the process by ~115 MB that way, and by ~65 MB in one thread, at the same speed.
+(a body, its decoded slices, a batch's lines) in one thread: glibc gives every thread that
+allocates an arena of its own and keeps memory freed there resident (docs/performance.md, Memory).
 
 A context variable carries the choice, so the client (which imports no Airflow and knows nothing
 of streams) and the pipeline share the thread without passing it around: work submitted from the
@@ -14,8 +12,7 @@ in that thread.
 
 Off the loop is not enough to keep the loop free: a thread busy with Python or with C calls that
 hold the GIL makes the event loop's thread wait for the GIL after every system call it makes
-(``epoll_wait``, ``recv``, ``send``), up to the switch interval (5 ms) each time, so one iteration
-of the loop took ~22 ms while a page was being decoded. The work therefore calls
+(``epoll_wait``, ``recv``, ``send``), up to the switch interval each time. The work therefore calls
 :func:`yield_to_loop` between its slices: after :data:`SLICE_SECONDS` of work it hands the GIL to
 the loop and waits (briefly, at most :data:`MAX_YIELD_SECONDS`) until the loop has run the
 callbacks that were ready. Outside :func:`run_blocking`'s thread it does nothing; a loop that is

@@ -6,30 +6,41 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from itertools import compress
 from operator import attrgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 from .errors import SlackAuditLogsApiError, hint
 from .response import AuditLogsResponse
 
 MAX_LIMIT = 9999
 MAX_ACTIONS = 30
+"""The API's limit on the names of one ``action`` filter."""
 
 
-def build_logs_params(
-    *,
-    latest: int | None = None,
-    oldest: int | None = None,
-    limit: int | None = None,
-    action: str | Iterable[str] | None = None,
-    actor: str | None = None,
-    entity: str | None = None,
-    cursor: str | None = None,
-    additional_query_params: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Check ``logs`` arguments and build its query, dropping ``None``; raise before any request.
+class LogsQuery(TypedDict, total=False):
+    """The ``logs`` query's arguments, each optional (``None`` is left out of the request).
 
     ``additional_query_params`` are added as given (for parameters this client does not know).
     """
+
+    latest: int | None
+    oldest: int | None
+    limit: int | None
+    action: str | Iterable[str] | None
+    actor: str | None
+    entity: str | None
+    additional_query_params: Mapping[str, Any] | None
+
+
+def build_logs_params(*, cursor: str | None = None, **query: Unpack[LogsQuery]) -> dict[str, Any]:
+    """Check ``logs`` arguments and build its query, dropping ``None``; raise before any request."""
+    unknown = sorted(query.keys() - LogsQuery.__annotations__.keys())
+    if unknown:
+        raise TypeError(f"logs got unexpected keyword arguments: {', '.join(unknown)}")
+    latest, oldest, limit = query.get("latest"), query.get("oldest"), query.get("limit")
+    action, actor, entity = query.get("action"), query.get("actor"), query.get("entity")
     for name, value in (("latest", latest), ("oldest", oldest), ("limit", limit)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise TypeError(
@@ -55,26 +66,44 @@ def build_logs_params(
         "entity": entity,
         "cursor": cursor,
     }
-    params.update(additional_query_params or {})
+    params.update(query.get("additional_query_params") or {})
     return {k: v for k, v in params.items() if v is not None}
 
 
-def join_actions(action: str | Iterable[str]) -> str:
-    """Comma-join action names (a string may already be comma-separated); at most 30, none empty."""
+def action_names(action: str | Iterable[str]) -> list[str]:
+    """The names of an ``action`` filter, stripped, none empty.
+
+    A string is a comma-separated list (``"user_login, user_logout"``); any other iterable holds one
+    name per item, so a comma inside an item is refused: the API would read it as two names, past
+    the :data:`MAX_ACTIONS` check.
+    """
     if isinstance(action, str):
         names = action.split(",")
-    elif isinstance(action, Iterable):
-        names = list(action)
-        for name in names:
+    elif isinstance(action, Iterable) and not isinstance(action, bytes | Mapping):
+        names = []
+        for name in action:
             if not isinstance(name, str):
-                raise TypeError(f"action names must be strings, got {name!r}")
-            if "," in name:  # the API would read two names, past the count below
-                raise ValueError(f"action name {name!r} contains a comma: pass each name as its own item")
+                raise TypeError(f"action names must be strings, got {name!r} in {action!r}")
+            if "," in name:
+                raise ValueError(
+                    f"action name {name!r} contains a comma, which the API reads as a separator; "
+                    f"pass each name as its own item, e.g. {[n.strip() for n in name.split(',')]!r}"
+                )
+            names.append(name)
     else:
-        raise TypeError(f"action must be a name or a list of names, got {type(action).__name__}")
-    names = [n.strip() for n in names]
-    if not names or any(not n for n in names):
-        raise ValueError(f"action has an empty name in {action!r}: give names like 'user_login'")
+        raise TypeError(f"action must be a name or a list of names, got {type(action).__name__} {action!r}")
+    names = [name.strip() for name in names]
+    if not names or not all(names):
+        raise ValueError(
+            f"action {action!r} has an empty name; give names like 'user_login', or leave action unset "
+            f"to land every action"
+        )
+    return names
+
+
+def join_actions(action: str | Iterable[str]) -> str:
+    """Comma-join action names as the API receives them: at most :data:`MAX_ACTIONS`."""
+    names = action_names(action)
     if len(names) > MAX_ACTIONS:
         raise ValueError(
             f"action lists {len(names)} names but the API takes at most {MAX_ACTIONS}: split the "

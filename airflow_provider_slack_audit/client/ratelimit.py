@@ -15,9 +15,7 @@ every process sees its share of the 429s. Processes that each start at the org's
 shares that add up to about the org's budget, with no coordination.
 
 The climb is counted in slots, not seconds, so the number of requests between two 429s is the same
-at any budget. A climb of a fixed share per second came back about five times faster in requests
-at the org's real ~50/min than at 240/min: in an hour, two processes saw 7% of their requests
-answered 429, three saw 13% (``tests/client/test_cross_process_pacing.py`` simulates it).
+at any budget (docs/performance.md, Rate budget; ``tests/client/test_cross_process_pacing.py``).
 
 ``live`` requests (today's window) go before ``backfill`` ones: a backfill request only takes a
 slot that is free right now, never one reserved ahead, so a live request waits at most one slot.

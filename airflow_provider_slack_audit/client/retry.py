@@ -23,6 +23,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
@@ -78,6 +79,7 @@ class RetryBudget:
         self.spent += max(0.0, seconds)
 
 
+@dataclass(kw_only=True)
 class RetryState:
     """Shared by the handlers during one call; slack_sdk's ``RetryState`` attributes plus two.
 
@@ -85,25 +87,11 @@ class RetryState:
     to use (``None``: :func:`default_sleep`). slack_sdk's handlers ignore both.
     """
 
-    next_attempt_requested: bool
-    current_attempt: int  # zero-origin
-    custom_values: dict[str, Any] | None
-    budget: RetryBudget | None
-    sleep: Sleep | None
-
-    def __init__(
-        self,
-        *,
-        current_attempt: int = 0,
-        custom_values: dict[str, Any] | None = None,
-        budget: RetryBudget | None = None,
-        sleep: Sleep | None = None,
-    ) -> None:
-        self.next_attempt_requested = False
-        self.current_attempt = current_attempt
-        self.custom_values = custom_values
-        self.budget = budget
-        self.sleep = sleep
+    current_attempt: int = 0  # zero-origin
+    custom_values: dict[str, Any] | None = None
+    budget: RetryBudget | None = None
+    sleep: Sleep | None = None
+    next_attempt_requested: bool = field(default=False, init=False)
 
     def increment_current_attempt(self) -> int:
         self.current_attempt += 1
@@ -182,24 +170,24 @@ class RetryIntervalCalculator:
         raise NotImplementedError
 
 
+@dataclass(eq=False)
 class FixedValueRetryIntervalCalculator(RetryIntervalCalculator):
-    def __init__(self, fixed_interval: float = 0.5) -> None:
-        self.fixed_interval = fixed_interval
+    fixed_interval: float = 0.5
 
     def calculate_sleep_duration(self, current_attempt: int) -> float:
         return self.fixed_interval
 
 
+@dataclass(eq=False)
 class BackoffRetryIntervalCalculator(RetryIntervalCalculator):
     """``backoff_factor * 2**attempt``, capped, plus up to ``jitter`` seconds of random spread.
 
     The jitter keeps the workers of a backfill from retrying in lockstep against an org-wide limit.
     """
 
-    def __init__(self, backoff_factor: float = 0.5, max_interval: float = 60.0, jitter: float = 1.0) -> None:
-        self.backoff_factor = backoff_factor
-        self.max_interval = max_interval
-        self.jitter = jitter
+    backoff_factor: float = 0.5
+    max_interval: float = 60.0
+    jitter: float = 1.0
 
     def calculate_sleep_duration(self, current_attempt: int) -> float:
         interval = min(self.max_interval, self.backoff_factor * 2.0**current_attempt)

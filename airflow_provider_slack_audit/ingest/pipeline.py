@@ -74,12 +74,7 @@ async def ingest_window(
     spec.validate(now=now())
     started = time.monotonic()
     started_at = now()
-    landing = Landing(
-        spec.destination,
-        compression=spec.compression,
-        conn_id=spec.destination_conn_id,
-        retention=spec.retention,
-    )
+    landing = spec.landing()
     summary = IngestSummary(window=spec.window.to_json())
     # One destination, one truth: the run's layout and window must fit what is landed there.
     intervals = await asyncio.to_thread(check_destination_fits, spec, landing=landing)

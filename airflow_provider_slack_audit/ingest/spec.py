@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_slack_audit.client.async_client import MAX_LIMIT
+from airflow_provider_slack_audit.client.query import MAX_ACTIONS, action_names
 from airflow_provider_slack_audit.client.ratelimit import Priority, infer_priority
 from airflow_provider_slack_audit.ingest.landing.plan import DestinationLayout
 
@@ -49,9 +50,6 @@ __all__ = [
     "storage_path_url",
 ]
 
-MAX_ACTIONS = 30
-"""The API's limit on the names of one ``action`` filter."""
-
 MAX_FUTURE = timedelta(days=1)
 """How far past now a window may end: enough for a run ahead of its data, not for a typo in the year."""
 
@@ -73,35 +71,11 @@ _DESTINATION_EXAMPLES = (
 
 
 def normalize_actions(action: str | Iterable[str] | None) -> tuple[str, ...] | None:
-    """The ``action`` filter in its one spelling: names stripped, de-duplicated and sorted.
-
-    A string is a comma-separated list (``"user_login, user_logout"``); any other iterable holds one
-    name per item, so a comma inside an item is refused: the API would read it as two names, past
-    the 30-name check. At most :data:`MAX_ACTIONS` distinct names (what the API receives).
-    """
+    """The ``action`` filter in its one spelling (see ``client.query.action_names``):
+    de-duplicated and sorted, at most :data:`MAX_ACTIONS` distinct names (what the API receives)."""
     if action is None:
         return None
-    if isinstance(action, str):
-        names = [name.strip() for name in action.split(",")]
-    elif isinstance(action, Iterable) and not isinstance(action, bytes | Mapping):
-        names = []
-        for name in action:
-            if not isinstance(name, str):
-                raise TypeError(f"action names must be strings, got {name!r} in {action!r}")
-            if "," in name:
-                raise ValueError(
-                    f"action name {name!r} contains a comma, which the API reads as a separator; "
-                    f"pass each name as its own item, e.g. {[n.strip() for n in name.split(',')]!r}"
-                )
-            names.append(name.strip())
-    else:
-        raise TypeError(f"action must be a name or a list of names, got {type(action).__name__} {action!r}")
-    if not names or any(not name for name in names):
-        raise ValueError(
-            f"action {action!r} has an empty name; give names like 'user_login', or leave action unset "
-            f"to land every action"
-        )
-    unique = tuple(sorted(set(names)))
+    unique = tuple(sorted(set(action_names(action))))
     if len(unique) > MAX_ACTIONS:
         raise ValueError(
             f"action lists {len(unique)} distinct names but the API takes at most {MAX_ACTIONS}: split the "
@@ -294,6 +268,14 @@ class IngestSpec:
         live requests first, so a long backfill never delays today's landing by more than a slot."""
         return infer_priority(self.window.end, now)
 
+    def landing(self) -> Landing:
+        return Landing(
+            self.destination,
+            compression=self.compression,
+            conn_id=self.destination_conn_id,
+            retention=self.retention,
+        )
+
     @property
     def query(self) -> dict[str, Any]:
         """The filters, as recorded in markers and manifests (a marker of other filters is not ours)."""
@@ -397,12 +379,6 @@ def check_destination_fits(
     :class:`DestinationConflictError` when the run would put events in a second final file. With
     ``record``, a destination without a descriptor gets one (see ``landing.descriptor``).
     """
-    if landing is None:
-        landing = Landing(
-            spec.destination,
-            compression=spec.compression,
-            conn_id=spec.destination_conn_id,
-            retention=spec.retention,
-        )
+    landing = landing if landing is not None else spec.landing()
     layout = DestinationLayout(grid=spec.interval, compression=spec.compression, query=spec.query)
     return landing.prepare(spec.window, layout, record=record)

@@ -138,6 +138,8 @@ async def test_additional_query_params_are_sent(client: AsyncAuditLogsClient) ->
         ({"oldest": 20, "latest": 10}, ValueError, "oldest 20 is after latest 10"),
         ({"latest": -1}, ValueError, ">= 0"),
         ({"actor": ""}, TypeError, "non-empty string"),
+        ({"olddest": 1}, TypeError, "unexpected keyword arguments: olddest"),
+        ({"action": b"user_login"}, TypeError, "a name or a list of names"),
     ],
 )
 async def test_bad_logs_arguments_fail_before_any_request(
@@ -148,6 +150,13 @@ async def test_bad_logs_arguments_fail_before_any_request(
             await client.logs(**kwargs)
         with pytest.raises(error, match=message):
             await anext(client.pages(**kwargs))
+        assert sent(m) == []
+
+
+async def test_pages_refuses_a_cursor_since_it_follows_its_own(client: AsyncAuditLogsClient) -> None:
+    with aioresponses() as m:
+        with pytest.raises(TypeError, match="cursor"):
+            await anext(client.pages(oldest=1, latest=2, cursor="c1"))  # type: ignore[call-arg]
         assert sent(m) == []
 
 

@@ -133,15 +133,12 @@ class Landing:
         return layout.relative_data_path(interval, self.compression)
 
     def data_path(self, interval: Interval) -> ObjectStoragePath:
-        """Where the interval's data file lives once complete."""
         return self.destination / self.relative_data_path(interval)
 
     def marker_path(self, interval: Interval) -> ObjectStoragePath:
-        """Where the interval's commit marker lives."""
         return self.destination / layout.relative_marker_path(interval)
 
     def manifest_path(self, window: Window) -> ObjectStoragePath:
-        """Where the window's manifest lives."""
         return self.destination / layout.relative_manifest_path(window)
 
     def lease_path(self, interval: Interval) -> ObjectStoragePath:
@@ -224,14 +221,9 @@ class Landing:
             temp=temp,
         )
 
-    def remove_other_formats(self, interval: Interval) -> None:
-        """Remove the interval's data file in the other compression format: one data file per interval."""
-        other_format: Compression = None if self.compression == "gzip" else "gzip"
-        (self.destination / layout.relative_data_path(interval, other_format)).unlink(missing_ok=True)
-
     def committed_ids(self, commit: IntervalCommit) -> set[str]:
         """The ids in a committed interval's data file (verified against its marker while read)."""
-        return {_keys_decoder.decode(line).id for line in self.committed_lines(commit)}
+        return {key.id for key in self.committed_keys(commit)}
 
     def committed_keys(self, commit: IntervalCommit) -> Iterator[EntryKey]:
         """The keys (``id``, ``date_create``) of a committed interval's entries, in file order (the
@@ -339,7 +331,7 @@ class Landing:
             file.write(payload)
 
     def _descriptor_sha256(self) -> str | None:
-        """The SHA-256 of the destination descriptor's bytes (never rewritten, so read once)."""
+        # The descriptor is never rewritten, so it is read once.
         if self._descriptor_digest is None:
             try:
                 raw = (self.destination / DESCRIPTOR_NAME).read_bytes()
@@ -349,7 +341,8 @@ class Landing:
         return self._descriptor_digest
 
     def _write_marker(self, commit: IntervalCommit) -> None:
-        """Commit a published data file (its writer calls this): the marker, then one format only.
+        """Commit a published data file (its writer calls this): the marker, then remove the file in
+        the other compression format (one data file per interval).
 
         A failure here leaves a complete data file without a marker: not committed, rewritten next run.
         """
@@ -360,7 +353,8 @@ class Landing:
             json_bytes(commit.to_json()),
             lambda: self._leases.holder(self.lease_path(commit.interval)),
         )
-        self.remove_other_formats(commit.interval)
+        other_format: Compression = None if self.compression == "gzip" else "gzip"
+        (self.destination / layout.relative_data_path(commit.interval, other_format)).unlink(missing_ok=True)
 
     read_manifest = staticmethod(read_manifest)
 

@@ -7,22 +7,13 @@ small hidden file beside its data file, created atomically so only one run can h
     <dest>/dt=2026-01-04/.slack_audit_<interval.key>.lease     {"owner", "host", "pid", "acquired_at", ...}
     <dest>/_leases/.<owner>.owner.json                           {"owner", ..., "renewals", "renewed_at"}
 
-The second file is the **owner record** of one run, which the run rewrites every ``ttl / 3`` while it
-works (a renewal counter in it goes up each time), so one write per run keeps all its interval leases
-alive however many intervals it holds.
+The second file is the **owner record** of one run, rewritten every ``ttl / 3`` (a renewal counter
+goes up each time): one write per run keeps all its leases alive.
 
-Liveness never compares one host's clock with another's. A run judging another run's lease reads
-that run's owner record and remembers, on its **own monotonic clock**, when it first saw it and when
-it last saw it change. The lease is *live* while the record exists and this run has seen it change
-(or first looked at it) no more than ``ttl`` ago; it is *stale*, and taken over, once the record is
-gone or this run has watched it stay unchanged for longer than ``ttl``. A live run renews three times
-per ttl, so it is never taken over however far its wall clock is from the waiter's; a dead run is
-taken over about one ttl after a waiting run first looks, however far ahead its clock was. (The
-record's ``expires_at`` is still written, for runs of earlier versions, which judge by it; nothing
-here reads it.) On the host that wrote it, a lease whose process is gone (a ``kill -9``; same host
-name and pid namespace, pid no longer running) is stale at once. A lease file that cannot be read
-(its writer died while creating it) is judged the same way, by its bytes. A run deletes its leases,
-then its owner record, when it is done, failed or cancelled.
+Liveness never compares one host's clock with another's: a lease is *stale*, and taken over, once
+its record is gone or this run has watched it, on its **own monotonic clock**, stay unchanged for
+longer than ``ttl`` (an unreadable lease file is watched by its bytes), or at once when its writer
+was on this host and its process is gone. docs/concepts/guarantees.md states the whole protocol.
 
 A lease is created exclusively (``_fs.create_exclusively``); on a store without a conditional write
 (refused by the destination check, reached directly) it is written unless present, then read back
@@ -41,7 +32,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -123,33 +114,24 @@ class Sighting:
         return now - self.changed_at
 
 
+@dataclass(eq=False, repr=False)
 class LeaseStore:
     """Lease files and owner records under one destination, for one owner (blocking calls)."""
 
-    def __init__(
-        self,
-        destination: ObjectStoragePath,
-        owner: LeaseOwner,
-        *,
-        ttl: float = DEFAULT_TTL_SECONDS,
-        clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.destination = destination
-        self.owner = owner
-        self.ttl = ttl
-        self.clock = clock
-        self.monotonic = monotonic
-        self._local = destination.protocol in _LOCAL_PROTOCOLS
-        self._acquired_at = clock()
+    destination: ObjectStoragePath
+    owner: LeaseOwner
+    _: KW_ONLY
+    ttl: float = DEFAULT_TTL_SECONDS
+    clock: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
+
+    def __post_init__(self) -> None:
+        #: Whether the destination is a local filesystem (atomic renames, ``O_EXCL``).
+        self.local = self.destination.protocol in _LOCAL_PROTOCOLS
+        self._acquired_at = self.clock()
         self._renewals = 0
         # Keyed by the path looked at: an owner record, or a lease file that names no owner.
         self._sightings: dict[str, Sighting] = {}
-
-    @property
-    def local(self) -> bool:
-        """Whether the destination is a local filesystem (atomic renames, ``O_EXCL``)."""
-        return self._local
 
     # Owner records ----------------------------------------------------------------------------------
 
@@ -179,7 +161,7 @@ class LeaseStore:
         }
         path = self.owner_path()
         payload = json.dumps(document, sort_keys=True).encode()
-        if not self._local:
+        if not self.local:
             with path.fs.open(path.path, "wb") as file:
                 file.write(payload)
             return
@@ -303,7 +285,7 @@ class LeaseStore:
     def _remove_stale(self, lease: ObjectStoragePath, judged: bytes) -> tuple[bool, str | None]:
         """Remove the lease judged stale from ``judged`` (its bytes then): (False, None) when it
         changed since (another run took it over), else (True, the stale lease's owner)."""
-        if not self._local:
+        if not self.local:
             try:
                 current = self._read_bytes(lease)
             except FileNotFoundError:
@@ -335,7 +317,7 @@ class LeaseStore:
     # Storage helpers -------------------------------------------------------------------------------
 
     def _read_bytes(self, path: ObjectStoragePath) -> bytes:
-        if self._local:
+        if self.local:
             with open(path.path, "rb") as file:
                 return file.read()
         data: bytes = path.fs.cat_file(path.path)
