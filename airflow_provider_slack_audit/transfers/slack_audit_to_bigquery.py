@@ -18,32 +18,25 @@ from __future__ import annotations
 
 import datetime
 import tempfile
-import time
 import uuid
 from collections.abc import Sequence
 from contextlib import suppress
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from isal import igzip
 
-from airflow_provider_slack_audit._lineage import load_lineage
 from airflow_provider_slack_audit.ingest.landing import WindowManifest
 from airflow_provider_slack_audit.transfers._bulk import (
     SEQ,
+    BulkLoadOperator,
     MergeDialect,
-    columns_missing,
     counts_from_merge,
     identifier,
     merge_statement,
+    provider_hook,
     write_staged_rows,
-)
-from airflow_provider_slack_audit.transfers._errors import (
-    InvalidTableNameError,
-    SchemaMismatchError,
-    is_transient,
-    missing_provider_hint,
 )
 from airflow_provider_slack_audit.transfers._schema import (
     COLUMN_NAMES,
@@ -53,16 +46,6 @@ from airflow_provider_slack_audit.transfers._schema import (
     ColumnKind,
 )
 from airflow_provider_slack_audit.transfers._table import BatchCounts
-from airflow_provider_slack_audit.transfers._window import (
-    load_errors_classified,
-    load_summary,
-    log_load,
-    read_checked_manifest,
-)
-from airflow_provider_slack_audit.version_compat import AirflowFailException, BaseOperator
-
-if TYPE_CHECKING:
-    from airflow_provider_slack_audit.version_compat import Context
 
 __all__ = ["SlackAuditLogsToBigQueryOperator", "bigquery_table_schema"]
 
@@ -113,7 +96,7 @@ _BIGQUERY: Final = MergeDialect(
 )
 
 
-class SlackAuditLogsToBigQueryOperator(BaseOperator):
+class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
     """
     Load exactly one landed window of Slack audit events into a BigQuery table, exactly once by id.
 
@@ -158,6 +141,7 @@ class SlackAuditLogsToBigQueryOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("source", "dataset", "table", "project_id")
     ui_color = "#e8f0fe"
+    warehouse = "BigQuery"
 
     def __init__(
         self,
@@ -173,28 +157,25 @@ class SlackAuditLogsToBigQueryOperator(BaseOperator):
         create_table: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.source = source
+        super().__init__(
+            source=source, table=table, source_conn_id=source_conn_id, create_table=create_table, **kwargs
+        )
         self.dataset = dataset
-        self.table = table
         self.project_id = project_id
         self.gcp_conn_id = gcp_conn_id
         self.location = location
         self.impersonation_chain = impersonation_chain
-        self.source_conn_id = source_conn_id
-        self.create_table = create_table
-        self._summary: dict[str, Any] | None = None
 
     @cached_property
     def hook(self) -> Any:
         """The Google provider's BigQueryHook for ``gcp_conn_id``."""
-        try:
-            from airflow.providers.google.cloud.hooks.bigquery import BigQueryHook
-        except ImportError as error:
-            raise AirflowFailException(
-                f"the Google provider is not installed: {missing_provider_hint('google_cloud_platform')}"
-            ) from error
-        return BigQueryHook(
+        hook = provider_hook(
+            "airflow.providers.google.cloud.hooks.bigquery",
+            "BigQueryHook",
+            provider="Google",
+            conn_type="google_cloud_platform",
+        )
+        return hook(
             gcp_conn_id=self.gcp_conn_id, location=self.location, impersonation_chain=self.impersonation_chain
         )
 
@@ -203,27 +184,18 @@ class SlackAuditLogsToBigQueryOperator(BaseOperator):
         project = identifier("project", self.project_id, extra="-.:") if self.project_id else None
         return project, identifier("dataset", self.dataset), identifier("table", self.table)
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        try:
-            project, dataset, table = self._names()
-        except InvalidTableNameError as error:
-            raise AirflowFailException(str(error)) from error
-        manifest = read_checked_manifest(self.source, self.source_conn_id)
-        started = time.monotonic()
-        target = f"{project or '<the connection project>'}.{dataset}.{table}"
-        with load_errors_classified(
-            f"loading window {manifest.window.key} into BigQuery table {target}",
-            transient=is_transient,
-            permanent=(SchemaMismatchError,),
-        ):
-            client = self.hook.get_client(project_id=project or self.hook.project_id, location=self.location)
-            target = f"{client.project}.{dataset}.{table}"
-            counts = self._load(client, target, manifest)
-        log_load(self.log, f"BigQuery table {target}", manifest, counts, started)
-        self._summary = load_summary(counts, target, manifest)
-        return self._summary
+    def target(self) -> str:
+        """``project.dataset.table``; the project is the connection's unless ``project_id`` is given."""
+        project, dataset, table = self._names()
+        return f"{project or '<the connection project>'}.{dataset}.{table}"
 
-    def _load(self, client: Any, target: str, manifest: WindowManifest) -> BatchCounts:
+    def _load(self, target: str, manifest: WindowManifest) -> tuple[str, BatchCounts]:
+        project, dataset, table = self._names()
+        client = self.hook.get_client(project_id=project or self.hook.project_id, location=self.location)
+        target = f"{client.project}.{dataset}.{table}"
+        return target, self._load_into(client, target, manifest)
+
+    def _load_into(self, client: Any, target: str, manifest: WindowManifest) -> BatchCounts:
         from google.cloud import bigquery
 
         self._prepare_table(client, target)
@@ -284,25 +256,16 @@ class SlackAuditLogsToBigQueryOperator(BaseOperator):
             existing = client.create_table(wanted, exists_ok=True)  # an existing table is read instead
         else:
             existing = client.get_table(target)
-        addable, missing = columns_missing([field.name for field in existing.schema])
-        if missing:
-            raise SchemaMismatchError(
-                f"BigQuery table {target} lacks the columns {', '.join(missing)}; add them (the docs' "
-                "BigQuery page lists their types), or load into a new table"
-            )
+        addable = self._addable_columns(target, [field.name for field in existing.schema])
         if addable:
-            self.log.info("Adding columns %s to %s (added in a newer release)", ", ".join(addable), target)
             existing.schema = [
                 *existing.schema,
                 *(bigquery.SchemaField(name, _TYPES[COLUMNS[name]], mode="NULLABLE") for name in addable),
             ]
             client.update_table(existing, ["schema"])
 
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """Lineage: the landing destination in, ``bigquery`` + ``project.dataset.table`` out."""
-        if not self._summary:
-            return None
-        return load_lineage(self._summary, output=("bigquery", str(self._summary["table"])))
+    def _lineage_output(self, table: str) -> tuple[str, str]:
+        return "bigquery", table
 
 
 def _quoted(name: str) -> str:
