@@ -175,7 +175,8 @@ def provider_hook(module: str, name: str, *, provider: str, conn_type: str) -> A
 class BulkLoadOperator(BaseOperator):
     """What both bulk transfers do around their load: check names, read the manifest, classify errors.
 
-    A subclass names its ``warehouse``, and implements ``target`` (the table's name, validated;
+    The arguments both take are declared here (each operator documents them). A subclass names its
+    ``warehouse``, and implements ``target`` (the table's name, validated;
     ``InvalidTableNameError`` fails the task), ``_load`` and ``_lineage_output``.
     """
 
@@ -183,7 +184,13 @@ class BulkLoadOperator(BaseOperator):
     warehouse: ClassVar[str]
 
     def __init__(
-        self, *, source: Any, table: str, source_conn_id: str | None, create_table: bool, **kwargs: Any
+        self,
+        *,
+        source: Any,
+        table: str = "slack_audit_logs",
+        source_conn_id: str | None = None,
+        create_table: bool = True,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.source = source

@@ -146,20 +146,14 @@ class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
     def __init__(
         self,
         *,
-        source: Any,
         dataset: str,
-        table: str = "slack_audit_logs",
         project_id: str | None = None,
         gcp_conn_id: str = "google_cloud_default",
         location: str | None = None,
         impersonation_chain: str | Sequence[str] | None = None,
-        source_conn_id: str | None = None,
-        create_table: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(
-            source=source, table=table, source_conn_id=source_conn_id, create_table=create_table, **kwargs
-        )
+        super().__init__(**kwargs)
         self.dataset = dataset
         self.project_id = project_id
         self.gcp_conn_id = gcp_conn_id

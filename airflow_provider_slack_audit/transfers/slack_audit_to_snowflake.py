@@ -124,18 +124,12 @@ class SlackAuditLogsToSnowflakeOperator(BulkLoadOperator):
     def __init__(
         self,
         *,
-        source: Any,
         snowflake_conn_id: str = "snowflake_default",
-        table: str = "slack_audit_logs",
         schema: str | None = None,
         database: str | None = None,
-        source_conn_id: str | None = None,
-        create_table: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(
-            source=source, table=table, source_conn_id=source_conn_id, create_table=create_table, **kwargs
-        )
+        super().__init__(**kwargs)
         self.snowflake_conn_id = snowflake_conn_id
         self.schema = schema
         self.database = database
