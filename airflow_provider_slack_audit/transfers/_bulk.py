@@ -23,6 +23,7 @@ import importlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
@@ -66,7 +67,6 @@ __all__ = [
     "counts_from_merge",
     "identifier",
     "merge_statement",
-    "provider_hook",
     "write_staged_rows",
 ]
 
@@ -162,16 +162,6 @@ def counts_from_merge(distinct: int, inserted: int, updated: int) -> BatchCounts
     return BatchCounts(inserted=inserted, updated=updated, unchanged=distinct - inserted - updated)
 
 
-def provider_hook(module: str, name: str, *, provider: str, conn_type: str) -> Any:
-    """The hook class ``name`` of an optional Airflow provider; a missing provider fails the task."""
-    try:
-        return getattr(importlib.import_module(module), name)
-    except ImportError as error:
-        raise AirflowFailException(
-            f"the {provider} provider is not installed: {missing_provider_hint(conn_type)}"
-        ) from error
-
-
 class BulkLoadOperator(BaseOperator):
     """What both bulk transfers do around their load: check names, read the manifest, classify errors.
 
@@ -182,6 +172,8 @@ class BulkLoadOperator(BaseOperator):
 
     #: The warehouse's name in messages, logs and the docs' page title ("BigQuery", "Snowflake").
     warehouse: ClassVar[str]
+    #: The provider's hook: its module, its class, the provider's name, its connection type.
+    hook_class: ClassVar[tuple[str, str, str, str]]
 
     def __init__(
         self,
@@ -198,6 +190,21 @@ class BulkLoadOperator(BaseOperator):
         self.source_conn_id = source_conn_id
         self.create_table = create_table
         self._summary: dict[str, Any] | None = None
+
+    @cached_property
+    def hook(self) -> Any:
+        """The provider's hook, built from ``_hook_kwargs``; a missing provider fails the task."""
+        module, name, provider, conn_type = self.hook_class
+        try:
+            hook = getattr(importlib.import_module(module), name)
+        except ImportError as error:
+            raise AirflowFailException(
+                f"the {provider} provider is not installed: {missing_provider_hint(conn_type)}"
+            ) from error
+        return hook(**self._hook_kwargs())
+
+    def _hook_kwargs(self) -> dict[str, Any]:
+        raise NotImplementedError
 
     def target(self) -> str:
         raise NotImplementedError

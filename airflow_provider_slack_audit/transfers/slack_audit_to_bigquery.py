@@ -1,17 +1,13 @@
 """Load one landed window of Slack audit events into a BigQuery table, exactly once by id.
 
-The window's rows go to BigQuery as one file (see :mod:`airflow_provider_slack_audit.transfers._bulk`):
-one load job (an upload) into a staging table that expires by itself, one ``COUNT``, one ``MERGE``
-by ``id`` into the target table, partitioned by day of ``date_create`` and clustered by ``action``.
-Jobs per window: three, whatever its events and files.
-
-Why a file of rows rather than a load job over the landed files (``gs://`` URIs): the documented
-columns need what a load job cannot do and BigQuery SQL can only approximate: the entity's target
-sits under a key named after its type (``entity.<type>``; a JSONPath must be a literal), a scalar
-of an unexpected type is kept as its JSON text, ``action_timestamp`` comes in ms or µs. The row
-builder the other transfers use does all that once, and every byte loaded is verified against the
-manifest on the way. The upload is plain JSON lines (streamed out of the gzip'd rows file): BigQuery
-documents gzip for Cloud Storage sources, not uploads.
+Why one file of rows (see :mod:`airflow_provider_slack_audit.transfers._bulk`) rather than a load
+job over the landed files (``gs://`` URIs): the documented columns need what a load job cannot do
+and BigQuery SQL can only approximate: the entity's target sits under a key named after its type
+(``entity.<type>``; a JSONPath must be a literal), a scalar of an unexpected type is kept as its
+JSON text, ``action_timestamp`` comes in ms or µs. The row builder the other transfers use does all
+that once, and every byte loaded is verified against the manifest on the way. The upload is plain
+JSON lines (streamed out of the gzip'd rows file): BigQuery documents gzip for Cloud Storage
+sources, not uploads.
 """
 
 from __future__ import annotations
@@ -21,7 +17,6 @@ import tempfile
 import uuid
 from collections.abc import Sequence
 from contextlib import suppress
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Final
 
@@ -35,7 +30,6 @@ from airflow_provider_slack_audit.transfers._bulk import (
     counts_from_merge,
     identifier,
     merge_statement,
-    provider_hook,
     write_staged_rows,
 )
 from airflow_provider_slack_audit.transfers._schema import (
@@ -142,6 +136,12 @@ class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
     template_fields: Sequence[str] = ("source", "dataset", "table", "project_id")
     ui_color = "#e8f0fe"
     warehouse = "BigQuery"
+    hook_class = (
+        "airflow.providers.google.cloud.hooks.bigquery",
+        "BigQueryHook",
+        "Google",
+        "google_cloud_platform",
+    )
 
     def __init__(
         self,
@@ -160,18 +160,12 @@ class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
         self.location = location
         self.impersonation_chain = impersonation_chain
 
-    @cached_property
-    def hook(self) -> Any:
-        """The Google provider's BigQueryHook for ``gcp_conn_id``."""
-        hook = provider_hook(
-            "airflow.providers.google.cloud.hooks.bigquery",
-            "BigQueryHook",
-            provider="Google",
-            conn_type="google_cloud_platform",
-        )
-        return hook(
-            gcp_conn_id=self.gcp_conn_id, location=self.location, impersonation_chain=self.impersonation_chain
-        )
+    def _hook_kwargs(self) -> dict[str, Any]:
+        return {
+            "gcp_conn_id": self.gcp_conn_id,
+            "location": self.location,
+            "impersonation_chain": self.impersonation_chain,
+        }
 
     def _names(self) -> tuple[str | None, str, str]:
         """(project, dataset, table), each checked: a project id also takes ``-``, ``.`` and ``:``."""

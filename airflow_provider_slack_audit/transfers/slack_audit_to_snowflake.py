@@ -1,8 +1,6 @@
 """Load one landed window of Slack audit events into a Snowflake table, exactly once by id.
 
-The window's rows go to Snowflake as one file (see :mod:`airflow_provider_slack_audit.transfers._bulk`):
-``PUT`` into a temporary stage, one ``COPY INTO`` a temporary staging table, one ``MERGE`` by ``id``
-into the target table. Statements per window: a constant handful, whatever its events and files.
+The window's rows go to Snowflake as one file (see :mod:`airflow_provider_slack_audit.transfers._bulk`).
 """
 
 from __future__ import annotations
@@ -11,7 +9,6 @@ import tempfile
 import uuid
 from collections.abc import Sequence
 from contextlib import suppress
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Final
 
@@ -24,7 +21,6 @@ from airflow_provider_slack_audit.transfers._bulk import (
     counts_from_merge,
     identifier,
     merge_statement,
-    provider_hook,
     write_staged_rows,
 )
 from airflow_provider_slack_audit.transfers._dialects import BatchCounts
@@ -120,6 +116,7 @@ class SlackAuditLogsToSnowflakeOperator(BulkLoadOperator):
     template_fields: Sequence[str] = ("source", "table", "schema", "database")
     ui_color = "#e3f3fb"
     warehouse = "Snowflake"
+    hook_class = ("airflow.providers.snowflake.hooks.snowflake", "SnowflakeHook", "Snowflake", "snowflake")
 
     def __init__(
         self,
@@ -134,16 +131,8 @@ class SlackAuditLogsToSnowflakeOperator(BulkLoadOperator):
         self.schema = schema
         self.database = database
 
-    @cached_property
-    def hook(self) -> Any:
-        """The Snowflake provider's hook for ``snowflake_conn_id``."""
-        hook = provider_hook(
-            "airflow.providers.snowflake.hooks.snowflake",
-            "SnowflakeHook",
-            provider="Snowflake",
-            conn_type="snowflake",
-        )
-        return hook(snowflake_conn_id=self.snowflake_conn_id)
+    def _hook_kwargs(self) -> dict[str, Any]:
+        return {"snowflake_conn_id": self.snowflake_conn_id}
 
     def target(self) -> str:
         """``[database.][schema.]table``, each part a plain identifier (Snowflake upper-cases them)."""
