@@ -258,17 +258,9 @@ class EventSet:
         """The index just after the last event sharing ``index``'s second."""
         return bisect_right(self._neg_dates, self._neg_dates[index], lo=index)
 
-    def actor_ids(self) -> list[str]:
-        """The user ids of the org (every actor is one of them)."""
-        return list(self._directory.user_ids)
-
     def entity_ids(self, entity_type: EntityType) -> list[str]:
         """The ids of the org's objects of one entity type."""
         return list(self._directory.entity_ids[entity_type])
-
-    def actor_id(self, index: int) -> str:
-        """The user id of the event's actor."""
-        return self._directory.user_ids[self._actors[index]]
 
     def entity_id(self, index: int) -> str:
         """The id of the event's target entity."""

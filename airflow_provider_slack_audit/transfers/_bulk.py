@@ -19,17 +19,26 @@ works for every landing store (a local landing included, which a warehouse canno
 
 from __future__ import annotations
 
+import importlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import msgspec
 from isal import igzip
 
+from airflow_provider_slack_audit._lineage import load_lineage
 from airflow_provider_slack_audit.ingest.landing import WindowManifest
 from airflow_provider_slack_audit.transfers._dialects import BatchCounts, iso_utc
-from airflow_provider_slack_audit.transfers._errors import InvalidTableNameError
+from airflow_provider_slack_audit.transfers._errors import (
+    InvalidTableNameError,
+    SchemaMismatchError,
+    is_transient,
+    missing_provider_hint,
+)
 from airflow_provider_slack_audit.transfers._schema import (
     ADDED_COLUMNS,
     COLUMN_NAMES,
@@ -37,14 +46,24 @@ from airflow_provider_slack_audit.transfers._schema import (
     ColumnKind,
     RowBuilder,
 )
-from airflow_provider_slack_audit.transfers._window import landed_rows
+from airflow_provider_slack_audit.transfers._window import (
+    landed_rows,
+    load_errors_classified,
+    load_summary,
+    log_load,
+    read_checked_manifest,
+)
+from airflow_provider_slack_audit.version_compat import AirflowFailException, BaseOperator
+
+if TYPE_CHECKING:
+    from airflow_provider_slack_audit.version_compat import Context
 
 __all__ = [
     "SEQ",
     "STAGED_FILE_NAME",
+    "BulkLoadOperator",
     "MergeDialect",
     "StagedRows",
-    "columns_missing",
     "counts_from_merge",
     "identifier",
     "merge_statement",
@@ -143,10 +162,94 @@ def counts_from_merge(distinct: int, inserted: int, updated: int) -> BatchCounts
     return BatchCounts(inserted=inserted, updated=updated, unchanged=distinct - inserted - updated)
 
 
-def columns_missing(present: Sequence[str]) -> tuple[list[str], list[str]]:
-    """The columns ``present`` lacks: those a load may add (newer releases'), and the others."""
-    have = {name.lower() for name in present}
-    missing = [name for name in COLUMN_NAMES if name not in have]
-    return [name for name in missing if name in ADDED_COLUMNS], [
-        name for name in missing if name not in ADDED_COLUMNS
-    ]
+class BulkLoadOperator(BaseOperator):
+    """What both bulk transfers do around their load: check names, read the manifest, classify errors.
+
+    The arguments both take are declared here (each operator documents them). A subclass names its
+    ``warehouse``, and implements ``target`` (the table's name, validated;
+    ``InvalidTableNameError`` fails the task), ``_load`` and ``_lineage_output``.
+    """
+
+    #: The warehouse's name in messages, logs and the docs' page title ("BigQuery", "Snowflake").
+    warehouse: ClassVar[str]
+    #: The provider's hook: its module, its class, the provider's name, its connection type.
+    hook_class: ClassVar[tuple[str, str, str, str]]
+
+    def __init__(
+        self,
+        *,
+        source: Any,
+        table: str = "slack_audit_logs",
+        source_conn_id: str | None = None,
+        create_table: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+        self.table = table
+        self.source_conn_id = source_conn_id
+        self.create_table = create_table
+        self._summary: dict[str, Any] | None = None
+
+    @cached_property
+    def hook(self) -> Any:
+        """The provider's hook, built from ``_hook_kwargs``; a missing provider fails the task."""
+        module, name, provider, conn_type = self.hook_class
+        try:
+            hook = getattr(importlib.import_module(module), name)
+        except ImportError as error:
+            raise AirflowFailException(
+                f"the {provider} provider is not installed: {missing_provider_hint(conn_type)}"
+            ) from error
+        return hook(**self._hook_kwargs())
+
+    def _hook_kwargs(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def target(self) -> str:
+        raise NotImplementedError
+
+    def _load(self, target: str, manifest: WindowManifest) -> tuple[str, BatchCounts]:
+        """Load the window into ``target``; return the table's full name and the counts."""
+        raise NotImplementedError
+
+    def _lineage_output(self, table: str) -> tuple[str, str]:
+        """The OpenLineage (namespace, name) of the table loaded."""
+        raise NotImplementedError
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        try:
+            target = self.target()
+        except InvalidTableNameError as error:
+            raise AirflowFailException(str(error)) from error
+        manifest = read_checked_manifest(self.source, self.source_conn_id)
+        started = time.monotonic()
+        with load_errors_classified(
+            f"loading window {manifest.window.key} into {self.warehouse} table {target}",
+            transient=is_transient,
+            permanent=(SchemaMismatchError,),
+        ):
+            target, counts = self._load(target, manifest)
+        log_load(self.log, f"{self.warehouse} table {target}", manifest, counts, started)
+        self._summary = load_summary(counts, target, manifest)
+        return self._summary
+
+    def _addable_columns(self, table: str, present: Sequence[str]) -> list[str]:
+        """The columns newer releases added that ``table`` lacks; any other missing column fails."""
+        have = {name.lower() for name in present}
+        addable = [name for name in COLUMN_NAMES if name not in have and name in ADDED_COLUMNS]
+        missing = [name for name in COLUMN_NAMES if name not in have and name not in ADDED_COLUMNS]
+        if missing:
+            raise SchemaMismatchError(
+                f"{self.warehouse} table {table} lacks the columns {', '.join(missing)}; add them (the "
+                f"docs' {self.warehouse} page lists their types), or load into a new table"
+            )
+        if addable:
+            self.log.info("Adding columns %s to %s (added in a newer release)", ", ".join(addable), table)
+        return addable
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Lineage: the landing destination in, the table out."""
+        if not self._summary:
+            return None
+        return load_lineage(self._summary, output=self._lineage_output(str(self._summary["table"])))

@@ -15,6 +15,7 @@ The names of :mod:`._table` and :mod:`._postgres` stay importable from here.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta
@@ -42,7 +43,22 @@ from airflow_provider_slack_audit.transfers._table import (
 _sqlite_timestamp = iso_utc("Z")
 
 
-class SqliteDialect(WarehouseDialect):
+class _CountingUpsert(WarehouseDialect):
+    """An upsert by ``executemany`` whose row count, with the batch's ids stored before, tells what it did."""
+
+    upsert: Any
+
+    def write_batch(self, connection: Connection, rows: Sequence[Row]) -> BatchCounts:
+        existing = self.count_existing(connection, [row[0] for row in rows])
+        written = connection.execute(self.upsert, [dict(zip(COLUMN_NAMES, row, strict=True)) for row in rows])
+        return self.counts(len(rows), existing, written.rowcount)
+
+    @abstractmethod
+    def counts(self, rows: int, existing: int, written: int) -> BatchCounts:
+        """What the upsert did, from the batch's size, its ids stored before and the row count."""
+
+
+class SqliteDialect(_CountingUpsert):
     """SQLite: TEXT everywhere (timestamps as ISO-8601 UTC, which sorts in time order); upsert."""
 
     name = "sqlite"
@@ -70,11 +86,14 @@ class SqliteDialect(WarehouseDialect):
         # (up to the busy timeout) instead of failing halfway with "database is locked".
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
-    def write_batch(self, connection: Connection, rows: Sequence[Row]) -> BatchCounts:
-        existing = self.count_existing(connection, [row[0] for row in rows])
-        written = connection.execute(self.upsert, [dict(zip(COLUMN_NAMES, row, strict=True)) for row in rows])
+    def counts(self, rows: int, existing: int, written: int) -> BatchCounts:
         # sqlite3 sums executemany's changes: inserted rows plus rows the DO UPDATE rewrote.
-        return BatchCounts.from_counts(len(rows), existing, written.rowcount)
+        return BatchCounts.from_counts(rows, existing, written)
+
+
+def _naive_utc(micros: int) -> datetime:
+    # Naive UTC: DATETIME has no zone and drivers bind it without shifting it.
+    return EPOCH + timedelta(microseconds=micros)
 
 
 @contextmanager
@@ -89,7 +108,7 @@ def _mysql_lock(connection: Connection, key: str) -> Iterator[None]:
         connection.execute(sa.select(sa.func.release_lock(key)))
 
 
-class MySqlDialect(WarehouseDialect):
+class MySqlDialect(_CountingUpsert):
     """MySQL and MariaDB: JSON and DATETIME(6) (UTC) columns; INSERT ... ON DUPLICATE KEY UPDATE."""
 
     name = "mysql"
@@ -101,19 +120,15 @@ class MySqlDialect(WarehouseDialect):
             {name: upsert.inserted[name] for name in VALUE_COLUMNS}
         ).execution_options(preserve_rowcount=True)
 
-    def timestamp(self, micros: int) -> datetime:
-        # Naive UTC: DATETIME has no zone and drivers bind it without shifting it.
-        return EPOCH + timedelta(microseconds=micros)
+    timestamp = staticmethod(_naive_utc)
 
     def creation_lock(self, connection: Connection) -> AbstractContextManager[None]:
         return _mysql_lock(connection, f"slack_audit:{self.name_of_table}")
 
-    def write_batch(self, connection: Connection, rows: Sequence[Row]) -> BatchCounts:
-        existing = self.count_existing(connection, [row[0] for row in rows])
-        written = connection.execute(self.upsert, [dict(zip(COLUMN_NAMES, row, strict=True)) for row in rows])
+    def counts(self, rows: int, existing: int, written: int) -> BatchCounts:
         # MySQL counts 1 per inserted row, 2 per updated row and 0 per row left as it was.
-        inserted = len(rows) - existing
-        updated = (written.rowcount - inserted) // 2
+        inserted = rows - existing
+        updated = (written - inserted) // 2
         return BatchCounts(inserted=inserted, updated=updated, unchanged=existing - updated)
 
 
@@ -142,8 +157,7 @@ class CommonSqlWriter:
             table.qualified, [hook.placeholder] * len(COLUMN_NAMES), list(COLUMN_NAMES), replace_index=["id"]
         )
 
-    def timestamp(self, micros: int) -> datetime:
-        return EPOCH + timedelta(microseconds=micros)
+    timestamp = staticmethod(_naive_utc)
 
     def check_table(self) -> None:
         columns = self.hook.dialect.get_column_names(self.name_of_table.qualified) or []

@@ -1,49 +1,36 @@
 """Load one landed window of Slack audit events into a BigQuery table, exactly once by id.
 
-The window's rows go to BigQuery as one file (see :mod:`airflow_provider_slack_audit.transfers._bulk`):
-one load job (an upload) into a staging table that expires by itself, one ``COUNT``, one ``MERGE``
-by ``id`` into the target table, partitioned by day of ``date_create`` and clustered by ``action``.
-Jobs per window: three, whatever its events and files.
-
-Why a file of rows rather than a load job over the landed files (``gs://`` URIs): the documented
-columns need what a load job cannot do and BigQuery SQL can only approximate: the entity's target
-sits under a key named after its type (``entity.<type>``; a JSONPath must be a literal), a scalar
-of an unexpected type is kept as its JSON text, ``action_timestamp`` comes in ms or µs. The row
-builder the other transfers use does all that once, and every byte loaded is verified against the
-manifest on the way. The upload is plain JSON lines (streamed out of the gzip'd rows file): BigQuery
-documents gzip for Cloud Storage sources, not uploads.
+Why one file of rows (see :mod:`airflow_provider_slack_audit.transfers._bulk`) rather than a load
+job over the landed files (``gs://`` URIs): the documented columns need what a load job cannot do
+and BigQuery SQL can only approximate: the entity's target sits under a key named after its type
+(``entity.<type>``; a JSONPath must be a literal), a scalar of an unexpected type is kept as its
+JSON text, ``action_timestamp`` comes in ms or µs. The row builder the other transfers use does all
+that once, and every byte loaded is verified against the manifest on the way. The upload is plain
+JSON lines (streamed out of the gzip'd rows file): BigQuery documents gzip for Cloud Storage
+sources, not uploads.
 """
 
 from __future__ import annotations
 
 import datetime
 import tempfile
-import time
 import uuid
 from collections.abc import Sequence
 from contextlib import suppress
-from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from isal import igzip
 
-from airflow_provider_slack_audit._lineage import load_lineage
 from airflow_provider_slack_audit.ingest.landing import WindowManifest
 from airflow_provider_slack_audit.transfers._bulk import (
     SEQ,
+    BulkLoadOperator,
     MergeDialect,
-    columns_missing,
     counts_from_merge,
     identifier,
     merge_statement,
     write_staged_rows,
-)
-from airflow_provider_slack_audit.transfers._errors import (
-    InvalidTableNameError,
-    SchemaMismatchError,
-    is_transient,
-    missing_provider_hint,
 )
 from airflow_provider_slack_audit.transfers._schema import (
     COLUMN_NAMES,
@@ -53,16 +40,6 @@ from airflow_provider_slack_audit.transfers._schema import (
     ColumnKind,
 )
 from airflow_provider_slack_audit.transfers._table import BatchCounts
-from airflow_provider_slack_audit.transfers._window import (
-    load_errors_classified,
-    load_summary,
-    log_load,
-    read_checked_manifest,
-)
-from airflow_provider_slack_audit.version_compat import AirflowFailException, BaseOperator
-
-if TYPE_CHECKING:
-    from airflow_provider_slack_audit.version_compat import Context
 
 __all__ = ["SlackAuditLogsToBigQueryOperator", "bigquery_table_schema"]
 
@@ -113,7 +90,7 @@ _BIGQUERY: Final = MergeDialect(
 )
 
 
-class SlackAuditLogsToBigQueryOperator(BaseOperator):
+class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
     """
     Load exactly one landed window of Slack audit events into a BigQuery table, exactly once by id.
 
@@ -158,72 +135,55 @@ class SlackAuditLogsToBigQueryOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("source", "dataset", "table", "project_id")
     ui_color = "#e8f0fe"
+    warehouse = "BigQuery"
+    hook_class = (
+        "airflow.providers.google.cloud.hooks.bigquery",
+        "BigQueryHook",
+        "Google",
+        "google_cloud_platform",
+    )
 
     def __init__(
         self,
         *,
-        source: Any,
         dataset: str,
-        table: str = "slack_audit_logs",
         project_id: str | None = None,
         gcp_conn_id: str = "google_cloud_default",
         location: str | None = None,
         impersonation_chain: str | Sequence[str] | None = None,
-        source_conn_id: str | None = None,
-        create_table: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.source = source
         self.dataset = dataset
-        self.table = table
         self.project_id = project_id
         self.gcp_conn_id = gcp_conn_id
         self.location = location
         self.impersonation_chain = impersonation_chain
-        self.source_conn_id = source_conn_id
-        self.create_table = create_table
-        self._summary: dict[str, Any] | None = None
 
-    @cached_property
-    def hook(self) -> Any:
-        """The Google provider's BigQueryHook for ``gcp_conn_id``."""
-        try:
-            from airflow.providers.google.cloud.hooks.bigquery import BigQueryHook
-        except ImportError as error:
-            raise AirflowFailException(
-                f"the Google provider is not installed: {missing_provider_hint('google_cloud_platform')}"
-            ) from error
-        return BigQueryHook(
-            gcp_conn_id=self.gcp_conn_id, location=self.location, impersonation_chain=self.impersonation_chain
-        )
+    def _hook_kwargs(self) -> dict[str, Any]:
+        return {
+            "gcp_conn_id": self.gcp_conn_id,
+            "location": self.location,
+            "impersonation_chain": self.impersonation_chain,
+        }
 
     def _names(self) -> tuple[str | None, str, str]:
         """(project, dataset, table), each checked: a project id also takes ``-``, ``.`` and ``:``."""
         project = identifier("project", self.project_id, extra="-.:") if self.project_id else None
         return project, identifier("dataset", self.dataset), identifier("table", self.table)
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        try:
-            project, dataset, table = self._names()
-        except InvalidTableNameError as error:
-            raise AirflowFailException(str(error)) from error
-        manifest = read_checked_manifest(self.source, self.source_conn_id)
-        started = time.monotonic()
-        target = f"{project or '<the connection project>'}.{dataset}.{table}"
-        with load_errors_classified(
-            f"loading window {manifest.window.key} into BigQuery table {target}",
-            transient=is_transient,
-            permanent=(SchemaMismatchError,),
-        ):
-            client = self.hook.get_client(project_id=project or self.hook.project_id, location=self.location)
-            target = f"{client.project}.{dataset}.{table}"
-            counts = self._load(client, target, manifest)
-        log_load(self.log, f"BigQuery table {target}", manifest, counts, started)
-        self._summary = load_summary(counts, target, manifest)
-        return self._summary
+    def target(self) -> str:
+        """``project.dataset.table``; the project is the connection's unless ``project_id`` is given."""
+        project, dataset, table = self._names()
+        return f"{project or '<the connection project>'}.{dataset}.{table}"
 
-    def _load(self, client: Any, target: str, manifest: WindowManifest) -> BatchCounts:
+    def _load(self, target: str, manifest: WindowManifest) -> tuple[str, BatchCounts]:
+        project, dataset, table = self._names()
+        client = self.hook.get_client(project_id=project or self.hook.project_id, location=self.location)
+        target = f"{client.project}.{dataset}.{table}"
+        return target, self._load_into(client, target, manifest)
+
+    def _load_into(self, client: Any, target: str, manifest: WindowManifest) -> BatchCounts:
         from google.cloud import bigquery
 
         self._prepare_table(client, target)
@@ -284,25 +244,16 @@ class SlackAuditLogsToBigQueryOperator(BaseOperator):
             existing = client.create_table(wanted, exists_ok=True)  # an existing table is read instead
         else:
             existing = client.get_table(target)
-        addable, missing = columns_missing([field.name for field in existing.schema])
-        if missing:
-            raise SchemaMismatchError(
-                f"BigQuery table {target} lacks the columns {', '.join(missing)}; add them (the docs' "
-                "BigQuery page lists their types), or load into a new table"
-            )
+        addable = self._addable_columns(target, [field.name for field in existing.schema])
         if addable:
-            self.log.info("Adding columns %s to %s (added in a newer release)", ", ".join(addable), target)
             existing.schema = [
                 *existing.schema,
                 *(bigquery.SchemaField(name, _TYPES[COLUMNS[name]], mode="NULLABLE") for name in addable),
             ]
             client.update_table(existing, ["schema"])
 
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """Lineage: the landing destination in, ``bigquery`` + ``project.dataset.table`` out."""
-        if not self._summary:
-            return None
-        return load_lineage(self._summary, output=("bigquery", str(self._summary["table"])))
+    def _lineage_output(self, table: str) -> tuple[str, str]:
+        return "bigquery", table
 
 
 def _quoted(name: str) -> str:

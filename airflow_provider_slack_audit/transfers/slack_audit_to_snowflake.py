@@ -1,51 +1,30 @@
 """Load one landed window of Slack audit events into a Snowflake table, exactly once by id.
 
-The window's rows go to Snowflake as one file (see :mod:`airflow_provider_slack_audit.transfers._bulk`):
-``PUT`` into a temporary stage, one ``COPY INTO`` a temporary staging table, one ``MERGE`` by ``id``
-into the target table. Statements per window: a constant handful, whatever its events and files.
+The window's rows go to Snowflake as one file (see :mod:`airflow_provider_slack_audit.transfers._bulk`).
 """
 
 from __future__ import annotations
 
 import tempfile
-import time
 import uuid
 from collections.abc import Sequence
 from contextlib import suppress
-from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-from airflow_provider_slack_audit._lineage import load_lineage
 from airflow_provider_slack_audit.ingest.landing import WindowManifest
 from airflow_provider_slack_audit.transfers._bulk import (
     SEQ,
     STAGED_FILE_NAME,
+    BulkLoadOperator,
     MergeDialect,
-    columns_missing,
     counts_from_merge,
     identifier,
     merge_statement,
     write_staged_rows,
 )
 from airflow_provider_slack_audit.transfers._dialects import BatchCounts
-from airflow_provider_slack_audit.transfers._errors import (
-    InvalidTableNameError,
-    SchemaMismatchError,
-    is_transient,
-    missing_provider_hint,
-)
 from airflow_provider_slack_audit.transfers._schema import COLUMNS, REQUIRED_COLUMNS, ColumnKind
-from airflow_provider_slack_audit.transfers._window import (
-    load_errors_classified,
-    load_summary,
-    log_load,
-    read_checked_manifest,
-)
-from airflow_provider_slack_audit.version_compat import AirflowFailException, BaseOperator
-
-if TYPE_CHECKING:
-    from airflow_provider_slack_audit.version_compat import Context
 
 __all__ = ["SlackAuditLogsToSnowflakeOperator", "snowflake_table_ddl"]
 
@@ -93,7 +72,7 @@ _SNOWFLAKE: Final = MergeDialect(
 )
 
 
-class SlackAuditLogsToSnowflakeOperator(BaseOperator):
+class SlackAuditLogsToSnowflakeOperator(BulkLoadOperator):
     """
     Load exactly one landed window of Slack audit events into a Snowflake table, exactly once by id.
 
@@ -136,63 +115,31 @@ class SlackAuditLogsToSnowflakeOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("source", "table", "schema", "database")
     ui_color = "#e3f3fb"
+    warehouse = "Snowflake"
+    hook_class = ("airflow.providers.snowflake.hooks.snowflake", "SnowflakeHook", "Snowflake", "snowflake")
 
     def __init__(
         self,
         *,
-        source: Any,
         snowflake_conn_id: str = "snowflake_default",
-        table: str = "slack_audit_logs",
         schema: str | None = None,
         database: str | None = None,
-        source_conn_id: str | None = None,
-        create_table: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.source = source
         self.snowflake_conn_id = snowflake_conn_id
-        self.table = table
         self.schema = schema
         self.database = database
-        self.source_conn_id = source_conn_id
-        self.create_table = create_table
-        self._summary: dict[str, Any] | None = None
 
-    @cached_property
-    def hook(self) -> Any:
-        """The Snowflake provider's hook for ``snowflake_conn_id``."""
-        try:
-            from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
-        except ImportError as error:
-            raise AirflowFailException(
-                f"the Snowflake provider is not installed: {missing_provider_hint('snowflake')}"
-            ) from error
-        return SnowflakeHook(snowflake_conn_id=self.snowflake_conn_id)
+    def _hook_kwargs(self) -> dict[str, Any]:
+        return {"snowflake_conn_id": self.snowflake_conn_id}
 
-    def qualified_table(self) -> str:
+    def target(self) -> str:
         """``[database.][schema.]table``, each part a plain identifier (Snowflake upper-cases them)."""
         parts = [("database", self.database), ("schema", self.schema), ("table", self.table)]
         return ".".join(identifier(what, name) for what, name in parts if name)
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        try:
-            table = self.qualified_table()
-        except InvalidTableNameError as error:
-            raise AirflowFailException(str(error)) from error
-        manifest = read_checked_manifest(self.source, self.source_conn_id)
-        started = time.monotonic()
-        with load_errors_classified(
-            f"loading window {manifest.window.key} into Snowflake table {table}",
-            transient=is_transient,
-            permanent=(SchemaMismatchError,),
-        ):
-            counts = self._load(table, manifest)
-        log_load(self.log, f"Snowflake table {table}", manifest, counts, started)
-        self._summary = load_summary(counts, table, manifest)
-        return self._summary
-
-    def _load(self, table: str, manifest: WindowManifest) -> BatchCounts:
+    def _load(self, table: str, manifest: WindowManifest) -> tuple[str, BatchCounts]:
         connection = self.hook.get_conn()
         cursor = connection.cursor()
         name = f"slack_audit_load_{uuid.uuid4().hex}"  # this load's stage and staging table
@@ -214,7 +161,7 @@ class SlackAuditLogsToSnowflakeOperator(BaseOperator):
             (distinct,) = cursor.fetchone()
             cursor.execute(merge_statement(table, name, _SNOWFLAKE))
             inserted, updated = cursor.fetchone()
-            return counts_from_merge(int(distinct), int(inserted), int(updated))
+            return table, counts_from_merge(int(distinct), int(inserted), int(updated))
         finally:
             for drop in (f"DROP TABLE IF EXISTS {name}", f"DROP STAGE IF EXISTS {name}"):
                 with suppress(Exception):
@@ -227,26 +174,17 @@ class SlackAuditLogsToSnowflakeOperator(BaseOperator):
         if self.create_table:
             cursor.execute(snowflake_table_ddl(table))
         cursor.execute(f"DESCRIBE TABLE {table}")
-        addable, missing = columns_missing([str(row[0]) for row in cursor.fetchall()])
-        if missing:
-            raise SchemaMismatchError(
-                f"Snowflake table {table} lacks the columns {', '.join(missing)}; add them (the docs' "
-                "Snowflake page lists their types), or load into a new table"
-            )
-        for column in addable:
-            self.log.info("Adding column %s to %s (added in a newer release)", column, table)
+        for column in self._addable_columns(table, [str(row[0]) for row in cursor.fetchall()]):
             cursor.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {_column_ddl(column)}")
 
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """Lineage: the landing destination in, ``snowflake://<account>`` + the table out."""
-        if not self._summary:
-            return None
+    def _lineage_output(self, table: str) -> tuple[str, str]:
+        """``snowflake://<account>`` and the table's full name, upper-cased."""
         extra = self.hook.get_connection(self.snowflake_conn_id).extra_dejson
         account = str(extra.get("account") or "").lower()
         database = self.database or str(extra.get("database") or "")
         schema = self.schema or str(self.hook.get_connection(self.snowflake_conn_id).schema or "")
         name = ".".join(part for part in (database, schema, self.table) if part).upper()
-        return load_lineage(self._summary, output=(f"snowflake://{account}", name))
+        return f"snowflake://{account}", name
 
 
 def _column_sum(cursor: Any, column: str) -> int:
