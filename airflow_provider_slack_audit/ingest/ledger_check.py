@@ -53,10 +53,7 @@ class _Entry:
 
     @property
     def window(self) -> Window | None:
-        try:
-            return Window.from_json(self.document["window"])
-        except (KeyError, TypeError, ValueError):
-            return None
+        return _window_of(self.document)
 
 
 def check_ledger(
@@ -99,7 +96,7 @@ def check_ledger(
     for relative in sorted(manifests):
         _check_manifest(root, relative, entries, latest.get(relative), windows.get(relative), scope, report)
     for path, entry in sorted(latest.items()):
-        if path not in manifests and _overlaps(entry.window, scope):
+        if path not in manifests and overlaps(entry.window, scope):
             _check_missing_manifest(path, entry, present, commits, report)
     if expect is not None:
         _check_anchor(entries, expect, report)
@@ -219,11 +216,7 @@ def _check_manifest(
         return  # reported unreadable by the manifest check
     if not isinstance(document, dict):
         return
-    try:
-        manifest_window: Window | None = Window.from_json(document["window"])
-    except (KeyError, TypeError, ValueError):
-        manifest_window = None
-    if not _overlaps(manifest_window, scope):
+    if not overlaps(_window_of(document), scope):
         return
     problems = window.problems if window is not None else report.problems
     found = hashlib.sha256(payload).hexdigest()
@@ -321,8 +314,16 @@ def _check_anchor(entries: Mapping[int, _Entry], expect: LedgerHead, report: Ver
         )
 
 
-def _overlaps(window: Window | None, scope: Window | None) -> bool:
-    return scope is None or window is None or (window.start < scope.end and scope.start < window.end)
+def overlaps(bounds: Interval | Window | None, scope: Window | None) -> bool:
+    """Whether ``bounds`` (unknown: None) falls in ``scope`` (everything: None)."""
+    return scope is None or bounds is None or (bounds.start < scope.end and scope.start < bounds.end)
+
+
+def _window_of(document: Mapping[str, Any]) -> Window | None:
+    try:
+        return Window.from_json(document["window"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _ranges(numbers: list[int]) -> list[tuple[int, int]]:
@@ -335,4 +336,4 @@ def _ranges(numbers: list[int]) -> list[tuple[int, int]]:
     return ranges
 
 
-__all__ = ["check_ledger", "report_gaps"]
+__all__ = ["check_ledger", "overlaps", "report_gaps"]

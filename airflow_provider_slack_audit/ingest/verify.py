@@ -34,15 +34,15 @@ from airflow_provider_slack_audit import __version__
 from airflow_provider_slack_audit.client.response import EntryKey
 from airflow_provider_slack_audit.ingest import evidence
 from airflow_provider_slack_audit.ingest.landing.plan import describe_query, duration
-from airflow_provider_slack_audit.ingest.windows import Interval, Window, crosses_cells
+from airflow_provider_slack_audit.ingest.windows import Window, crosses_cells
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
 from .landing import layout
 from .landing.commit import IntervalCommit
 from .landing.descriptor import DESCRIPTOR_NAME, DestinationDescriptor, read_descriptor
 from .landing.ledger import LedgerHead
-from .landing.manifest import ManifestInterval, check_covers, iter_data_lines, read_manifest
-from .ledger_check import check_ledger, report_gaps
+from .landing.manifest import ManifestInterval, check_covers, iter_commit_lines, read_manifest
+from .ledger_check import check_ledger, overlaps, report_gaps
 from .report import VerifyReport, WindowReport
 
 _MAX_LINE_PROBLEMS = 3  # per data file: the first few bad lines name the damage well enough
@@ -92,7 +92,7 @@ def verify_destination(
 
     for relative in markers:
         commit = _read_marker(root, relative, report)
-        if commit is None or not _in_scope(commit.interval, window):
+        if commit is None or not overlaps(commit.interval, window):
             if commit is not None:
                 data.discard(commit.path)  # out of scope: neither checked nor reported
             continue
@@ -252,20 +252,12 @@ def _check_data_file(
 ) -> _FileFigures | None:
     """Stream the data file once: checksums and lines against the marker, each entry's id and second."""
     interval = commit.interval
-    entry = ManifestInterval(
-        interval=interval,
-        path=commit.path,
-        data_path=root / commit.path,
-        count=commit.count,
-        bytes=commit.bytes,
-        sha256=commit.sha256,
-    )
     tracker = evidence.IdEvidence()
     bad_lines = 0
     batch: list[EntryKey] = []
     seen_here: set[str] = set()
     try:
-        for number, line in enumerate(iter_data_lines(entry, commit.compression, verify=True), start=1):
+        for number, line in enumerate(iter_commit_lines(root, commit), start=1):
             try:
                 key = _key_decoder.decode(line)
             except msgspec.DecodeError as error:
@@ -334,7 +326,7 @@ def _check_manifest(
     except (ValueError, OSError) as error:
         report.problems.append(f"{relative}: {error}")
         return None
-    if scope is not None and not (manifest.window.start < scope.end and scope.start < manifest.window.end):
+    if not overlaps(manifest.window, scope):
         return None
     items = [item for item in document.get("intervals", []) if isinstance(item, dict)]
     window_report = WindowReport(
@@ -398,10 +390,6 @@ def _check_listed_interval(
         problems.append(
             f"{relative}: lists {entry.path} with id digest {digest}, its data holds {found.id_digest}"
         )
-
-
-def _in_scope(interval: Interval, scope: Window | None) -> bool:
-    return scope is None or (interval.start < scope.end and scope.start < interval.end)
 
 
 def _stray_in_scope(relative: str, scope: Window | None) -> bool:

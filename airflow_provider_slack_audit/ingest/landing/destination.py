@@ -42,9 +42,8 @@ from .layout import PREFIX, Compression, parse_compression
 from .lease_store import LeaseOwner, LeaseStore
 from .ledger import Ledger, LedgerHead, manifest_fields, withdrawal_fields
 from .manifest import (
-    ManifestInterval,
     check_covers,
-    iter_data_lines,
+    iter_commit_lines,
     manifest_document,
     read_manifest,
     retract_window_manifest,
@@ -244,15 +243,7 @@ class Landing:
 
     def committed_lines(self, commit: IntervalCommit) -> Iterator[bytes]:
         """The lines of a committed interval's data file, verified against its marker while read."""
-        entry = ManifestInterval(
-            interval=commit.interval,
-            path=commit.path,
-            data_path=self.destination / commit.path,
-            count=commit.count,
-            bytes=commit.bytes,
-            sha256=commit.sha256,
-        )
-        return iter_data_lines(entry, commit.compression, verify=True)
+        return iter_commit_lines(self.destination, commit)
 
     def _remove_stale_temps(self, interval: Interval) -> None:
         """Remove the interval's temporary files (either data format, marker) no live lease holder owns."""

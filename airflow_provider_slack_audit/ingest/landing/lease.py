@@ -18,7 +18,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Protocol
 
 from airflow_provider_slack_audit.ingest.windows import Interval
@@ -121,12 +120,7 @@ class RunLeases:
         self._heartbeat = asyncio.ensure_future(self._renew_forever())
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
         if exc_type is None or not issubclass(exc_type, asyncio.CancelledError):

@@ -33,32 +33,18 @@ _READ_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
-class ManifestInterval:
+class ManifestInterval(Interval):
     """One interval listed in a manifest, with its data file resolved against the manifest's location."""
 
-    interval: Interval
     path: str
     data_path: ObjectStoragePath
     count: int
     bytes: int
     sha256: str
 
-    # The manifest's JSON lists these per interval; readers expect them on the entry too.
     @property
-    def start(self) -> datetime:
-        return self.interval.start
-
-    @property
-    def end(self) -> datetime:
-        return self.interval.end
-
-    @property
-    def oldest(self) -> int:
-        return self.interval.oldest
-
-    @property
-    def latest(self) -> int:
-        return self.interval.latest
+    def interval(self) -> Interval:
+        return Interval(self.start, self.end)
 
 
 @dataclass(frozen=True)
@@ -119,6 +105,13 @@ def iter_data_lines(entry: ManifestInterval, compression: Compression, *, verify
         raise ValueError(f"{entry.data_path} does not end with a newline: the file is truncated")
     if verify:
         _verify_data_file(entry, size=size, sha256=hasher.hexdigest(), count=count)
+
+
+def iter_commit_lines(destination: ObjectStoragePath, commit: IntervalCommit) -> Iterator[bytes]:
+    """The lines of a committed interval's data file, verified against its marker while read."""
+    start, end, path = commit.interval.start, commit.interval.end, commit.path
+    entry = ManifestInterval(start, end, path, destination / path, commit.count, commit.bytes, commit.sha256)
+    return iter_data_lines(entry, commit.compression, verify=True)
 
 
 def _inflate(decompressor: zlib._Decompress, chunk: bytes) -> Iterator[bytes]:
@@ -194,8 +187,10 @@ def _manifest_interval(item: Mapping[str, Any], destination: ObjectStoragePath) 
             f"manifest data path {relative!r} is not relative to the landing destination; "
             f"a manifest lists paths like 'dt=2026-01-04/slack_audit_<key>.jsonl.gz'"
         )
+    interval = Interval.from_json(item)
     return ManifestInterval(
-        interval=Interval.from_json(item),
+        interval.start,
+        interval.end,
         path=relative,
         data_path=destination / relative,
         count=int(item["count"]),
@@ -334,6 +329,7 @@ __all__ = [
     "check_covers",
     "check_manifest",
     "coverage_problems",
+    "iter_commit_lines",
     "iter_data_lines",
     "manifest_document",
     "read_manifest",
