@@ -42,8 +42,6 @@ from .registry import (
 from .spec import IngestSpec, IngestSummary
 from .windows import Window
 
-log = logging.getLogger(__name__)
-
 VOLUME_FILE = "volume.json"
 MIN_HISTORY = 3
 SNAPSHOT_ENDPOINTS = ("actions", "schemas")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,8 +11,6 @@ from typing import Any
 from airflow_provider_slack_audit.ingest.windows import Interval, parse_datetime
 
 from .layout import Compression, parse_compression
-
-log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 

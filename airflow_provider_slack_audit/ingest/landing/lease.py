@@ -150,21 +150,18 @@ class RunLeases:
         """Release every lease held, then delete the owner record (blocking)."""
         with self._lock:
             self._ended = True
-            self._release_all()
-
-    def _release_all(self) -> None:
-        held, self._held = list(self._held.values()), {}
-        for path in held:
+            held, self._held = list(self._held.values()), {}
+            for path in held:
+                try:
+                    self.store.release(path)
+                except Exception:
+                    self.logger.warning("Could not release the lease %s", path, exc_info=True)
             try:
-                self.store.release(path)
+                self.store.retire()
             except Exception:
-                self.logger.warning("Could not release the lease %s", path, exc_info=True)
-        try:
-            self.store.retire()
-        except Exception:
-            self.logger.warning(
-                "Could not delete the owner record of %s", self.store.owner.token, exc_info=True
-            )
+                self.logger.warning(
+                    "Could not delete the owner record of %s", self.store.owner.token, exc_info=True
+                )
 
     async def claim(self, intervals: Sequence[Interval]) -> tuple[list[Interval], list[Interval]]:
         """Lease the longest prefix of ``intervals`` no live run holds; return it and the rest.

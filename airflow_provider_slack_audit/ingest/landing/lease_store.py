@@ -1,13 +1,11 @@
 """Lease files and owner records: who holds an interval, and whether that run is still alive.
 
-Two runs of one window can overlap (a manual re-run racing the scheduled run, two DAGs on one base
-path, a trigger that briefly runs twice). Each interval a run is about to read gets a **lease**, a
-small hidden file beside its data file, created atomically so only one run can hold it:
+One lease per interval a run reads (see ``lease`` for why), one owner record per run:
 
     <dest>/dt=2026-01-04/.slack_audit_<interval.key>.lease     {"owner", "host", "pid", "acquired_at", ...}
     <dest>/_leases/.<owner>.owner.json                           {"owner", ..., "renewals", "renewed_at"}
 
-The second file is the **owner record** of one run, rewritten every ``ttl / 3`` (a renewal counter
+The owner record is rewritten every ``ttl / 3`` (a renewal counter
 goes up each time): one write per run keeps all its leases alive.
 
 Liveness never compares one host's clock with another's: a lease is *stale*, and taken over, once
@@ -36,18 +34,15 @@ from dataclasses import KW_ONLY, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_provider_slack_audit.ingest.stores import LOCAL
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
-from ._fs import DEFAULT_TTL_SECONDS, create_exclusively
-from .layout import TEMP_MARK
+from ._fs import DEFAULT_TTL_SECONDS, create_exclusively, is_local, write_small_file
 
 # One logger for leases, whichever of their two modules writes (``lease`` is the one users know).
 log = logging.getLogger(__name__.rpartition(".")[0] + ".lease")
 
 LEASES_DIR = "_leases"
 OWNER_SUFFIX = ".owner.json"
-_LOCAL_PROTOCOLS = LOCAL.schemes
 
 
 def _pid_namespace() -> str:
@@ -127,7 +122,7 @@ class LeaseStore:
 
     def __post_init__(self) -> None:
         #: Whether the destination is a local filesystem (atomic renames, ``O_EXCL``).
-        self.local = self.destination.protocol in _LOCAL_PROTOCOLS
+        self.local = is_local(self.destination)
         self._acquired_at = self.clock()
         self._renewals = 0
         # Keyed by the path looked at: an owner record, or a lease file that names no owner.
@@ -160,21 +155,9 @@ class LeaseStore:
             "expires_at": _iso(now + self.ttl),
         }
         path = self.owner_path()
-        payload = json.dumps(document, sort_keys=True).encode()
-        if not self.local:
-            with path.fs.open(path.path, "wb") as file:
-                file.write(payload)
-            return
-        os.makedirs(os.path.dirname(path.path), exist_ok=True)
-        temp = f"{path.path}{TEMP_MARK}{self.owner.token}-{secrets.token_hex(4)}"
-        try:
-            with open(temp, "wb") as file:
-                file.write(payload)
-            os.replace(temp, path.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
-            raise
+        if self.local:
+            os.makedirs(os.path.dirname(path.path), exist_ok=True)
+        write_small_file(path, json.dumps(document, sort_keys=True).encode(), owner=self.owner.token)
 
     def retire(self) -> None:
         """Delete this owner's record: every lease still naming it is stale from now on."""
@@ -267,11 +250,8 @@ class LeaseStore:
             with contextlib.suppress(FileNotFoundError):
                 lease.fs.rm_file(lease.path)
 
-    def _lease_payload(self) -> bytes:
-        return json.dumps(self._document(), sort_keys=True).encode()
-
     def _create(self, lease: ObjectStoragePath) -> bool:
-        payload = self._lease_payload()
+        payload = json.dumps(self._document(), sort_keys=True).encode()
         created = create_exclusively(lease, payload)
         if created is not None:
             return created
