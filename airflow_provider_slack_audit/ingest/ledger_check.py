@@ -2,16 +2,10 @@
 
 The file checks in :mod:`~airflow_provider_slack_audit.ingest.verify` prove that what is there is
 consistent; a removal that takes its own evidence (a data file, its marker and its manifest) leaves a
-consistent rest. The ledger (see :mod:`~airflow_provider_slack_audit.ingest.landing.ledger`) remembers:
-
-* the chain: entries numbered 1..N without a gap, each naming the SHA-256 of the entry before it;
-* each manifest path's latest entry: the manifest must be there, with exactly those bytes; when it is
-  gone, each interval it listed is checked for its data file and marker;
-* the descriptor: every entry records its SHA-256, and the descriptor is never rewritten;
-* each manifest that names the ledger head it was written after: that entry must be there, so a
-  removed ledger shows while any manifest remains;
-* an external anchor (``expect``, e.g. the head a landing task's summary reported): the ledger must
-  reach it, with those bytes, so a removed tail shows too.
+consistent rest. The ledger (see :mod:`~airflow_provider_slack_audit.ingest.landing.ledger`)
+remembers it: its chain of entries, each manifest's latest bytes and the intervals it listed, the
+descriptor's SHA-256, the ledger head each manifest was written after, and an external anchor
+(``expect``) show what was removed or edited (docs/guides/verify.md lists each).
 """
 
 from __future__ import annotations
@@ -336,4 +330,4 @@ def _ranges(numbers: list[int]) -> list[tuple[int, int]]:
     return ranges
 
 
-__all__ = ["check_ledger", "overlaps", "report_gaps"]
+__all__ = ["check_ledger", "report_gaps"]

@@ -1,18 +1,9 @@
-"""After a window commits, :func:`observe_window`: drift (new actions and keys), the daily API
-snapshot, silence and volume.
+"""After a window commits, :func:`observe_window`: drift (see :mod:`.registry`), the daily API
+snapshot, silence and volume; what each records and logs: docs/guides/drift-and-silence.md.
 
-Nothing here changes what was landed. It runs once per window, after the manifest is written, and
-puts its findings in the summary (``drift``, ``silence``), hence in the task's XCom and asset event:
-
-* drift: see :mod:`.registry`; one WARNING per window naming what is new;
-* the snapshot: the ``actions`` and ``schemas`` endpoints landed once a day under
-  ``<destination>/_registry/{actions,schemas}/<YYYY-MM-DD>.json`` (Tier 3 calls through the same
-  client and rate limiter as ``logs``, counted in the summary's ``requests``); a failed snapshot is
-  a WARNING, never a failed task (the data is landed; tomorrow's window tries again);
-* silence: a window with 0 events, or with fewer than ``silence_fraction`` of the events expected
-  from the trailing median rate (events per second) of the last ``silence_lookback`` earlier windows
-  recorded in ``<destination>/_registry/volume.json``, is flagged and logged as a WARNING. The
-  volume check waits for :data:`MIN_HISTORY` earlier windows (or ``silence_lookback``, if smaller).
+Nothing here changes what was landed: the findings go in the summary (``drift``, ``silence``), hence
+in the task's XCom and asset event. A failed snapshot is a WARNING, never a failed task (the data is
+landed; tomorrow's window tries again).
 """
 
 from __future__ import annotations

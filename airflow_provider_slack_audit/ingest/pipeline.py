@@ -197,12 +197,11 @@ async def _land_run(shared: WindowRead, run: list[Interval]) -> dict[Interval, I
 def _committed_intervals(
     landing: Landing, intervals: Sequence[Interval], query: Mapping[str, Any]
 ) -> dict[Interval, IntervalCommit]:
-    found = {}
-    for interval in intervals:
-        commit = landing.committed(interval, query)
-        if commit is not None:
-            found[interval] = commit
-    return found
+    return {
+        interval: commit
+        for interval in intervals
+        if (commit := landing.committed(interval, query)) is not None
+    }
 
 
 async def _skip_committed_meanwhile(

@@ -1,27 +1,12 @@
-"""Drift: the action names and entry keys seen under a destination, kept in a small registry.
+"""Drift: the action names and entry keys seen under a destination, in ``_registry/schema.json``.
 
-Slack adds actions and fields without notice (``acting_agent``, ``slack_ai_*`` actions, huddle
-entities, anomaly ``details.reason``). Each window records what it saw that the destination had not
-seen before, in ``<destination>/_registry/schema.json``::
-
-    {"version": 1,
-     "actions": {"user_login": {"first_seen": "<window key>"}, ...},
-     "keys": {"details.reason": {"first_seen": "<window key>", "action": "anomaly"}, ...},
-     "listed_actions": {"user_login": {"first_seen": "2026-01-05"}, ...}}
-
-Key paths are the top-level keys (``acting_agent``) and the keys of ``context``, ``entity`` and
-``details`` (``details.reason``). The first window under a destination records a baseline.
-
-Decoding the names of every entry would cost a large share of the landing path's time, so each page
-contributes a spread sample of at most :data:`SAMPLE_PER_PAGE` entries (its first and last included;
-every entry of a smaller page); the drift guide gives the measured cost. The trade-off: a new action
-or key carried by very few entries of a large window may be seen only on a later window; the daily
-snapshot of the ``actions`` endpoint reports newly listed actions whatever their volume.
-
-Registry updates merge on write (read, union, write atomically): concurrent writers never lose the
-file, and a lost race only means that an entry is reported as new once more. Each section keeps at
-most :data:`MAX_REGISTRY_NAMES` names; what a full section could not keep is counted in
-``"dropped": {section: count}``, and such a name is reported as new again when a later window sees it.
+Each window records the names the destination had not seen before (the first window, a baseline);
+docs/guides/drift-and-silence.md shows the document and the warning. Names come from a spread sample
+of at most :data:`SAMPLE_PER_PAGE` entries per page, since decoding every entry would cost a large
+share of the landing path's time: a name very few entries carry may be seen only on a later window.
+Updates merge on write (read, union, write atomically), so concurrent writers never lose the file; a
+lost race only reports a name as new once more. Each section keeps at most
+:data:`MAX_REGISTRY_NAMES` names and counts the rest in ``dropped``.
 """
 
 from __future__ import annotations

@@ -121,9 +121,11 @@ def route_usual_page(
     ids = list(map(_get_id, entries))
     page_ids = set(ids)
     yield_to_loop()
-    if len(page_ids) != len(ids) or not page_ids.isdisjoint(state.seen):
-        return None
-    if not page_ids.isdisjoint(state.older):
+    if (
+        len(page_ids) != len(ids)
+        or not page_ids.isdisjoint(state.seen)
+        or not page_ids.isdisjoint(state.older)
+    ):
         return None
     batches: dict[int, list[Any]] = {}
     batch_keys: dict[int, list[Any]] = {}

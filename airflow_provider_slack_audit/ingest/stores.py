@@ -4,18 +4,7 @@ The contract needs two things of a store: **atomic publication** (a data file ap
 final name only when complete, and an aborted write leaves the file it would replace untouched) and
 **exclusive create-if-absent** (leases and the destination descriptor are created by one run only).
 Whether a store gives them is a property of its API, not of the Python object that reaches it, so
-the decision is this table, keyed by URL scheme:
-
-================  ====================  ===================================  ==========================
-store             schemes               publication                          exclusive create
-================  ====================  ===================================  ==========================
-local files       file, local           temp sibling renamed into place      hard link (O_EXCL)
-Amazon S3         s3, s3a               upload completed by ``commit()``     ``If-None-Match: *``
-Google Cloud      gs, gcs               resumable upload finalized by        ``ifGenerationMatch=0``
-Storage                                 ``commit()``
-Azure Blob        abfs, abfss, az       staged blocks committed in one       ``If-None-Match: *``
-Storage                                 Put Block List, when closed
-================  ====================  ===================================  ==========================
+the decision is a table keyed by URL scheme (:data:`STORES`; docs/concepts/layout.md renders it).
 
 Any other scheme is refused before a request (:func:`check_store`). fsspec stores built on its generic
 buffered file (``dbfs://`` and many more) ignore ``autocommit=False`` and accept mode ``"xb"`` without

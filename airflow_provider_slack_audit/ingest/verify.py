@@ -1,21 +1,9 @@
 """``verify``: re-check a landed destination from its files alone, for an auditor to keep the report.
 
-Every data file is read once, streaming: its size, SHA-256 and line count against its commit marker;
-every line a JSON object with a string ``id`` and an integer ``date_create`` inside the interval; its
-id digest (see :mod:`~airflow_provider_slack_audit.ingest.evidence`) and first/last ``date_create``
-against the marker's evidence; no id in two files. Every manifest is read with its own checks, must
-cover its window exactly once, add up (events, bytes, id digest) and agree with the markers.
-Markers without data files, data files without markers and stray ``.jsonl``/``.jsonl.gz`` files fail.
-The destination descriptor (``_slack_audit.json``) must be there, well-formed, and agree with every
-marker: its compression and query, and each interval inside one cell of its grid.
-
-The ledger (see :mod:`~airflow_provider_slack_audit.ingest.ledger_check`) shows what is no longer
-there: a manifest removed or replaced, the intervals it listed, an edited descriptor, a removed or
-edited ledger entry, and (against an external anchor) a removed tail. With ``window=``, every second
-of it that no manifest covers is a gap, and fails.
-
-Finding an id in two files keeps every id verified in memory (see docs/performance.md): verify a large
-destination window by window (``window=``) to bound it.
+Every data file, marker and manifest, the descriptor and the ledger (see
+:mod:`~airflow_provider_slack_audit.ingest.ledger_check`); what each check proves, and which tampers
+it cannot see: docs/guides/verify.md. Finding an id in two files keeps every id verified in memory
+(see docs/performance.md): verify a large destination window by window (``window=``) to bound it.
 """
 
 from __future__ import annotations

@@ -1,25 +1,10 @@
 """The destination descriptor: ``<destination>/_slack_audit.json``, the layout every file there shares.
 
 Written once, by the first run that lands in a destination, before its first request, and never
-rewritten::
-
-    {"kind": "slack_audit_destination", "version": 1, "grid_seconds": 3600, "compression": "gzip",
-     "query": {"action": null, "actor": null, "entity": null},
-     "created_at": "...", "provider_version": "0.1.0", "adopted": false, "ledger": true}
-
-``ledger: true`` (written by every version that keeps a ledger) says the destination keeps one from
-its first manifest on; a descriptor without it was written before, and its ledger begins later.
-
-Creation is create-if-absent, so two first runs racing agree on one descriptor: locally a complete
-temporary file is hard-linked to the final name (``os.link`` fails if it exists); on S3, GCS and Azure
-the API's precondition (``If-None-Match: *``, ``ifGenerationMatch=0``; see ``ingest.stores``), then a
-read-back. A store without conditional writes is refused before a run gets here; reached directly
-(``verify``, a test), the read-back decides, which is best effort.
-
-A destination landed by an earlier version (data files and markers, no descriptor) is adopted by the
-first run whose layout fits everything there: every commit marker records the run's compression and
-query, every data file has the run's compression and lies inside one cell of the run's grid. That run
-writes the descriptor (``"adopted": true``); one that does not fit is refused, naming what is there.
+rewritten. Created if absent (``_fs.create_if_absent``), then read back, so two first runs racing
+agree on one descriptor (on a store without conditional writes, reached directly, the read-back alone
+decides: best effort). A destination an earlier version landed without one is adopted by the first
+run whose layout fits every marker and data file there. Its fields: docs/concepts/layout.md.
 """
 
 from __future__ import annotations

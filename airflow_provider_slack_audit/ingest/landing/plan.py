@@ -1,23 +1,11 @@
 """Planning a run's intervals: whether it fits what a destination already holds (pure, no I/O).
 
-A destination has one layout, recorded by its descriptor at the first landing (see
-``descriptor``): the grid (interval length), the compression and the query (normalized
-filters). A run with another layout is refused, before any request: another grid or other filters
-would land the same events in a second set of files, another compression a second copy of them.
-
-On its grid, every landed data file lies inside one grid cell: a whole cell, or a piece of one that a
-window's edge clipped. A run plans its intervals around what is landed (:func:`plan_intervals`):
-
-* a landed file inside the run's part of a cell is one of the run's intervals, under its own bounds:
-  skipped when committed, rewritten in place otherwise; the rest of that part is landed as gap pieces.
-  So a daily run after a manual run of ``[00:30, 02:30)`` reuses its pieces, and the window's
-  manifest still lists each second once;
-* a landed file that reaches outside the window (the window's edge cuts it) is refused: the manifest
-  could not list it, and landing the window's part beside it would put its events in two files. The
-  error names the file, its bounds and the window edges that would work.
-
-Windows that tile time never meet either case: the pieces two adjacent windows cut from a cell are
-disjoint, so consecutive daily runs in any time zone plan exactly the intervals they always did.
+A destination has one layout, recorded by its ``descriptor``: the grid, the compression and the
+normalized filters. Another grid or other filters would land the same events in a second set of
+files, another compression a second copy of them: such a run is refused before any request. A run
+plans its intervals around the landed data files (:func:`plan_intervals`), each inside one grid cell:
+a file inside the window is one of its intervals, one the window's edge cuts refuses the run
+(docs/concepts/layout.md, "Windows that overlap", gives the rule and its examples).
 """
 
 from __future__ import annotations
