@@ -5,8 +5,6 @@ mod 2**256``, written as 64 hex digits. A sum (not XOR, where an id counted twic
 order-independent, computed streaming page by page, and combines: a window's digest is the sum of
 its intervals' digests mod 2**256. Anyone can recompute it from the data files with a few lines of
 any language, which is the point: an auditor need not trust this code to check it.
-
-Imports no Airflow.
 """
 
 from __future__ import annotations
@@ -38,11 +36,8 @@ class _Keyed(Protocol):
 def id_digest_sum(ids: Iterable[str]) -> int:
     """The unreduced sum of sha256(id) over ``ids``.
 
-    Each id is hashed by a copy of one fresh sha256 context (the same digest): OpenSSL looks the
-    algorithm up for every new context, and a copy skips that. A plain loop, which frees each
-    context at once, beat C-speed maps that keep a slice's contexts alive (a page's 9,999 ids
-    in slices of 1,000, CPython 3.11: 0.60 us per id; maps over copies 0.91; maps over new
-    contexts, the previous code, 1.11).
+    Each id is hashed by a copy of one fresh context (the same digest: a copy skips OpenSSL's lookup
+    of the algorithm), in a plain loop that frees each context at once (docs/performance.md).
     """
     copy = hashlib.sha256().copy
     from_bytes = int.from_bytes
@@ -82,8 +77,7 @@ class IdEvidence:
         if not entries:
             return
         self.count += len(entries)
-        # In slices: between two, the stream's thread hands the GIL to the event
-        # loop when it has held it long (see client.blocking.yield_to_loop).
+        # In slices, between which the stream's thread may hand the GIL to the event loop.
         for start in range(0, len(entries), _DIGEST_SLICE):
             self.total += id_digest_sum(map(_get_id, entries[start : start + _DIGEST_SLICE]))
             yield_to_loop()

@@ -110,16 +110,11 @@ class VerifyReport:
             )
             lines.extend(f"  FAIL {problem}" for problem in window.problems)
         if self.problems:
-            lines.append("")
-            lines.append("outside any window manifest:")
-            lines.extend(f"  FAIL {problem}" for problem in self.problems)
+            lines += ["", "outside any window manifest:", *(f"  FAIL {problem}" for problem in self.problems)]
         if self.notes:
-            lines.append("")
-            lines.append("notes:")
-            lines.extend(f"  {note}" for note in self.notes)
+            lines += ["", "notes:", *(f"  {note}" for note in self.notes)]
         failures = len(self.problems) + sum(len(window.problems) for window in self.windows)
-        lines.append("")
-        lines.append("RESULT: OK" if self.ok else f"RESULT: FAIL ({failures} problems)")
+        lines += ["", "RESULT: OK" if self.ok else f"RESULT: FAIL ({failures} problems)"]
         return "\n".join(lines) + "\n"
 
 

@@ -32,7 +32,7 @@ from airflow_provider_slack_audit.client.ratelimit import Priority, infer_priori
 from airflow_provider_slack_audit.ingest.landing.plan import DestinationLayout
 
 from .landing import Landing
-from .landing.layout import Compression
+from .landing.layout import COMPRESSIONS, Compression
 from .retention import validate_retention
 from .stores import check_store
 from .windows import Interval, Window
@@ -61,7 +61,6 @@ MAX_INTERVAL = timedelta(days=366)
 MAX_SETTLE_LAG = timedelta(days=1)
 # The silence check's trailing median: a year of daily windows at most.
 MAX_LOOKBACK = 366
-COMPRESSIONS: tuple[Compression, ...] = ("gzip", None)
 
 _LOCAL_SCHEMES = frozenset({"file", "local"})
 _UNSET_VALUES = frozenset({"none", "null"})

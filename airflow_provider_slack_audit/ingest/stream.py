@@ -132,10 +132,8 @@ class RunStream:
         self.reconcile = self.shared.spec.reconcile
         self.oldest, self.latest = self.intervals[0].oldest, self.intervals[-1].latest
         self.starts = [interval.oldest for interval in self.intervals]
-        # Entries come newest first. Ids are remembered in two generations of DEDUP_HORIZON_SECONDS
-        # of date_create each (see .routing), so memory is bounded by two horizons' events. An entry
-        # newer than the oldest second seen so far breaks the order this relies on: OutOfOrder
-        # re-reads remembering every id. ``current``: the interval the stream is in (normal mode).
+        # The dedup memory is two generations of ids (see .routing); an entry newer than the oldest
+        # second seen breaks the newest-first order it relies on: OutOfOrder re-reads remembering all.
         boundary = self.latest + 1
         self.position = RouteState(set(), set(), boundary, boundary, boundary, len(self.intervals) - 1)
 

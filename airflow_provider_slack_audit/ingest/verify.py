@@ -26,6 +26,7 @@ from airflow_provider_slack_audit.ingest.windows import Window, crosses_cells
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
 from .landing import layout
+from .landing._fs import relative_files
 from .landing.commit import IntervalCommit
 from .landing.descriptor import DESCRIPTOR_NAME, DestinationDescriptor, read_descriptor
 from .landing.ledger import LedgerHead
@@ -164,15 +165,9 @@ def verify_destination(
 
 def _listing(root: ObjectStoragePath) -> tuple[list[str], list[str], set[str], list[str]]:
     """Manifests, markers, data files and temporary files under ``root``, as relative paths."""
-    base = root.path.rstrip("/")
-    try:
-        found = root.fs.find(base)
-    except FileNotFoundError:
-        found = []
     manifests, markers, temps = [], [], []
     data: set[str] = set()
-    for full in sorted(found):
-        relative = str(full)[len(base) :].lstrip("/")
+    for relative in relative_files(root):
         name = PurePosixPath(relative).name
         if layout.TEMP_MARK in name and name.startswith("."):
             temps.append(relative)

@@ -75,6 +75,17 @@ def names_in(directory: ObjectStoragePath) -> list[str]:
     return sorted(PurePosixPath(str(entry)).name for entry in entries)
 
 
+def relative_files(destination: ObjectStoragePath) -> list[str]:
+    """Every file under ``destination``, relative to it, sorted, fresh from the store."""
+    base = destination.path.rstrip("/")
+    destination.fs.invalidate_cache(base)
+    try:
+        found = destination.fs.find(base)
+    except FileNotFoundError:
+        return []
+    return sorted(str(full)[len(base) :].lstrip("/") for full in found)
+
+
 def is_local(path: ObjectStoragePath) -> bool:
     return store_for(path.protocol) is LOCAL
 

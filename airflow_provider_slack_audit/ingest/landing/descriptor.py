@@ -23,7 +23,7 @@ from airflow_provider_slack_audit.ingest.errors import DestinationConflictError
 from airflow_provider_slack_audit.ingest.windows import Interval, Window, crosses_cells, parse_datetime
 from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
-from ._fs import create_if_absent, names_in
+from ._fs import create_if_absent, names_in, relative_files
 from .commit import FORMAT_VERSION, IntervalCommit, json_bytes, json_normalized
 from .layout import PREFIX, data_file_interval, parse_compression
 from .plan import (
@@ -211,19 +211,8 @@ def _landed_files(destination: ObjectStoragePath, window: Window, grid: timedelt
     return landed
 
 
-def _all_files(destination: ObjectStoragePath) -> list[str]:
-    """Every file under the destination, relative to it."""
-    base = destination.path.rstrip("/")
-    destination.fs.invalidate_cache(base)
-    try:
-        found = destination.fs.find(base)
-    except FileNotFoundError:
-        return []
-    return sorted(str(full)[len(base) :].lstrip("/") for full in found)
-
-
 def _holds_data(destination: ObjectStoragePath) -> bool:
-    return any(data_file_interval(PurePosixPath(relative).name) for relative in _all_files(destination))
+    return any(data_file_interval(PurePosixPath(relative).name) for relative in relative_files(destination))
 
 
 def _check_legacy_files(destination: ObjectStoragePath, layout: DestinationLayout) -> bool:
@@ -231,7 +220,7 @@ def _check_legacy_files(destination: ObjectStoragePath, layout: DestinationLayou
 
     True when something is landed there (the descriptor will be an adoption), False when it is new.
     """
-    files = _all_files(destination)
+    files = relative_files(destination)
     data = {relative: data_file_interval(PurePosixPath(relative).name) for relative in files}
     landed = {relative: parsed for relative, parsed in data.items() if parsed is not None}
     markers = [

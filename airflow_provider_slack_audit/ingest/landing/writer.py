@@ -14,7 +14,6 @@ import logging
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
-from types import TracebackType
 from typing import Any
 
 from airflow_provider_slack_audit.client.blocking import yield_to_loop
@@ -109,18 +108,8 @@ class IntervalWriter:
     def __enter__(self) -> IntervalWriter:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *_: object) -> None:
         self.abort()
-
-    @property
-    def count(self) -> int:
-        """Entries written so far."""
-        return self._count
 
     def write(self, entries: Iterable[bytes | memoryview], *, single_line: bool = False) -> None:
         """
@@ -137,9 +126,8 @@ class IntervalWriter:
         if not batch:
             return
         data = _join_lines(batch)
-        # C-speed checks: an empty entry or one holding a newline would
-        # corrupt the JSONL for every reader. Counted block by block, like everything below: each
-        # call holding the GIL stays short, so the event loop thread is never kept waiting long.
+        # An empty entry or one holding a newline would corrupt the JSONL for every reader; newlines
+        # are counted block by block, so no call holds the GIL for long.
         newlines = len(batch)
         if not single_line:
             newlines = 0
