@@ -35,8 +35,6 @@ from .ledger_check import check_ledger, overlaps, report_gaps
 from .report import VerifyReport, WindowReport
 
 _MAX_LINE_PROBLEMS = 3  # per data file: the first few bad lines name the damage well enough
-
-
 _key_decoder = msgspec.json.Decoder(EntryKey)
 
 

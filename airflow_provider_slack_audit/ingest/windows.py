@@ -29,8 +29,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
 _MICROS_PER_SECOND = 1_000_000
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
 _FRACTION = re.compile(r"(?<=\d\d:\d\d:\d\d)\.(\d+)")
 
 

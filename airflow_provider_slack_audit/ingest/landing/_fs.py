@@ -32,11 +32,7 @@ _PROCESS_CREATE_LOCK = threading.Lock()
 
 
 class BinaryFile(Protocol):
-    """
-    The part of an fsspec file object (as ``ObjectStoragePath.open`` returns it) this module uses.
-
-    ``commit``/``discard`` finish or cancel a write opened with ``autocommit=False``.
-    """
+    """The part of an fsspec file object this module uses (``commit``/``discard``: see ``autocommit``)."""
 
     def read(self, size: int = -1, /) -> bytes: ...
 
@@ -215,13 +211,9 @@ def create_exclusively(path: ObjectStoragePath, payload: bytes) -> bool | None:
     """Write ``path`` only if it does not exist: True when this call created it, False when it
     existed, None when the store has no conditional write (the caller decides by reading back).
 
-    How depends on the store (``ingest.stores``), never on whether its filesystem accepts mode
-    ``"xb"``: fsspec's generic buffered file takes ``"xb"`` without looking. Locally a complete
-    temporary sibling is hard-linked into place (atomic, never seen half written; ``O_EXCL`` where
-    hard links are not supported); on S3, GCS and Azure an exclusive open, which their filesystems
-    send with the API's precondition (``If-None-Match: *``, ``ifGenerationMatch=0``,
-    ``If-None-Match: *``); on ``memory://`` (tests) the same under a process-wide lock.
-    Any other store: None.
+    How is the store's (``ingest.stores``: a hard link locally, the API's precondition on S3, GCS
+    and Azure), never whether its filesystem accepts mode ``"xb"``: fsspec's generic buffered file
+    takes ``"xb"`` without looking.
     """
     store = store_for(path.protocol)
     if store is None:
