@@ -52,7 +52,7 @@ from .query import (
 )
 from .ratelimit import PRIORITIES, Priority, RateLimiter, WaitExceedsBudget, shared_rate_limiter
 from .redaction import contains_secret, redact_text, redact_url, scrub_exception
-from .response import AuditLogsResponse
+from .response import AuditLogsResponse, request_path
 from .retry import (
     MAX_GARBLED_PAGE_RETRIES,
     AsyncRetryHandler,
@@ -74,7 +74,6 @@ from .transport import (
     log_response,
     proxy_for,
     redirect_error,
-    request_path,
     url_password,
 )
 
@@ -357,7 +356,7 @@ class AsyncAuditLogsClient:
 
         ``page``: a 2xx answer must also be a good page; a garbled one is offered to the handlers.
         """
-        http_verb, url, params, data, headers, retry_request = request
+        http_verb, url, params, _, headers, retry_request = request
         budget = RetryBudget(self.max_retry_wait)
         state = RetryState(custom_values={}, budget=budget, sleep=self.sleep)
         requests, limited = 0, 0
@@ -368,7 +367,7 @@ class AsyncAuditLogsClient:
             requests += 1
             log_request(self.logger, http_verb, url, params, headers)
             try:
-                response = await self._send(session, http_verb, url, params, data, headers)
+                response = await self._send(session, request)
             except Exception as error:
                 scrub_exception(error, self._secrets())
                 if not await self._ask_handlers(state, retry_request, None, error):
@@ -496,22 +495,14 @@ class AsyncAuditLogsClient:
             f"{type(error).__name__}: {redact_text(str(error), secrets)}", kind=kind
         ) from None
 
-    async def _send(
-        self,
-        session: ClientSession,
-        http_verb: str,
-        url: str,
-        params: dict[str, str],
-        data: bytes | None,
-        headers: dict[str, str],
-    ) -> AuditLogsResponse:
-        proxy, proxy_auth = proxy_for(url, self.proxy, from_env=self._proxy_from_env)
+    async def _send(self, session: ClientSession, request: _Request) -> AuditLogsResponse:
+        proxy, proxy_auth = proxy_for(request.url, self.proxy, from_env=self._proxy_from_env)
         async with session.request(
-            http_verb,
-            url,
-            params=params,
-            data=data,
-            headers=headers,
+            request.http_verb,
+            request.url,
+            params=request.params,
+            data=request.data,
+            headers=request.headers,
             ssl=self.ssl if self.ssl is not None else True,
             proxy=proxy,
             proxy_auth=proxy_auth,

@@ -20,7 +20,7 @@ from aiohttp import BasicAuth
 
 from .errors import SlackAuditLogsApiError, SlackAuditLogsConfigError, hint
 from .redaction import redact_url
-from .response import AuditLogsResponse
+from .response import AuditLogsResponse, request_path
 
 
 def get_user_agent(prefix: str | None = None, suffix: str | None = None) -> str:
@@ -154,11 +154,6 @@ def redirect_error(response: AuditLogsResponse) -> SlackAuditLogsApiError:
         error="redirected",
         kind="permanent",
     )
-
-
-def request_path(url: str) -> str:
-    """``url`` without its query string, for messages."""
-    return url.split("?", 1)[0]
 
 
 def log_request(
