@@ -16,7 +16,6 @@ and the catalogue of actions live in their own modules (``faults``, ``bucket``, 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import math
 import os
 import threading
@@ -25,7 +24,6 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import count
-from types import TracebackType
 
 import msgspec
 from aiohttp import web
@@ -54,6 +52,7 @@ from .faults import (
     send_truncated,
     without_ids,
 )
+from .site import LoopbackSite
 
 API_PREFIX = "/audit/v1/"
 DEFAULT_LIMIT = 200
@@ -97,7 +96,7 @@ class Page:
     nonce: int = 0
 
 
-class FakeAuditLogsServer:
+class FakeAuditLogsServer(LoopbackSite):
     """A local Slack Audit Logs API with deterministic data and scriptable failures.
 
     Use it as an async context manager (``async with FakeAuditLogsServer(events=1000, seed=1) as
@@ -192,7 +191,6 @@ class FakeAuditLogsServer:
         self.cursor_uses = 0
         #: How many 429 answers were sent.
         self.rate_limited_count = 0
-        self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
         self._thread: threading.Thread | None = None
         self._thread_loop: asyncio.AbstractEventLoop | None = None
@@ -207,40 +205,13 @@ class FakeAuditLogsServer:
 
     async def start(self, port: int = 0, host: str = "127.0.0.1") -> str:
         """Start listening (``port=0``: an ephemeral port) and return :attr:`base_url`."""
-        if not ipaddress.ip_address(host).is_loopback:
-            raise ValueError(f"the fake server only listens on loopback addresses, not {host}")
         if self._runner is not None:
             raise RuntimeError("the server is already running: call close() before starting it again")
-        # handler_cancellation: a client that gives up on a `slow` answer frees its handler;
-        # shutdown_timeout: closing never waits long for such a handler.
-        runner = web.AppRunner(
-            self.make_app(), access_log=None, handler_cancellation=True, shutdown_timeout=1.0
-        )
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        self._runner = runner
-        bound_host, bound_port = runner.addresses[0][:2]
-        self._base_url = f"http://{bound_host}:{bound_port}{API_PREFIX}"
+        # handler_cancellation: a client that gives up on a `slow` answer frees its handler (and
+        # closing waits at most a second for such a handler).
+        origin = await self._listen(self.make_app(), host, port, handler_cancellation=True)
+        self._base_url = origin + API_PREFIX
         return self._base_url
-
-    async def close(self) -> None:
-        """Stop listening and close open connections."""
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-
-    async def __aenter__(self) -> FakeAuditLogsServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def start_in_thread(self, port: int = 0) -> str:
         """Run the server on its own event loop in a daemon thread; return :attr:`base_url`.
