@@ -24,6 +24,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import count
+from typing import TYPE_CHECKING, TypedDict
 
 import msgspec
 from aiohttp import web
@@ -53,6 +54,9 @@ from .faults import (
     without_ids,
 )
 from .site import LoopbackSite
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 API_PREFIX = "/audit/v1/"
 DEFAULT_LIMIT = 200
@@ -84,6 +88,16 @@ class LogsQuery:
     limit: int
     entry_filter: EntryFilter
     start_index: int = 0
+
+
+class OracleFilters(TypedDict, total=False):
+    """The filters of an oracle query: the ``logs`` filters, and ``visible_only`` (default true):
+    leave out the late events not visible yet."""
+
+    action: str | Sequence[str] | None
+    actor: str | None
+    entity: str | None
+    visible_only: bool
 
 
 @dataclass(frozen=True)
@@ -279,36 +293,14 @@ class FakeAuditLogsServer(LoopbackSite):
 
     # -- oracle ----------------------------------------------------------------------------------
 
-    def expected_entries(
-        self,
-        oldest: int,
-        latest: int,
-        *,
-        action: str | Sequence[str] | None = None,
-        actor: str | None = None,
-        entity: str | None = None,
-        visible_only: bool = True,
-    ) -> list[bytes]:
+    def expected_entries(self, oldest: int, latest: int, **filters: Unpack[OracleFilters]) -> list[bytes]:
         """The entries a complete read of ``[oldest, latest]`` (inclusive) returns, in API order."""
-        return [
-            self._entry_bytes(index)
-            for index in self._expected_indexes(oldest, latest, action, actor, entity, visible_only)
-        ]
+        return [self._entry_bytes(index) for index in self._expected_indexes(oldest, latest, **filters)]
 
-    def expected_ids(
-        self,
-        oldest: int,
-        latest: int,
-        *,
-        action: str | Sequence[str] | None = None,
-        actor: str | None = None,
-        entity: str | None = None,
-        visible_only: bool = True,
-    ) -> set[str]:
+    def expected_ids(self, oldest: int, latest: int, **filters: Unpack[OracleFilters]) -> set[str]:
         """The ids a complete read of ``[oldest, latest]`` (inclusive, same filters) returns."""
-        events = self.event_set
-        indexes = self._expected_indexes(oldest, latest, action, actor, entity, visible_only)
-        return {events.entry_id(index) for index in indexes}
+        indexes = self._expected_indexes(oldest, latest, **filters)
+        return {self.event_set.entry_id(index) for index in indexes}
 
     def pending_ids(self, oldest: int, latest: int) -> set[str]:
         """The ids of late events in ``[oldest, latest]`` that exist but are not visible yet."""
@@ -320,18 +312,15 @@ class FakeAuditLogsServer(LoopbackSite):
             if events.visible_at(index) > now
         }
 
-    def _expected_indexes(
-        self,
-        oldest: int,
-        latest: int,
-        action: str | Sequence[str] | None,
-        actor: str | None,
-        entity: str | None,
-        visible_only: bool,
-    ) -> list[int]:
+    def _expected_indexes(self, oldest: int, latest: int, **filters: Unpack[OracleFilters]) -> list[int]:
+        unknown = sorted(filters.keys() - OracleFilters.__annotations__.keys())
+        if unknown:
+            raise TypeError(f"unexpected keyword arguments: {', '.join(unknown)}")
         events = self.event_set
-        entry_filter = events.compile_filter(action, actor, entity)
-        now = self.clock() if visible_only else None
+        entry_filter = events.compile_filter(
+            filters.get("action"), filters.get("actor"), filters.get("entity")
+        )
+        now = self.clock() if filters.get("visible_only", True) else None
         return list(events.select(events.index_range(oldest, latest), entry_filter, now))
 
     def _entry_bytes(self, index: int) -> bytes:
@@ -553,6 +542,7 @@ __all__ = [
     "FaultPlan",
     "LogsQuery",
     "ManualClock",
+    "OracleFilters",
     "Page",
     "RecordedRequest",
     "TokenBucket",
