@@ -17,7 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .events import default_span
-from .server import FAULT_KINDS, FakeAuditLogsServer, FaultPlan
+from .faults import FAULT_KINDS, FaultPlan
+from .server import FakeAuditLogsServer
 
 
 def _utc_datetime(value: str) -> datetime:

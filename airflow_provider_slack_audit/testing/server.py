@@ -10,7 +10,7 @@ token) so tests can assert on what a client actually sent.
 It knows nothing of Airflow: the client, the pipeline and the benchmarks all talk to it over HTTP.
 The fault plan (and the answers its faults give), the token bucket, the cursor codec, the clock
 and the catalogue of actions live in their own modules (``faults``, ``bucket``, ``cursors``,
-``clock``, ``catalogue``); the names listed in ``__all__`` stay importable from here.
+``clock``, ``catalogue``).
 """
 
 from __future__ import annotations
@@ -33,9 +33,8 @@ from multidict import MultiMapping
 
 from .bucket import TokenBucket
 from .catalogue import ACTIONS_BODY, AUDIT_LOGS_EPOCH, SCHEMAS_BODY
-from .clock import ManualClock
 from .cursors import CursorCodec
-from .errors import DENIAL_CODES, ERROR_STATUS, ApiError
+from .errors import DENIAL_CODES, ApiError
 from .events import (
     EntryFilter,
     EventSet,
@@ -45,8 +44,6 @@ from .events import (
     to_unix_seconds,
 )
 from .faults import (
-    FAULT_KINDS,
-    FaultKind,
     FaultPlan,
     rate_limited,
     replacing_answer,
@@ -530,20 +527,11 @@ def _int_param(params: MultiMapping[str], name: str, default: int, *, error: str
 __all__ = [
     "API_PREFIX",
     "DEFAULT_LIMIT",
-    "DENIAL_CODES",
-    "ERROR_STATUS",
-    "FAULT_KINDS",
     "MAX_ACTIONS",
     "MAX_LIMIT",
-    "ApiError",
-    "CursorCodec",
     "FakeAuditLogsServer",
-    "FaultKind",
-    "FaultPlan",
     "LogsQuery",
-    "ManualClock",
     "OracleFilters",
     "Page",
     "RecordedRequest",
-    "TokenBucket",
 ]
