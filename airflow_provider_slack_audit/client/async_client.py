@@ -1,24 +1,11 @@
 """Async client of the Slack Audit Logs API, a drop-in for slack_sdk's ``AsyncAuditLogsClient``.
 
 Same constructor, attributes and methods (``schemas``, ``actions``, ``logs``, ``api_call``), so code
-written for slack_sdk runs on it. What differs is what slack_sdk gets wrong for bulk export:
-
-- the default retry handlers retry 429 (``Retry-After`` in seconds or as an HTTP-date),
-  500/502/503/504, dropped connections, truncated bodies, timeouts and garbled 2xx pages (slack_sdk's
-  defaults retry only dropped connections, and its server-error handler knows only 500 and 503);
-  handlers are asked about every non-2xx response and every exception of a request;
-- ONE wait budget per request (``max_retry_wait``): every back-off, every ``Retry-After`` and every
-  rate-limiter pause draws from it. A ``Retry-After`` beyond what is left fails the request at once
-  (transient) instead of sleeping through it;
-- :meth:`pages` follows ``next_cursor`` and resends every filter on every page (the API keeps no
-  query state), and always ends: pages that do not move older, or more pages than the window can
-  hold, raise a transient error;
-- redirects are refused (the API never redirects), and no exception leaving the client carries
-  the token or a proxy's password (see :mod:`.redaction`);
-- bodies are read once as bytes and decoded lazily; :meth:`AuditLogsResponse.raw_page` hands out
-  each entry's original bytes without building Python objects;
-- arguments are checked before any request, and no secret crosses the network in clear (see
-  :mod:`.transport`).
+written for slack_sdk runs on it. What it does differently for bulk export (handlers asked about every
+failure, one wait budget per request, :meth:`pages`, redirects refused, lazy decoding, arguments
+checked before any request) is tabled in docs/client.md, "What differs from slack_sdk". No exception
+leaving the client carries the token or a proxy's password (see :mod:`.redaction`), and no secret
+crosses the network in clear (see :mod:`.transport`).
 
 It knows nothing of Airflow.
 """

@@ -112,33 +112,9 @@ class FakeAuditLogsServer(LoopbackSite):
 
     Use it as an async context manager (``async with FakeAuditLogsServer(events=1000, seed=1) as
     server``) or from synchronous code with :meth:`start_in_thread` / :meth:`stop`. It listens on
-    127.0.0.1 only; :attr:`base_url` is the value for a client's ``base_url``.
-
-    Queries follow DESIGN.md's API facts. Where the API leaves a choice open, this server picks:
-    a non-integer ``oldest``/``latest`` is ``invalid_range``; a non-integer or non-positive ``limit``
-    is ``invalid_arguments`` and one above 9999 is clamped; more than 30 actions is
-    ``invalid_action``; an unknown ``actor``/``entity`` id matches nothing (an empty page);
-    ``oldest`` before ``enabled_at`` is clamped to it. Authentication is checked before the rate
-    limit, so only authenticated requests spend the org's budget.
-
-    Data: ``events`` events from ``seed`` in ``[start, end)`` (default: the three whole UTC days
-    before today), ``late_fraction`` of them invisible until ``late_delay`` seconds after they
-    happened; or a ready ``event_set`` to share between servers (the generation arguments are then
-    ignored). ``clock`` is the server's "now" (Unix seconds): it decides which events are visible and
-    which ranges lie in the future; pass a :class:`ManualClock` to move time by hand.
-
-    Access: ``tokens`` are accepted; ``denied_tokens`` maps a token to the code it is refused with
-    (``feature_not_enabled``, ``team_not_authorized``, ``user_not_authorized``, ``invalid_workspace``).
-    ``enabled_at`` is when the org enabled audit logs: a range ending before it is ``invalid_range``.
-
-    Misbehaviour: ``requests_per_minute`` (None: unlimited) with ``rate_limit_burst`` (default: a
-    minute's worth) limits ``logs`` for all tokens together, on ``rate_limit_clock``; ``faults`` is the
-    :class:`FaultPlan` (reachable as :attr:`faults`); ``expire_cursor_uses`` lists which cursor uses,
-    counted from 1, answer ``invalid_cursor``. ``cursor_secret`` fixes the key cursors are signed with
-    (random by default), so two servers can hand out the same cursors.
-
-    Benchmarks: ``pre_render`` renders every entry at construction, so pages are served as slices
-    of one buffer and the server's own work stays out of the client's figures.
+    127.0.0.1 only; :attr:`base_url` is the value for a client's ``base_url``. Its parameters, and
+    what it answers where the API leaves a choice open, are in docs/testing.md ("The server's
+    parameters").
     """
 
     def __init__(
