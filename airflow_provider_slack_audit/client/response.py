@@ -102,12 +102,7 @@ class AuditLogsResponse:
         self.url = url
         self.status_code = status_code
         self.headers = headers
-        if raw_body is None:
-            self.content = b""
-        elif isinstance(raw_body, str):
-            self.content = raw_body.encode("utf-8")
-        else:
-            self.content = bytes(raw_body)
+        self.content = raw_body.encode("utf-8") if isinstance(raw_body, str) else bytes(raw_body or b"")
 
     def __repr__(self) -> str:
         return f"<AuditLogsResponse {self.status_code} {self.url} ({len(self.content)} bytes)>"
