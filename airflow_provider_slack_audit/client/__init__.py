@@ -48,7 +48,6 @@ from .retry import (
     RetryBudget,
     RetryIntervalCalculator,
     RetryState,
-    async_default_handlers,
     default_retry_handlers,
     set_default_sleep,
 )
@@ -93,7 +92,6 @@ __all__ = [
     "User",
     "Usergroup",
     "Workflow",
-    "async_default_handlers",
     "build_logs_params",
     "classify",
     "classify_exception",

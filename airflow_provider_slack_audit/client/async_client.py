@@ -1,24 +1,11 @@
 """Async client of the Slack Audit Logs API, a drop-in for slack_sdk's ``AsyncAuditLogsClient``.
 
 Same constructor, attributes and methods (``schemas``, ``actions``, ``logs``, ``api_call``), so code
-written for slack_sdk runs on it. What differs is what slack_sdk gets wrong for bulk export:
-
-- the default retry handlers retry 429 (``Retry-After`` in seconds or as an HTTP-date),
-  500/502/503/504, dropped connections, truncated bodies, timeouts and garbled 2xx pages (slack_sdk's
-  defaults retry only dropped connections, and its server-error handler knows only 500 and 503);
-  handlers are asked about every non-2xx response and every exception of a request;
-- ONE wait budget per request (``max_retry_wait``): every back-off, every ``Retry-After`` and every
-  rate-limiter pause draws from it. A ``Retry-After`` beyond what is left fails the request at once
-  (transient) instead of sleeping through it;
-- :meth:`pages` follows ``next_cursor`` and resends every filter on every page (the API keeps no
-  query state), and always ends: pages that do not move older, or more pages than the window can
-  hold, raise a transient error;
-- redirects are refused (the API never redirects), and no exception leaving the client carries
-  the token or a proxy's password (see :mod:`.redaction`);
-- bodies are read once as bytes and decoded lazily; :meth:`AuditLogsResponse.raw_page` hands out
-  each entry's original bytes without building Python objects;
-- arguments are checked before any request, and no secret crosses the network in clear (see
-  :mod:`.transport`).
+written for slack_sdk runs on it. What it does differently for bulk export (handlers asked about every
+failure, one wait budget per request, :meth:`pages`, redirects refused, lazy decoding, arguments
+checked before any request) is tabled in docs/client.md, "What differs from slack_sdk". No exception
+leaving the client carries the token or a proxy's password (see :mod:`.redaction`), and no secret
+crosses the network in clear (see :mod:`.transport`).
 
 It knows nothing of Airflow.
 """
@@ -52,7 +39,7 @@ from .query import (
 )
 from .ratelimit import PRIORITIES, Priority, RateLimiter, WaitExceedsBudget, shared_rate_limiter
 from .redaction import contains_secret, redact_text, redact_url, scrub_exception
-from .response import AuditLogsResponse
+from .response import AuditLogsResponse, request_path
 from .retry import (
     MAX_GARBLED_PAGE_RETRIES,
     AsyncRetryHandler,
@@ -74,7 +61,6 @@ from .transport import (
     log_response,
     proxy_for,
     redirect_error,
-    request_path,
     url_password,
 )
 
@@ -357,7 +343,7 @@ class AsyncAuditLogsClient:
 
         ``page``: a 2xx answer must also be a good page; a garbled one is offered to the handlers.
         """
-        http_verb, url, params, data, headers, retry_request = request
+        http_verb, url, params, _, headers, retry_request = request
         budget = RetryBudget(self.max_retry_wait)
         state = RetryState(custom_values={}, budget=budget, sleep=self.sleep)
         requests, limited = 0, 0
@@ -368,7 +354,7 @@ class AsyncAuditLogsClient:
             requests += 1
             log_request(self.logger, http_verb, url, params, headers)
             try:
-                response = await self._send(session, http_verb, url, params, data, headers)
+                response = await self._send(session, request)
             except Exception as error:
                 scrub_exception(error, self._secrets())
                 if not await self._ask_handlers(state, retry_request, None, error):
@@ -496,22 +482,14 @@ class AsyncAuditLogsClient:
             f"{type(error).__name__}: {redact_text(str(error), secrets)}", kind=kind
         ) from None
 
-    async def _send(
-        self,
-        session: ClientSession,
-        http_verb: str,
-        url: str,
-        params: dict[str, str],
-        data: bytes | None,
-        headers: dict[str, str],
-    ) -> AuditLogsResponse:
-        proxy, proxy_auth = proxy_for(url, self.proxy, from_env=self._proxy_from_env)
+    async def _send(self, session: ClientSession, request: _Request) -> AuditLogsResponse:
+        proxy, proxy_auth = proxy_for(request.url, self.proxy, from_env=self._proxy_from_env)
         async with session.request(
-            http_verb,
-            url,
-            params=params,
-            data=data,
-            headers=headers,
+            request.http_verb,
+            request.url,
+            params=request.params,
+            data=request.data,
+            headers=request.headers,
             ssl=self.ssl if self.ssl is not None else True,
             proxy=proxy,
             proxy_auth=proxy_auth,

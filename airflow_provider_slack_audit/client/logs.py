@@ -10,17 +10,25 @@ entry's raw bytes (see :meth:`AuditLogsResponse.raw_page`).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar
 
 
 class _Model:
-    """Base: declared fields are attributes (``None`` when absent); the rest go to ``unknown_fields``."""
+    """Base: declared fields are attributes (``None`` when absent); the rest go to ``unknown_fields``.
+
+    A model's fields are its annotations, in order (``to_dict`` gives them in that order).
+    """
 
     _fields: ClassVar[tuple[str, ...]] = ()
     # field name -> model class, for nested objects (a list of dicts becomes a list of models)
     _nested: ClassVar[dict[str, type[_Model]]] = {}
 
     unknown_fields: dict[str, Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._fields = tuple(inspect.get_annotations(cls))
 
     def __init__(self, **kwargs: Any) -> None:
         for name in self._fields:
@@ -67,7 +75,6 @@ def _unbuild(value: Any) -> Any:
 
 
 class App(_Model):
-    _fields = ("id", "name", "is_distributed", "is_directory_approved", "is_workflow_app", "scopes")
     id: str | None
     name: str | None
     is_distributed: bool | None
@@ -77,7 +84,6 @@ class App(_Model):
 
 
 class User(_Model):
-    _fields = ("id", "name", "email", "team")
     id: str | None
     name: str | None
     email: str | None
@@ -85,7 +91,6 @@ class User(_Model):
 
 
 class Actor(_Model):
-    _fields = ("type", "user")
     _nested = {"user": User}
     type: str | None
     user: User | None
@@ -94,7 +99,6 @@ class Actor(_Model):
 class Location(_Model):
     """A workspace or the enterprise, as found in ``context.location`` and in entities."""
 
-    _fields = ("type", "id", "name", "domain")
     type: str | None
     id: str | None
     name: str | None
@@ -102,7 +106,6 @@ class Location(_Model):
 
 
 class Context(_Model):
-    _fields = ("location", "ua", "ip_address", "session_id", "app")
     _nested = {"location": Location, "app": App}
     location: Location | None
     ua: str | None
@@ -112,7 +115,6 @@ class Context(_Model):
 
 
 class Channel(_Model):
-    _fields = ("id", "privacy", "name", "is_shared", "is_org_shared", "teams_shared_with", "is_trusted")
     id: str | None
     privacy: str | None
     name: str | None
@@ -123,7 +125,6 @@ class Channel(_Model):
 
 
 class File(_Model):
-    _fields = ("id", "name", "filetype", "title")
     id: str | None
     name: str | None
     filetype: str | None
@@ -131,25 +132,21 @@ class File(_Model):
 
 
 class Usergroup(_Model):
-    _fields = ("id", "name")
     id: str | None
     name: str | None
 
 
 class Message(_Model):
-    _fields = ("channel", "timestamp")
     channel: str | None
     timestamp: str | None
 
 
 class Workflow(_Model):
-    _fields = ("id", "name")
     id: str | None
     name: str | None
 
 
 class Role(_Model):
-    _fields = ("id", "name", "type")
     id: str | None
     name: str | None
     type: str | None
@@ -180,19 +177,6 @@ class Details(_Model):
 class Entity(_Model):
     """The target of an action; ``type`` names which of the other fields holds it."""
 
-    _fields = (
-        "type",
-        "user",
-        "workspace",
-        "enterprise",
-        "channel",
-        "file",
-        "app",
-        "message",
-        "usergroup",
-        "workflow",
-        "role",
-    )
     _nested = {
         "user": User,
         "workspace": Location,
@@ -228,7 +212,6 @@ class Entity(_Model):
 
 
 class Entry(_Model):
-    _fields = ("id", "date_create", "action", "actor", "entity", "context", "details")
     _nested = {"actor": Actor, "entity": Entity, "context": Context, "details": Details}
     id: str | None
     date_create: int | None
@@ -240,14 +223,12 @@ class Entry(_Model):
 
 
 class ResponseMetadata(_Model):
-    _fields = ("next_cursor",)
     next_cursor: str | None
 
 
 class LogsResponse(_Model):
     """Any Audit Logs body: a page of ``entries``, an error (``ok``/``error``), schemas or actions."""
 
-    _fields = ("entries", "response_metadata", "ok", "error", "needed", "provided")
     _nested = {"entries": Entry, "response_metadata": ResponseMetadata}
     entries: list[Entry] | None
     response_metadata: ResponseMetadata | None

@@ -133,9 +133,11 @@ class RateLimiter:
             return self._interval
         return self._interval * self._rng.uniform(1 - self.jitter, 1 + self.jitter)
 
-    def _slot(self, now: float) -> float:
-        earliest = now - (self.burst - 1) * self._interval
-        return max(self._next_free, earliest, self._paused_until)
+    def _next_slot(self) -> tuple[float, float]:
+        """The next free slot and the seconds until it (under the lock)."""
+        now = self._clock()
+        slot = max(self._next_free, now - (self.burst - 1) * self._interval, self._paused_until)
+        return slot, max(0.0, slot - now)
 
     def reserve(self, max_wait: float = math.inf) -> float:
         """Reserve the next slot; return how many seconds the caller must wait before using it.
@@ -143,9 +145,7 @@ class RateLimiter:
         Raises :class:`WaitExceedsBudget` (reserving nothing) when that is more than ``max_wait``.
         """
         with self._lock:
-            now = self._clock()
-            slot = self._slot(now)
-            delay = max(0.0, slot - now)
+            slot, delay = self._next_slot()
             if delay > max_wait:
                 raise WaitExceedsBudget(delay, max_wait)
             self._next_free = slot + self._spacing()
@@ -155,9 +155,7 @@ class RateLimiter:
     def _try_take_now(self, max_wait: float, waited: float) -> float | None:
         """Take the slot if it is free now (a backfill never reserves ahead); else the wait until it."""
         with self._lock:
-            now = self._clock()
-            slot = self._slot(now)
-            delay = max(0.0, slot - now)
+            slot, delay = self._next_slot()
             if delay > max_wait - waited:
                 raise WaitExceedsBudget(waited + delay, max_wait)
             if delay <= 0.0:

@@ -48,7 +48,6 @@ def scrub_exception(exc: BaseException, secrets: Iterable[str]) -> None:
     """Remove secrets from ``exc`` and the exceptions it chains to (``__cause__``/``__context__``)."""
     secret_list = [s for s in secrets if s]
     seen: set[int] = set()
-    current: BaseException | None = exc
     stack: list[BaseException] = [exc]
     while stack:
         current = stack.pop()

@@ -102,12 +102,7 @@ class AuditLogsResponse:
         self.url = url
         self.status_code = status_code
         self.headers = headers
-        if raw_body is None:
-            self.content = b""
-        elif isinstance(raw_body, str):
-            self.content = raw_body.encode("utf-8")
-        else:
-            self.content = bytes(raw_body)
+        self.content = raw_body.encode("utf-8") if isinstance(raw_body, str) else bytes(raw_body or b"")
 
     def __repr__(self) -> str:
         return f"<AuditLogsResponse {self.status_code} {self.url} ({len(self.content)} bytes)>"
@@ -163,7 +158,7 @@ class AuditLogsResponse:
         advice = hint(code)
         what = f"error {code!r}" if code else "no Slack error code (body is not a JSON error)"
         status = f"HTTP {self.status_code}" + (" (ok: false)" if self.ok else "")
-        message = f"Audit Logs API returned {status} with {what} for {_path(self.url)}"
+        message = f"Audit Logs API returned {status} with {what} for {request_path(self.url)}"
         raise SlackAuditLogsApiError(f"{message}: {advice}" if advice else message, self, error=code)
 
     @property
@@ -266,8 +261,8 @@ class AuditLogsResponse:
                 entry_id = entry_id if isinstance(entry_id, str) else None
                 date_create = date_create if type(date_create) is int else None
                 return InvalidEntryApiError(
-                    f"Audit Logs API returned HTTP {self.status_code} for {_path(self.url)} with entry "
-                    f"{position} of the page (id {entry_id}, date_create {date_create}) holding an "
+                    f"Audit Logs API returned HTTP {self.status_code} for {request_path(self.url)} with "
+                    f"entry {position} of the page (id {entry_id}, date_create {date_create}) holding an "
                     f"escaped lone surrogate: {hint('invalid_entry')}",
                     self,
                     position=position,
@@ -278,7 +273,7 @@ class AuditLogsResponse:
 
     def _invalid(self, detail: str) -> SlackAuditLogsApiError:
         return SlackAuditLogsApiError(
-            f"Audit Logs API returned HTTP {self.status_code} for {_path(self.url)} but {detail}: "
+            f"Audit Logs API returned HTTP {self.status_code} for {request_path(self.url)} but {detail}: "
             f"{hint('invalid_response')}; retry later",
             self,
             error="invalid_response",
@@ -371,9 +366,9 @@ def _entries_start(content: bytes) -> tuple[int, _Page]:
     raise msgspec.DecodeError("no top-level entries array found to slice the page at")
 
 
-def _path(url: str) -> str:
-    """The URL without its query (cursors and filters make messages long and add nothing)."""
+def request_path(url: str) -> str:
+    """The URL without its query, for messages (cursors and filters make them long and add nothing)."""
     return url.split("?", 1)[0]
 
 
-__all__ = ["AuditLogsResponse", "EntryKey", "RawEntry", "RawPage"]
+__all__ = ["AuditLogsResponse", "EntryKey", "RawEntry", "RawPage", "request_path"]

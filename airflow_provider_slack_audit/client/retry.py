@@ -22,14 +22,17 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 import aiohttp
 
 from .errors import SlackAuditLogsApiError
+
+if TYPE_CHECKING:
+    from typing_extensions import NotRequired, Unpack
 
 #: A coroutine function that waits ``seconds`` (``asyncio.sleep`` or a test's stand-in).
 Sleep = Callable[[float], Awaitable[None]]
@@ -143,26 +146,21 @@ class HttpResponse:
         self.data = data
 
 
+class RetryCall(TypedDict):
+    """The keyword arguments of both handler methods, as slack_sdk passes them."""
+
+    state: RetryState
+    request: HttpRequest
+    response: NotRequired[HttpResponse | None]
+    error: NotRequired[Exception | None]
+
+
 class AsyncRetryHandlerProtocol(Protocol):
     """What the client needs of a handler (slack_sdk's handlers satisfy it)."""
 
-    async def can_retry_async(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool: ...
+    async def can_retry_async(self, **call: Unpack[RetryCall]) -> bool: ...
 
-    async def prepare_for_next_attempt_async(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> None: ...
+    async def prepare_for_next_attempt_async(self, **call: Unpack[RetryCall]) -> None: ...
 
 
 class RetryIntervalCalculator:
@@ -202,46 +200,40 @@ class AsyncRetryHandler:
     of the request; ``max_wait_seconds`` additionally caps this handler's own share of it.
     """
 
+    #: What a handler built without ``max_retry_count`` or ``interval_calculator`` uses.
+    default_retry_count = 1
+    default_interval_calculator: RetryIntervalCalculator = BackoffRetryIntervalCalculator()
+
     def __init__(
         self,
-        max_retry_count: int = 1,
+        max_retry_count: int | None = None,
         interval_calculator: RetryIntervalCalculator | None = None,
         max_wait_seconds: float = 300.0,
     ) -> None:
+        if max_retry_count is None:
+            max_retry_count = self.default_retry_count
         if max_retry_count < 0:
             raise ValueError(f"max_retry_count must be >= 0, got {max_retry_count}")
         if max_wait_seconds < 0:
             raise ValueError(f"max_wait_seconds must be >= 0, got {max_wait_seconds}")
         self.max_retry_count = max_retry_count
-        self.interval_calculator = interval_calculator or BackoffRetryIntervalCalculator()
+        self.interval_calculator = interval_calculator or self.default_interval_calculator
         self.max_wait_seconds = max_wait_seconds
 
-    async def can_retry_async(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
+    async def can_retry_async(self, **call: Unpack[RetryCall]) -> bool:
+        state, response = call["state"], call.get("response")
         retries, _ = self._spent(state)
         if retries >= self.max_retry_count:
             return False
-        if not self._can_retry(response=response, error=error):
+        if not self._can_retry(response=response, error=call.get("error")):
             return False
         wait = self._wait(state, response)
         if state.budget is not None and not state.budget.allows(wait):
             return False
         return self._spent(state)[1] + wait <= self.max_wait_seconds
 
-    async def prepare_for_next_attempt_async(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> None:
+    async def prepare_for_next_attempt_async(self, **call: Unpack[RetryCall]) -> None:
+        state, response = call["state"], call.get("response")
         duration = self._wait(state, response)
         retries, waited = self._spent(state)
         self._record(state, retries + 1, waited + duration)
@@ -294,15 +286,8 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 class AsyncConnectionErrorRetryHandler(AsyncRetryHandler):
     """Retries dropped, reset and refused connections, truncated bodies and timeouts."""
 
-    def __init__(
-        self,
-        max_retry_count: int = 5,
-        interval_calculator: RetryIntervalCalculator | None = None,
-        max_wait_seconds: float = 300.0,
-        error_types: Sequence[type[BaseException]] = CONNECTION_ERRORS,
-    ) -> None:
-        super().__init__(max_retry_count, interval_calculator, max_wait_seconds)
-        self.error_types = tuple(error_types)
+    default_retry_count = 5
+    error_types = CONNECTION_ERRORS
 
     def _can_retry(self, *, response: HttpResponse | None, error: Exception | None) -> bool:
         return error is not None and isinstance(error, self.error_types)
@@ -349,15 +334,8 @@ class AsyncRateLimitErrorRetryHandler(AsyncRetryHandler):
 class AsyncServerErrorRetryHandler(AsyncRetryHandler):
     """Retries 500/502/503/504 with exponential backoff and jitter (slack_sdk: 500 and 503 only)."""
 
-    def __init__(
-        self,
-        max_retry_count: int = 5,
-        interval_calculator: RetryIntervalCalculator | None = None,
-        max_wait_seconds: float = 300.0,
-        statuses: Sequence[int] = (500, 502, 503, 504),
-    ) -> None:
-        super().__init__(max_retry_count, interval_calculator, max_wait_seconds)
-        self.statuses = frozenset(statuses)
+    default_retry_count = 5
+    statuses = frozenset({500, 502, 503, 504})
 
     def _can_retry(self, *, response: HttpResponse | None, error: Exception | None) -> bool:
         return response is not None and response.status_code in self.statuses
@@ -375,17 +353,8 @@ class AsyncInvalidResponseRetryHandler(AsyncRetryHandler):
     with the 2xx ``response``; slack_sdk's handlers never retry them.
     """
 
-    def __init__(
-        self,
-        max_retry_count: int = MAX_GARBLED_PAGE_RETRIES,
-        interval_calculator: RetryIntervalCalculator | None = None,
-        max_wait_seconds: float = 300.0,
-    ) -> None:
-        super().__init__(
-            max_retry_count,
-            interval_calculator or BackoffRetryIntervalCalculator(backoff_factor=0.5, jitter=0.0),
-            max_wait_seconds,
-        )
+    default_retry_count = MAX_GARBLED_PAGE_RETRIES
+    default_interval_calculator = BackoffRetryIntervalCalculator(backoff_factor=0.5, jitter=0.0)
 
     def _can_retry(self, *, response: HttpResponse | None, error: Exception | None) -> bool:
         return (
@@ -437,11 +406,6 @@ def default_retry_handlers(max_wait_seconds: float = 300.0) -> list[AsyncRetryHa
     ]
 
 
-def async_default_handlers() -> list[AsyncRetryHandler]:
-    """slack_sdk's name for the default list; ours also retries 429s and 5xx."""
-    return default_retry_handlers()
-
-
 __all__ = [
     "CONNECTION_ERRORS",
     "MAX_GARBLED_PAGE_RETRIES",
@@ -456,10 +420,10 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "RetryBudget",
+    "RetryCall",
     "RetryIntervalCalculator",
     "RetryState",
     "Sleep",
-    "async_default_handlers",
     "default_retry_handlers",
     "default_sleep",
     "retry_after_seconds",

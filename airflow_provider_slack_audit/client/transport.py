@@ -20,7 +20,7 @@ from aiohttp import BasicAuth
 
 from .errors import SlackAuditLogsApiError, SlackAuditLogsConfigError, hint
 from .redaction import redact_url
-from .response import AuditLogsResponse
+from .response import AuditLogsResponse, request_path
 
 
 def get_user_agent(prefix: str | None = None, suffix: str | None = None) -> str:
@@ -28,16 +28,10 @@ def get_user_agent(prefix: str | None = None, suffix: str | None = None) -> str:
     from airflow_provider_slack_audit import __version__
 
     python = f"Python/{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
-    parts = [
-        python,
-        f"airflow-provider-slack-audit/{__version__}",
-        f"{platform.system()}/{platform.release()}",
-    ]
-    if prefix:
-        parts.insert(0, prefix)
-    if suffix:
-        parts.append(suffix)
-    return " ".join(parts)
+    system = f"{platform.system()}/{platform.release()}"
+    return " ".join(
+        filter(None, (prefix, python, f"airflow-provider-slack-audit/{__version__}", system, suffix))
+    )
 
 
 def load_http_proxy_from_env(logger: logging.Logger | None = None) -> str | None:
@@ -154,11 +148,6 @@ def redirect_error(response: AuditLogsResponse) -> SlackAuditLogsApiError:
         error="redirected",
         kind="permanent",
     )
-
-
-def request_path(url: str) -> str:
-    """``url`` without its query string, for messages."""
-    return url.split("?", 1)[0]
 
 
 def log_request(

@@ -363,9 +363,8 @@ class SlackAuditLogsOperator(BaseOperator):
         arguments (:func:`start_spec`).
         """
         try:
-            destination, destination_conn_id = self._destination()
-            arguments = self._start_arguments(self.destination)
-            arguments["destination_conn_id"] = destination_conn_id
+            destination = self._destination()[0]
+            arguments = self._start_arguments(self.destination)  # resolves the same connection id
             templated: dict[str, Any] = {"oldest": self.oldest, "latest": self.latest}
             templated.update(destination=destination, overwrite=self.overwrite, reconcile=self.reconcile)
             return start_spec(templated, arguments, context, self.log)

@@ -6,27 +6,12 @@ It imports nothing from Airflow: anything that speaks HTTP can use it.
 from __future__ import annotations
 
 from .catalogue import ACTION_CATALOGUE, AUDIT_LOGS_EPOCH, GENERATED_ACTIONS, KNOWN_ACTIONS
-from .events import (
-    EntryFilter,
-    EventSet,
-    RenderedEntries,
-    UnknownActionError,
-    default_span,
-    to_unix_seconds,
-)
+from .clock import ManualClock
+from .errors import ERROR_STATUS
+from .events import EventSet, default_span, to_unix_seconds
+from .faults import FAULT_KINDS, FaultKind, FaultPlan
 from .proxy import FakeForwardProxy, ProxiedRequest
-from .server import (
-    API_PREFIX,
-    DEFAULT_LIMIT,
-    ERROR_STATUS,
-    FAULT_KINDS,
-    MAX_LIMIT,
-    FakeAuditLogsServer,
-    FaultKind,
-    FaultPlan,
-    ManualClock,
-    RecordedRequest,
-)
+from .server import API_PREFIX, DEFAULT_LIMIT, MAX_LIMIT, FakeAuditLogsServer, RecordedRequest
 
 __all__ = [
     "ACTION_CATALOGUE",
@@ -38,7 +23,6 @@ __all__ = [
     "GENERATED_ACTIONS",
     "KNOWN_ACTIONS",
     "MAX_LIMIT",
-    "EntryFilter",
     "EventSet",
     "FakeAuditLogsServer",
     "FakeForwardProxy",
@@ -47,8 +31,6 @@ __all__ = [
     "ManualClock",
     "ProxiedRequest",
     "RecordedRequest",
-    "RenderedEntries",
-    "UnknownActionError",
     "default_span",
     "to_unix_seconds",
 ]

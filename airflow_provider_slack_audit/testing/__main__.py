@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .events import default_span
-from .server import FAULT_KINDS, FakeAuditLogsServer, FaultPlan
+from .faults import FAULT_KINDS, FaultPlan
+from .server import FakeAuditLogsServer
 
 
 def _utc_datetime(value: str) -> datetime:
@@ -75,12 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_server(args: argparse.Namespace) -> FakeAuditLogsServer:
     """The server the parsed arguments describe."""
-    default_start, default_end = default_span()
     return FakeAuditLogsServer(
         events=args.events,
         seed=args.seed,
-        start=args.start or default_start,
-        end=args.end or default_end,
+        start=args.start,
+        end=args.end,
         tokens=args.tokens or ("xoxp-test",),
         late_fraction=args.late_fraction,
         late_delay=args.late_delay,

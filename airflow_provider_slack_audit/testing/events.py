@@ -17,7 +17,7 @@ import random
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
 import msgspec
@@ -141,41 +141,31 @@ class RenderedEntries:
         return memoryview(self.buffer)[self.offsets[begin] : self.offsets[end] - 1]
 
 
+@dataclass(eq=False, repr=False, kw_only=True)
 class EventSet:
     """A fixed, deterministic set of audit events in API order (newest first).
 
     Build one with :meth:`generate`. Indexes run from 0 (newest) to ``len - 1`` (oldest).
     """
 
-    def __init__(
-        self,
-        *,
-        neg_dates: array[int],
-        actions: bytearray,
-        actors: array[int],
-        entities: array[int],
-        variants: bytes,
-        flags: bytearray,
-        directory: Directory,
-        id_bytes: bytes,
-        late_delay: int,
-        span: tuple[int, int],
-    ) -> None:
-        # Dates are stored negated so that API order (date descending) is ascending for bisect.
-        self._neg_dates = neg_dates
-        self._actions = actions
-        self._actors = actors
-        self._entities = entities
-        self._variants = variants
-        self._flags = flags
-        self._directory = directory
-        self._id_bytes = id_bytes
-        self.late_delay = late_delay
-        self.span = span
-        has_late = any(flag & _LATE for flag in flags)
-        newest = -neg_dates[0] if neg_dates else span[0]
-        #: The first instant at which every event is visible; before it, visibility is per event.
-        self.all_visible_at = newest + (late_delay if has_late else 0)
+    # Dates are stored negated so that API order (date descending) is ascending for bisect.
+    _neg_dates: array[int]
+    _actions: bytearray
+    _actors: array[int]
+    _entities: array[int]
+    _variants: bytes
+    _flags: bytearray
+    _directory: Directory
+    _id_bytes: bytes
+    late_delay: int
+    span: tuple[int, int]
+    #: The first instant at which every event is visible; before it, visibility is per event.
+    all_visible_at: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        has_late = any(flag & _LATE for flag in self._flags)
+        newest = -self._neg_dates[0] if self._neg_dates else self.span[0]
+        self.all_visible_at = newest + (self.late_delay if has_late else 0)
 
     @classmethod
     def generate(
@@ -214,14 +204,14 @@ class EventSet:
         actors = array("H", rng.choices(range(USER_COUNT), weights=_zipf_weights(USER_COUNT), k=events))
         entities = array("I", _draw_entities(rng, actions, actors, directory))
         return cls(
-            neg_dates=array("q", (-second for second in seconds)),
-            actions=actions,
-            actors=actors,
-            entities=entities,
-            variants=rng.randbytes(events),
-            flags=_draw_flags(rng, actions, late_fraction),
-            directory=directory,
-            id_bytes=_draw_uuid4_bytes(rng, events),
+            _neg_dates=array("q", (-second for second in seconds)),
+            _actions=actions,
+            _actors=actors,
+            _entities=entities,
+            _variants=rng.randbytes(events),
+            _flags=_draw_flags(rng, actions, late_fraction),
+            _directory=directory,
+            _id_bytes=_draw_uuid4_bytes(rng, events),
             late_delay=late_delay,
             span=(start_s, end_s),
         )

@@ -164,11 +164,6 @@ def rate_limited(retry_after: float, *, as_date: bool) -> web.Response:
     )
 
 
-def _close_connection(request: web.Request) -> None:
-    if request.transport is not None:
-        request.transport.close()
-
-
 def replacing_answer(request: web.Request, fault: FaultKind) -> web.Response:
     """The answer of a fault that replaces the API's answer entirely."""
     if fault in _HTTP_FAULT_CODES:
@@ -210,7 +205,8 @@ async def send_truncated(
     stream.content_length = len(body)
     await stream.prepare(request)
     await stream.write(body[: int(len(body) * truncate_at)])
-    _close_connection(request)
+    if request.transport is not None:
+        request.transport.close()
     return stream
 
 

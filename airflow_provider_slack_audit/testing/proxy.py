@@ -8,13 +8,13 @@ It records what it saw (never a credential or token: only whether they were sent
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 from dataclasses import dataclass
-from types import TracebackType
 
 import aiohttp
 from aiohttp import BasicAuth, web
+
+from .site import LoopbackSite
 
 _HOP_BY_HOP = frozenset(
     {
@@ -43,7 +43,7 @@ class ProxiedRequest:
     status: int
 
 
-class FakeForwardProxy:
+class FakeForwardProxy(LoopbackSite):
     """``async with FakeForwardProxy("user", "secret") as proxy``; :attr:`url` has no credentials."""
 
     def __init__(self, username: str = "proxy-user", password: str | None = None) -> None:
@@ -51,7 +51,6 @@ class FakeForwardProxy:
         #: Random unless given, so a test can search for it in every message and log.
         self.password = password if password is not None else secrets.token_hex(12)
         self.requests: list[ProxiedRequest] = []
-        self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._url: str | None = None
 
@@ -67,39 +66,17 @@ class FakeForwardProxy:
         return f"http://{username or self.username}:{password or self.password}@{host}"
 
     async def start(self, host: str = "127.0.0.1") -> str:
-        if not ipaddress.ip_address(host).is_loopback:
-            raise ValueError(f"the fake proxy only listens on loopback addresses, not {host}")
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._forward)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, host, 0)
-        await site.start()
-        self._runner = runner
+        self._url = await self._listen(app, host, 0)
         self._session = aiohttp.ClientSession(auto_decompress=False)
-        bound_host, bound_port = runner.addresses[0][:2]
-        self._url = f"http://{bound_host}:{bound_port}"
         return self._url
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-
-    async def __aenter__(self) -> FakeForwardProxy:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
+        await super().close()
 
     def _authorized(self, request: web.Request) -> bool:
         header = request.headers.get("Proxy-Authorization")

@@ -10,13 +10,12 @@ token) so tests can assert on what a client actually sent.
 It knows nothing of Airflow: the client, the pipeline and the benchmarks all talk to it over HTTP.
 The fault plan (and the answers its faults give), the token bucket, the cursor codec, the clock
 and the catalogue of actions live in their own modules (``faults``, ``bucket``, ``cursors``,
-``clock``, ``catalogue``); the names listed in ``__all__`` stay importable from here.
+``clock``, ``catalogue``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import math
 import os
 import threading
@@ -25,7 +24,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import count
-from types import TracebackType
+from typing import TYPE_CHECKING, TypedDict
 
 import msgspec
 from aiohttp import web
@@ -34,9 +33,8 @@ from multidict import MultiMapping
 
 from .bucket import TokenBucket
 from .catalogue import ACTIONS_BODY, AUDIT_LOGS_EPOCH, SCHEMAS_BODY
-from .clock import ManualClock
 from .cursors import CursorCodec
-from .errors import DENIAL_CODES, ERROR_STATUS, ApiError
+from .errors import DENIAL_CODES, ApiError
 from .events import (
     EntryFilter,
     EventSet,
@@ -46,14 +44,16 @@ from .events import (
     to_unix_seconds,
 )
 from .faults import (
-    FAULT_KINDS,
-    FaultKind,
     FaultPlan,
     rate_limited,
     replacing_answer,
     send_truncated,
     without_ids,
 )
+from .site import LoopbackSite
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 API_PREFIX = "/audit/v1/"
 DEFAULT_LIMIT = 200
@@ -87,6 +87,16 @@ class LogsQuery:
     start_index: int = 0
 
 
+class OracleFilters(TypedDict, total=False):
+    """The filters of an oracle query: the ``logs`` filters, and ``visible_only`` (default true):
+    leave out the late events not visible yet."""
+
+    action: str | Sequence[str] | None
+    actor: str | None
+    entity: str | None
+    visible_only: bool
+
+
 @dataclass(frozen=True)
 class Page:
     """The entries of one page (indexes in API order) and the index the next page starts at."""
@@ -97,38 +107,14 @@ class Page:
     nonce: int = 0
 
 
-class FakeAuditLogsServer:
+class FakeAuditLogsServer(LoopbackSite):
     """A local Slack Audit Logs API with deterministic data and scriptable failures.
 
     Use it as an async context manager (``async with FakeAuditLogsServer(events=1000, seed=1) as
     server``) or from synchronous code with :meth:`start_in_thread` / :meth:`stop`. It listens on
-    127.0.0.1 only; :attr:`base_url` is the value for a client's ``base_url``.
-
-    Queries follow DESIGN.md's API facts. Where the API leaves a choice open, this server picks:
-    a non-integer ``oldest``/``latest`` is ``invalid_range``; a non-integer or non-positive ``limit``
-    is ``invalid_arguments`` and one above 9999 is clamped; more than 30 actions is
-    ``invalid_action``; an unknown ``actor``/``entity`` id matches nothing (an empty page);
-    ``oldest`` before ``enabled_at`` is clamped to it. Authentication is checked before the rate
-    limit, so only authenticated requests spend the org's budget.
-
-    Data: ``events`` events from ``seed`` in ``[start, end)`` (default: the three whole UTC days
-    before today), ``late_fraction`` of them invisible until ``late_delay`` seconds after they
-    happened; or a ready ``event_set`` to share between servers (the generation arguments are then
-    ignored). ``clock`` is the server's "now" (Unix seconds): it decides which events are visible and
-    which ranges lie in the future; pass a :class:`ManualClock` to move time by hand.
-
-    Access: ``tokens`` are accepted; ``denied_tokens`` maps a token to the code it is refused with
-    (``feature_not_enabled``, ``team_not_authorized``, ``user_not_authorized``, ``invalid_workspace``).
-    ``enabled_at`` is when the org enabled audit logs: a range ending before it is ``invalid_range``.
-
-    Misbehaviour: ``requests_per_minute`` (None: unlimited) with ``rate_limit_burst`` (default: a
-    minute's worth) limits ``logs`` for all tokens together, on ``rate_limit_clock``; ``faults`` is the
-    :class:`FaultPlan` (reachable as :attr:`faults`); ``expire_cursor_uses`` lists which cursor uses,
-    counted from 1, answer ``invalid_cursor``. ``cursor_secret`` fixes the key cursors are signed with
-    (random by default), so two servers can hand out the same cursors.
-
-    Benchmarks: ``pre_render`` renders every entry at construction, so pages are served as slices
-    of one buffer and the server's own work stays out of the client's figures.
+    127.0.0.1 only; :attr:`base_url` is the value for a client's ``base_url``. Its parameters, and
+    what it answers where the API leaves a choice open, are in docs/testing.md ("The server's
+    parameters").
     """
 
     def __init__(
@@ -192,7 +178,6 @@ class FakeAuditLogsServer:
         self.cursor_uses = 0
         #: How many 429 answers were sent.
         self.rate_limited_count = 0
-        self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
         self._thread: threading.Thread | None = None
         self._thread_loop: asyncio.AbstractEventLoop | None = None
@@ -207,40 +192,13 @@ class FakeAuditLogsServer:
 
     async def start(self, port: int = 0, host: str = "127.0.0.1") -> str:
         """Start listening (``port=0``: an ephemeral port) and return :attr:`base_url`."""
-        if not ipaddress.ip_address(host).is_loopback:
-            raise ValueError(f"the fake server only listens on loopback addresses, not {host}")
         if self._runner is not None:
             raise RuntimeError("the server is already running: call close() before starting it again")
-        # handler_cancellation: a client that gives up on a `slow` answer frees its handler;
-        # shutdown_timeout: closing never waits long for such a handler.
-        runner = web.AppRunner(
-            self.make_app(), access_log=None, handler_cancellation=True, shutdown_timeout=1.0
-        )
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        self._runner = runner
-        bound_host, bound_port = runner.addresses[0][:2]
-        self._base_url = f"http://{bound_host}:{bound_port}{API_PREFIX}"
+        # handler_cancellation: a client that gives up on a `slow` answer frees its handler (and
+        # closing waits at most a second for such a handler).
+        origin = await self._listen(self.make_app(), host, port, handler_cancellation=True)
+        self._base_url = origin + API_PREFIX
         return self._base_url
-
-    async def close(self) -> None:
-        """Stop listening and close open connections."""
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-
-    async def __aenter__(self) -> FakeAuditLogsServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def start_in_thread(self, port: int = 0) -> str:
         """Run the server on its own event loop in a daemon thread; return :attr:`base_url`.
@@ -308,36 +266,14 @@ class FakeAuditLogsServer:
 
     # -- oracle ----------------------------------------------------------------------------------
 
-    def expected_entries(
-        self,
-        oldest: int,
-        latest: int,
-        *,
-        action: str | Sequence[str] | None = None,
-        actor: str | None = None,
-        entity: str | None = None,
-        visible_only: bool = True,
-    ) -> list[bytes]:
+    def expected_entries(self, oldest: int, latest: int, **filters: Unpack[OracleFilters]) -> list[bytes]:
         """The entries a complete read of ``[oldest, latest]`` (inclusive) returns, in API order."""
-        return [
-            self._entry_bytes(index)
-            for index in self._expected_indexes(oldest, latest, action, actor, entity, visible_only)
-        ]
+        return [self._entry_bytes(index) for index in self._expected_indexes(oldest, latest, **filters)]
 
-    def expected_ids(
-        self,
-        oldest: int,
-        latest: int,
-        *,
-        action: str | Sequence[str] | None = None,
-        actor: str | None = None,
-        entity: str | None = None,
-        visible_only: bool = True,
-    ) -> set[str]:
+    def expected_ids(self, oldest: int, latest: int, **filters: Unpack[OracleFilters]) -> set[str]:
         """The ids a complete read of ``[oldest, latest]`` (inclusive, same filters) returns."""
-        events = self.event_set
-        indexes = self._expected_indexes(oldest, latest, action, actor, entity, visible_only)
-        return {events.entry_id(index) for index in indexes}
+        indexes = self._expected_indexes(oldest, latest, **filters)
+        return {self.event_set.entry_id(index) for index in indexes}
 
     def pending_ids(self, oldest: int, latest: int) -> set[str]:
         """The ids of late events in ``[oldest, latest]`` that exist but are not visible yet."""
@@ -349,18 +285,15 @@ class FakeAuditLogsServer:
             if events.visible_at(index) > now
         }
 
-    def _expected_indexes(
-        self,
-        oldest: int,
-        latest: int,
-        action: str | Sequence[str] | None,
-        actor: str | None,
-        entity: str | None,
-        visible_only: bool,
-    ) -> list[int]:
+    def _expected_indexes(self, oldest: int, latest: int, **filters: Unpack[OracleFilters]) -> list[int]:
+        unknown = sorted(filters.keys() - OracleFilters.__annotations__.keys())
+        if unknown:
+            raise TypeError(f"unexpected keyword arguments: {', '.join(unknown)}")
         events = self.event_set
-        entry_filter = events.compile_filter(action, actor, entity)
-        now = self.clock() if visible_only else None
+        entry_filter = events.compile_filter(
+            filters.get("action"), filters.get("actor"), filters.get("entity")
+        )
+        now = self.clock() if filters.get("visible_only", True) else None
         return list(events.select(events.index_range(oldest, latest), entry_filter, now))
 
     def _entry_bytes(self, index: int) -> bytes:
@@ -570,19 +503,11 @@ def _int_param(params: MultiMapping[str], name: str, default: int, *, error: str
 __all__ = [
     "API_PREFIX",
     "DEFAULT_LIMIT",
-    "DENIAL_CODES",
-    "ERROR_STATUS",
-    "FAULT_KINDS",
     "MAX_ACTIONS",
     "MAX_LIMIT",
-    "ApiError",
-    "CursorCodec",
     "FakeAuditLogsServer",
-    "FaultKind",
-    "FaultPlan",
     "LogsQuery",
-    "ManualClock",
+    "OracleFilters",
     "Page",
     "RecordedRequest",
-    "TokenBucket",
 ]

@@ -16,8 +16,7 @@ from airflow_provider_slack_audit.ingest import Window
 from airflow_provider_slack_audit.ingest.evidence import public_base_url
 from airflow_provider_slack_audit.ingest.pipeline import ingest_window
 from airflow_provider_slack_audit.ingest.spec import IngestSpec
-from airflow_provider_slack_audit.testing import FakeAuditLogsServer
-from airflow_provider_slack_audit.testing.server import ManualClock
+from airflow_provider_slack_audit.testing import FakeAuditLogsServer, ManualClock
 
 from support.landing_invariants import independent_digest
 from support.recorded_sleeps import RecordedSleeps
