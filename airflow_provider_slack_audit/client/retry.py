@@ -22,7 +22,7 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict
@@ -288,6 +288,14 @@ class AsyncConnectionErrorRetryHandler(AsyncRetryHandler):
 
     default_retry_count = 5
     error_types = CONNECTION_ERRORS
+
+    def __init__(
+        self, *args: Any, error_types: Sequence[type[BaseException]] | None = None, **kwargs: Any
+    ) -> None:
+        """``error_types`` as slack_sdk's handler takes it: the exceptions retried (default ours)."""
+        super().__init__(*args, **kwargs)
+        if error_types is not None:
+            self.error_types = tuple(error_types)
 
     def _can_retry(self, *, response: HttpResponse | None, error: Exception | None) -> bool:
         return error is not None and isinstance(error, self.error_types)

@@ -134,6 +134,20 @@ async def test_each_handler_counts_its_own_retries(waits: list[float]) -> None:
     assert response.status_code == 200
 
 
+async def test_connection_handler_takes_slack_sdks_error_types(waits: list[float]) -> None:
+    # As slack_sdk's ConnectionErrorRetryHandler(error_types=...): only the listed exceptions retry.
+    handler = AsyncConnectionErrorRetryHandler(max_retry_count=2, error_types=[aiohttp.ClientPayloadError])
+    assert AsyncConnectionErrorRetryHandler().error_types != handler.error_types
+    with aioresponses() as m:
+        m.get(LOGS, exception=aiohttp.ClientPayloadError("truncated"))
+        m.get(LOGS, payload=PAGE)
+        assert (await make_client([handler]).logs()).status_code == 200
+        m.get(LOGS, exception=aiohttp.ServerDisconnectedError())
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await make_client([handler]).logs()
+    assert len(waits) == 1
+
+
 async def test_permanent_errors_are_not_retried(waits: list[float]) -> None:
     with aioresponses() as m:
         m.get(LOGS, status=401, payload={"ok": False, "error": "invalid_authentication"})
