@@ -13,6 +13,7 @@ mapping of the running line, the other checks the landing and the load against w
 
 from __future__ import annotations
 
+import gzip
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -65,9 +66,19 @@ def key_day(partition_key: str) -> Window:
 class Backfill:
     deployment: AirflowDeployment
     server: FakeAuditLogsServer
+    landing: Path
     warehouse: Path
     keys: list[str]  # the partition keys of the backfill's runs, as the metadata DB holds them
     dry_run_keys: list[str]  # the keys `backfill create --dry-run` listed for the same dates
+
+
+def data_files(root: Path) -> list[Path]:
+    return sorted(path for path in root.rglob("*") if path.name.endswith((".jsonl", ".jsonl.gz")))
+
+
+def read_lines(path: Path) -> list[bytes]:
+    data = path.read_bytes()
+    return (gzip.decompress(data) if path.name.endswith(".gz") else data).splitlines()
 
 
 def dry_run_keys(output: str) -> list[str]:
@@ -107,12 +118,14 @@ def backfill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfill]:
     )
     # The span's bursts sit on the second before the day and the second after it: neither may load.
     server = FakeAuditLogsServer(events=6_000, seed=44, start=asked.start - SECOND, end=asked.end + SECOND)
+    assert server.expected_ids(asked.oldest - 1, asked.oldest - 1), "no event on the second before the day"
+    assert server.expected_ids(asked.latest + 1, asked.latest + 1), "no event on the second after the day"
     server.start_in_thread()
-    warehouse = root / "warehouse.db"
+    landing, warehouse = root / "landing", root / "warehouse.db"
     env = {
         **RESPONSIVE,
         **connection_env(server.base_url),
-        "SLACK_AUDIT_BASE_PATH": (root / "landing").as_uri(),
+        "SLACK_AUDIT_BASE_PATH": landing.as_uri(),
         "AIRFLOW_CONN_SLACK_AUDIT_WAREHOUSE": f'{{"conn_type": "sqlite", "host": "{warehouse}"}}',
     }
     try:
@@ -139,7 +152,7 @@ def backfill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfill]:
                     deployment.wait_for(
                         f"the load of {key}", partial(finished, deployment, WAREHOUSE_DAG, key), timeout=150
                     )
-            yield Backfill(deployment, server, warehouse, keys, dry_run)
+            yield Backfill(deployment, server, landing, warehouse, keys, dry_run)
     finally:
         server.stop()
 
@@ -165,22 +178,28 @@ def test_the_landing_event_carries_the_run_key_and_the_warehouse_loads_exactly_i
 
     assert run_states(deployment, LANDING_DAG, key) == ["success"]
     events = deployment.query(
-        "SELECT e.partition_key, e.extra FROM asset_event e JOIN asset a ON e.asset_id = a.id"
+        "SELECT e.extra FROM asset_event e JOIN asset a ON e.asset_id = a.id"
         " WHERE a.uri LIKE 'file:%%' AND e.partition_key = %s",
         key,
     )
     assert len(events) == 1, f"{len(events)} landing events keyed {key!r}"
-    extra = json.loads(events[0][1])
+    extra = json.loads(events[0][0])
     assert extra["partition_key"] == key
     assert (extra["window"]["start"], extra["window"]["end"]) == (day.start.isoformat(), day.end.isoformat())
+
+    on_the_day = server.expected_ids(day.oldest, day.latest)
+    # Every data file under the destination (the scheduled run's day, on no event, lands none).
+    landed = [json.loads(line)["id"] for path in data_files(backfill.landing) for line in read_lines(path)]
+    assert len(landed) == len(set(landed)), "an id landed twice"
+    assert set(landed) == on_the_day
 
     assert run_states(deployment, WAREHOUSE_DAG, key) == ["success"]
     with closing(sqlite3.connect(backfill.warehouse)) as db:
         loaded = [row[0] for row in db.execute("SELECT id FROM slack_audit_logs")]
     assert len(loaded) == len(set(loaded)), "an id loaded twice"
-    assert set(loaded) == server.expected_ids(day.oldest, day.latest)
-    neighbours = server.expected_ids(day.oldest - 1, day.oldest - 1) | server.expected_ids(
-        day.latest + 1, day.latest + 1
-    )
-    assert neighbours, "no event on the seconds next to the day to leave out"
-    assert not neighbours & set(loaded)
+    assert set(loaded) == on_the_day
+    # For the asked day: the events on the second before it and on the second after it.
+    span_start, span_end = server.event_set.span
+    elsewhere = server.expected_ids(span_start, span_end - 1) - on_the_day
+    assert elsewhere, "no event outside the day to leave out"
+    assert not elsewhere & (set(loaded) | set(landed))
