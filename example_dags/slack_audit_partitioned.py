@@ -26,8 +26,9 @@ airflow backfill create --dag-id slack_audit_partitioned --from-date 2026-01-01 
 airflow backfill create --dag-id slack_audit_partitioned --from-date 2026-01-02 --to-date 2026-02-01
 ```
 
-(`--dry-run` lists the partition keys, the days that would land, on both lines.) Committed hours are skipped, so a backfill over days already landed by `slack_audit_daily`
-re-reads nothing; it still emits each day's partitioned event, so the warehouse loads every day.
+(`--dry-run` lists the partition keys, the days that would land, on both lines.) Committed hours
+are skipped, so a backfill over days already landed by `slack_audit_daily` re-reads nothing; it
+still emits each day's partitioned event, so the warehouse loads every day.
 
 **Connections and settings**: as `slack_audit_warehouse` (`slack_audit_default`, the warehouse
 connection and the `SLACK_AUDIT_*` variables). On Airflow before 3.2 (no partition timetables) this
