@@ -16,15 +16,19 @@ A landed window's partition key is its UTC start: the day (`2026-01-04`) for a U
 warehouse DAG ignores the unpartitioned ones of `slack_audit_daily`.
 
 **A partition backfill** lands a range of days, one run per partition, and each landed day then
-loads on its own:
+loads on its own. What `--from-date`/`--to-date` name differs by Airflow line (both inclusive): to
+land 2026-01-01 to 2026-01-31,
 
 ```bash
+# Airflow 3.3+: the partitions' dates, i.e. the days to land
 airflow backfill create --dag-id slack_audit_partitioned --from-date 2026-01-01 --to-date 2026-01-31
+# Airflow 3.2: the runs' dates; the run of 00:00 on a day lands the day before (run_offset=-1)
+airflow backfill create --dag-id slack_audit_partitioned --from-date 2026-01-02 --to-date 2026-02-01
 ```
 
-(For a partitioned DAG, `--from-date`/`--to-date` are the first and last partition dates, both
-inclusive.) Committed hours are skipped, so a backfill over days already landed by `slack_audit_daily`
-re-reads nothing; it still emits each day's partitioned event, so the warehouse loads every day.
+(`--dry-run` lists the partition keys, the days that would land, on both lines.) Committed hours
+are skipped, so a backfill over days already landed by `slack_audit_daily` re-reads nothing; it
+still emits each day's partitioned event, so the warehouse loads every day.
 
 **Connections and settings**: as `slack_audit_warehouse` (`slack_audit_default`, the warehouse
 connection and the `SLACK_AUDIT_*` variables). On Airflow before 3.2 (no partition timetables) this
