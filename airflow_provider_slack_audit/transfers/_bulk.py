@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple
 
 import msgspec
 from isal import igzip
@@ -43,6 +43,7 @@ from airflow_provider_slack_audit.transfers._schema import (
     ADDED_COLUMNS,
     COLUMN_NAMES,
     COLUMNS,
+    JSON_KINDS,
     ColumnKind,
     RowBuilder,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "STAGED_FILE_NAME",
     "BulkLoadOperator",
     "MergeDialect",
+    "PerKind",
     "StagedRows",
     "counts_from_merge",
     "identifier",
@@ -115,19 +117,44 @@ def write_staged_rows(manifest: WindowManifest, directory: Path) -> StagedRows:
     return StagedRows(path, rows)
 
 
+class PerKind(NamedTuple):
+    """A warehouse's spelling of one thing for text (and key), timestamp and JSON (and raw) columns."""
+
+    text: str
+    timestamp: str
+    json: str
+
+    def of(self, name: str) -> str:
+        """The spelling for column ``name``."""
+        kind = COLUMNS[name]
+        if kind in JSON_KINDS:
+            return self.json
+        return self.timestamp if kind is ColumnKind.TIMESTAMP else self.text
+
+
 @dataclass(frozen=True)
 class MergeDialect:
-    """How one warehouse spells the parts of the MERGE from its staging table."""
+    """How one warehouse types the columns and spells the MERGE from its staging table."""
 
-    #: The value of column ``name`` (of ``kind``) in a staging row, typed for the target table.
-    staged_value: Callable[[str, ColumnKind], str]
-    #: A comparable form of a target or staged value of ``kind`` (JSON types compare as text).
-    comparable: Callable[[str, ColumnKind], str]
-    #: The staged rows' ``seq`` as a number, and their id, for picking the last copy of an id.
+    #: The target table's column types.
+    types: PerKind
+    #: A staged column (``{}``: its name) as a value of the target column's type.
+    staged: PerKind
+    #: A JSON value (``{}``) in a form that compares: JSON types have no equality, their text does.
+    json_text: str
+    #: The staged rows' ``seq`` as a number, for picking the last copy of an id.
     staged_seq: str
-    staged_id: str
     #: A ``WHERE`` condition before ``QUALIFY``, for a dialect that wants one there (BigQuery).
     staged_where: str = ""
+
+    def staged_value(self, name: str) -> str:
+        return self.staged.of(name).format(name)
+
+    def comparable(self, value: str, name: str) -> str:
+        return self.json_text.format(value) if COLUMNS[name] in JSON_KINDS else value
+
+    def count_distinct_ids(self, staging: str) -> str:
+        return f"SELECT COUNT(DISTINCT {self.staged_value('id')}) FROM {staging}"  # noqa: S608
 
 
 def merge_statement(target: str, staging: str, dialect: MergeDialect) -> str:
@@ -136,10 +163,9 @@ def merge_statement(target: str, staging: str, dialect: MergeDialect) -> str:
     ``WHEN MATCHED AND <a column differs>`` leaves identical rows untouched, so a reload writes
     nothing and the warehouse's own counts tell inserted, updated and unchanged rows apart.
     """
-    values = ",\n    ".join(f"{dialect.staged_value(name, kind)} AS {name}" for name, kind in COLUMNS.items())
+    values = ",\n    ".join(f"{dialect.staged_value(name)} AS {name}" for name in COLUMN_NAMES)
     differs = "\n    OR ".join(
-        f"{dialect.comparable(f't.{name}', COLUMNS[name])} IS DISTINCT FROM "
-        f"{dialect.comparable(f's.{name}', COLUMNS[name])}"
+        f"{dialect.comparable(f't.{name}', name)} IS DISTINCT FROM {dialect.comparable(f's.{name}', name)}"
         for name in _VALUE_COLUMNS
     )
     updates = ", ".join(f"{name} = s.{name}" for name in _VALUE_COLUMNS)
@@ -149,7 +175,7 @@ def merge_statement(target: str, staging: str, dialect: MergeDialect) -> str:
         f"USING (\n  SELECT\n    {values}\n  FROM {staging}\n"
         + (f"  WHERE {dialect.staged_where}\n" if dialect.staged_where else "")
         + f"  QUALIFY ROW_NUMBER() OVER (\n"  # noqa: S608
-        f"    PARTITION BY {dialect.staged_id} ORDER BY {dialect.staged_seq} DESC) = 1\n"
+        f"    PARTITION BY {dialect.staged_value('id')} ORDER BY {dialect.staged_seq} DESC) = 1\n"
         f") AS s\nON t.id = s.id\n"
         f"WHEN MATCHED AND (\n    {differs}\n) THEN UPDATE SET {updates}\n"
         f"WHEN NOT MATCHED THEN INSERT ({', '.join(COLUMN_NAMES)})\n"

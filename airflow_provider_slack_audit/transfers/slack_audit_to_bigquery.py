@@ -27,6 +27,7 @@ from airflow_provider_slack_audit.transfers._bulk import (
     SEQ,
     BulkLoadOperator,
     MergeDialect,
+    PerKind,
     counts_from_merge,
     identifier,
     merge_statement,
@@ -34,23 +35,23 @@ from airflow_provider_slack_audit.transfers._bulk import (
 )
 from airflow_provider_slack_audit.transfers._schema import (
     COLUMN_NAMES,
-    COLUMNS,
     INDEXED_COLUMNS,
     REQUIRED_COLUMNS,
-    ColumnKind,
 )
 from airflow_provider_slack_audit.transfers._table import BatchCounts
 
 __all__ = ["SlackAuditLogsToBigQueryOperator", "bigquery_table_schema"]
 
-#: BigQuery's type for each kind of column.
-_TYPES: Final = {
-    ColumnKind.KEY: "STRING",
-    ColumnKind.TIMESTAMP: "TIMESTAMP",
-    ColumnKind.TEXT: "STRING",
-    ColumnKind.JSON: "JSON",
-    ColumnKind.RAW: "JSON",
-}
+_BIGQUERY: Final = MergeDialect(
+    types=PerKind("STRING", "TIMESTAMP", "JSON"),
+    # PARSE_JSON's wide_number_mode 'exact' (the default): a number JSON cannot hold exactly (past
+    # 64-bit integers, or a decimal past 17 digits) fails the load rather than being silently rounded.
+    staged=PerKind("{}", "TIMESTAMP({})", "PARSE_JSON({})"),
+    # JSON values have no equality in BigQuery: compare their canonical text (both sides parsed alike).
+    json_text="TO_JSON_STRING({})",
+    staged_seq=SEQ,
+    staged_where="TRUE",  # BigQuery wants QUALIFY next to a WHERE, GROUP BY or HAVING
+)
 #: The staging table keeps every column as the text the rows file holds; the MERGE types it.
 _STAGED_SCHEMA: Final = (*((name, "STRING") for name in COLUMN_NAMES), (SEQ, "INT64"))
 #: How long a staging table outlives a load that could not drop it (a killed worker).
@@ -61,33 +62,13 @@ _PARTITION_COLUMN, _CLUSTER_COLUMN = INDEXED_COLUMNS  # date_create (by day), ac
 def bigquery_table_schema() -> list[dict[str, str]]:
     """The target table's columns: the SQL transfer's, ``JSON`` for details, reasons and ``raw``."""
     return [
-        {"name": name, "type": _TYPES[kind], "mode": "REQUIRED" if name in REQUIRED_COLUMNS else "NULLABLE"}
-        for name, kind in COLUMNS.items()
+        {
+            "name": name,
+            "type": _BIGQUERY.types.of(name),
+            "mode": "REQUIRED" if name in REQUIRED_COLUMNS else "NULLABLE",
+        }
+        for name in COLUMN_NAMES
     ]
-
-
-def _staged_value(name: str, kind: ColumnKind) -> str:
-    if kind in (ColumnKind.JSON, ColumnKind.RAW):
-        # wide_number_mode 'exact' (the default): a number JSON cannot hold exactly (past 64-bit
-        # integers, or a decimal past 17 digits) fails the load rather than being silently rounded.
-        return f"PARSE_JSON({name})"
-    if kind is ColumnKind.TIMESTAMP:
-        return f"TIMESTAMP({name})"
-    return name
-
-
-def _comparable(value: str, kind: ColumnKind) -> str:
-    # JSON values have no equality in BigQuery: compare their canonical text (both sides parsed alike).
-    return f"TO_JSON_STRING({value})" if kind in (ColumnKind.JSON, ColumnKind.RAW) else value
-
-
-_BIGQUERY: Final = MergeDialect(
-    staged_value=_staged_value,
-    comparable=_comparable,
-    staged_seq=SEQ,
-    staged_id="id",
-    staged_where="TRUE",  # BigQuery wants QUALIFY next to a WHERE, GROUP BY or HAVING
-)
 
 
 class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
@@ -211,7 +192,7 @@ class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
                         f"the load job loaded {job.output_rows} of the window's {staged.rows} rows"
                     )
                 staged_table = _quoted(staging_id)
-                count = self._query(client, f"SELECT COUNT(DISTINCT id) FROM {staged_table}")  # noqa: S608
+                count = self._query(client, _BIGQUERY.count_distinct_ids(staged_table))
                 (distinct,) = next(iter(count.result()))
                 merge = self._query(client, merge_statement(_quoted(target), staged_table, _BIGQUERY))
                 stats = merge.dml_stats
@@ -248,7 +229,7 @@ class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
         if addable:
             existing.schema = [
                 *existing.schema,
-                *(bigquery.SchemaField(name, _TYPES[COLUMNS[name]], mode="NULLABLE") for name in addable),
+                *(bigquery.SchemaField(name, _BIGQUERY.types.of(name), mode="NULLABLE") for name in addable),
             ]
             client.update_table(existing, ["schema"])
 

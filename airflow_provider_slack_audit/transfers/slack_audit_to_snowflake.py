@@ -18,28 +18,29 @@ from airflow_provider_slack_audit.transfers._bulk import (
     STAGED_FILE_NAME,
     BulkLoadOperator,
     MergeDialect,
+    PerKind,
     counts_from_merge,
     identifier,
     merge_statement,
     write_staged_rows,
 )
 from airflow_provider_slack_audit.transfers._dialects import BatchCounts
-from airflow_provider_slack_audit.transfers._schema import COLUMNS, REQUIRED_COLUMNS, ColumnKind
+from airflow_provider_slack_audit.transfers._schema import COLUMNS, REQUIRED_COLUMNS
 
 __all__ = ["SlackAuditLogsToSnowflakeOperator", "snowflake_table_ddl"]
 
-#: Snowflake's type for each kind of column.
-_TYPES: Final = {
-    ColumnKind.KEY: "VARCHAR",
-    ColumnKind.TIMESTAMP: "TIMESTAMP_TZ",
-    ColumnKind.TEXT: "VARCHAR",
-    ColumnKind.JSON: "VARIANT",
-    ColumnKind.RAW: "VARIANT",
-}
+_SNOWFLAKE: Final = MergeDialect(
+    types=PerKind("VARCHAR", "TIMESTAMP_TZ", "VARIANT"),
+    # The staging table's one VARIANT column, v, holds each row as the rows file's JSON object.
+    staged=PerKind("v:{}::VARCHAR", "v:{}::TIMESTAMP_TZ", "PARSE_JSON(v:{}::VARCHAR)"),
+    # VARIANTs compare as their JSON text: both sides come from PARSE_JSON of the same kind of text.
+    json_text="TO_JSON({})",
+    staged_seq=f"v:{SEQ}::NUMBER",
+)
 
 
 def _column_ddl(name: str) -> str:
-    return f"{name} {_TYPES[COLUMNS[name]]}" + (" NOT NULL" if name in REQUIRED_COLUMNS else "")
+    return f"{name} {_SNOWFLAKE.types.of(name)}" + (" NOT NULL" if name in REQUIRED_COLUMNS else "")
 
 
 def snowflake_table_ddl(table: str) -> str:
@@ -49,27 +50,6 @@ def snowflake_table_ddl(table: str) -> str:
     """
     columns = ",\n  ".join(_column_ddl(name) for name in COLUMNS)
     return f"CREATE TABLE IF NOT EXISTS {table} (\n  {columns},\n  PRIMARY KEY (id)\n)"
-
-
-def _staged_value(name: str, kind: ColumnKind) -> str:
-    if kind in (ColumnKind.JSON, ColumnKind.RAW):
-        return f"PARSE_JSON(v:{name}::VARCHAR)"
-    if kind is ColumnKind.TIMESTAMP:
-        return f"v:{name}::TIMESTAMP_TZ"
-    return f"v:{name}::VARCHAR"
-
-
-def _comparable(value: str, kind: ColumnKind) -> str:
-    # VARIANTs compare as their JSON text: both sides come from PARSE_JSON of the same kind of text.
-    return f"TO_JSON({value})" if kind in (ColumnKind.JSON, ColumnKind.RAW) else value
-
-
-_SNOWFLAKE: Final = MergeDialect(
-    staged_value=_staged_value,
-    comparable=_comparable,
-    staged_seq=f"v:{SEQ}::NUMBER",
-    staged_id="v:id::VARCHAR",
-)
 
 
 class SlackAuditLogsToSnowflakeOperator(BulkLoadOperator):
@@ -157,7 +137,7 @@ class SlackAuditLogsToSnowflakeOperator(BulkLoadOperator):
             loaded = _column_sum(cursor, "rows_loaded")
             if loaded != staged.rows:
                 raise ValueError(f"COPY loaded {loaded} of the window's {staged.rows} rows into staging")
-            cursor.execute(f"SELECT COUNT(DISTINCT v:id::VARCHAR) FROM {name}")  # noqa: S608
+            cursor.execute(_SNOWFLAKE.count_distinct_ids(name))
             (distinct,) = cursor.fetchone()
             cursor.execute(merge_statement(table, name, _SNOWFLAKE))
             inserted, updated = cursor.fetchone()
