@@ -85,13 +85,6 @@ class BatchCounts:
     updated: int = 0
     unchanged: int = 0
 
-    @classmethod
-    def from_counts(cls, rows: int, existing: int, written: int) -> BatchCounts:
-        """Counts from the batch size, its ids already stored, and rows the upsert inserted or updated."""
-        inserted = rows - existing
-        updated = written - inserted
-        return cls(inserted=inserted, updated=updated, unchanged=existing - updated)
-
     def __iadd__(self, other: BatchCounts) -> BatchCounts:
         self.inserted += other.inserted
         self.updated += other.updated
