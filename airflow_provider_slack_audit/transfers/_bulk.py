@@ -44,6 +44,7 @@ from airflow_provider_slack_audit.transfers._schema import (
     COLUMN_NAMES,
     COLUMNS,
     JSON_KINDS,
+    VALUE_COLUMNS,
     ColumnKind,
     RowBuilder,
 )
@@ -77,7 +78,6 @@ SEQ: Final = "seq"
 #: The staged file's name (gzip: warehouses decompress it on load).
 STAGED_FILE_NAME: Final = "slack_audit_rows.jsonl.gz"
 _IDENTIFIER_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
-_VALUE_COLUMNS: Final = tuple(name for name in COLUMN_NAMES if name != "id")
 
 
 def identifier(what: str, name: str, *, extra: str = "") -> str:
@@ -166,9 +166,9 @@ def merge_statement(target: str, staging: str, dialect: MergeDialect) -> str:
     values = ",\n    ".join(f"{dialect.staged_value(name)} AS {name}" for name in COLUMN_NAMES)
     differs = "\n    OR ".join(
         f"{dialect.comparable(f't.{name}', name)} IS DISTINCT FROM {dialect.comparable(f's.{name}', name)}"
-        for name in _VALUE_COLUMNS
+        for name in VALUE_COLUMNS
     )
-    updates = ", ".join(f"{name} = s.{name}" for name in _VALUE_COLUMNS)
+    updates = ", ".join(f"{name} = s.{name}" for name in VALUE_COLUMNS)
     # Names only: identifiers validated by the operators, column names from _schema; no values.
     return (
         f"MERGE INTO {target} AS t\n"  # noqa: S608

@@ -27,10 +27,9 @@ from sqlalchemy.engine import Connection
 
 from airflow_provider_slack_audit.transfers._errors import SchemaMismatchError, UnsupportedDatabaseError
 from airflow_provider_slack_audit.transfers._postgres import PostgresDialect
-from airflow_provider_slack_audit.transfers._schema import COLUMN_NAMES, Row
+from airflow_provider_slack_audit.transfers._schema import COLUMN_NAMES, VALUE_COLUMNS, Row
 from airflow_provider_slack_audit.transfers._table import (
     EPOCH,
-    VALUE_COLUMNS,
     BatchCounts,
     TableName,
     WarehouseDialect,

@@ -25,9 +25,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from airflow_provider_slack_audit.transfers._schema import COLUMN_NAMES, Row
+from airflow_provider_slack_audit.transfers._schema import COLUMN_NAMES, VALUE_COLUMNS, Row
 from airflow_provider_slack_audit.transfers._table import (
-    VALUE_COLUMNS,
     BatchCounts,
     TableName,
     WarehouseDialect,

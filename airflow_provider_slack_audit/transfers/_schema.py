@@ -70,6 +70,8 @@ COLUMNS: Final[dict[str, ColumnKind]] = {
     "raw": ColumnKind.RAW,
 }
 COLUMN_NAMES: Final[tuple[str, ...]] = tuple(COLUMNS)
+#: The columns an upsert writes over: every one but the key.
+VALUE_COLUMNS: Final = COLUMN_NAMES[1:]
 #: Columns that may never be NULL: an entry without them is not an audit event.
 REQUIRED_COLUMNS: Final[frozenset[str]] = frozenset({"id", "date_create", "action", "raw"})
 #: Columns added after the table's first release: a load adds them to an older table (all nullable).
@@ -394,6 +396,7 @@ __all__ = [
     "JSON_KINDS",
     "NUL_ESCAPE",
     "REQUIRED_COLUMNS",
+    "VALUE_COLUMNS",
     "ColumnKind",
     "InvalidEntryError",
     "Row",

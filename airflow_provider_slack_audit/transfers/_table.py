@@ -37,6 +37,7 @@ from airflow_provider_slack_audit.transfers._schema import (
     INDEXED_COLUMNS,
     JSON_KINDS,
     REQUIRED_COLUMNS,
+    VALUE_COLUMNS,
     ColumnKind,
     Row,
 )
@@ -46,7 +47,6 @@ from airflow_provider_slack_audit.transfers._schema import (
 _IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 # How many ids one "id IN (...)" lists: below SQLite's historical 999-parameter limit.
 _IDS_PER_QUERY: Final = 500
-VALUE_COLUMNS: Final = tuple(name for name in COLUMN_NAMES if name != "id")
 EPOCH: Final = datetime(1970, 1, 1)
 _MICROS: Final = 1_000_000
 
