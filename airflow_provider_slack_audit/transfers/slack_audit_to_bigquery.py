@@ -75,20 +75,14 @@ class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
     """
     Load exactly one landed window of Slack audit events into a BigQuery table, exactly once by id.
 
-    The manifest must cover its window exactly once with totals that add up, and every data file is
-    checked against the SHA-256, size and line count its manifest records as it is read (a mismatch
-    fails the task, no retry, naming the file), as for the SQL transfer. The window's rows are then
-    uploaded with one load job into a staging table of their own (created with an expiration, so it
-    goes even when the worker dies; dropped after the load, failed or not) and merged by ``id`` into
-    the target table in one ``MERGE``, which inserts new ids, updates rows whose content changed (a
-    reconciled or corrected entry) and leaves the others untouched. A rerun changes nothing; a
-    reconciled window adds only its late rows. Jobs per window: the load, one count, the ``MERGE``.
-
-    The table is created when missing, partitioned by day of ``date_create`` and clustered by
-    ``action``, with the SQL transfer's flat columns (anomaly columns included), ``TIMESTAMP``
-    timestamps and ``JSON`` for ``details``, ``anomaly_reasons`` and ``raw`` (the entry as landed,
-    parsed); columns added by newer releases are added to an older table. U+0000 is stored as is; a
-    line that is not UTF-8 JSON fails the load, naming the file.
+    As for the SQL transfer, the manifest must cover its window exactly once and every data file is
+    checked against it as it is read (a mismatch fails the task, no retry, naming the file). The
+    rows are uploaded by one load job into a staging table of their own (created with an expiration,
+    dropped after the load) and merged by ``id`` in one ``MERGE``: a rerun changes nothing, a
+    reconciled window adds only its late rows. The table is created when missing, partitioned by day
+    of ``date_create`` and clustered by ``action`` (``JSON`` for ``details``, ``anomaly_reasons`` and
+    ``raw``), and gets the columns newer releases added. The docs' BigQuery page lists the jobs,
+    permissions and columns.
 
     Errors: a lost connection, a 5xx, ``rateLimitExceeded`` or ``backendError`` propagate for
     Airflow to retry; anything else (``accessDenied``, ``notFound`` with ``create_table=False``,

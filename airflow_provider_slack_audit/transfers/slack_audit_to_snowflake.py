@@ -56,20 +56,13 @@ class SlackAuditLogsToSnowflakeOperator(BulkLoadOperator):
     """
     Load exactly one landed window of Slack audit events into a Snowflake table, exactly once by id.
 
-    The manifest must cover its window exactly once with totals that add up, and every data file is
-    checked against the SHA-256, size and line count its manifest records as it is read (a mismatch
-    fails the task, no retry, naming the file), as for the SQL transfer. The window's rows are then
-    written to one gzip'd JSON-lines file, ``PUT`` into a temporary stage, loaded with one
-    ``COPY INTO`` a temporary staging table (``FORCE = TRUE``: Snowflake's load history never skips
-    it) and merged by ``id`` into the target table in one ``MERGE``, which inserts new ids, updates
-    rows whose content changed (a reconciled or corrected entry) and leaves the others untouched. A
-    rerun changes nothing; a reconciled window adds only its late rows. Statements per window are a
-    constant handful whatever its size; the temporary stage and table die with the session.
-
-    The table is created when missing with the SQL transfer's flat columns (anomaly columns
-    included), ``TIMESTAMP_TZ`` timestamps and ``VARIANT`` for ``details``, ``anomaly_reasons`` and
-    ``raw`` (the entry as landed, parsed); columns added by newer releases are added to an older
-    table. U+0000 is stored as is; a line that is not UTF-8 JSON fails the load, naming the file.
+    As for the SQL transfer, the manifest must cover its window exactly once and every data file is
+    checked against it as it is read (a mismatch fails the task, no retry, naming the file). The
+    rows are ``PUT`` as one gzip'd JSON-lines file into a temporary stage, copied into a temporary
+    staging table and merged by ``id`` in one ``MERGE``: a rerun changes nothing, a reconciled window
+    adds only its late rows. The table is created when missing (``TIMESTAMP_TZ``, ``VARIANT`` for
+    ``details``, ``anomaly_reasons`` and ``raw``) and gets the columns newer releases added. The docs'
+    Snowflake page lists the statements, privileges and columns.
 
     Errors: a lost connection, a statement or warehouse timeout, a lock or an expired session
     propagate for Airflow to retry; anything else (a missing privilege, a missing table with

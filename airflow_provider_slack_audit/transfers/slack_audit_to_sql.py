@@ -1,15 +1,9 @@
 """Load one landed window of Slack audit events into a SQL table, idempotently.
 
-The landing operator writes a window's events to object storage with a manifest listing its data
-files; this operator checks that manifest, reads exactly that window through it and upserts it into
-a flat, typed table (see :mod:`airflow_provider_slack_audit.transfers._schema` for the columns)
-through a common-sql ``DbApiHook`` connection. PostgreSQL, SQLite and MySQL/MariaDB get native
-types and SQLAlchemy's upserts; other databases their Airflow provider's common-sql upsert (see
-:mod:`airflow_provider_slack_audit.transfers._dialects`).
-
-Errors a retry cannot fix (configuration, a damaged manifest or data file, a table of another
-shape, a value the database refuses) raise ``AirflowFailException``; only connection, lock and
-timeout errors propagate as they are, for Airflow to retry (see ``_errors``).
+PostgreSQL, SQLite and MySQL/MariaDB get native types and SQLAlchemy's upserts; other databases
+their Airflow provider's common-sql upsert (:mod:`._dialects`). Errors a retry cannot fix raise
+``AirflowFailException``; only connection, lock and timeout errors propagate, for Airflow to retry
+(:mod:`._errors`).
 """
 
 from __future__ import annotations
@@ -73,12 +67,9 @@ class SlackAuditLogsToSqlOperator(BaseOperator):
     mismatch fails the task (no retry) and names the file.
 
     The table is created when missing (concurrent first loads included), with indexes on
-    ``date_create`` and ``action``; columns added by newer releases are added to an older table; it
-    is never dropped or truncated. Memory stays flat whatever the window's size: lines stream from
-    storage and are written in batches of ``batch_size`` rows (PostgreSQL: COPY straight into the
-    table, in a savepoint, until a batch meets an id the table holds, then COPY into a staging table
-    and one ``INSERT ... ON CONFLICT`` per batch; SQLite: ``ON CONFLICT``; MySQL/MariaDB:
-    ``ON DUPLICATE KEY UPDATE``; other databases: their common-sql dialect's upsert, e.g. MERGE).
+    ``date_create`` and ``action``, and gets the columns newer releases added; it is never dropped or
+    truncated. Rows stream in batches of ``batch_size``, so memory stays flat whatever the window's
+    size. The docs' SQL page lists each database's statements.
 
     :param source: the window to load (templated): the landing operator's output
         (``source=land.output``), a dict with a ``"manifest"`` key (an Asset event's ``extra``), or the
