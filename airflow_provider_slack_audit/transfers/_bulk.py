@@ -36,7 +36,6 @@ from airflow_provider_slack_audit.transfers._dialects import BatchCounts, iso_ut
 from airflow_provider_slack_audit.transfers._errors import (
     InvalidTableNameError,
     SchemaMismatchError,
-    is_transient,
     missing_provider_hint,
 )
 from airflow_provider_slack_audit.transfers._schema import (
@@ -52,7 +51,6 @@ from airflow_provider_slack_audit.transfers._window import (
     landed_rows,
     load_errors_classified,
     load_summary,
-    log_load,
     read_checked_manifest,
 )
 from airflow_provider_slack_audit.version_compat import AirflowFailException, BaseOperator
@@ -252,12 +250,12 @@ class BulkLoadOperator(BaseOperator):
         started = time.monotonic()
         with load_errors_classified(
             f"loading window {manifest.window.key} into {self.warehouse} table {target}",
-            transient=is_transient,
             permanent=(SchemaMismatchError,),
         ):
             target, counts = self._load(target, manifest)
-        log_load(self.log, f"{self.warehouse} table {target}", manifest, counts, started)
-        self._summary = load_summary(counts, target, manifest)
+        self._summary = load_summary(
+            self.log, f"{self.warehouse} table {target}", target, manifest, counts, started
+        )
         return self._summary
 
     def _addable_columns(self, table: str, present: Sequence[str]) -> list[str]:

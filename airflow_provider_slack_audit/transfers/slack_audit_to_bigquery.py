@@ -1,13 +1,10 @@
 """Load one landed window of Slack audit events into a BigQuery table, exactly once by id.
 
 Why one file of rows (see :mod:`airflow_provider_slack_audit.transfers._bulk`) rather than a load
-job over the landed files (``gs://`` URIs): the documented columns need what a load job cannot do
-and BigQuery SQL can only approximate: the entity's target sits under a key named after its type
-(``entity.<type>``; a JSONPath must be a literal), a scalar of an unexpected type is kept as its
-JSON text, ``action_timestamp`` comes in ms or µs. The row builder the other transfers use does all
-that once, and every byte loaded is verified against the manifest on the way. The upload is plain
-JSON lines (streamed out of the gzip'd rows file): BigQuery documents gzip for Cloud Storage
-sources, not uploads.
+job over the landed ``gs://`` files: the documented columns need what a load job cannot do (the
+entity's target sits under a key named after its type, a scalar may come as any type, an
+``action_timestamp`` in ms or µs); the docs' BigQuery page says more. The upload is plain JSON lines
+(streamed out of the gzip'd rows file): BigQuery documents gzip for Cloud Storage sources only.
 """
 
 from __future__ import annotations

@@ -27,7 +27,6 @@ from airflow_provider_slack_audit.transfers._errors import (
     InvalidTableNameError,
     SchemaMismatchError,
     UnsupportedDatabaseError,
-    is_transient,
     missing_provider_hint,
 )
 from airflow_provider_slack_audit.transfers._schema import Row, RowBuilder
@@ -35,7 +34,6 @@ from airflow_provider_slack_audit.transfers._window import (
     landed_rows,
     load_errors_classified,
     load_summary,
-    log_load,
     manifest_location,
     read_checked_manifest,
 )
@@ -126,12 +124,10 @@ class SlackAuditLogsToSqlOperator(BaseOperator):
         started = time.monotonic()
         with load_errors_classified(
             f"loading window {manifest.window.key} into {table}",
-            transient=is_transient,
             permanent=(SchemaMismatchError, UnsupportedDatabaseError),
         ):
             counts, database = self._load(hook, table, manifest)
-        log_load(self.log, f"{table} ({database})", manifest, counts, started)
-        return load_summary(counts, table.qualified, manifest)
+        return load_summary(self.log, f"{table} ({database})", table.qualified, manifest, counts, started)
 
     def get_db_hook(self) -> DbApiHook:
         """The warehouse connection's hook; it must speak DB-API through common-sql."""
