@@ -105,11 +105,10 @@ class InvalidEntryError(ValueError):
     """A landed line is not an Audit Logs entry (not JSON, or without id/date_create/action)."""
 
 
-# One declaration per part of an entry, for both paths: ``S`` is the type of its scalars, text
-# (``str``) on the fast path, ``Any`` on the lenient one, which turns them into text by ``_text``: a
-# scalar of an unexpected type (Slack sends a number one day) must not fail an audit load. Only the
-# three fields that make an entry an entry are strict. ``E`` is the entity: on the fast path its
-# target sits under one of the types Slack documents, on the lenient path it is a dict.
+# One declaration of each part of an entry serves both paths: ``S``, the type of its scalars, is
+# ``str`` on the fast path and ``Any`` on the lenient one (``_text`` makes them text: a scalar of an
+# unexpected type must not fail an audit load); ``E``, the entity, is _TextEntity or a dict. Only
+# the three fields that make an entry an entry are strict.
 S = TypeVar("S")
 E = TypeVar("E")
 

@@ -6,10 +6,7 @@ connection (from the Airflow hook) is wrapped in a one-connection SQLAlchemy eng
 on exactly the connection Airflow configured, in one transaction.
 
 Each database's writer (:mod:`._dialects`, :mod:`._postgres`) subclasses :class:`WarehouseDialect`
-and only says how it binds timestamps, serializes table creation and writes a batch. Counting,
-except on PostgreSQL (whose upsert counts itself): the batch's ids already in the table
-(``existing``) are counted before writing, and the upsert's row count then tells inserted, updated
-(content changed) and unchanged rows apart.
+and only says how it binds timestamps, serializes table creation and writes a batch.
 """
 
 from __future__ import annotations
@@ -18,7 +15,7 @@ import logging
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
@@ -200,11 +197,6 @@ def engine_on(conn: Any) -> sa.Engine | None:
     )
 
 
-def _chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
 class WarehouseDialect(ABC):
     """Creates the audit table, checks its shape and upserts batches into it."""
 
@@ -233,7 +225,8 @@ class WarehouseDialect(ABC):
         """
         with self.creation_lock(connection):
             self.table.metadata.create_all(connection, checkfirst=True)
-            present = {column["name"] for column in sa.inspect(connection).get_columns(*self._where())}
+            inspector = sa.inspect(connection)
+            present = {column["name"] for column in inspector.get_columns(self.table.name, self.table.schema)}
             for name in ADDED_COLUMNS:
                 if name not in present:
                     self._add_column(connection, self.table.c[name])
@@ -253,14 +246,11 @@ class WarehouseDialect(ABC):
         log.info("Adding column %s to %s (added in a newer release)", column.name, self.name_of_table)
         connection.exec_driver_sql(statement)
 
-    def _where(self) -> tuple[str, str | None]:
-        return self.name_of_table.table, self.name_of_table.schema
-
     # -- shape ----------------------------------------------------------------------------------
     def check_table(self, connection: Connection) -> None:
         """Raise :class:`SchemaMismatchError` unless the table has every column and a key on ``id``."""
         inspector = sa.inspect(connection)
-        table, schema = self._where()
+        table, schema = self.table.name, self.table.schema
         if not inspector.has_table(table, schema=schema):
             raise SchemaMismatchError(
                 f"table {self.name_of_table} does not exist; create it or pass create_table=True"
@@ -295,7 +285,8 @@ class WarehouseDialect(ABC):
     def count_existing(self, connection: Connection, ids: Sequence[str]) -> int:
         """How many of ``ids`` the table holds already."""
         existing = 0
-        for chunk in _chunks(ids, _IDS_PER_QUERY):
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = ids[start : start + _IDS_PER_QUERY]
             query = sa.select(sa.func.count()).select_from(self.table).where(self.table.c.id.in_(chunk))
             existing += int(connection.execute(query).scalar_one())
         return existing
