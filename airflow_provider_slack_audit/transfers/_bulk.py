@@ -32,7 +32,6 @@ from isal import igzip
 
 from airflow_provider_slack_audit._lineage import load_lineage
 from airflow_provider_slack_audit.ingest.landing import WindowManifest
-from airflow_provider_slack_audit.transfers._dialects import BatchCounts, iso_utc
 from airflow_provider_slack_audit.transfers._errors import (
     InvalidTableNameError,
     SchemaMismatchError,
@@ -47,6 +46,7 @@ from airflow_provider_slack_audit.transfers._schema import (
     ColumnKind,
     RowBuilder,
 )
+from airflow_provider_slack_audit.transfers._table import BatchCounts, iso_utc
 from airflow_provider_slack_audit.transfers._window import (
     landed_rows,
     load_errors_classified,

@@ -9,8 +9,6 @@ connection's database, on the table :mod:`._table` defines (with what every writ
 - Any other database whose Airflow provider ships a common-sql dialect with an upsert (MSSQL's
   ``MERGE``, ...): that dialect's ``generate_replace_sql``, the SQL ``DbApiHook.insert_rows(
   replace=True)`` runs. A database without one is refused before anything is written.
-
-The names of :mod:`._table` and :mod:`._postgres` stay importable from here.
 """
 
 from __future__ import annotations
@@ -33,9 +31,7 @@ from airflow_provider_slack_audit.transfers._table import (
     BatchCounts,
     TableName,
     WarehouseDialect,
-    audit_table,
     differs,
-    engine_on,
     iso_utc,
 )
 
@@ -190,16 +186,4 @@ def dialect_for(dialect_name: str, table: TableName) -> WarehouseDialect:
     raise UnsupportedDatabaseError(f"no SQLAlchemy writer for {dialect_name!r}")
 
 
-__all__ = [
-    "BatchCounts",
-    "CommonSqlWriter",
-    "MySqlDialect",
-    "PostgresDialect",
-    "SqliteDialect",
-    "TableName",
-    "WarehouseDialect",
-    "audit_table",
-    "dialect_for",
-    "engine_on",
-    "iso_utc",
-]
+__all__ = ["CommonSqlWriter", "MySqlDialect", "PostgresDialect", "SqliteDialect", "dialect_for"]

@@ -22,9 +22,9 @@ from airflow_provider_slack_audit.ingest.errors import ManifestCheckError
 from airflow_provider_slack_audit.ingest.landing import WindowManifest, read_manifest
 from airflow_provider_slack_audit.ingest.landing.manifest import check_manifest
 from airflow_provider_slack_audit.ingest.windows import Window
-from airflow_provider_slack_audit.transfers._dialects import BatchCounts
 from airflow_provider_slack_audit.transfers._errors import error_summary, is_transient
 from airflow_provider_slack_audit.transfers._schema import InvalidEntryError, Row, RowBuilder
+from airflow_provider_slack_audit.transfers._table import BatchCounts
 from airflow_provider_slack_audit.version_compat import AirflowFailException, ObjectStoragePath
 
 __all__ = [

@@ -24,8 +24,8 @@ from airflow_provider_slack_audit.transfers._bulk import (
     merge_statement,
     write_staged_rows,
 )
-from airflow_provider_slack_audit.transfers._dialects import BatchCounts
 from airflow_provider_slack_audit.transfers._schema import COLUMNS, REQUIRED_COLUMNS
+from airflow_provider_slack_audit.transfers._table import BatchCounts
 
 __all__ = ["SlackAuditLogsToSnowflakeOperator", "snowflake_table_ddl"]
 

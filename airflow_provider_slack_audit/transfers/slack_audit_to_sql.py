@@ -15,14 +15,7 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_slack_audit.ingest.landing import WindowManifest
-from airflow_provider_slack_audit.transfers._dialects import (
-    BatchCounts,
-    CommonSqlWriter,
-    TableName,
-    WarehouseDialect,
-    dialect_for,
-    engine_on,
-)
+from airflow_provider_slack_audit.transfers._dialects import CommonSqlWriter, dialect_for
 from airflow_provider_slack_audit.transfers._errors import (
     InvalidTableNameError,
     SchemaMismatchError,
@@ -30,6 +23,7 @@ from airflow_provider_slack_audit.transfers._errors import (
     missing_provider_hint,
 )
 from airflow_provider_slack_audit.transfers._schema import Row, RowBuilder
+from airflow_provider_slack_audit.transfers._table import BatchCounts, TableName, WarehouseDialect, engine_on
 from airflow_provider_slack_audit.transfers._window import (
     landed_rows,
     load_errors_classified,
