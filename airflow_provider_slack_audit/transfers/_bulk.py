@@ -1,11 +1,9 @@
 """What the bulk-loading transfers (Snowflake, BigQuery) share: one file of rows, one MERGE by id.
 
 A warehouse loads fastest from files, and an upsert there is a ``MERGE`` from a staging table. So
-these transfers write the window's rows (built by the same
-:class:`~airflow_provider_slack_audit.transfers._schema.RowBuilder` as the SQL transfer, from files
-verified against their manifest as they are read) into ONE newline-delimited JSON file, load it
-into a staging table with one statement, and ``MERGE`` the staging table into the target by ``id``.
-The statements per window are a constant handful, whatever the number of events or files.
+these transfers write the window's rows (built by the SQL transfer's ``RowBuilder``) into ONE
+newline-delimited JSON file, load it into a staging table with one statement, and ``MERGE`` that
+into the target by ``id``: a constant handful of statements per window, whatever its size.
 
 Each line of the file is one row as a JSON object keyed by column name, plus ``seq``, its position
 in the window: when the window repeats an id (two intervals holding one entry, e.g. re-dated), the

@@ -150,14 +150,11 @@ class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
         return f"{project or '<the connection project>'}.{dataset}.{table}"
 
     def _load(self, target: str, manifest: WindowManifest) -> tuple[str, BatchCounts]:
+        from google.cloud import bigquery
+
         project, dataset, table = self._names()
         client = self.hook.get_client(project_id=project or self.hook.project_id, location=self.location)
         target = f"{client.project}.{dataset}.{table}"
-        return target, self._load_into(client, target, manifest)
-
-    def _load_into(self, client: Any, target: str, manifest: WindowManifest) -> BatchCounts:
-        from google.cloud import bigquery
-
         self._prepare_table(client, target)
         staging_id = f"{target}__load_{uuid.uuid4().hex}"  # this load's own staging table
         staging = bigquery.Table(staging_id, schema=[bigquery.SchemaField(*f) for f in _STAGED_SCHEMA])
@@ -189,7 +186,7 @@ class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
                 stats = merge.dml_stats
                 inserted = int(stats.inserted_row_count) if stats else 0
                 updated = int(stats.updated_row_count) if stats else 0
-                return counts_from_merge(int(distinct), inserted, updated)
+                return target, counts_from_merge(int(distinct), inserted, updated)
             finally:
                 with suppress(Exception):  # it expires by itself in STAGING_EXPIRATION
                     client.delete_table(staging.reference, not_found_ok=True)
