@@ -196,6 +196,8 @@ class BulkLoadOperator(BaseOperator):
     warehouse: ClassVar[str]
     #: The provider's hook: its module, its class, the provider's name, its connection type.
     hook_class: ClassVar[tuple[str, str, str, str]]
+    #: The operator's attributes the hook takes, by the same names.
+    hook_params: ClassVar[tuple[str, ...]]
 
     def __init__(
         self,
@@ -215,7 +217,7 @@ class BulkLoadOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> Any:
-        """The provider's hook, built from ``_hook_kwargs``; a missing provider fails the task."""
+        """The provider's hook, built from ``hook_params``; a missing provider fails the task."""
         module, name, provider, conn_type = self.hook_class
         try:
             hook = getattr(importlib.import_module(module), name)
@@ -223,10 +225,7 @@ class BulkLoadOperator(BaseOperator):
             raise AirflowFailException(
                 f"the {provider} provider is not installed: {missing_provider_hint(conn_type)}"
             ) from error
-        return hook(**self._hook_kwargs())
-
-    def _hook_kwargs(self) -> dict[str, Any]:
-        raise NotImplementedError
+        return hook(**{param: getattr(self, param) for param in self.hook_params})
 
     def target(self) -> str:
         raise NotImplementedError

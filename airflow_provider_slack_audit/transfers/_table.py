@@ -216,7 +216,6 @@ class WarehouseDialect(ABC):
     def timestamp(self, micros: int) -> Any:
         """The value bound for a timestamp column (``micros`` is Unix microseconds, UTC)."""
 
-    # -- creation -------------------------------------------------------------------------------
     def ensure_table(self, connection: Connection) -> None:
         """Create the table and its indexes when missing, add columns newer releases added; commit.
 
@@ -246,7 +245,6 @@ class WarehouseDialect(ABC):
         log.info("Adding column %s to %s (added in a newer release)", column.name, self.name_of_table)
         connection.exec_driver_sql(statement)
 
-    # -- shape ----------------------------------------------------------------------------------
     def check_table(self, connection: Connection) -> None:
         """Raise :class:`SchemaMismatchError` unless the table has every column and a key on ``id``."""
         inspector = sa.inspect(connection)
@@ -274,7 +272,6 @@ class WarehouseDialect(ABC):
                 f"which the upsert needs; add one: ALTER TABLE {self.name_of_table} ADD PRIMARY KEY (id)"
             )
 
-    # -- loading --------------------------------------------------------------------------------
     def start_load(self, connection: Connection) -> None:  # noqa: B027 (optional hook, empty by default)
         """Open the load's transaction and its helpers (e.g. a staging table)."""
 

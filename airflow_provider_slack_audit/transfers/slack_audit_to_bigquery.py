@@ -114,6 +114,7 @@ class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
         "Google",
         "google_cloud_platform",
     )
+    hook_params = ("gcp_conn_id", "location", "impersonation_chain")
 
     def __init__(
         self,
@@ -131,13 +132,6 @@ class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
         self.gcp_conn_id = gcp_conn_id
         self.location = location
         self.impersonation_chain = impersonation_chain
-
-    def _hook_kwargs(self) -> dict[str, Any]:
-        return {
-            "gcp_conn_id": self.gcp_conn_id,
-            "location": self.location,
-            "impersonation_chain": self.impersonation_chain,
-        }
 
     def _names(self) -> tuple[str | None, str, str]:
         """(project, dataset, table), each checked: a project id also takes ``-``, ``.`` and ``:``."""

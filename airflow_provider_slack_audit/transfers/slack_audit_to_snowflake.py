@@ -90,6 +90,7 @@ class SlackAuditLogsToSnowflakeOperator(BulkLoadOperator):
     ui_color = "#e3f3fb"
     warehouse = "Snowflake"
     hook_class = ("airflow.providers.snowflake.hooks.snowflake", "SnowflakeHook", "Snowflake", "snowflake")
+    hook_params = ("snowflake_conn_id",)
 
     def __init__(
         self,
@@ -103,9 +104,6 @@ class SlackAuditLogsToSnowflakeOperator(BulkLoadOperator):
         self.snowflake_conn_id = snowflake_conn_id
         self.schema = schema
         self.database = database
-
-    def _hook_kwargs(self) -> dict[str, Any]:
-        return {"snowflake_conn_id": self.snowflake_conn_id}
 
     def target(self) -> str:
         """``[database.][schema.]table``, each part a plain identifier (Snowflake upper-cases them)."""

@@ -217,7 +217,6 @@ class SlackAuditLogsToSqlOperator(BaseOperator):
         PostgreSQL refuses to apply twice to one row, and splitting keeps "the later copy wins".
         """
         batch: dict[str, Row] = {}
-        # The first batch is small, so the database starts writing while the rest is read and built.
         size = min(self.batch_size, _FIRST_BATCH_ROWS)
         for row in rows:
             if row[0] in batch or len(batch) >= size:
