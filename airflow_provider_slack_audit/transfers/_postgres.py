@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
+from airflow_provider_slack_audit.transfers._errors import sqlstate
 from airflow_provider_slack_audit.transfers._schema import COLUMN_NAMES, VALUE_COLUMNS, Row
 from airflow_provider_slack_audit.transfers._table import (
     BatchCounts,
@@ -107,7 +108,7 @@ class PostgresDialect(WarehouseDialect):
             self._copy(connection, self._table_sql, rows)
         except Exception as error:
             savepoint.rollback()
-            if _sqlstate(error) == _UNIQUE_VIOLATION:
+            if sqlstate(error) == _UNIQUE_VIOLATION:
                 return False
             raise
         savepoint.commit()
@@ -128,11 +129,6 @@ class PostgresDialect(WarehouseDialect):
 
 
 _UNIQUE_VIOLATION: Final = "23505"
-
-
-def _sqlstate(error: BaseException) -> str | None:
-    """The SQLSTATE of a psycopg 3 (``sqlstate``) or psycopg2 (``pgcode``) error, else ``None``."""
-    return getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
 
 
 def _copy_escaped(value: str) -> str:

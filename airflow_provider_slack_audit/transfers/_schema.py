@@ -213,9 +213,7 @@ def _text(value: Any) -> str | None:
 def _json_text(raw: msgspec.Raw) -> str | None:
     """``details`` as JSON text; absent and JSON ``null`` both become SQL NULL."""
     data = bytes(raw)
-    if not data or data == b"null":
-        return None
-    return data.decode()
+    return data.decode() if data and data != b"null" else None
 
 
 def _entity_target(entity: dict[str, Any] | None) -> tuple[str | None, dict[str, Any]]:
