@@ -105,10 +105,9 @@ class InvalidEntryError(ValueError):
     """A landed line is not an Audit Logs entry (not JSON, or without id/date_create/action)."""
 
 
-# One declaration of each part of an entry serves both paths: ``S``, the type of its scalars, is
-# ``str`` on the fast path and ``Any`` on the lenient one (``_text`` makes them text: a scalar of an
-# unexpected type must not fail an audit load); ``E``, the entity, is _TextEntity or a dict. Only
-# the three fields that make an entry an entry are strict.
+# One declaration of each part of an entry serves both paths (see the module docstring): scalars
+# ``S`` are ``str`` on the fast path, ``Any`` on the lenient one; the entity ``E`` is _TextEntity or
+# a dict. Only the three fields that make an entry an entry are strict.
 S = TypeVar("S")
 E = TypeVar("E")
 
