@@ -1,11 +1,9 @@
 """What the bulk-loading transfers (Snowflake, BigQuery) share: one file of rows, one MERGE by id.
 
 A warehouse loads fastest from files, and an upsert there is a ``MERGE`` from a staging table. So
-these transfers write the window's rows (built by the same
-:class:`~airflow_provider_slack_audit.transfers._schema.RowBuilder` as the SQL transfer, from files
-verified against their manifest as they are read) into ONE newline-delimited JSON file, load it
-into a staging table with one statement, and ``MERGE`` the staging table into the target by ``id``.
-The statements per window are a constant handful, whatever the number of events or files.
+these transfers write the window's rows (built by the SQL transfer's ``RowBuilder``) into ONE
+newline-delimited JSON file, load it into a staging table with one statement, and ``MERGE`` that
+into the target by ``id``: a constant handful of statements per window, whatever its size.
 
 Each line of the file is one row as a JSON object keyed by column name, plus ``seq``, its position
 in the window: when the window repeats an id (two intervals holding one entry, e.g. re-dated), the
@@ -21,36 +19,36 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple
 
 import msgspec
 from isal import igzip
 
 from airflow_provider_slack_audit._lineage import load_lineage
 from airflow_provider_slack_audit.ingest.landing import WindowManifest
-from airflow_provider_slack_audit.transfers._dialects import BatchCounts, iso_utc
 from airflow_provider_slack_audit.transfers._errors import (
     InvalidTableNameError,
     SchemaMismatchError,
-    is_transient,
     missing_provider_hint,
 )
 from airflow_provider_slack_audit.transfers._schema import (
     ADDED_COLUMNS,
     COLUMN_NAMES,
     COLUMNS,
+    JSON_KINDS,
+    VALUE_COLUMNS,
     ColumnKind,
     RowBuilder,
 )
+from airflow_provider_slack_audit.transfers._table import BatchCounts, iso_utc
 from airflow_provider_slack_audit.transfers._window import (
     landed_rows,
     load_errors_classified,
     load_summary,
-    log_load,
     read_checked_manifest,
 )
 from airflow_provider_slack_audit.version_compat import AirflowFailException, BaseOperator
@@ -63,6 +61,7 @@ __all__ = [
     "STAGED_FILE_NAME",
     "BulkLoadOperator",
     "MergeDialect",
+    "PerKind",
     "StagedRows",
     "counts_from_merge",
     "identifier",
@@ -75,7 +74,6 @@ SEQ: Final = "seq"
 #: The staged file's name (gzip: warehouses decompress it on load).
 STAGED_FILE_NAME: Final = "slack_audit_rows.jsonl.gz"
 _IDENTIFIER_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
-_VALUE_COLUMNS: Final = tuple(name for name in COLUMN_NAMES if name != "id")
 
 
 def identifier(what: str, name: str, *, extra: str = "") -> str:
@@ -115,19 +113,44 @@ def write_staged_rows(manifest: WindowManifest, directory: Path) -> StagedRows:
     return StagedRows(path, rows)
 
 
+class PerKind(NamedTuple):
+    """A warehouse's spelling of one thing for text (and key), timestamp and JSON (and raw) columns."""
+
+    text: str
+    timestamp: str
+    json: str
+
+    def of(self, name: str) -> str:
+        """The spelling for column ``name``."""
+        kind = COLUMNS[name]
+        if kind in JSON_KINDS:
+            return self.json
+        return self.timestamp if kind is ColumnKind.TIMESTAMP else self.text
+
+
 @dataclass(frozen=True)
 class MergeDialect:
-    """How one warehouse spells the parts of the MERGE from its staging table."""
+    """How one warehouse types the columns and spells the MERGE from its staging table."""
 
-    #: The value of column ``name`` (of ``kind``) in a staging row, typed for the target table.
-    staged_value: Callable[[str, ColumnKind], str]
-    #: A comparable form of a target or staged value of ``kind`` (JSON types compare as text).
-    comparable: Callable[[str, ColumnKind], str]
-    #: The staged rows' ``seq`` as a number, and their id, for picking the last copy of an id.
+    #: The target table's column types.
+    types: PerKind
+    #: A staged column (``{}``: its name) as a value of the target column's type.
+    staged: PerKind
+    #: A JSON value (``{}``) in a form that compares: JSON types have no equality, their text does.
+    json_text: str
+    #: The staged rows' ``seq`` as a number, for picking the last copy of an id.
     staged_seq: str
-    staged_id: str
     #: A ``WHERE`` condition before ``QUALIFY``, for a dialect that wants one there (BigQuery).
     staged_where: str = ""
+
+    def staged_value(self, name: str) -> str:
+        return self.staged.of(name).format(name)
+
+    def comparable(self, value: str, name: str) -> str:
+        return self.json_text.format(value) if COLUMNS[name] in JSON_KINDS else value
+
+    def count_distinct_ids(self, staging: str) -> str:
+        return f"SELECT COUNT(DISTINCT {self.staged_value('id')}) FROM {staging}"  # noqa: S608
 
 
 def merge_statement(target: str, staging: str, dialect: MergeDialect) -> str:
@@ -136,20 +159,19 @@ def merge_statement(target: str, staging: str, dialect: MergeDialect) -> str:
     ``WHEN MATCHED AND <a column differs>`` leaves identical rows untouched, so a reload writes
     nothing and the warehouse's own counts tell inserted, updated and unchanged rows apart.
     """
-    values = ",\n    ".join(f"{dialect.staged_value(name, kind)} AS {name}" for name, kind in COLUMNS.items())
+    values = ",\n    ".join(f"{dialect.staged_value(name)} AS {name}" for name in COLUMN_NAMES)
     differs = "\n    OR ".join(
-        f"{dialect.comparable(f't.{name}', COLUMNS[name])} IS DISTINCT FROM "
-        f"{dialect.comparable(f's.{name}', COLUMNS[name])}"
-        for name in _VALUE_COLUMNS
+        f"{dialect.comparable(f't.{name}', name)} IS DISTINCT FROM {dialect.comparable(f's.{name}', name)}"
+        for name in VALUE_COLUMNS
     )
-    updates = ", ".join(f"{name} = s.{name}" for name in _VALUE_COLUMNS)
+    updates = ", ".join(f"{name} = s.{name}" for name in VALUE_COLUMNS)
     # Names only: identifiers validated by the operators, column names from _schema; no values.
     return (
         f"MERGE INTO {target} AS t\n"  # noqa: S608
         f"USING (\n  SELECT\n    {values}\n  FROM {staging}\n"
         + (f"  WHERE {dialect.staged_where}\n" if dialect.staged_where else "")
         + f"  QUALIFY ROW_NUMBER() OVER (\n"  # noqa: S608
-        f"    PARTITION BY {dialect.staged_id} ORDER BY {dialect.staged_seq} DESC) = 1\n"
+        f"    PARTITION BY {dialect.staged_value('id')} ORDER BY {dialect.staged_seq} DESC) = 1\n"
         f") AS s\nON t.id = s.id\n"
         f"WHEN MATCHED AND (\n    {differs}\n) THEN UPDATE SET {updates}\n"
         f"WHEN NOT MATCHED THEN INSERT ({', '.join(COLUMN_NAMES)})\n"
@@ -174,6 +196,8 @@ class BulkLoadOperator(BaseOperator):
     warehouse: ClassVar[str]
     #: The provider's hook: its module, its class, the provider's name, its connection type.
     hook_class: ClassVar[tuple[str, str, str, str]]
+    #: The operator's attributes the hook takes, by the same names.
+    hook_params: ClassVar[tuple[str, ...]]
 
     def __init__(
         self,
@@ -193,7 +217,7 @@ class BulkLoadOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> Any:
-        """The provider's hook, built from ``_hook_kwargs``; a missing provider fails the task."""
+        """The provider's hook, built from ``hook_params``; a missing provider fails the task."""
         module, name, provider, conn_type = self.hook_class
         try:
             hook = getattr(importlib.import_module(module), name)
@@ -201,10 +225,7 @@ class BulkLoadOperator(BaseOperator):
             raise AirflowFailException(
                 f"the {provider} provider is not installed: {missing_provider_hint(conn_type)}"
             ) from error
-        return hook(**self._hook_kwargs())
-
-    def _hook_kwargs(self) -> dict[str, Any]:
-        raise NotImplementedError
+        return hook(**{param: getattr(self, param) for param in self.hook_params})
 
     def target(self) -> str:
         raise NotImplementedError
@@ -226,12 +247,12 @@ class BulkLoadOperator(BaseOperator):
         started = time.monotonic()
         with load_errors_classified(
             f"loading window {manifest.window.key} into {self.warehouse} table {target}",
-            transient=is_transient,
             permanent=(SchemaMismatchError,),
         ):
             target, counts = self._load(target, manifest)
-        log_load(self.log, f"{self.warehouse} table {target}", manifest, counts, started)
-        self._summary = load_summary(counts, target, manifest)
+        self._summary = load_summary(
+            self.log, f"{self.warehouse} table {target}", target, manifest, counts, started
+        )
         return self._summary
 
     def _addable_columns(self, table: str, present: Sequence[str]) -> list[str]:

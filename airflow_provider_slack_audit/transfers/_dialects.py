@@ -9,8 +9,6 @@ connection's database, on the table :mod:`._table` defines (with what every writ
 - Any other database whose Airflow provider ships a common-sql dialect with an upsert (MSSQL's
   ``MERGE``, ...): that dialect's ``generate_replace_sql``, the SQL ``DbApiHook.insert_rows(
   replace=True)`` runs. A database without one is refused before anything is written.
-
-The names of :mod:`._table` and :mod:`._postgres` stay importable from here.
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
@@ -27,16 +25,13 @@ from sqlalchemy.engine import Connection
 
 from airflow_provider_slack_audit.transfers._errors import SchemaMismatchError, UnsupportedDatabaseError
 from airflow_provider_slack_audit.transfers._postgres import PostgresDialect
-from airflow_provider_slack_audit.transfers._schema import COLUMN_NAMES, Row
+from airflow_provider_slack_audit.transfers._schema import COLUMN_NAMES, VALUE_COLUMNS, Row
 from airflow_provider_slack_audit.transfers._table import (
     EPOCH,
-    VALUE_COLUMNS,
     BatchCounts,
     TableName,
     WarehouseDialect,
-    audit_table,
     differs,
-    engine_on,
     iso_utc,
 )
 
@@ -44,33 +39,44 @@ _sqlite_timestamp = iso_utc("Z")
 
 
 class _CountingUpsert(WarehouseDialect):
-    """An upsert by ``executemany`` whose row count, with the batch's ids stored before, tells what it did."""
+    """An upsert by ``executemany`` whose row count, with the batch's ids stored before, tells what it did.
 
-    upsert: Any
+    The row count is 1 per inserted row, ``per_update`` per updated row and 0 per row left as it was.
+    """
+
+    per_update: ClassVar[int]
+
+    def __init__(self, table: TableName) -> None:
+        super().__init__(table)
+        self.upsert = self._upsert(self.table).execution_options(preserve_rowcount=True)
+
+    @staticmethod
+    @abstractmethod
+    def _upsert(table: sa.Table) -> Any:
+        """The INSERT that updates the row holding an id already."""
 
     def write_batch(self, connection: Connection, rows: Sequence[Row]) -> BatchCounts:
         existing = self.count_existing(connection, [row[0] for row in rows])
         written = connection.execute(self.upsert, [dict(zip(COLUMN_NAMES, row, strict=True)) for row in rows])
-        return self.counts(len(rows), existing, written.rowcount)
-
-    @abstractmethod
-    def counts(self, rows: int, existing: int, written: int) -> BatchCounts:
-        """What the upsert did, from the batch's size, its ids stored before and the row count."""
+        inserted = len(rows) - existing
+        updated = (written.rowcount - inserted) // self.per_update
+        return BatchCounts(inserted=inserted, updated=updated, unchanged=existing - updated)
 
 
 class SqliteDialect(_CountingUpsert):
     """SQLite: TEXT everywhere (timestamps as ISO-8601 UTC, which sorts in time order); upsert."""
 
     name = "sqlite"
+    per_update = 1  # sqlite3 sums executemany's changes: inserted rows plus rows the DO UPDATE rewrote
 
-    def __init__(self, table: TableName) -> None:
-        super().__init__(table)
-        upsert = sqlite.insert(self.table)
-        self.upsert = upsert.on_conflict_do_update(
-            index_elements=[self.table.c.id],
-            set_={name: upsert.excluded[name] for name in VALUE_COLUMNS},
-            where=differs(self.table, upsert.excluded),
-        ).execution_options(preserve_rowcount=True)
+    @staticmethod
+    def _upsert(table: sa.Table) -> Any:
+        insert = sqlite.insert(table)
+        return insert.on_conflict_do_update(
+            index_elements=[table.c.id],
+            set_={name: insert.excluded[name] for name in VALUE_COLUMNS},
+            where=differs(table, insert.excluded),
+        )
 
     def timestamp(self, micros: int) -> str:
         return _sqlite_timestamp(micros)
@@ -85,10 +91,6 @@ class SqliteDialect(_CountingUpsert):
         # would be outside it. IMMEDIATE takes the write lock up front, so a concurrent writer waits
         # (up to the busy timeout) instead of failing halfway with "database is locked".
         connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    def counts(self, rows: int, existing: int, written: int) -> BatchCounts:
-        # sqlite3 sums executemany's changes: inserted rows plus rows the DO UPDATE rewrote.
-        return BatchCounts.from_counts(rows, existing, written)
 
 
 def _naive_utc(micros: int) -> datetime:
@@ -112,24 +114,17 @@ class MySqlDialect(_CountingUpsert):
     """MySQL and MariaDB: JSON and DATETIME(6) (UTC) columns; INSERT ... ON DUPLICATE KEY UPDATE."""
 
     name = "mysql"
+    per_update = 2  # MySQL counts an updated row twice
 
-    def __init__(self, table: TableName) -> None:
-        super().__init__(table)
-        upsert = mysql.insert(self.table)
-        self.upsert = upsert.on_duplicate_key_update(
-            {name: upsert.inserted[name] for name in VALUE_COLUMNS}
-        ).execution_options(preserve_rowcount=True)
+    @staticmethod
+    def _upsert(table: sa.Table) -> Any:
+        insert = mysql.insert(table)
+        return insert.on_duplicate_key_update({name: insert.inserted[name] for name in VALUE_COLUMNS})
 
     timestamp = staticmethod(_naive_utc)
 
     def creation_lock(self, connection: Connection) -> AbstractContextManager[None]:
         return _mysql_lock(connection, f"slack_audit:{self.name_of_table}")
-
-    def counts(self, rows: int, existing: int, written: int) -> BatchCounts:
-        # MySQL counts 1 per inserted row, 2 per updated row and 0 per row left as it was.
-        inserted = rows - existing
-        updated = (written - inserted) // 2
-        return BatchCounts(inserted=inserted, updated=updated, unchanged=existing - updated)
 
 
 class CommonSqlWriter:
@@ -191,16 +186,4 @@ def dialect_for(dialect_name: str, table: TableName) -> WarehouseDialect:
     raise UnsupportedDatabaseError(f"no SQLAlchemy writer for {dialect_name!r}")
 
 
-__all__ = [
-    "BatchCounts",
-    "CommonSqlWriter",
-    "MySqlDialect",
-    "PostgresDialect",
-    "SqliteDialect",
-    "TableName",
-    "WarehouseDialect",
-    "audit_table",
-    "dialect_for",
-    "engine_on",
-    "iso_utc",
-]
+__all__ = ["CommonSqlWriter", "MySqlDialect", "PostgresDialect", "SqliteDialect", "dialect_for"]

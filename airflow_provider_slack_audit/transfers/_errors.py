@@ -19,6 +19,7 @@ __all__ = [
     "error_summary",
     "is_transient",
     "missing_provider_hint",
+    "sqlstate",
 ]
 
 
@@ -59,9 +60,9 @@ def is_transient(error: BaseException) -> bool:
         return _google_transient(error)
     if package in ("snowflake", "requests", "urllib3"):
         return _warehouse_service_transient(error)
-    sqlstate = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
-    if isinstance(sqlstate, str) and len(sqlstate) == 5 and type(error).__module__.startswith("psycopg"):
-        return sqlstate[:2] in _PG_TRANSIENT_CLASSES or sqlstate in _PG_TRANSIENT_CODES
+    state = sqlstate(error)
+    if isinstance(state, str) and len(state) == 5 and type(error).__module__.startswith("psycopg"):
+        return state[:2] in _PG_TRANSIENT_CLASSES or state in _PG_TRANSIENT_CODES
     module = type(error).__module__
     if module.startswith("sqlite3"):
         return type(error).__name__ == "OperationalError" and any(
@@ -73,6 +74,11 @@ def is_transient(error: BaseException) -> bool:
     # A driver error without a code (e.g. psycopg's "connection failed" before any SQLSTATE).
     names = {cls.__name__ for cls in type(error).__mro__}
     return bool(names & _CONNECTION_CLASS_NAMES) and module.split(".")[0] in _DRIVERS_WITHOUT_CODES
+
+
+def sqlstate(error: BaseException) -> str | None:
+    """The SQLSTATE of a psycopg 3 (``sqlstate``) or psycopg2 (``pgcode``) error, else ``None``."""
+    return getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
 
 
 # Snowflake: statement/warehouse timeout or cancel (604, 630), lock waiters exceeded (625), session

@@ -1,17 +1,11 @@
 """PostgreSQL: COPY straight into the table while it holds none of the window, else COPY into a
-staging table and upsert from it, counting what the upsert did.
+staging table and one upsert from it that counts what it did.
 
-COPY the batch into a temp staging table, then one ``INSERT ... SELECT ... ON CONFLICT (id) DO
-UPDATE ... WHERE <row differs> RETURNING`` (``postgresql.insert().on_conflict_do_update``) whose
-returned rows count what it did, ``xmax = 0`` marking the inserted ones. COPY is the fastest way in
-(the performance docs' "Warehouse load" has the figures); the ``WHERE`` leaves identical rows
-untouched (no dead tuples) on a reload. Until a batch meets an id the table already holds, each
-batch is first COPYed straight into the table inside a savepoint (a first load inserts every row,
-and the staging round trip is work for nothing then); the first unique violation rolls that
-savepoint back, and that batch and every later one take the upsert. The server's share (parsing
-JSONB, inserting into the table and its indexes) is most of a load's time, so batches are written
-from a worker thread while the operator builds the next one (``benchmarks/bench_load.py`` measures
-it).
+COPY is the fastest way in (the performance docs' "Warehouse load" has the figures); the upsert's
+``WHERE <row differs>`` leaves identical rows untouched (no dead tuples) on a reload. A first load
+inserts every row, so the staging round trip is skipped until a batch meets an id the table holds.
+The server's share (parsing JSONB, inserting into the table and its indexes) is most of a load's
+time, so batches are written from a worker thread while the operator builds the next one.
 """
 
 from __future__ import annotations
@@ -25,9 +19,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from airflow_provider_slack_audit.transfers._schema import COLUMN_NAMES, Row
+from airflow_provider_slack_audit.transfers._errors import sqlstate
+from airflow_provider_slack_audit.transfers._schema import COLUMN_NAMES, VALUE_COLUMNS, Row
 from airflow_provider_slack_audit.transfers._table import (
-    VALUE_COLUMNS,
     BatchCounts,
     TableName,
     WarehouseDialect,
@@ -114,7 +108,7 @@ class PostgresDialect(WarehouseDialect):
             self._copy(connection, self._table_sql, rows)
         except Exception as error:
             savepoint.rollback()
-            if _sqlstate(error) == _UNIQUE_VIOLATION:
+            if sqlstate(error) == _UNIQUE_VIOLATION:
                 return False
             raise
         savepoint.commit()
@@ -135,11 +129,6 @@ class PostgresDialect(WarehouseDialect):
 
 
 _UNIQUE_VIOLATION: Final = "23505"
-
-
-def _sqlstate(error: BaseException) -> str | None:
-    """The SQLSTATE of a psycopg 3 (``sqlstate``) or psycopg2 (``pgcode``) error, else ``None``."""
-    return getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
 
 
 def _copy_escaped(value: str) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 import msgspec
 
@@ -70,6 +70,8 @@ COLUMNS: Final[dict[str, ColumnKind]] = {
     "raw": ColumnKind.RAW,
 }
 COLUMN_NAMES: Final[tuple[str, ...]] = tuple(COLUMNS)
+#: The columns an upsert writes over: every one but the key.
+VALUE_COLUMNS: Final = COLUMN_NAMES[1:]
 #: Columns that may never be NULL: an entry without them is not an audit event.
 REQUIRED_COLUMNS: Final[frozenset[str]] = frozenset({"id", "date_create", "action", "raw"})
 #: Columns added after the table's first release: a load adds them to an older table (all nullable).
@@ -103,39 +105,54 @@ class InvalidEntryError(ValueError):
     """A landed line is not an Audit Logs entry (not JSON, or without id/date_create/action)."""
 
 
-# The optional parts are typed ``Any`` and turned into text by ``_text``: a scalar of an unexpected
-# type (Slack sends a number one day) must not fail an audit load. Only the three fields that make
-# an entry an entry are strict.
-class _User(msgspec.Struct, gc=False):
-    id: Any = None
-    name: Any = None
-    email: Any = None
-    team: Any = None
+# One declaration of each part of an entry serves both paths (see the module docstring): scalars
+# ``S`` are ``str`` on the fast path, ``Any`` on the lenient one; the entity ``E`` is _TextEntity or
+# a dict. Only the three fields that make an entry an entry are strict.
+S = TypeVar("S")
+E = TypeVar("E")
 
 
-class _Actor(msgspec.Struct, gc=False):
-    type: Any = None
-    user: _User | None = None
+class _User(msgspec.Struct, Generic[S], gc=False):
+    id: S | None = None
+    name: S | None = None
+    email: S | None = None
+    team: S | None = None
 
 
-class _Location(msgspec.Struct, gc=False):
-    type: Any = None
-    id: Any = None
-    name: Any = None
-    domain: Any = None
+class _Actor(msgspec.Struct, Generic[S], gc=False):
+    type: S | None = None
+    user: _User[S] | None = None
 
 
-class _App(msgspec.Struct, gc=False):
-    id: Any = None
-    name: Any = None
+class _Location(msgspec.Struct, Generic[S], gc=False):
+    type: S | None = None
+    id: S | None = None
+    name: S | None = None
+    domain: S | None = None
 
 
-class _Context(msgspec.Struct, gc=False):
-    location: _Location | None = None
-    ua: Any = None
-    ip_address: Any = None
-    session_id: Any = None
-    app: _App | None = None
+class _App(msgspec.Struct, Generic[S], gc=False):
+    id: S | None = None
+    name: S | None = None
+
+
+class _Context(msgspec.Struct, Generic[S], gc=False):
+    location: _Location[S] | None = None
+    ua: S | None = None
+    ip_address: S | None = None
+    session_id: S | int | None = None  # Slack sends a string or a number
+    app: _App[S] | None = None
+
+
+class _Entry(msgspec.Struct, Generic[S, E], gc=False):
+    id: str
+    date_create: int
+    action: str
+    actor: _Actor[S] | None = None
+    entity: E | None = None
+    context: _Context[S] | None = None
+    # Raw keeps details' exact JSON text without building Python objects; absent -> empty Raw.
+    details: msgspec.Raw = msgspec.Raw()
 
 
 class _AnomalyDetails(msgspec.Struct, gc=False):
@@ -143,50 +160,6 @@ class _AnomalyDetails(msgspec.Struct, gc=False):
     previous_ip_address: Any = None
     previous_ua: Any = None
     action_timestamp: Any = None
-
-
-class _Entry(msgspec.Struct, gc=False):
-    id: str
-    date_create: int
-    action: str
-    actor: _Actor | None = None
-    entity: dict[str, Any] | None = None
-    context: _Context | None = None
-    # Raw keeps details' exact JSON text without building Python objects; absent -> empty Raw.
-    details: msgspec.Raw = msgspec.Raw()
-
-
-# The fast path: every column text, the entity's target under one of the types Slack documents.
-class _TextUser(msgspec.Struct, gc=False):
-    id: str | None = None
-    name: str | None = None
-    email: str | None = None
-    team: str | None = None
-
-
-class _TextActor(msgspec.Struct, gc=False):
-    type: str | None = None
-    user: _TextUser | None = None
-
-
-class _TextLocation(msgspec.Struct, gc=False):
-    type: str | None = None
-    id: str | None = None
-    name: str | None = None
-    domain: str | None = None
-
-
-class _TextApp(msgspec.Struct, gc=False):
-    id: str | None = None
-    name: str | None = None
-
-
-class _TextContext(msgspec.Struct, gc=False):
-    location: _TextLocation | None = None
-    ua: str | None = None
-    ip_address: str | None = None
-    session_id: str | int | None = None  # Slack sends a string or a number
-    app: _TextApp | None = None
 
 
 class _TextTarget(msgspec.Struct, gc=False):
@@ -213,16 +186,8 @@ class _TextEntity(msgspec.Struct, gc=False):
 
 #: The entity types the fast path knows: the fields of _TextEntity holding a target.
 _TEXT_ENTITY_TYPES: Final = frozenset(_TextEntity.__struct_fields__) - {"type"}
-
-
-class _TextEntry(msgspec.Struct, gc=False):
-    id: str
-    date_create: int
-    action: str
-    actor: _TextActor | None = None
-    entity: _TextEntity | None = None
-    context: _TextContext | None = None
-    details: msgspec.Raw = msgspec.Raw()
+_TextEntry = _Entry[str, _TextEntity]
+_LenientEntry = _Entry[Any, dict[str, Any]]
 
 
 class _NotText(Exception):
@@ -230,12 +195,11 @@ class _NotText(Exception):
 
 
 _decode_text_entry = msgspec.json.Decoder(_TextEntry).decode
-_decode_entry = msgspec.json.Decoder(_Entry).decode
+_decode_entry = msgspec.json.Decoder(_LenientEntry).decode
 _decode_anomaly = msgspec.json.Decoder(_AnomalyDetails).decode
 _encode_json = msgspec.json.encode
-_EMPTY_USER, _EMPTY_LOCATION, _EMPTY_APP = _User(), _Location(), _App()
-_EMPTY_TEXT_ACTOR, _EMPTY_TEXT_USER, _EMPTY_TEXT_CONTEXT = _TextActor(), _TextUser(), _TextContext()
-_EMPTY_TEXT_LOCATION, _EMPTY_TEXT_APP, _EMPTY_TEXT_TARGET = _TextLocation(), _TextApp(), _TextTarget()
+_EMPTY_ACTOR, _EMPTY_USER, _EMPTY_CONTEXT = _Actor[Any](), _User[Any](), _Context[Any]()
+_EMPTY_LOCATION, _EMPTY_APP, _EMPTY_TARGET = _Location[Any](), _App[Any](), _TextTarget()
 
 
 def _text(value: Any) -> str | None:
@@ -248,9 +212,7 @@ def _text(value: Any) -> str | None:
 def _json_text(raw: msgspec.Raw) -> str | None:
     """``details`` as JSON text; absent and JSON ``null`` both become SQL NULL."""
     data = bytes(raw)
-    if not data or data == b"null":
-        return None
-    return data.decode()
+    return data.decode() if data and data != b"null" else None
 
 
 def _entity_target(entity: dict[str, Any] | None) -> tuple[str | None, dict[str, Any]]:
@@ -326,7 +288,7 @@ class RowBuilder:
             return _escape_row_nul(row)
         return row
 
-    def _anomaly(self, entry: _Entry | _TextEntry) -> tuple[Any, Any, Any, Any]:
+    def _anomaly(self, entry: _Entry[Any, Any]) -> tuple[Any, Any, Any, Any]:
         """The anomaly columns: all NULL unless the entry is an anomaly event with details."""
         if entry.action != "anomaly" or not bytes(entry.details):
             return None, None, None, None
@@ -347,19 +309,19 @@ class RowBuilder:
 
     def _text_row(self, entry: _TextEntry, raw: str) -> Row:
         """The row of an entry whose columns are all text: the decoded values as they are."""
-        actor = entry.actor or _EMPTY_TEXT_ACTOR
-        user = actor.user or _EMPTY_TEXT_USER
+        actor = entry.actor or _EMPTY_ACTOR
+        user = actor.user or _EMPTY_USER
         entity = entry.entity
         entity_type = None if entity is None else entity.type
         if entity_type is None:
-            target = _EMPTY_TEXT_TARGET
+            target = _EMPTY_TARGET
         elif entity_type in _TEXT_ENTITY_TYPES:
-            target = getattr(entity, entity_type) or _EMPTY_TEXT_TARGET
+            target = getattr(entity, entity_type) or _EMPTY_TARGET
         else:
             raise _NotText(entity_type)
-        context = entry.context or _EMPTY_TEXT_CONTEXT
-        location = context.location or _EMPTY_TEXT_LOCATION
-        app = context.app or _EMPTY_TEXT_APP
+        context = entry.context or _EMPTY_CONTEXT
+        location = context.location or _EMPTY_LOCATION
+        app = context.app or _EMPTY_APP
         session_id = context.session_id
         details = entry.details
         return (
@@ -388,11 +350,11 @@ class RowBuilder:
             raw,
         )
 
-    def _row(self, entry: _Entry, raw: str) -> Row:
-        actor = entry.actor or _Actor()
+    def _row(self, entry: _LenientEntry, raw: str) -> Row:
+        actor = entry.actor or _EMPTY_ACTOR
         user = actor.user or _EMPTY_USER
         entity_type, target = _entity_target(entry.entity)
-        context = entry.context or _Context()
+        context = entry.context or _EMPTY_CONTEXT
         location = context.location or _EMPTY_LOCATION
         app = context.app or _EMPTY_APP
         return (
@@ -430,6 +392,7 @@ __all__ = [
     "JSON_KINDS",
     "NUL_ESCAPE",
     "REQUIRED_COLUMNS",
+    "VALUE_COLUMNS",
     "ColumnKind",
     "InvalidEntryError",
     "Row",

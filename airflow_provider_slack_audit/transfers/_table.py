@@ -6,10 +6,7 @@ connection (from the Airflow hook) is wrapped in a one-connection SQLAlchemy eng
 on exactly the connection Airflow configured, in one transaction.
 
 Each database's writer (:mod:`._dialects`, :mod:`._postgres`) subclasses :class:`WarehouseDialect`
-and only says how it binds timestamps, serializes table creation and writes a batch. Counting,
-except on PostgreSQL (whose upsert counts itself): the batch's ids already in the table
-(``existing``) are counted before writing, and the upsert's row count then tells inserted, updated
-(content changed) and unchanged rows apart.
+and only says how it binds timestamps, serializes table creation and writes a batch.
 """
 
 from __future__ import annotations
@@ -18,7 +15,7 @@ import logging
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +34,7 @@ from airflow_provider_slack_audit.transfers._schema import (
     INDEXED_COLUMNS,
     JSON_KINDS,
     REQUIRED_COLUMNS,
+    VALUE_COLUMNS,
     ColumnKind,
     Row,
 )
@@ -46,7 +44,6 @@ from airflow_provider_slack_audit.transfers._schema import (
 _IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 # How many ids one "id IN (...)" lists: below SQLite's historical 999-parameter limit.
 _IDS_PER_QUERY: Final = 500
-VALUE_COLUMNS: Final = tuple(name for name in COLUMN_NAMES if name != "id")
 EPOCH: Final = datetime(1970, 1, 1)
 _MICROS: Final = 1_000_000
 
@@ -84,13 +81,6 @@ class BatchCounts:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
-
-    @classmethod
-    def from_counts(cls, rows: int, existing: int, written: int) -> BatchCounts:
-        """Counts from the batch size, its ids already stored, and rows the upsert inserted or updated."""
-        inserted = rows - existing
-        updated = written - inserted
-        return cls(inserted=inserted, updated=updated, unchanged=existing - updated)
 
     def __iadd__(self, other: BatchCounts) -> BatchCounts:
         self.inserted += other.inserted
@@ -207,11 +197,6 @@ def engine_on(conn: Any) -> sa.Engine | None:
     )
 
 
-def _chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
 class WarehouseDialect(ABC):
     """Creates the audit table, checks its shape and upserts batches into it."""
 
@@ -231,7 +216,6 @@ class WarehouseDialect(ABC):
     def timestamp(self, micros: int) -> Any:
         """The value bound for a timestamp column (``micros`` is Unix microseconds, UTC)."""
 
-    # -- creation -------------------------------------------------------------------------------
     def ensure_table(self, connection: Connection) -> None:
         """Create the table and its indexes when missing, add columns newer releases added; commit.
 
@@ -240,7 +224,8 @@ class WarehouseDialect(ABC):
         """
         with self.creation_lock(connection):
             self.table.metadata.create_all(connection, checkfirst=True)
-            present = {column["name"] for column in sa.inspect(connection).get_columns(*self._where())}
+            inspector = sa.inspect(connection)
+            present = {column["name"] for column in inspector.get_columns(self.table.name, self.table.schema)}
             for name in ADDED_COLUMNS:
                 if name not in present:
                     self._add_column(connection, self.table.c[name])
@@ -260,14 +245,10 @@ class WarehouseDialect(ABC):
         log.info("Adding column %s to %s (added in a newer release)", column.name, self.name_of_table)
         connection.exec_driver_sql(statement)
 
-    def _where(self) -> tuple[str, str | None]:
-        return self.name_of_table.table, self.name_of_table.schema
-
-    # -- shape ----------------------------------------------------------------------------------
     def check_table(self, connection: Connection) -> None:
         """Raise :class:`SchemaMismatchError` unless the table has every column and a key on ``id``."""
         inspector = sa.inspect(connection)
-        table, schema = self._where()
+        table, schema = self.table.name, self.table.schema
         if not inspector.has_table(table, schema=schema):
             raise SchemaMismatchError(
                 f"table {self.name_of_table} does not exist; create it or pass create_table=True"
@@ -291,7 +272,6 @@ class WarehouseDialect(ABC):
                 f"which the upsert needs; add one: ALTER TABLE {self.name_of_table} ADD PRIMARY KEY (id)"
             )
 
-    # -- loading --------------------------------------------------------------------------------
     def start_load(self, connection: Connection) -> None:  # noqa: B027 (optional hook, empty by default)
         """Open the load's transaction and its helpers (e.g. a staging table)."""
 
@@ -302,7 +282,8 @@ class WarehouseDialect(ABC):
     def count_existing(self, connection: Connection, ids: Sequence[str]) -> int:
         """How many of ``ids`` the table holds already."""
         existing = 0
-        for chunk in _chunks(ids, _IDS_PER_QUERY):
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = ids[start : start + _IDS_PER_QUERY]
             query = sa.select(sa.func.count()).select_from(self.table).where(self.table.c.id.in_(chunk))
             existing += int(connection.execute(query).scalar_one())
         return existing

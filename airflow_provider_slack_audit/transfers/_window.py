@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from airflow_provider_slack_audit._partitions import check_partition_key
-from airflow_provider_slack_audit.ingest.errors import ManifestCheckError
 from airflow_provider_slack_audit.ingest.landing import WindowManifest, read_manifest
-from airflow_provider_slack_audit.ingest.landing.manifest import check_manifest
 from airflow_provider_slack_audit.ingest.windows import Window
-from airflow_provider_slack_audit.transfers._dialects import BatchCounts
-from airflow_provider_slack_audit.transfers._errors import error_summary
+from airflow_provider_slack_audit.transfers._errors import error_summary, is_transient
 from airflow_provider_slack_audit.transfers._schema import InvalidEntryError, Row, RowBuilder
+from airflow_provider_slack_audit.transfers._table import BatchCounts
 from airflow_provider_slack_audit.version_compat import AirflowFailException, ObjectStoragePath
 
 __all__ = [
@@ -33,7 +31,6 @@ __all__ = [
     "landed_rows",
     "load_errors_classified",
     "load_summary",
-    "log_load",
     "manifest_location",
     "read_checked_manifest",
 ]
@@ -105,20 +102,17 @@ def checked_event_extra(extra: Mapping[str, Any], partition_key: str | None) -> 
 
 
 def read_checked_manifest(source: Any, source_conn_id: str | None) -> WindowManifest:
-    """The source's manifest, verified to cover its window exactly once before any row is written."""
+    """The source's manifest, verified by ``read_manifest`` to cover its window exactly once (before
+    any row is written)."""
     location = manifest_location(source)
     try:
-        manifest = read_manifest(location, conn_id=source_conn_id)
-        check_manifest(
-            manifest.window, manifest.intervals, events=manifest.events, total_bytes=manifest.bytes
-        )
+        return read_manifest(location, conn_id=source_conn_id)
     except FileNotFoundError as error:
         raise AirflowFailException(
             f"no window manifest at {location}: land the window first (pass source=land.output)"
         ) from error
-    except (ManifestCheckError, ValueError) as error:  # read_manifest's damaged-manifest errors too
+    except ValueError as error:  # damaged, or not covering its window exactly once (ManifestCheckError)
         raise AirflowFailException(f"cannot load this window: {error}") from error
-    return manifest
 
 
 def landed_rows(manifest: WindowManifest, builder: RowBuilder) -> Iterator[Row]:
@@ -147,9 +141,7 @@ def landed_rows(manifest: WindowManifest, builder: RowBuilder) -> Iterator[Row]:
 
 
 @contextmanager
-def load_errors_classified(
-    what: str, *, transient: Callable[[BaseException], bool], permanent: tuple[type[BaseException], ...] = ()
-) -> Iterator[None]:
+def load_errors_classified(what: str, *, permanent: tuple[type[BaseException], ...]) -> Iterator[None]:
     """Let errors a retry can fix propagate (Airflow retries them); fail the task on all others.
 
     ``what`` names the load in the message ("loading window ... into ..."); ``permanent`` lists the
@@ -162,15 +154,18 @@ def load_errors_classified(
     except permanent as error:
         raise AirflowFailException(str(error)) from error
     except Exception as error:
-        if transient(error):
+        if is_transient(error):
             raise  # a lost connection, a lock, a busy warehouse or a timeout: a retry can succeed
         raise AirflowFailException(
             f"{what} failed with an error a retry would repeat: {error_summary(error)}"
         ) from error
 
 
-def log_load(log: Any, where: str, manifest: WindowManifest, counts: BatchCounts, started: float) -> None:
-    """The one INFO line of a load: what went where, what it did, how long it took."""
+def load_summary(
+    log: Any, where: str, table: str, manifest: WindowManifest, counts: BatchCounts, started: float
+) -> dict[str, Any]:
+    """Log the load's one INFO line (what went where, what it did, how long it took) and return
+    what the transfer returns (XCom): the counts, the ``table`` and the window it loaded."""
     log.info(
         "Loaded window %s into %s: %d rows from %d files, %d inserted, %d updated, %d unchanged, %.1f s",
         manifest.window.key,
@@ -182,10 +177,6 @@ def log_load(log: Any, where: str, manifest: WindowManifest, counts: BatchCounts
         counts.unchanged,
         time.monotonic() - started,
     )
-
-
-def load_summary(counts: BatchCounts, table: str, manifest: WindowManifest) -> dict[str, Any]:
-    """What a transfer returns (XCom): counts, the table and the window it loaded."""
     return {
         "rows": counts.rows,
         "inserted": counts.inserted,

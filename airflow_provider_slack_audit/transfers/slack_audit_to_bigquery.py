@@ -1,13 +1,10 @@
 """Load one landed window of Slack audit events into a BigQuery table, exactly once by id.
 
 Why one file of rows (see :mod:`airflow_provider_slack_audit.transfers._bulk`) rather than a load
-job over the landed files (``gs://`` URIs): the documented columns need what a load job cannot do
-and BigQuery SQL can only approximate: the entity's target sits under a key named after its type
-(``entity.<type>``; a JSONPath must be a literal), a scalar of an unexpected type is kept as its
-JSON text, ``action_timestamp`` comes in ms or µs. The row builder the other transfers use does all
-that once, and every byte loaded is verified against the manifest on the way. The upload is plain
-JSON lines (streamed out of the gzip'd rows file): BigQuery documents gzip for Cloud Storage
-sources, not uploads.
+job over the landed ``gs://`` files: the documented columns need what a load job cannot do (the
+entity's target sits under a key named after its type, a scalar may come as any type, an
+``action_timestamp`` in ms or µs); the docs' BigQuery page says more. The upload is plain JSON lines
+(streamed out of the gzip'd rows file): BigQuery documents gzip for Cloud Storage sources only.
 """
 
 from __future__ import annotations
@@ -27,6 +24,7 @@ from airflow_provider_slack_audit.transfers._bulk import (
     SEQ,
     BulkLoadOperator,
     MergeDialect,
+    PerKind,
     counts_from_merge,
     identifier,
     merge_statement,
@@ -34,23 +32,23 @@ from airflow_provider_slack_audit.transfers._bulk import (
 )
 from airflow_provider_slack_audit.transfers._schema import (
     COLUMN_NAMES,
-    COLUMNS,
     INDEXED_COLUMNS,
     REQUIRED_COLUMNS,
-    ColumnKind,
 )
 from airflow_provider_slack_audit.transfers._table import BatchCounts
 
 __all__ = ["SlackAuditLogsToBigQueryOperator", "bigquery_table_schema"]
 
-#: BigQuery's type for each kind of column.
-_TYPES: Final = {
-    ColumnKind.KEY: "STRING",
-    ColumnKind.TIMESTAMP: "TIMESTAMP",
-    ColumnKind.TEXT: "STRING",
-    ColumnKind.JSON: "JSON",
-    ColumnKind.RAW: "JSON",
-}
+_BIGQUERY: Final = MergeDialect(
+    types=PerKind("STRING", "TIMESTAMP", "JSON"),
+    # PARSE_JSON's wide_number_mode 'exact' (the default): a number JSON cannot hold exactly (past
+    # 64-bit integers, or a decimal past 17 digits) fails the load rather than being silently rounded.
+    staged=PerKind("{}", "TIMESTAMP({})", "PARSE_JSON({})"),
+    # JSON values have no equality in BigQuery: compare their canonical text (both sides parsed alike).
+    json_text="TO_JSON_STRING({})",
+    staged_seq=SEQ,
+    staged_where="TRUE",  # BigQuery wants QUALIFY next to a WHERE, GROUP BY or HAVING
+)
 #: The staging table keeps every column as the text the rows file holds; the MERGE types it.
 _STAGED_SCHEMA: Final = (*((name, "STRING") for name in COLUMN_NAMES), (SEQ, "INT64"))
 #: How long a staging table outlives a load that could not drop it (a killed worker).
@@ -61,53 +59,27 @@ _PARTITION_COLUMN, _CLUSTER_COLUMN = INDEXED_COLUMNS  # date_create (by day), ac
 def bigquery_table_schema() -> list[dict[str, str]]:
     """The target table's columns: the SQL transfer's, ``JSON`` for details, reasons and ``raw``."""
     return [
-        {"name": name, "type": _TYPES[kind], "mode": "REQUIRED" if name in REQUIRED_COLUMNS else "NULLABLE"}
-        for name, kind in COLUMNS.items()
+        {
+            "name": name,
+            "type": _BIGQUERY.types.of(name),
+            "mode": "REQUIRED" if name in REQUIRED_COLUMNS else "NULLABLE",
+        }
+        for name in COLUMN_NAMES
     ]
-
-
-def _staged_value(name: str, kind: ColumnKind) -> str:
-    if kind in (ColumnKind.JSON, ColumnKind.RAW):
-        # wide_number_mode 'exact' (the default): a number JSON cannot hold exactly (past 64-bit
-        # integers, or a decimal past 17 digits) fails the load rather than being silently rounded.
-        return f"PARSE_JSON({name})"
-    if kind is ColumnKind.TIMESTAMP:
-        return f"TIMESTAMP({name})"
-    return name
-
-
-def _comparable(value: str, kind: ColumnKind) -> str:
-    # JSON values have no equality in BigQuery: compare their canonical text (both sides parsed alike).
-    return f"TO_JSON_STRING({value})" if kind in (ColumnKind.JSON, ColumnKind.RAW) else value
-
-
-_BIGQUERY: Final = MergeDialect(
-    staged_value=_staged_value,
-    comparable=_comparable,
-    staged_seq=SEQ,
-    staged_id="id",
-    staged_where="TRUE",  # BigQuery wants QUALIFY next to a WHERE, GROUP BY or HAVING
-)
 
 
 class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
     """
     Load exactly one landed window of Slack audit events into a BigQuery table, exactly once by id.
 
-    The manifest must cover its window exactly once with totals that add up, and every data file is
-    checked against the SHA-256, size and line count its manifest records as it is read (a mismatch
-    fails the task, no retry, naming the file), as for the SQL transfer. The window's rows are then
-    uploaded with one load job into a staging table of their own (created with an expiration, so it
-    goes even when the worker dies; dropped after the load, failed or not) and merged by ``id`` into
-    the target table in one ``MERGE``, which inserts new ids, updates rows whose content changed (a
-    reconciled or corrected entry) and leaves the others untouched. A rerun changes nothing; a
-    reconciled window adds only its late rows. Jobs per window: the load, one count, the ``MERGE``.
-
-    The table is created when missing, partitioned by day of ``date_create`` and clustered by
-    ``action``, with the SQL transfer's flat columns (anomaly columns included), ``TIMESTAMP``
-    timestamps and ``JSON`` for ``details``, ``anomaly_reasons`` and ``raw`` (the entry as landed,
-    parsed); columns added by newer releases are added to an older table. U+0000 is stored as is; a
-    line that is not UTF-8 JSON fails the load, naming the file.
+    As for the SQL transfer, the manifest must cover its window exactly once and every data file is
+    checked against it as it is read (a mismatch fails the task, no retry, naming the file). The
+    rows are uploaded by one load job into a staging table of their own (created with an expiration,
+    dropped after the load) and merged by ``id`` in one ``MERGE``: a rerun changes nothing, a
+    reconciled window adds only its late rows. The table is created when missing, partitioned by day
+    of ``date_create`` and clustered by ``action`` (``JSON`` for ``details``, ``anomaly_reasons`` and
+    ``raw``), and gets the columns newer releases added. The docs' BigQuery page lists the jobs,
+    permissions and columns.
 
     Errors: a lost connection, a 5xx, ``rateLimitExceeded`` or ``backendError`` propagate for
     Airflow to retry; anything else (``accessDenied``, ``notFound`` with ``create_table=False``,
@@ -142,6 +114,7 @@ class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
         "Google",
         "google_cloud_platform",
     )
+    hook_params = ("gcp_conn_id", "location", "impersonation_chain")
 
     def __init__(
         self,
@@ -160,13 +133,6 @@ class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
         self.location = location
         self.impersonation_chain = impersonation_chain
 
-    def _hook_kwargs(self) -> dict[str, Any]:
-        return {
-            "gcp_conn_id": self.gcp_conn_id,
-            "location": self.location,
-            "impersonation_chain": self.impersonation_chain,
-        }
-
     def _names(self) -> tuple[str | None, str, str]:
         """(project, dataset, table), each checked: a project id also takes ``-``, ``.`` and ``:``."""
         project = identifier("project", self.project_id, extra="-.:") if self.project_id else None
@@ -178,14 +144,11 @@ class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
         return f"{project or '<the connection project>'}.{dataset}.{table}"
 
     def _load(self, target: str, manifest: WindowManifest) -> tuple[str, BatchCounts]:
+        from google.cloud import bigquery
+
         project, dataset, table = self._names()
         client = self.hook.get_client(project_id=project or self.hook.project_id, location=self.location)
         target = f"{client.project}.{dataset}.{table}"
-        return target, self._load_into(client, target, manifest)
-
-    def _load_into(self, client: Any, target: str, manifest: WindowManifest) -> BatchCounts:
-        from google.cloud import bigquery
-
         self._prepare_table(client, target)
         staging_id = f"{target}__load_{uuid.uuid4().hex}"  # this load's own staging table
         staging = bigquery.Table(staging_id, schema=[bigquery.SchemaField(*f) for f in _STAGED_SCHEMA])
@@ -211,13 +174,13 @@ class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
                         f"the load job loaded {job.output_rows} of the window's {staged.rows} rows"
                     )
                 staged_table = _quoted(staging_id)
-                count = self._query(client, f"SELECT COUNT(DISTINCT id) FROM {staged_table}")  # noqa: S608
+                count = self._query(client, _BIGQUERY.count_distinct_ids(staged_table))
                 (distinct,) = next(iter(count.result()))
                 merge = self._query(client, merge_statement(_quoted(target), staged_table, _BIGQUERY))
                 stats = merge.dml_stats
                 inserted = int(stats.inserted_row_count) if stats else 0
                 updated = int(stats.updated_row_count) if stats else 0
-                return counts_from_merge(int(distinct), inserted, updated)
+                return target, counts_from_merge(int(distinct), inserted, updated)
             finally:
                 with suppress(Exception):  # it expires by itself in STAGING_EXPIRATION
                     client.delete_table(staging.reference, not_found_ok=True)
@@ -248,7 +211,7 @@ class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
         if addable:
             existing.schema = [
                 *existing.schema,
-                *(bigquery.SchemaField(name, _TYPES[COLUMNS[name]], mode="NULLABLE") for name in addable),
+                *(bigquery.SchemaField(name, _BIGQUERY.types.of(name), mode="NULLABLE") for name in addable),
             ]
             client.update_table(existing, ["schema"])
 

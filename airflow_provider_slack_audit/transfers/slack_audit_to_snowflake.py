@@ -18,28 +18,29 @@ from airflow_provider_slack_audit.transfers._bulk import (
     STAGED_FILE_NAME,
     BulkLoadOperator,
     MergeDialect,
+    PerKind,
     counts_from_merge,
     identifier,
     merge_statement,
     write_staged_rows,
 )
-from airflow_provider_slack_audit.transfers._dialects import BatchCounts
-from airflow_provider_slack_audit.transfers._schema import COLUMNS, REQUIRED_COLUMNS, ColumnKind
+from airflow_provider_slack_audit.transfers._schema import COLUMNS, REQUIRED_COLUMNS
+from airflow_provider_slack_audit.transfers._table import BatchCounts
 
 __all__ = ["SlackAuditLogsToSnowflakeOperator", "snowflake_table_ddl"]
 
-#: Snowflake's type for each kind of column.
-_TYPES: Final = {
-    ColumnKind.KEY: "VARCHAR",
-    ColumnKind.TIMESTAMP: "TIMESTAMP_TZ",
-    ColumnKind.TEXT: "VARCHAR",
-    ColumnKind.JSON: "VARIANT",
-    ColumnKind.RAW: "VARIANT",
-}
+_SNOWFLAKE: Final = MergeDialect(
+    types=PerKind("VARCHAR", "TIMESTAMP_TZ", "VARIANT"),
+    # The staging table's one VARIANT column, v, holds each row as the rows file's JSON object.
+    staged=PerKind("v:{}::VARCHAR", "v:{}::TIMESTAMP_TZ", "PARSE_JSON(v:{}::VARCHAR)"),
+    # VARIANTs compare as their JSON text: both sides come from PARSE_JSON of the same kind of text.
+    json_text="TO_JSON({})",
+    staged_seq=f"v:{SEQ}::NUMBER",
+)
 
 
 def _column_ddl(name: str) -> str:
-    return f"{name} {_TYPES[COLUMNS[name]]}" + (" NOT NULL" if name in REQUIRED_COLUMNS else "")
+    return f"{name} {_SNOWFLAKE.types.of(name)}" + (" NOT NULL" if name in REQUIRED_COLUMNS else "")
 
 
 def snowflake_table_ddl(table: str) -> str:
@@ -51,45 +52,17 @@ def snowflake_table_ddl(table: str) -> str:
     return f"CREATE TABLE IF NOT EXISTS {table} (\n  {columns},\n  PRIMARY KEY (id)\n)"
 
 
-def _staged_value(name: str, kind: ColumnKind) -> str:
-    if kind in (ColumnKind.JSON, ColumnKind.RAW):
-        return f"PARSE_JSON(v:{name}::VARCHAR)"
-    if kind is ColumnKind.TIMESTAMP:
-        return f"v:{name}::TIMESTAMP_TZ"
-    return f"v:{name}::VARCHAR"
-
-
-def _comparable(value: str, kind: ColumnKind) -> str:
-    # VARIANTs compare as their JSON text: both sides come from PARSE_JSON of the same kind of text.
-    return f"TO_JSON({value})" if kind in (ColumnKind.JSON, ColumnKind.RAW) else value
-
-
-_SNOWFLAKE: Final = MergeDialect(
-    staged_value=_staged_value,
-    comparable=_comparable,
-    staged_seq=f"v:{SEQ}::NUMBER",
-    staged_id="v:id::VARCHAR",
-)
-
-
 class SlackAuditLogsToSnowflakeOperator(BulkLoadOperator):
     """
     Load exactly one landed window of Slack audit events into a Snowflake table, exactly once by id.
 
-    The manifest must cover its window exactly once with totals that add up, and every data file is
-    checked against the SHA-256, size and line count its manifest records as it is read (a mismatch
-    fails the task, no retry, naming the file), as for the SQL transfer. The window's rows are then
-    written to one gzip'd JSON-lines file, ``PUT`` into a temporary stage, loaded with one
-    ``COPY INTO`` a temporary staging table (``FORCE = TRUE``: Snowflake's load history never skips
-    it) and merged by ``id`` into the target table in one ``MERGE``, which inserts new ids, updates
-    rows whose content changed (a reconciled or corrected entry) and leaves the others untouched. A
-    rerun changes nothing; a reconciled window adds only its late rows. Statements per window are a
-    constant handful whatever its size; the temporary stage and table die with the session.
-
-    The table is created when missing with the SQL transfer's flat columns (anomaly columns
-    included), ``TIMESTAMP_TZ`` timestamps and ``VARIANT`` for ``details``, ``anomaly_reasons`` and
-    ``raw`` (the entry as landed, parsed); columns added by newer releases are added to an older
-    table. U+0000 is stored as is; a line that is not UTF-8 JSON fails the load, naming the file.
+    As for the SQL transfer, the manifest must cover its window exactly once and every data file is
+    checked against it as it is read (a mismatch fails the task, no retry, naming the file). The
+    rows are ``PUT`` as one gzip'd JSON-lines file into a temporary stage, copied into a temporary
+    staging table and merged by ``id`` in one ``MERGE``: a rerun changes nothing, a reconciled window
+    adds only its late rows. The table is created when missing (``TIMESTAMP_TZ``, ``VARIANT`` for
+    ``details``, ``anomaly_reasons`` and ``raw``) and gets the columns newer releases added. The docs'
+    Snowflake page lists the statements, privileges and columns.
 
     Errors: a lost connection, a statement or warehouse timeout, a lock or an expired session
     propagate for Airflow to retry; anything else (a missing privilege, a missing table with
@@ -117,6 +90,7 @@ class SlackAuditLogsToSnowflakeOperator(BulkLoadOperator):
     ui_color = "#e3f3fb"
     warehouse = "Snowflake"
     hook_class = ("airflow.providers.snowflake.hooks.snowflake", "SnowflakeHook", "Snowflake", "snowflake")
+    hook_params = ("snowflake_conn_id",)
 
     def __init__(
         self,
@@ -130,9 +104,6 @@ class SlackAuditLogsToSnowflakeOperator(BulkLoadOperator):
         self.snowflake_conn_id = snowflake_conn_id
         self.schema = schema
         self.database = database
-
-    def _hook_kwargs(self) -> dict[str, Any]:
-        return {"snowflake_conn_id": self.snowflake_conn_id}
 
     def target(self) -> str:
         """``[database.][schema.]table``, each part a plain identifier (Snowflake upper-cases them)."""
@@ -157,7 +128,7 @@ class SlackAuditLogsToSnowflakeOperator(BulkLoadOperator):
             loaded = _column_sum(cursor, "rows_loaded")
             if loaded != staged.rows:
                 raise ValueError(f"COPY loaded {loaded} of the window's {staged.rows} rows into staging")
-            cursor.execute(f"SELECT COUNT(DISTINCT v:id::VARCHAR) FROM {name}")  # noqa: S608
+            cursor.execute(_SNOWFLAKE.count_distinct_ids(name))
             (distinct,) = cursor.fetchone()
             cursor.execute(merge_statement(table, name, _SNOWFLAKE))
             inserted, updated = cursor.fetchone()

@@ -1,15 +1,9 @@
 """Load one landed window of Slack audit events into a SQL table, idempotently.
 
-The landing operator writes a window's events to object storage with a manifest listing its data
-files; this operator checks that manifest, reads exactly that window through it and upserts it into
-a flat, typed table (see :mod:`airflow_provider_slack_audit.transfers._schema` for the columns)
-through a common-sql ``DbApiHook`` connection. PostgreSQL, SQLite and MySQL/MariaDB get native
-types and SQLAlchemy's upserts; other databases their Airflow provider's common-sql upsert (see
-:mod:`airflow_provider_slack_audit.transfers._dialects`).
-
-Errors a retry cannot fix (configuration, a damaged manifest or data file, a table of another
-shape, a value the database refuses) raise ``AirflowFailException``; only connection, lock and
-timeout errors propagate as they are, for Airflow to retry (see ``_errors``).
+PostgreSQL, SQLite and MySQL/MariaDB get native types and SQLAlchemy's upserts; other databases
+their Airflow provider's common-sql upsert (:mod:`._dialects`). Errors a retry cannot fix raise
+``AirflowFailException``; only connection, lock and timeout errors propagate, for Airflow to retry
+(:mod:`._errors`).
 """
 
 from __future__ import annotations
@@ -21,27 +15,19 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_slack_audit.ingest.landing import WindowManifest
-from airflow_provider_slack_audit.transfers._dialects import (
-    BatchCounts,
-    CommonSqlWriter,
-    TableName,
-    WarehouseDialect,
-    dialect_for,
-    engine_on,
-)
+from airflow_provider_slack_audit.transfers._dialects import CommonSqlWriter, dialect_for
 from airflow_provider_slack_audit.transfers._errors import (
     InvalidTableNameError,
     SchemaMismatchError,
     UnsupportedDatabaseError,
-    is_transient,
     missing_provider_hint,
 )
 from airflow_provider_slack_audit.transfers._schema import Row, RowBuilder
+from airflow_provider_slack_audit.transfers._table import BatchCounts, TableName, WarehouseDialect, engine_on
 from airflow_provider_slack_audit.transfers._window import (
     landed_rows,
     load_errors_classified,
     load_summary,
-    log_load,
     manifest_location,
     read_checked_manifest,
 )
@@ -73,12 +59,9 @@ class SlackAuditLogsToSqlOperator(BaseOperator):
     mismatch fails the task (no retry) and names the file.
 
     The table is created when missing (concurrent first loads included), with indexes on
-    ``date_create`` and ``action``; columns added by newer releases are added to an older table; it
-    is never dropped or truncated. Memory stays flat whatever the window's size: lines stream from
-    storage and are written in batches of ``batch_size`` rows (PostgreSQL: COPY straight into the
-    table, in a savepoint, until a batch meets an id the table holds, then COPY into a staging table
-    and one ``INSERT ... ON CONFLICT`` per batch; SQLite: ``ON CONFLICT``; MySQL/MariaDB:
-    ``ON DUPLICATE KEY UPDATE``; other databases: their common-sql dialect's upsert, e.g. MERGE).
+    ``date_create`` and ``action``, and gets the columns newer releases added; it is never dropped or
+    truncated. Rows stream in batches of ``batch_size``, so memory stays flat whatever the window's
+    size. The docs' SQL page lists each database's statements.
 
     :param source: the window to load (templated): the landing operator's output
         (``source=land.output``), a dict with a ``"manifest"`` key (an Asset event's ``extra``), or the
@@ -135,12 +118,10 @@ class SlackAuditLogsToSqlOperator(BaseOperator):
         started = time.monotonic()
         with load_errors_classified(
             f"loading window {manifest.window.key} into {table}",
-            transient=is_transient,
             permanent=(SchemaMismatchError, UnsupportedDatabaseError),
         ):
             counts, database = self._load(hook, table, manifest)
-        log_load(self.log, f"{table} ({database})", manifest, counts, started)
-        return load_summary(counts, table.qualified, manifest)
+        return load_summary(self.log, f"{table} ({database})", table.qualified, manifest, counts, started)
 
     def get_db_hook(self) -> DbApiHook:
         """The warehouse connection's hook; it must speak DB-API through common-sql."""
@@ -236,7 +217,6 @@ class SlackAuditLogsToSqlOperator(BaseOperator):
         PostgreSQL refuses to apply twice to one row, and splitting keeps "the later copy wins".
         """
         batch: dict[str, Row] = {}
-        # The first batch is small, so the database starts writing while the rest is read and built.
         size = min(self.batch_size, _FIRST_BATCH_ROWS)
         for row in rows:
             if row[0] in batch or len(batch) >= size:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_slack_audit.transfers._dialects import PostgresDialect, TableName
+from airflow_provider_slack_audit.transfers._dialects import PostgresDialect
 from airflow_provider_slack_audit.transfers._schema import (
     COLUMN_NAMES,
     COLUMNS,
@@ -21,6 +21,7 @@ from airflow_provider_slack_audit.transfers._schema import (
     ColumnKind,
     RowBuilder,
 )
+from airflow_provider_slack_audit.transfers._table import TableName
 from airflow_provider_slack_audit.transfers.slack_audit_to_sql import SlackAuditLogsToSqlOperator
 
 from support.audit_entries import SAMPLE_ENTRIES, entry_line, land_window, lines_in_date_order, make_entry

@@ -13,20 +13,22 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from airflow_provider_slack_audit.ingest.landing import read_manifest
 from airflow_provider_slack_audit.transfers._dialects import (
-    BatchCounts,
     CommonSqlWriter,
     MySqlDialect,
     PostgresDialect,
     SqliteDialect,
-    TableName,
-    WarehouseDialect,
-    audit_table,
     dialect_for,
-    engine_on,
 )
 from airflow_provider_slack_audit.transfers._errors import UnsupportedDatabaseError
 from airflow_provider_slack_audit.transfers._postgres import _copy_text
 from airflow_provider_slack_audit.transfers._schema import RowBuilder
+from airflow_provider_slack_audit.transfers._table import (
+    BatchCounts,
+    TableName,
+    WarehouseDialect,
+    audit_table,
+    engine_on,
+)
 from airflow_provider_slack_audit.transfers.slack_audit_to_sql import (
     SlackAuditLogsToSqlOperator,
     manifest_location,
