@@ -18,8 +18,10 @@ works for every landing store (a local landing included, which a warehouse canno
 from __future__ import annotations
 
 import importlib
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -63,6 +65,7 @@ __all__ = [
     "MergeDialect",
     "PerKind",
     "StagedRows",
+    "Staging",
     "counts_from_merge",
     "identifier",
     "merge_statement",
@@ -184,12 +187,31 @@ def counts_from_merge(distinct: int, inserted: int, updated: int) -> BatchCounts
     return BatchCounts(inserted=inserted, updated=updated, unchanged=distinct - inserted - updated)
 
 
+@dataclass(frozen=True)
+class Staging:
+    """One load's staging table in a warehouse, beside the target table made ready for it."""
+
+    #: The target's full name, as the load's summary names it.
+    target: str
+    #: The target's and the staging table's names as the warehouse's SQL writes them.
+    target_sql: str
+    staging_sql: str
+    #: Load the rows file into the staging table; return the rows the warehouse says it loaded.
+    load: Callable[[Path], int]
+    #: Run a query of one number; return it.
+    count: Callable[[str], int]
+    #: Run the MERGE; return the rows it inserted and updated.
+    merge: Callable[[str], tuple[int, int]]
+
+
 class BulkLoadOperator(BaseOperator):
     """What both bulk transfers do around their load: check names, read the manifest, classify errors.
 
-    The arguments both take are declared here (each operator documents them). A subclass names its
-    ``warehouse``, and implements ``target`` (the table's name, validated;
-    ``InvalidTableNameError`` fails the task), ``_load`` and ``_lineage_output``.
+    The arguments both take are declared here (each operator documents them), and the load itself:
+    the rows file into a staging table, a check that the warehouse loaded every row, one count of
+    distinct ids and one ``MERGE``. A subclass names its ``warehouse`` and ``dialect``, and implements
+    ``target`` (the table's name, validated; ``InvalidTableNameError`` fails the task), ``_staging``
+    and ``_lineage_output``.
     """
 
     #: The warehouse's name in messages, logs and the docs' page title ("BigQuery", "Snowflake").
@@ -198,6 +220,8 @@ class BulkLoadOperator(BaseOperator):
     hook_class: ClassVar[tuple[str, str, str, str]]
     #: The operator's attributes the hook takes, by the same names.
     hook_params: ClassVar[tuple[str, ...]]
+    #: How the warehouse types the columns and spells the MERGE.
+    dialect: ClassVar[MergeDialect]
 
     def __init__(
         self,
@@ -230,9 +254,25 @@ class BulkLoadOperator(BaseOperator):
     def target(self) -> str:
         raise NotImplementedError
 
+    def _staging(self, target: str) -> AbstractContextManager[Staging]:
+        """Make ``target`` ready (created, new columns added), and an empty staging table, dropped on exit."""
+        raise NotImplementedError
+
     def _load(self, target: str, manifest: WindowManifest) -> tuple[str, BatchCounts]:
         """Load the window into ``target``; return the table's full name and the counts."""
-        raise NotImplementedError
+        with self._staging(target) as staging:
+            with tempfile.TemporaryDirectory(prefix="slack-audit-rows-") as directory:
+                staged = write_staged_rows(manifest, Path(directory))
+                loaded = staging.load(staged.path)
+            if loaded != staged.rows:
+                raise ValueError(
+                    f"{self.warehouse} loaded {loaded} of the window's {staged.rows} rows into staging"
+                )
+            distinct = staging.count(self.dialect.count_distinct_ids(staging.staging_sql))
+            inserted, updated = staging.merge(
+                merge_statement(staging.target_sql, staging.staging_sql, self.dialect)
+            )
+        return staging.target, counts_from_merge(distinct, inserted, updated)
 
     def _lineage_output(self, table: str) -> tuple[str, str]:
         """The OpenLineage (namespace, name) of the table loaded."""

@@ -10,32 +10,23 @@ entity's target sits under a key named after its type, a scalar may come as any 
 from __future__ import annotations
 
 import datetime
-import tempfile
 import uuid
-from collections.abc import Sequence
-from contextlib import suppress
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Final
 
 from isal import igzip
 
-from airflow_provider_slack_audit.ingest.landing import WindowManifest
 from airflow_provider_slack_audit.transfers._bulk import (
     SEQ,
     BulkLoadOperator,
     MergeDialect,
     PerKind,
-    counts_from_merge,
+    Staging,
     identifier,
-    merge_statement,
-    write_staged_rows,
 )
-from airflow_provider_slack_audit.transfers._schema import (
-    COLUMN_NAMES,
-    INDEXED_COLUMNS,
-    REQUIRED_COLUMNS,
-)
-from airflow_provider_slack_audit.transfers._table import BatchCounts
+from airflow_provider_slack_audit.transfers._schema import COLUMN_NAMES, INDEXED_COLUMNS, REQUIRED_COLUMNS
 
 __all__ = ["SlackAuditLogsToBigQueryOperator", "bigquery_table_schema"]
 
@@ -115,6 +106,7 @@ class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
         "google_cloud_platform",
     )
     hook_params = ("gcp_conn_id", "location", "impersonation_chain")
+    dialect = _BIGQUERY
 
     def __init__(
         self,
@@ -143,7 +135,8 @@ class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
         project, dataset, table = self._names()
         return f"{project or '<the connection project>'}.{dataset}.{table}"
 
-    def _load(self, target: str, manifest: WindowManifest) -> tuple[str, BatchCounts]:
+    @contextmanager
+    def _staging(self, target: str) -> Iterator[Staging]:
         from google.cloud import bigquery
 
         project, dataset, table = self._names()
@@ -153,37 +146,34 @@ class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
         staging_id = f"{target}__load_{uuid.uuid4().hex}"  # this load's own staging table
         staging = bigquery.Table(staging_id, schema=[bigquery.SchemaField(*f) for f in _STAGED_SCHEMA])
         staging.expires = datetime.datetime.now(datetime.timezone.utc) + STAGING_EXPIRATION
-        with tempfile.TemporaryDirectory(prefix="slack-audit-bigquery-") as directory:
-            staged = write_staged_rows(manifest, Path(directory))
-            client.create_table(staging)
-            try:
-                with igzip.open(staged.path, "rb") as rows:  # type: ignore[no-untyped-call]
-                    job = client.load_table_from_file(
-                        rows,
-                        staging.reference,
-                        job_config=bigquery.LoadJobConfig(
-                            source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
-                            schema=staging.schema,
-                            write_disposition=bigquery.WriteDisposition.WRITE_EMPTY,
-                        ),
-                        job_id_prefix="slack_audit_load_",
-                    )
-                    job.result()
-                if int(job.output_rows or 0) != staged.rows:
-                    raise ValueError(
-                        f"the load job loaded {job.output_rows} of the window's {staged.rows} rows"
-                    )
-                staged_table = _quoted(staging_id)
-                count = self._query(client, _BIGQUERY.count_distinct_ids(staged_table))
-                (distinct,) = next(iter(count.result()))
-                merge = self._query(client, merge_statement(_quoted(target), staged_table, _BIGQUERY))
-                stats = merge.dml_stats
-                inserted = int(stats.inserted_row_count) if stats else 0
-                updated = int(stats.updated_row_count) if stats else 0
-                return target, counts_from_merge(int(distinct), inserted, updated)
-            finally:
-                with suppress(Exception):  # it expires by itself in STAGING_EXPIRATION
-                    client.delete_table(staging.reference, not_found_ok=True)
+
+        def load(path: Path) -> int:
+            config = bigquery.LoadJobConfig(
+                source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
+                schema=staging.schema,
+                write_disposition=bigquery.WriteDisposition.WRITE_EMPTY,
+            )
+            with igzip.open(path, "rb") as rows:  # type: ignore[no-untyped-call]
+                job = client.load_table_from_file(
+                    rows, staging.reference, job_config=config, job_id_prefix="slack_audit_load_"
+                )
+                job.result()
+            return int(job.output_rows or 0)
+
+        def count(sql: str) -> int:
+            (value,) = next(iter(self._query(client, sql).result()))
+            return int(value)
+
+        def merge(sql: str) -> tuple[int, int]:
+            stats = self._query(client, sql).dml_stats
+            return (int(stats.inserted_row_count), int(stats.updated_row_count)) if stats else (0, 0)
+
+        client.create_table(staging)
+        try:
+            yield Staging(target, _quoted(target), _quoted(staging_id), load, count, merge)
+        finally:
+            with suppress(Exception):  # it expires by itself in STAGING_EXPIRATION
+                client.delete_table(staging.reference, not_found_ok=True)
 
     @staticmethod
     def _query(client: Any, sql: str) -> Any:

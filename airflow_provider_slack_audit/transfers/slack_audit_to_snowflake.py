@@ -5,27 +5,22 @@ The window's rows go to Snowflake as one file (see :mod:`airflow_provider_slack_
 
 from __future__ import annotations
 
-import tempfile
 import uuid
-from collections.abc import Sequence
-from contextlib import suppress
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Final
 
-from airflow_provider_slack_audit.ingest.landing import WindowManifest
 from airflow_provider_slack_audit.transfers._bulk import (
     SEQ,
     STAGED_FILE_NAME,
     BulkLoadOperator,
     MergeDialect,
     PerKind,
-    counts_from_merge,
+    Staging,
     identifier,
-    merge_statement,
-    write_staged_rows,
 )
 from airflow_provider_slack_audit.transfers._schema import COLUMNS, REQUIRED_COLUMNS
-from airflow_provider_slack_audit.transfers._table import BatchCounts
 
 __all__ = ["SlackAuditLogsToSnowflakeOperator", "snowflake_table_ddl"]
 
@@ -91,6 +86,7 @@ class SlackAuditLogsToSnowflakeOperator(BulkLoadOperator):
     warehouse = "Snowflake"
     hook_class = ("airflow.providers.snowflake.hooks.snowflake", "SnowflakeHook", "Snowflake", "snowflake")
     hook_params = ("snowflake_conn_id",)
+    dialect = _SNOWFLAKE
 
     def __init__(
         self,
@@ -110,29 +106,34 @@ class SlackAuditLogsToSnowflakeOperator(BulkLoadOperator):
         parts = [("database", self.database), ("schema", self.schema), ("table", self.table)]
         return ".".join(identifier(what, name) for what, name in parts if name)
 
-    def _load(self, table: str, manifest: WindowManifest) -> tuple[str, BatchCounts]:
+    @contextmanager
+    def _staging(self, target: str) -> Iterator[Staging]:
         connection = self.hook.get_conn()
         cursor = connection.cursor()
         name = f"slack_audit_load_{uuid.uuid4().hex}"  # this load's stage and staging table
-        try:
-            self._prepare_table(cursor, table)
-            with tempfile.TemporaryDirectory(prefix="slack-audit-snowflake-") as directory:
-                staged = write_staged_rows(manifest, Path(directory))
-                cursor.execute(f"CREATE TEMPORARY STAGE {name}")
-                cursor.execute(f"PUT '{staged.path.as_uri()}' @{name} AUTO_COMPRESS = FALSE")
+
+        def load(path: Path) -> int:
+            cursor.execute(f"CREATE TEMPORARY STAGE {name}")
+            cursor.execute(f"PUT '{path.as_uri()}' @{name} AUTO_COMPRESS = FALSE")
             cursor.execute(f"CREATE TEMPORARY TABLE {name} (v VARIANT)")
             # The stage holds this one file; FORCE: load it whatever Snowflake's load history says.
             cursor.execute(
                 f"COPY INTO {name} FROM @{name}/{STAGED_FILE_NAME} FILE_FORMAT = (TYPE = JSON) FORCE = TRUE"
             )
-            loaded = _column_sum(cursor, "rows_loaded")
-            if loaded != staged.rows:
-                raise ValueError(f"COPY loaded {loaded} of the window's {staged.rows} rows into staging")
-            cursor.execute(_SNOWFLAKE.count_distinct_ids(name))
-            (distinct,) = cursor.fetchone()
-            cursor.execute(merge_statement(table, name, _SNOWFLAKE))
+            return _column_sum(cursor, "rows_loaded")
+
+        def count(sql: str) -> int:
+            cursor.execute(sql)
+            return int(cursor.fetchone()[0])
+
+        def merge(sql: str) -> tuple[int, int]:
+            cursor.execute(sql)
             inserted, updated = cursor.fetchone()
-            return table, counts_from_merge(int(distinct), int(inserted), int(updated))
+            return int(inserted), int(updated)
+
+        try:
+            self._prepare_table(cursor, target)
+            yield Staging(target, target, name, load, count, merge)
         finally:
             for drop in (f"DROP TABLE IF EXISTS {name}", f"DROP STAGE IF EXISTS {name}"):
                 with suppress(Exception):

@@ -9,6 +9,7 @@ reaches the emulator.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -209,6 +210,27 @@ def test_statements_per_window_do_not_grow_with_events_or_files(
     assert len(statements) == for_small
     assert sum(text.startswith("COPY INTO") for text in statements) == 1
     assert sum(text.startswith("MERGE INTO") for text in statements) == 1
+
+
+def test_a_staging_load_short_of_the_windows_rows_fails_without_merging(
+    monkeypatch: pytest.MonkeyPatch, snowflake_conn: str, statements: list[str], day: LandedDay, table: str
+) -> None:
+    from airflow_provider_slack_audit.transfers import slack_audit_to_snowflake
+
+    column_sum = slack_audit_to_snowflake._column_sum
+    monkeypatch.setattr(slack_audit_to_snowflake, "_column_sum", lambda *args: column_sum(*args) - 1)
+
+    with pytest.raises(
+        AirflowFailException, match=r"Snowflake loaded (\d+) of the window's (\d+) rows"
+    ) as failed:
+        load(snowflake_conn, table, day.manifest)
+
+    loaded, staged = map(int, re.findall(r"loaded (\d+) of the window's (\d+)", str(failed.value))[0])
+    assert loaded == staged - 1 > 0
+
+    assert not any(text.startswith("MERGE INTO") for text in statements)
+    assert statements[-2:] == [f"DROP TABLE IF EXISTS {statements[-1].split()[-1]}", statements[-1]]
+    assert statements[-1].startswith("DROP STAGE IF EXISTS slack_audit_load_")
 
 
 def test_an_older_table_without_the_anomaly_columns_gets_them(
