@@ -35,6 +35,8 @@ LANDING_PATH = (
 )
 # ... and what no trigger needs: common.sql (SQLAlchemy, sqlparse), for the warehouse transfers only.
 HEAVY = (*LANDING_PATH, "airflow.providers.common.sql.hooks.sql")
+# Imported when the run builds its first Landing of a local destination (ObjectStoragePath's upath).
+LOCAL_PATH_IMPLEMENTATION = "upath.implementations.local"
 
 # Records, for each watched module, whether the main thread (the event loop's) imported it first.
 RECORDER = textwrap.dedent(
@@ -55,15 +57,21 @@ RECORDER = textwrap.dedent(
 )
 
 
-def run_fresh(script: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run ``script`` in a new interpreter with this checkout first on the path; its JSON output."""
+def run_fresh(
+    script: str, *args: str, watched: tuple[str, ...] = HEAVY, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Run ``script`` in a new interpreter with this checkout first on the path; its JSON output.
+
+    The script sees ``watched`` (module names) and ``first_importer``: for each watched module
+    imported so far, whether the main thread or another imported it.
+    """
     environment = {
         **os.environ,
         **(env or {}),
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
     }
     done = subprocess.run(
-        [sys.executable, "-c", RECORDER + textwrap.dedent(script), ",".join(HEAVY), *args],
+        [sys.executable, "-c", RECORDER + textwrap.dedent(script), ",".join(watched), *args],
         capture_output=True,
         text=True,
         env=environment,
@@ -96,7 +104,7 @@ def test_importing_the_trigger_loads_nothing_of_the_landing_path() -> None:
     ]
 
 
-def test_the_trigger_imports_the_landing_path_in_a_worker_thread_and_still_reports(tmp_path: Path) -> None:
+def test_the_trigger_imports_the_landing_path_off_the_event_loop_and_still_reports(tmp_path: Path) -> None:
     spec = IngestSpec(
         window=Window(datetime(2026, 1, 4, tzinfo=timezone.utc), datetime(2026, 1, 5, tzinfo=timezone.utc)),
         interval=timedelta(hours=6),
@@ -124,9 +132,10 @@ def test_the_trigger_imports_the_landing_path_in_a_worker_thread_and_still_repor
         print(json.dumps({{"events": events, "first_importer": first_importer}}))
         """,
         json.dumps(spec.to_json()),
+        watched=(*LANDING_PATH, LOCAL_PATH_IMPLEMENTATION),
         env={"AIRFLOW_CONN_SLACK_AUDIT_DEFAULT": json.dumps(connection)},
     )
 
-    assert found["first_importer"] == dict.fromkeys(LANDING_PATH, "worker")
+    assert found["first_importer"] == dict.fromkeys((*LANDING_PATH, LOCAL_PATH_IMPLEMENTATION), "worker")
     [event] = found["events"]
     assert (event["status"], event["kind"]) == ("error", "transient")
