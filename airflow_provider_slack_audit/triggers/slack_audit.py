@@ -8,8 +8,8 @@ interval that is not committed.
 The triggerer imports this module on its event loop (Airflow loads a trigger's class inside its
 async ``create_triggers``), where every other trigger waits for the import to finish. So the module
 imports only what the class and :meth:`~SlackAuditLogsTrigger.serialize` need; the landing path (the
-hook, the client and aiohttp, the pipeline, the landing and fsspec) is imported by :meth:`run`, in a
-worker thread, the first time a trigger runs in the process.
+hook, the client and aiohttp, the pipeline and the landing) is imported by :meth:`run`, in a worker
+thread, the first time a trigger runs in the process.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ _landing_path_imported = False
 async def import_landing_path() -> None:
     """Import :data:`LANDING_MODULES` in a worker thread, so the loop runs other triggers meanwhile.
 
-    Seconds on a busy machine the first time in a process (aiohttp, the pipeline, fsspec); nothing
+    Up to seconds on a busy machine the first time in a process (aiohttp, the pipeline); nothing
     after. Until one import has finished every trigger goes through the thread: a module in
     ``sys.modules`` may still be initialising there, and importing it on the loop would wait for it.
     """
