@@ -83,3 +83,111 @@ def measure(base_url: str, oldest: int, latest: int, dest: Path, *, interval_hou
         return await measure_async(client, spec)
 
     return asyncio.run(run())
+
+
+@dataclass(frozen=True)
+class FirstTrigger:
+    """A triggerer's first landing trigger, cold: loading its class, then its one run.
+
+    ``import_ms``/``import_cpu_ms``: wall and CPU time of importing the trigger's class on the loop
+    (Airflow's ``create_triggers`` does it there); ``max_ms``/``p99_ms``: the probe's lateness from
+    the import to the trigger's event, the import included.
+    """
+
+    import_ms: float
+    import_cpu_ms: float
+    max_ms: float
+    p99_ms: float
+    wakeups: int
+    status: str
+    seconds: float
+
+
+TRIGGER_CLASSPATH = "airflow_provider_slack_audit.triggers.slack_audit.SlackAuditLogsTrigger"
+
+
+def measure_first_trigger(
+    base_url: str, oldest: int, latest: int, dest: Path, *, interval_hours: float = 1
+) -> FirstTrigger:
+    """The stall figures of a trigger's first landing in a fresh interpreter loaded as a triggerer is.
+
+    The in-process figure (:func:`measure`) warms up first: it leaves out what only the first trigger
+    of a triggerer pays (importing the trigger's module and the landing path, first uses of the
+    filesystem layer and the thread pool), which a backfill's first windows all pay at once.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+    from datetime import datetime, timezone
+
+    from airflow_provider_slack_audit.ingest import Window
+    from airflow_provider_slack_audit.ingest.spec import IngestSpec
+
+    window = Window(
+        datetime.fromtimestamp(oldest, timezone.utc), datetime.fromtimestamp(latest + 1, timezone.utc)
+    )
+    spec = IngestSpec(
+        window=window,
+        interval=timedelta(hours=interval_hours),
+        destination=dest.as_uri(),
+        settle_lag=timedelta(0),
+        compression="gzip",
+    )
+    connection = {"conn_type": "slack_audit", "password": "xoxp-test", "extra": {"base_url": base_url}}
+    done = subprocess.run(
+        [sys.executable, __file__, json.dumps(spec.to_json())],
+        env={**os.environ, "AIRFLOW_CONN_SLACK_AUDIT_DEFAULT": json.dumps(connection)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=3600,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the first-trigger probe failed:\n{done.stderr[-3000:]}")
+    return FirstTrigger(**json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+async def _first_trigger(spec: dict[str, object]) -> FirstTrigger:
+    """In this (fresh) interpreter: probe the loop while the trigger class loads and runs once."""
+    import importlib
+
+    lateness: list[float] = []
+    stop = asyncio.Event()
+    probe = asyncio.create_task(_probe(lateness, stop))
+    await asyncio.sleep(0.2)  # the probe and the loop are warm before the trigger arrives
+    lateness.clear()
+    started, cpu = time.monotonic(), time.thread_time()
+    # As Airflow's create_triggers does: import the class on the loop, then run the trigger.
+    module_name, _, class_name = TRIGGER_CLASSPATH.rpartition(".")
+    trigger_class = getattr(importlib.import_module(module_name), class_name)
+    import_ms, import_cpu_ms = (time.monotonic() - started) * 1000, (time.thread_time() - cpu) * 1000
+    await asyncio.sleep(0)
+    trigger = trigger_class(slack_audit_conn_id="slack_audit_default", spec=spec)
+    events = [event.payload async for event in trigger.run()]
+    stop.set()
+    await probe
+    ordered = sorted(lateness)
+    return FirstTrigger(
+        import_ms=import_ms,
+        import_cpu_ms=import_cpu_ms,
+        max_ms=ordered[-1] * 1000 if ordered else 0.0,
+        p99_ms=ordered[int(len(ordered) * 0.99)] * 1000 if ordered else 0.0,
+        wakeups=len(ordered),
+        status=str(events[0].get("status")) if events else "no event",
+        seconds=time.monotonic() - started,
+    )
+
+
+if __name__ == "__main__":  # the fresh interpreter of measure_first_trigger
+    import json
+    import logging
+    import sys
+    from dataclasses import asdict
+
+    logging.disable(logging.INFO)  # one INFO line per interval is not what is measured
+    try:  # what a triggerer's process has loaded before its first trigger arrives (Airflow 3)
+        import airflow.jobs.triggerer_job_runner
+    except ImportError:
+        import airflow.triggers.base  # noqa: F401
+    print(json.dumps(asdict(asyncio.run(_first_trigger(json.loads(sys.argv[1]))))))

@@ -4,22 +4,60 @@ Its kwargs (stored in the metadata DB) and its event (the task's ``next_kwargs``
 options and a small summary, never the token and never audit data. Progress lives in the landed
 files' commit markers, so a trigger that is cancelled and re-created elsewhere resumes at the first
 interval that is not committed.
+
+The triggerer imports this module on its event loop (Airflow loads a trigger's class inside its
+async ``create_triggers``), where every other trigger waits for the import to finish. So the module
+imports only what the class and :meth:`~SlackAuditLogsTrigger.serialize` need; the landing path (the
+hook, the client and aiohttp, the pipeline and the landing) is imported by :meth:`run`, in a worker
+thread, the first time a trigger runs in the process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow_provider_slack_audit._task_spec import start_spec
-from airflow_provider_slack_audit.client import AsyncAuditLogsClient
-from airflow_provider_slack_audit.hooks.slack_audit import SlackAuditLogsHook
-from airflow_provider_slack_audit.ingest.outcome import failure_outcome, run_ingest
-from airflow_provider_slack_audit.ingest.spec import IngestSpec
-from airflow_provider_slack_audit.version_compat import BaseTrigger, TriggerEvent, redact
+from airflow_provider_slack_audit import version_compat
+from airflow_provider_slack_audit.version_compat import BaseTrigger, TriggerEvent
+
+if TYPE_CHECKING:
+    from airflow_provider_slack_audit.client import AsyncAuditLogsClient
+
+
+#: What :meth:`SlackAuditLogsTrigger.run` needs beyond this module, imported off the event loop.
+LANDING_MODULES = (
+    "airflow_provider_slack_audit._task_spec",
+    "airflow_provider_slack_audit.hooks.slack_audit",
+    "airflow_provider_slack_audit.ingest.outcome",
+    "airflow_provider_slack_audit.ingest.spec",
+)
+
+
+_landing_path_imported = False
+
+
+async def import_landing_path() -> None:
+    """Import :data:`LANDING_MODULES` in a worker thread, so the loop runs other triggers meanwhile.
+
+    Up to seconds on a busy machine the first time in a process (aiohttp, the pipeline); nothing
+    after. Until one import has finished every trigger goes through the thread: a module in
+    ``sys.modules`` may still be initialising there, and importing it on the loop would wait for it.
+    """
+    global _landing_path_imported
+    if not _landing_path_imported:
+        await asyncio.to_thread(_import_landing_path)
+        _landing_path_imported = True
+
+
+def _import_landing_path() -> None:
+    for name in LANDING_MODULES:
+        importlib.import_module(name)
+    # redact resolves through common-compat on first use: the same reason to do it off the loop.
+    getattr(version_compat, "redact")  # noqa: B009
 
 
 class SlackAuditLogsTrigger(BaseTrigger):
@@ -97,6 +135,8 @@ class SlackAuditLogsTrigger(BaseTrigger):
 
     def _started_spec(self) -> dict[str, Any]:
         """The spec of a task started here, built as the operator builds it on a worker."""
+        from airflow_provider_slack_audit._task_spec import start_spec  # imported by run(), off the loop
+
         if self.task_instance is None or not hasattr(self.task_instance, "get_template_context"):
             raise ValueError("a trigger given arguments must run for a task started on the triggerer")
         context = self.task_instance.get_template_context()
@@ -104,6 +144,13 @@ class SlackAuditLogsTrigger(BaseTrigger):
         return start_spec(templated, self.arguments or {}, context, self.log).to_json()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        await import_landing_path()
+        # Already imported, off the loop: each of these is a look-up in sys.modules.
+        from airflow_provider_slack_audit.hooks.slack_audit import SlackAuditLogsHook
+        from airflow_provider_slack_audit.ingest.outcome import failure_outcome, run_ingest
+        from airflow_provider_slack_audit.ingest.spec import IngestSpec
+        from airflow_provider_slack_audit.version_compat import redact
+
         hook = SlackAuditLogsHook(slack_audit_conn_id=self.slack_audit_conn_id)
         # Cancellation (triggerer shutdown, task timeout) propagates out of here without an event;
         # the next trigger instance skips the intervals this one committed.
