@@ -48,6 +48,7 @@ from .retry import (
     RetryBudget,
     RetryIntervalCalculator,
     RetryState,
+    async_default_handlers,
     default_retry_handlers,
     set_default_sleep,
 )
@@ -92,6 +93,7 @@ __all__ = [
     "User",
     "Usergroup",
     "Workflow",
+    "async_default_handlers",
     "build_logs_params",
     "classify",
     "classify_exception",

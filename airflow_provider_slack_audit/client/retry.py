@@ -414,6 +414,11 @@ def default_retry_handlers(max_wait_seconds: float = 300.0) -> list[AsyncRetryHa
     ]
 
 
+
+def async_default_handlers() -> list[AsyncRetryHandler]:
+    """slack_sdk's name for the default list; ours also retries 429s and 5xx."""
+    return default_retry_handlers()
+
 __all__ = [
     "CONNECTION_ERRORS",
     "MAX_GARBLED_PAGE_RETRIES",
@@ -432,6 +437,7 @@ __all__ = [
     "RetryIntervalCalculator",
     "RetryState",
     "Sleep",
+    "async_default_handlers",
     "default_retry_handlers",
     "default_sleep",
     "retry_after_seconds",

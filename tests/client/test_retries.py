@@ -23,6 +23,7 @@ from airflow_provider_slack_audit.client import (
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
     SlackAuditLogsApiError,
+    async_default_handlers,
     default_retry_handlers,
 )
 
@@ -209,6 +210,11 @@ def test_budgets_below_zero_are_refused() -> None:
         AsyncServerErrorRetryHandler(max_wait_seconds=-1)
     with pytest.raises(ValueError, match="max_retry_count"):
         AsyncServerErrorRetryHandler(max_retry_count=-1)
+
+
+def test_slack_sdks_name_for_the_default_list_gives_ours() -> None:
+    # Code written against slack_sdk's async_default_handlers() keeps working, with our defaults.
+    assert [type(h) for h in async_default_handlers()] == [type(h) for h in default_retry_handlers()]
 
 
 def test_default_retry_handlers_share_one_budget_setting() -> None:
