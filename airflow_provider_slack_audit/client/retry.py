@@ -414,10 +414,10 @@ def default_retry_handlers(max_wait_seconds: float = 300.0) -> list[AsyncRetryHa
     ]
 
 
-
 def async_default_handlers() -> list[AsyncRetryHandler]:
     """slack_sdk's name for the default list; ours also retries 429s and 5xx."""
     return default_retry_handlers()
+
 
 __all__ = [
     "CONNECTION_ERRORS",
