@@ -8,7 +8,14 @@ from __future__ import annotations
 from .catalogue import ACTION_CATALOGUE, AUDIT_LOGS_EPOCH, GENERATED_ACTIONS, KNOWN_ACTIONS
 from .clock import ManualClock
 from .errors import ERROR_STATUS
-from .events import EventSet, default_span, to_unix_seconds
+from .events import (
+    EntryFilter,
+    EventSet,
+    RenderedEntries,
+    UnknownActionError,
+    default_span,
+    to_unix_seconds,
+)
 from .faults import FAULT_KINDS, FaultKind, FaultPlan
 from .proxy import FakeForwardProxy, ProxiedRequest
 from .server import API_PREFIX, DEFAULT_LIMIT, MAX_LIMIT, FakeAuditLogsServer, RecordedRequest
@@ -23,6 +30,7 @@ __all__ = [
     "GENERATED_ACTIONS",
     "KNOWN_ACTIONS",
     "MAX_LIMIT",
+    "EntryFilter",
     "EventSet",
     "FakeAuditLogsServer",
     "FakeForwardProxy",
@@ -31,6 +39,8 @@ __all__ = [
     "ManualClock",
     "ProxiedRequest",
     "RecordedRequest",
+    "RenderedEntries",
+    "UnknownActionError",
     "default_span",
     "to_unix_seconds",
 ]
