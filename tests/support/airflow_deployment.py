@@ -462,6 +462,19 @@ class AirflowDeployment:
         self.trigger(LOOP_PROBE_DAG_ID)
         self.wait_for("the loop probe to report", self.loop_probe_samples, timeout, poll=1.0)
 
+    def warm_triggerer(self, destination: str, timeout: float = 300) -> float:
+        """Have the probe load the landing path and ``destination``'s filesystem on the triggerer, as
+        a process's first landing trigger does; returns when that finished (Unix time)."""
+        warmed = self.probe_dir / "warmed"
+        (self.probe_dir / "warm").write_text(destination)
+        written = self.wait_for(
+            "the triggerer to load the landing path",
+            lambda: warmed.exists() and warmed.read_text().strip(),
+            timeout,
+            poll=0.2,
+        )
+        return float(written)
+
     def stop_loop_probe(self) -> None:
         (self.probe_dir / "stop").touch()
 
