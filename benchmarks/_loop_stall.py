@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 PROBE_PERIOD = 0.001
 
@@ -59,24 +60,30 @@ async def measure_async(client: object, spec: object) -> LoopStall:
     )
 
 
-def measure(base_url: str, oldest: int, latest: int, dest: Path, *, interval_hours: float = 1) -> LoopStall:
-    """The stall figure of one ingest of ``[oldest, latest]`` from the server at ``base_url``."""
+def _spec(oldest: int, latest: int, dest: Path, interval_hours: float) -> Any:
+    """The gzip'd landing of ``[oldest, latest]`` under ``dest`` that both figures measure."""
     from datetime import datetime, timezone
 
-    from airflow_provider_slack_audit.client import AsyncAuditLogsClient
     from airflow_provider_slack_audit.ingest import Window
     from airflow_provider_slack_audit.ingest.spec import IngestSpec
 
     window = Window(
         datetime.fromtimestamp(oldest, timezone.utc), datetime.fromtimestamp(latest + 1, timezone.utc)
     )
-    spec = IngestSpec(
+    return IngestSpec(
         window=window,
         interval=timedelta(hours=interval_hours),
         destination=dest.as_uri(),
         settle_lag=timedelta(0),
         compression="gzip",
     )
+
+
+def measure(base_url: str, oldest: int, latest: int, dest: Path, *, interval_hours: float = 1) -> LoopStall:
+    """The stall figure of one ingest of ``[oldest, latest]`` from the server at ``base_url``."""
+    from airflow_provider_slack_audit.client import AsyncAuditLogsClient
+
+    spec = _spec(oldest, latest, dest, interval_hours)
 
     async def run() -> LoopStall:
         client = AsyncAuditLogsClient("xoxp-test", base_url=base_url)  # the fake server's token
@@ -119,21 +126,8 @@ def measure_first_trigger(
     import os
     import subprocess
     import sys
-    from datetime import datetime, timezone
 
-    from airflow_provider_slack_audit.ingest import Window
-    from airflow_provider_slack_audit.ingest.spec import IngestSpec
-
-    window = Window(
-        datetime.fromtimestamp(oldest, timezone.utc), datetime.fromtimestamp(latest + 1, timezone.utc)
-    )
-    spec = IngestSpec(
-        window=window,
-        interval=timedelta(hours=interval_hours),
-        destination=dest.as_uri(),
-        settle_lag=timedelta(0),
-        compression="gzip",
-    )
+    spec = _spec(oldest, latest, dest, interval_hours)
     connection = {"conn_type": "slack_audit", "password": "xoxp-test", "extra": {"base_url": base_url}}
     done = subprocess.run(
         [sys.executable, __file__, json.dumps(spec.to_json())],
