@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import gzip
-import importlib.util
 import json
 import math
 import os
@@ -23,35 +22,21 @@ from typing import Any
 import pytest
 
 from support.airflow_deployment import ProcessSampler
+from support.bench import load_benchmark, run_bench
 from support.postgres import postgres_bindir
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-BENCH = BENCHMARKS / "bench_ingest.py"
 DAYS = 2
 EVENTS_PER_DAY = 2_000
 
 
-def _load(name: str) -> ModuleType:
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-
-
 @pytest.fixture(scope="module")
 def backfill() -> ModuleType:
-    return _load("_backfill")
+    return load_benchmark("_backfill")
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    return _load("bench_ingest")
+    return load_benchmark("bench_ingest")
 
 
 @pytest.fixture(scope="module")
@@ -79,29 +64,16 @@ def backfill_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def _run_scenario(workdir: Path) -> dict[str, Any]:
-    report = workdir / "report.json"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            "--scenario",
-            "backfill",
-            "--backfill-days",
-            str(DAYS),
-            "--backfill-events-per-day",
-            str(EVENTS_PER_DAY),
-            "--json",
-            str(report),
-            "--workdir",
-            str(workdir),
-        ],
-        capture_output=True,
-        text=True,
+    completed, figures = run_bench(
+        workdir,
+        "--scenario",
+        "backfill",
+        "--backfill-days",
+        str(DAYS),
+        "--backfill-events-per-day",
+        str(EVENTS_PER_DAY),
         timeout=600,
-        check=False,
     )
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    figures: dict[str, Any] = json.loads(report.read_text())
     figures["stdout"] = completed.stdout
     return figures
 

@@ -6,18 +6,15 @@ scenario) feeds the tests of the report; the pure report functions are checked o
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import math
 import subprocess
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_ingest.py"
+from support.bench import load_benchmark, run_bench
+
 EVENTS = 5_000
 ISSUE_CONTENDERS = ("wire", "raw", "slack_sdk", "ours", "ours_gzip")
 FIGURES = ("events_per_s", "mb_per_s", "peak_rss_mb", "rss_growth_mb", "requests")
@@ -30,45 +27,27 @@ def bench_run(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     """Run the harness once, as `make bench` does, at sizes that keep the test suite fast."""
-    workdir = tmp_path_factory.mktemp("bench")
-    report = workdir / "report.json"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            "--events",
-            str(EVENTS),
-            "--rounds",
-            "1",
-            "--rate-budget-seconds",
-            "3",
-            # The backfill scenario (a real deployment) has its own smoke test: test_bench_backfill.py.
-            "--scenario",
-            "throughput",
-            "--scenario",
-            "rate-budget",
-            "--json",
-            str(report),
-            "--workdir",
-            str(workdir),
-        ],
-        capture_output=True,
-        text=True,
+    return run_bench(
+        tmp_path_factory.mktemp("bench"),
+        "--events",
+        str(EVENTS),
+        "--rounds",
+        "1",
+        "--rate-budget-seconds",
+        "3",
+        # The backfill scenario (a real deployment) has its own smoke test: test_bench_backfill.py.
+        "--scenario",
+        "throughput",
+        "--scenario",
+        "rate-budget",
         timeout=300,
-        check=False,
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return completed, json.loads(report.read_text())
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
     """The harness imported as a module, for its report functions."""
-    spec = importlib.util.spec_from_file_location("bench_ingest", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_ingest")
 
 
 @pytest.mark.slow  # one run of the harness: ~30 s

@@ -3,7 +3,6 @@ the warehouse transfers' check of a partitioned event against the window its ext
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -40,11 +39,6 @@ HOUR = Window(datetime(2026, 1, 4, 6, tzinfo=timezone.utc), datetime(2026, 1, 4,
 needs_task_partition_keys = pytest.mark.skipif(
     not TASK_PARTITION_KEYS, reason="a task attaches a partition key to its asset event from Airflow 3.3"
 )
-
-
-@pytest.fixture(autouse=True)
-def _connection(slack_audit_connection: Callable[..., None]) -> None:
-    slack_audit_connection(password="xoxp-partition-test-token")
 
 
 @dataclass

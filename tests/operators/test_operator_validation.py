@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -23,12 +22,6 @@ DAY_START = datetime(2026, 1, 4, tzinfo=timezone.utc)
 DAY_END = datetime(2026, 1, 5, tzinfo=timezone.utc)
 CONTEXT = {"data_interval_start": DAY_START, "data_interval_end": DAY_END}
 DESTINATION = "file:///tmp/slack_audit_operator_validation"
-
-
-@pytest.fixture(autouse=True)
-def _connection(slack_audit_connection: Callable[..., None]) -> None:
-    # A closed port: any request made despite a refusal would fail differently.
-    slack_audit_connection()
 
 
 def operator(**kwargs: Any) -> SlackAuditLogsOperator:

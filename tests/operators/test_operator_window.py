@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
@@ -20,11 +19,6 @@ from airflow_provider_slack_audit.version_compat import (
 UTC = timezone.utc
 TRIGGERED_AT = datetime(2026, 12, 1, 7, 13, tzinfo=UTC)
 DAILY = CronDataIntervalTimetable("0 0 * * *", timezone="UTC")
-
-
-@pytest.fixture(autouse=True)
-def _connection(slack_audit_connection: Callable[..., None]) -> None:
-    slack_audit_connection()
 
 
 def operator(**kwargs: Any) -> SlackAuditLogsOperator:

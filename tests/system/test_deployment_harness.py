@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -35,7 +36,9 @@ DAYS = 2
 EVENTS = 60_000  # ~3-4 pages a day: at 20 requests a minute, each window stays deferred for seconds
 
 
-def test_a_backfill_survives_a_triggerer_kill_and_lands_every_id_once(tmp_path: Path) -> None:
+def test_a_backfill_survives_a_triggerer_kill_and_lands_every_id_once(
+    tmp_path: Path, audit_server: Callable[..., FakeAuditLogsServer]
+) -> None:
     if postgres_bindir() is None:
         # Skip on a laptop, fail in CI: CI must never pass by testing less.
         missing = pytest.fail if os.environ.get("CI") else pytest.skip
@@ -43,9 +46,8 @@ def test_a_backfill_survives_a_triggerer_kill_and_lands_every_id_once(tmp_path: 
     today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     first = today - timedelta(days=DAYS)
     landing = tmp_path / "landing"
-    server = FakeAuditLogsServer(events=EVENTS, seed=7, start=first, end=today, requests_per_minute=20,
-                                 rate_limit_burst=1)  # fmt: skip
-    server.start_in_thread()
+    server = audit_server(events=EVENTS, seed=7, start=first, end=today, requests_per_minute=20,
+                          rate_limit_burst=1)  # fmt: skip
     connection = {"conn_type": "slack_audit", "password": "xoxp-test",
                   "extra": {"base_url": server.base_url, "requests_per_minute": 20}}  # fmt: skip
     env = {
@@ -55,29 +57,26 @@ def test_a_backfill_survives_a_triggerer_kill_and_lands_every_id_once(tmp_path: 
         "SLACK_AUDIT_BACKFILL_START": first.date().isoformat(),
         "SLACK_AUDIT_RETRY_DELAY_SECONDS": "2",
     }
-    try:
-        with (
-            postgres_cluster() as cluster,
-            airflow_deployment(
-                tmp_path / "home", [DAG_FILE], env, metadata=PostgresMetadata(cluster, "airflow")
-            ) as deployment,
-        ):
-            deployment.set_pool("slack_audit_api", 4)
-            deployment.wait_for_dags([DAG_ID])
-            deployment.unpause(DAG_ID)
-            deployment.wait_for(
-                "a window of the backfill to defer",
-                lambda: server.logs_requests() and deployment.task_states(DAG_ID).get("deferred"),
-                timeout=300,
-            )
-            old_triggerer = deployment.pid("triggerer")
-            deployment.kill("triggerer")
-            landed_before_restart = len(server.logs_requests())
-            deployment.restart("triggerer")
-            assert deployment.pid("triggerer") != old_triggerer
-            runs = deployment.wait_for_runs(DAG_ID, DAYS, timeout=600)
-    finally:
-        server.stop()
+    with (
+        postgres_cluster() as cluster,
+        airflow_deployment(
+            tmp_path / "home", [DAG_FILE], env, metadata=PostgresMetadata(cluster, "airflow")
+        ) as deployment,
+    ):
+        deployment.set_pool("slack_audit_api", 4)
+        deployment.wait_for_dags([DAG_ID])
+        deployment.unpause(DAG_ID)
+        deployment.wait_for(
+            "a window of the backfill to defer",
+            lambda: server.logs_requests() and deployment.task_states(DAG_ID).get("deferred"),
+            timeout=300,
+        )
+        old_triggerer = deployment.pid("triggerer")
+        deployment.kill("triggerer")
+        landed_before_restart = len(server.logs_requests())
+        deployment.restart("triggerer")
+        assert deployment.pid("triggerer") != old_triggerer
+        runs = deployment.wait_for_runs(DAG_ID, DAYS, timeout=600)
 
     assert [run.state for run in runs] == ["success"] * DAYS
     assert len(server.logs_requests()) > landed_before_restart  # the new triggerer did the rest

@@ -16,8 +16,8 @@ from __future__ import annotations
 import gzip
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, closing
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from functools import partial
@@ -109,7 +109,10 @@ def finished(deployment: AirflowDeployment, dag_id: str, partition_key: str) -> 
 
 
 @pytest.fixture(scope="module")
-def backfill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfill]:
+def backfill(
+    tmp_path_factory: pytest.TempPathFactory,
+    serve_fake_api: Callable[..., AbstractContextManager[FakeAuditLogsServer]],
+) -> Iterator[Backfill]:
     """The example deployed, a backfill of the documented dates for DAY run, its loads finished."""
     root = tmp_path_factory.mktemp("partitioned")
     asked = Window(
@@ -117,18 +120,17 @@ def backfill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfill]:
         datetime.combine(DAY + timedelta(days=1), datetime.min.time(), timezone.utc),
     )
     # The span's bursts sit on the second before the day and the second after it: neither may load.
-    server = FakeAuditLogsServer(events=6_000, seed=44, start=asked.start - SECOND, end=asked.end + SECOND)
-    assert server.expected_ids(asked.oldest - 1, asked.oldest - 1), "no event on the second before the day"
-    assert server.expected_ids(asked.latest + 1, asked.latest + 1), "no event on the second after the day"
-    server.start_in_thread()
-    landing, warehouse = root / "landing", root / "warehouse.db"
-    env = {
-        **RESPONSIVE,
-        **connection_env(server.base_url),
-        "SLACK_AUDIT_BASE_PATH": landing.as_uri(),
-        "AIRFLOW_CONN_SLACK_AUDIT_WAREHOUSE": f'{{"conn_type": "sqlite", "host": "{warehouse}"}}',
-    }
-    try:
+    with serve_fake_api(events=6_000, seed=44, start=asked.start - SECOND, end=asked.end + SECOND) as server:
+        before, after = asked.oldest - 1, asked.latest + 1
+        assert server.expected_ids(before, before), "no event on the second before the day"
+        assert server.expected_ids(after, after), "no event on the second after the day"
+        landing, warehouse = root / "landing", root / "warehouse.db"
+        env = {
+            **RESPONSIVE,
+            **connection_env(server.base_url),
+            "SLACK_AUDIT_BASE_PATH": landing.as_uri(),
+            "AIRFLOW_CONN_SLACK_AUDIT_WAREHOUSE": f'{{"conn_type": "sqlite", "host": "{warehouse}"}}',
+        }
         # This example only: the others would schedule runs.
         with airflow_deployment(root / "home", [EXAMPLE], env, parallelism=4) as deployment:
             deployment.wait_for_dags([LANDING_DAG, WAREHOUSE_DAG], timeout=180)
@@ -153,8 +155,6 @@ def backfill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfill]:
                         f"the load of {key}", partial(finished, deployment, WAREHOUSE_DAG, key), timeout=150
                     )
             yield Backfill(deployment, server, landing, warehouse, keys, dry_run)
-    finally:
-        server.stop()
 
 
 def test_a_backfill_of_the_documented_dates_makes_one_run_keyed_the_asked_day(backfill: Backfill) -> None:

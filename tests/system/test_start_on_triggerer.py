@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -70,23 +71,22 @@ class Setup:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+def setup(
+    tmp_path_factory: pytest.TempPathFactory,
+    serve_fake_api: Callable[..., AbstractContextManager[FakeAuditLogsServer]],
+) -> Iterator[Setup]:
     root = tmp_path_factory.mktemp("start_on_triggerer")
     dag_file = root / "land_on_the_triggerer.py"
     dag_file.write_text(DAG_FILE.format(dag_id=DAG_ID))
-    server = FakeAuditLogsServer(
+    with serve_fake_api(
         events=EVENTS_PER_DAY * DAYS, seed=33, start=FIRST_DAY, end=FIRST_DAY + timedelta(days=DAYS)
-    )
-    server.start_in_thread()
-    landing = root / "landing"
-    env = {**RESPONSIVE, **connection_env(server.base_url), "SLACK_AUDIT_BASE_PATH": landing.as_uri()}
-    try:
+    ) as server:
+        landing = root / "landing"
+        env = {**RESPONSIVE, **connection_env(server.base_url), "SLACK_AUDIT_BASE_PATH": landing.as_uri()}
         with airflow_deployment(root / "home", [dag_file], env, parallelism=4) as deployment:
             deployment.wait_for_dags([DAG_ID], timeout=180)
             deployment.unpause(DAG_ID)
             yield Setup(deployment, server, landing)
-    finally:
-        server.stop()
 
 
 def day(index: int) -> Window:

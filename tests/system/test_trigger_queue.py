@@ -5,7 +5,8 @@ it alone; once a dedicated triggerer starts, it lands the day exactly."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -57,26 +58,25 @@ class Setup:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+def setup(
+    tmp_path_factory: pytest.TempPathFactory,
+    serve_fake_api: Callable[..., AbstractContextManager[FakeAuditLogsServer]],
+) -> Iterator[Setup]:
     root = tmp_path_factory.mktemp("trigger_queue")
     dag_file = root / "land_on_a_dedicated_triggerer.py"
     dag_file.write_text(DAG_FILE)
-    server = FakeAuditLogsServer(events=10_000, seed=55, start=DAY.start, end=DAY.end)
-    server.start_in_thread()
-    landing = root / "landing"
-    env = {
-        **RESPONSIVE,
-        **connection_env(server.base_url),
-        "SLACK_AUDIT_BASE_PATH": landing.as_uri(),
-        "AIRFLOW__TRIGGERER__QUEUES_ENABLED": "True",
-    }
-    try:
+    with serve_fake_api(events=10_000, seed=55, start=DAY.start, end=DAY.end) as server:
+        landing = root / "landing"
+        env = {
+            **RESPONSIVE,
+            **connection_env(server.base_url),
+            "SLACK_AUDIT_BASE_PATH": landing.as_uri(),
+            "AIRFLOW__TRIGGERER__QUEUES_ENABLED": "True",
+        }
         with airflow_deployment(root / "home", [dag_file], env, parallelism=4) as deployment:
             deployment.wait_for_dags([DAG_ID], timeout=180)
             deployment.unpause(DAG_ID)
             yield Setup(deployment, server, landing)
-    finally:
-        server.stop()
 
 
 def test_the_landing_trigger_runs_only_on_a_triggerer_started_with_its_queue(setup: Setup) -> None:
