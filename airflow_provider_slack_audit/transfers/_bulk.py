@@ -48,6 +48,7 @@ from airflow_provider_slack_audit.transfers._schema import (
 )
 from airflow_provider_slack_audit.transfers._table import BatchCounts, iso_utc
 from airflow_provider_slack_audit.transfers._window import (
+    LoadSummary,
     landed_rows,
     load_errors_classified,
     load_summary,
@@ -59,7 +60,9 @@ if TYPE_CHECKING:
     from airflow_provider_slack_audit.version_compat import Context
 
 __all__ = [
+    "BIGQUERY",
     "SEQ",
+    "SNOWFLAKE",
     "STAGED_FILE_NAME",
     "BulkLoadOperator",
     "MergeDialect",
@@ -156,6 +159,27 @@ class MergeDialect:
         return f"SELECT COUNT(DISTINCT {self.staged_value('id')}) FROM {staging}"  # noqa: S608
 
 
+# Each warehouse's spelling, side by side, so that the MERGE below reads against both.
+SNOWFLAKE: Final = MergeDialect(
+    types=PerKind("VARCHAR", "TIMESTAMP_TZ", "VARIANT"),
+    # The staging table's one VARIANT column, v, holds each row as the rows file's JSON object.
+    staged=PerKind("v:{}::VARCHAR", "v:{}::TIMESTAMP_TZ", "PARSE_JSON(v:{}::VARCHAR)"),
+    # VARIANTs compare as their JSON text: both sides come from PARSE_JSON of the same kind of text.
+    json_text="TO_JSON({})",
+    staged_seq=f"v:{SEQ}::NUMBER",
+)
+BIGQUERY: Final = MergeDialect(
+    types=PerKind("STRING", "TIMESTAMP", "JSON"),
+    # PARSE_JSON's wide_number_mode 'exact' (the default): a number JSON cannot hold exactly (past
+    # 64-bit integers, or a decimal past 17 digits) fails the load rather than being silently rounded.
+    staged=PerKind("{}", "TIMESTAMP({})", "PARSE_JSON({})"),
+    # JSON values have no equality in BigQuery: compare their canonical text (both sides parsed alike).
+    json_text="TO_JSON_STRING({})",
+    staged_seq=SEQ,
+    staged_where="TRUE",  # BigQuery wants QUALIFY next to a WHERE, GROUP BY or HAVING
+)
+
+
 def merge_statement(target: str, staging: str, dialect: MergeDialect) -> str:
     """``MERGE`` the staging table into ``target`` by id: new ids inserted, changed rows updated.
 
@@ -218,10 +242,10 @@ class BulkLoadOperator(BaseOperator):
     warehouse: ClassVar[str]
     #: The provider's hook: its module, its class, the provider's name, its connection type.
     hook_class: ClassVar[tuple[str, str, str, str]]
-    #: The operator's attributes the hook takes, by the same names.
-    hook_params: ClassVar[tuple[str, ...]]
     #: How the warehouse types the columns and spells the MERGE.
     dialect: ClassVar[MergeDialect]
+    #: The last load's summary in this process, for its lineage.
+    _summary: LoadSummary | None = None
 
     def __init__(
         self,
@@ -237,7 +261,9 @@ class BulkLoadOperator(BaseOperator):
         self.table = table
         self.source_conn_id = source_conn_id
         self.create_table = create_table
-        self._summary: dict[str, Any] | None = None
+        #: The hook's keyword arguments (a subclass sets them from its own), as common-sql's
+        #: operators keep theirs.
+        self.hook_params: dict[str, Any] = {}
 
     @cached_property
     def hook(self) -> Any:
@@ -249,7 +275,7 @@ class BulkLoadOperator(BaseOperator):
             raise AirflowFailException(
                 f"the {provider} provider is not installed: {missing_provider_hint(conn_type)}"
             ) from error
-        return hook(**{param: getattr(self, param) for param in self.hook_params})
+        return hook(**self.hook_params)
 
     def target(self) -> str:
         raise NotImplementedError
@@ -278,7 +304,7 @@ class BulkLoadOperator(BaseOperator):
         """The OpenLineage (namespace, name) of the table loaded."""
         raise NotImplementedError
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> LoadSummary:
         try:
             target = self.target()
         except InvalidTableNameError as error:
@@ -313,4 +339,4 @@ class BulkLoadOperator(BaseOperator):
         """Lineage: the landing destination in, the table out."""
         if not self._summary:
             return None
-        return load_lineage(self._summary, output=self._lineage_output(str(self._summary["table"])))
+        return load_lineage(self._summary, output=self._lineage_output(self._summary["table"]))

@@ -15,7 +15,7 @@ import dataclasses
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypedDict
 
 from airflow_provider_slack_audit._partitions import check_partition_key
 from airflow_provider_slack_audit.ingest.landing import WindowManifest, read_manifest
@@ -26,6 +26,7 @@ from airflow_provider_slack_audit.transfers._table import BatchCounts
 from airflow_provider_slack_audit.version_compat import AirflowFailException, ObjectStoragePath
 
 __all__ = [
+    "LoadSummary",
     "checked_event_extra",
     "landed_manifests",
     "landed_rows",
@@ -161,11 +162,32 @@ def load_errors_classified(what: str, *, permanent: tuple[type[BaseException], .
         ) from error
 
 
+class LoadSummary(TypedDict):
+    """What every transfer returns (its XCom): the window it loaded, where, and what that did.
+
+    Every row the window holds is counted once, as ``inserted`` (an id new to the table),
+    ``updated`` (an id whose row changed) or ``unchanged``; a rerun of a loaded window counts
+    them all unchanged.
+    """
+
+    #: The rows the window holds: ``inserted + updated + unchanged``.
+    rows: int
+    inserted: int
+    updated: int
+    unchanged: int
+    #: The table loaded, by its full name.
+    table: str
+    #: The window loaded: its ISO bounds and the API's (``oldest``, ``latest``).
+    window: dict[str, Any]
+    #: The manifest's URL or path.
+    manifest: str
+
+
 def load_summary(
     log: Any, where: str, table: str, manifest: WindowManifest, counts: BatchCounts, started: float
-) -> dict[str, Any]:
+) -> LoadSummary:
     """Log the load's one INFO line (what went where, what it did, how long it took) and return
-    what the transfer returns (XCom): the counts, the ``table`` and the window it loaded."""
+    the transfer's :class:`LoadSummary`."""
     log.info(
         "Loaded window %s into %s: %d rows from %d files, %d inserted, %d updated, %d unchanged, %.1f s",
         manifest.window.key,

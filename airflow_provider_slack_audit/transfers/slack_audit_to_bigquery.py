@@ -19,10 +19,9 @@ from typing import Any, Final
 from isal import igzip
 
 from airflow_provider_slack_audit.transfers._bulk import (
+    BIGQUERY,
     SEQ,
     BulkLoadOperator,
-    MergeDialect,
-    PerKind,
     Staging,
     identifier,
 )
@@ -30,16 +29,6 @@ from airflow_provider_slack_audit.transfers._schema import COLUMN_NAMES, INDEXED
 
 __all__ = ["SlackAuditLogsToBigQueryOperator", "bigquery_table_schema"]
 
-_BIGQUERY: Final = MergeDialect(
-    types=PerKind("STRING", "TIMESTAMP", "JSON"),
-    # PARSE_JSON's wide_number_mode 'exact' (the default): a number JSON cannot hold exactly (past
-    # 64-bit integers, or a decimal past 17 digits) fails the load rather than being silently rounded.
-    staged=PerKind("{}", "TIMESTAMP({})", "PARSE_JSON({})"),
-    # JSON values have no equality in BigQuery: compare their canonical text (both sides parsed alike).
-    json_text="TO_JSON_STRING({})",
-    staged_seq=SEQ,
-    staged_where="TRUE",  # BigQuery wants QUALIFY next to a WHERE, GROUP BY or HAVING
-)
 #: The staging table keeps every column as the text the rows file holds; the MERGE types it.
 _STAGED_SCHEMA: Final = (*((name, "STRING") for name in COLUMN_NAMES), (SEQ, "INT64"))
 #: How long a staging table outlives a load that could not drop it (a killed worker).
@@ -52,7 +41,7 @@ def bigquery_table_schema() -> list[dict[str, str]]:
     return [
         {
             "name": name,
-            "type": _BIGQUERY.types.of(name),
+            "type": BIGQUERY.types.of(name),
             "mode": "REQUIRED" if name in REQUIRED_COLUMNS else "NULLABLE",
         }
         for name in COLUMN_NAMES
@@ -91,9 +80,8 @@ class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
     :param create_table: create the table when missing. Turn off to load into a table you created
         (the same column names).
 
-    Returns ``{"rows", "inserted", "updated", "unchanged", "table", "window", "manifest"}``: ``rows``
-    is the number of distinct ids landed in the window, each counted once as inserted, updated or
-    unchanged.
+    Returns a :class:`~airflow_provider_slack_audit.transfers.LoadSummary`; its ``table`` is
+    ``project.dataset.table``.
     """
 
     template_fields: Sequence[str] = ("source", "dataset", "table", "project_id")
@@ -105,8 +93,7 @@ class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
         "Google",
         "google_cloud_platform",
     )
-    hook_params = ("gcp_conn_id", "location", "impersonation_chain")
-    dialect = _BIGQUERY
+    dialect = BIGQUERY
 
     def __init__(
         self,
@@ -121,9 +108,11 @@ class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
         super().__init__(**kwargs)
         self.dataset = dataset
         self.project_id = project_id
-        self.gcp_conn_id = gcp_conn_id
-        self.location = location
-        self.impersonation_chain = impersonation_chain
+        self.hook_params = {
+            "gcp_conn_id": gcp_conn_id,
+            "location": location,
+            "impersonation_chain": impersonation_chain,
+        }
 
     def _names(self) -> tuple[str | None, str, str]:
         """(project, dataset, table), each checked: a project id also takes ``-``, ``.`` and ``:``."""
@@ -140,7 +129,9 @@ class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
         from google.cloud import bigquery
 
         project, dataset, table = self._names()
-        client = self.hook.get_client(project_id=project or self.hook.project_id, location=self.location)
+        client = self.hook.get_client(
+            project_id=project or self.hook.project_id, location=self.hook_params["location"]
+        )
         target = f"{client.project}.{dataset}.{table}"
         self._prepare_table(client, target)
         staging_id = f"{target}__load_{uuid.uuid4().hex}"  # this load's own staging table
@@ -201,7 +192,7 @@ class SlackAuditLogsToBigQueryOperator(BulkLoadOperator):
         if addable:
             existing.schema = [
                 *existing.schema,
-                *(bigquery.SchemaField(name, _BIGQUERY.types.of(name), mode="NULLABLE") for name in addable),
+                *(bigquery.SchemaField(name, BIGQUERY.types.of(name), mode="NULLABLE") for name in addable),
             ]
             client.update_table(existing, ["schema"])
 

@@ -9,14 +9,12 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from airflow_provider_slack_audit.transfers._bulk import (
-    SEQ,
+    SNOWFLAKE,
     STAGED_FILE_NAME,
     BulkLoadOperator,
-    MergeDialect,
-    PerKind,
     Staging,
     identifier,
 )
@@ -24,18 +22,9 @@ from airflow_provider_slack_audit.transfers._schema import COLUMNS, REQUIRED_COL
 
 __all__ = ["SlackAuditLogsToSnowflakeOperator", "snowflake_table_ddl"]
 
-_SNOWFLAKE: Final = MergeDialect(
-    types=PerKind("VARCHAR", "TIMESTAMP_TZ", "VARIANT"),
-    # The staging table's one VARIANT column, v, holds each row as the rows file's JSON object.
-    staged=PerKind("v:{}::VARCHAR", "v:{}::TIMESTAMP_TZ", "PARSE_JSON(v:{}::VARCHAR)"),
-    # VARIANTs compare as their JSON text: both sides come from PARSE_JSON of the same kind of text.
-    json_text="TO_JSON({})",
-    staged_seq=f"v:{SEQ}::NUMBER",
-)
-
 
 def _column_ddl(name: str) -> str:
-    return f"{name} {_SNOWFLAKE.types.of(name)}" + (" NOT NULL" if name in REQUIRED_COLUMNS else "")
+    return f"{name} {SNOWFLAKE.types.of(name)}" + (" NOT NULL" if name in REQUIRED_COLUMNS else "")
 
 
 def snowflake_table_ddl(table: str) -> str:
@@ -76,17 +65,15 @@ class SlackAuditLogsToSnowflakeOperator(BulkLoadOperator):
     :param create_table: create the table when missing. Turn off to load into a table you created
         (the same column names; ``id`` unique).
 
-    Returns ``{"rows", "inserted", "updated", "unchanged", "table", "window", "manifest"}``: ``rows``
-    is the number of distinct ids landed in the window, each counted once as inserted, updated or
-    unchanged.
+    Returns a :class:`~airflow_provider_slack_audit.transfers.LoadSummary`; its ``table`` is the
+    name as given (``[database.][schema.]table``).
     """
 
     template_fields: Sequence[str] = ("source", "table", "schema", "database")
     ui_color = "#e3f3fb"
     warehouse = "Snowflake"
     hook_class = ("airflow.providers.snowflake.hooks.snowflake", "SnowflakeHook", "Snowflake", "snowflake")
-    hook_params = ("snowflake_conn_id",)
-    dialect = _SNOWFLAKE
+    dialect = SNOWFLAKE
 
     def __init__(
         self,
@@ -97,7 +84,7 @@ class SlackAuditLogsToSnowflakeOperator(BulkLoadOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.snowflake_conn_id = snowflake_conn_id
+        self.hook_params = {"snowflake_conn_id": snowflake_conn_id}
         self.schema = schema
         self.database = database
 
@@ -151,10 +138,11 @@ class SlackAuditLogsToSnowflakeOperator(BulkLoadOperator):
 
     def _lineage_output(self, table: str) -> tuple[str, str]:
         """``snowflake://<account>`` and the table's full name, upper-cased."""
-        extra = self.hook.get_connection(self.snowflake_conn_id).extra_dejson
+        connection = self.hook.get_connection(self.hook_params["snowflake_conn_id"])
+        extra = connection.extra_dejson
         account = str(extra.get("account") or "").lower()
         database = self.database or str(extra.get("database") or "")
-        schema = self.schema or str(self.hook.get_connection(self.snowflake_conn_id).schema or "")
+        schema = self.schema or str(connection.schema or "")
         name = ".".join(part for part in (database, schema, self.table) if part).upper()
         return f"snowflake://{account}", name
 

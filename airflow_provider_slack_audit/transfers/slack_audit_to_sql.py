@@ -25,6 +25,7 @@ from airflow_provider_slack_audit.transfers._errors import (
 from airflow_provider_slack_audit.transfers._schema import Row, RowBuilder
 from airflow_provider_slack_audit.transfers._table import BatchCounts, TableName, WarehouseDialect, engine_on
 from airflow_provider_slack_audit.transfers._window import (
+    LoadSummary,
     landed_rows,
     load_errors_classified,
     load_summary,
@@ -76,10 +77,8 @@ class SlackAuditLogsToSqlOperator(BaseOperator):
     :param create_table: create the table and its indexes when missing. Turn off to load into a
         table you created yourself (same column names, your types, a primary key on ``id``).
 
-    Returns ``{"rows", "inserted", "updated", "unchanged", "table", "window", "manifest"}``: ``rows``
-    is the number of entries landed in the window; every entry is counted once as inserted (new id),
-    updated (an existing row whose content changed) or unchanged. Through a common-sql dialect's
-    upsert (MERGE) every row counts as updated, because its row count cannot tell.
+    Returns a :class:`~airflow_provider_slack_audit.transfers.LoadSummary`. Through a common-sql
+    dialect's upsert (MERGE) every row counts as updated, because its row count cannot tell.
     """
 
     template_fields: Sequence[str] = ("source", "table", "schema")
@@ -108,7 +107,7 @@ class SlackAuditLogsToSqlOperator(BaseOperator):
         self.batch_size = batch_size
         self.create_table = create_table
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> LoadSummary:
         try:
             table = TableName(self.table, self.schema or None)
         except InvalidTableNameError as error:

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import json
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_slack_audit.transfers import LoadSummary
 from airflow_provider_slack_audit.version_compat import BaseHook
+
+
+def assert_is_load_summary(result: Mapping[str, Any]) -> None:
+    """``result`` has exactly :class:`LoadSummary`'s keys, each value of its declared type."""
+    declared = typing.get_type_hints(LoadSummary)
+    assert set(result) == set(declared)
+    for key, hint in declared.items():
+        assert isinstance(result[key], typing.get_origin(hint) or hint), (key, result[key])
+    assert result["rows"] == result["inserted"] + result["updated"] + result["unchanged"]
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,9 @@ import os
 
 import pytest
 
-from airflow_provider_slack_audit.transfers._bulk import merge_statement
+from airflow_provider_slack_audit.transfers._bulk import BIGQUERY, merge_statement
 from airflow_provider_slack_audit.transfers._schema import COLUMN_NAMES, REQUIRED_COLUMNS
-from airflow_provider_slack_audit.transfers.slack_audit_to_bigquery import (
-    _BIGQUERY,
-    bigquery_table_schema,
-)
+from airflow_provider_slack_audit.transfers.slack_audit_to_bigquery import bigquery_table_schema
 
 # slow: with the emulator tests, which `make test` runs with the emulators extra (sqlglot is in it).
 pytestmark = pytest.mark.slow
@@ -32,7 +29,7 @@ TARGET, STAGING = "`my-project.security.slack_audit_logs`", "`my-project.securit
 
 
 def parsed_merge() -> exp.Merge:
-    statement = sqlglot.parse_one(merge_statement(TARGET, STAGING, _BIGQUERY), read="bigquery")
+    statement = sqlglot.parse_one(merge_statement(TARGET, STAGING, BIGQUERY), read="bigquery")
     assert isinstance(statement, exp.Merge)
     return statement
 
@@ -56,7 +53,7 @@ def test_the_merge_picks_the_last_copy_of_an_id_with_qualify_next_to_a_where() -
 
 
 def test_json_columns_are_parsed_and_compared_as_their_canonical_text() -> None:
-    text = merge_statement(TARGET, STAGING, _BIGQUERY)
+    text = merge_statement(TARGET, STAGING, BIGQUERY)
 
     for column in ("details", "anomaly_reasons", "raw"):
         assert f"PARSE_JSON({column}) AS {column}" in text

@@ -31,6 +31,7 @@ from support.audit_entries import (
 )
 from support.emulators import BIGQUERY_PROJECT, BigQueryEmulator
 from support.landed_days import LandedDay, landed_day
+from support.warehouses import assert_is_load_summary
 
 pytest.importorskip("airflow.providers.google.cloud.hooks.bigquery")
 
@@ -118,6 +119,7 @@ def test_a_landed_day_loads_with_exactly_its_ids(
         0,
     )
     assert result["table"] == f"{BIGQUERY_PROJECT}.{DATASET}.{table}" and result["manifest"] == day.manifest
+    assert_is_load_summary(result)
 
 
 def test_the_table_is_partitioned_by_day_of_date_create_and_clustered_by_action(

@@ -23,6 +23,7 @@ from airflow_provider_slack_audit.version_compat import AirflowFailException
 from support.audit_entries import bulk_lines, land_window
 from support.emulators import SnowflakeEmulator
 from support.landed_days import LandedDay, landed_day
+from support.warehouses import assert_is_load_summary
 
 pytest.importorskip("airflow.providers.snowflake")
 
@@ -93,6 +94,7 @@ def test_a_landed_day_loads_with_exactly_its_ids(
         0,
     )
     assert result["table"] == table and result["manifest"] == day.manifest
+    assert_is_load_summary(result)
 
 
 def test_anomaly_events_get_their_columns(

@@ -28,7 +28,7 @@ from support.audit_entries import (
     make_entry,
     sample_lines,
 )
-from support.warehouses import Warehouse
+from support.warehouses import Warehouse, assert_is_load_summary
 
 
 def load(warehouse: Warehouse, source: Any, **kwargs: Any) -> dict[str, Any]:
@@ -495,6 +495,7 @@ def test_an_empty_window_creates_the_table_and_loads_nothing(warehouse: Warehous
 def test_returns_what_the_load_did(warehouse: Warehouse, sample_manifest: str) -> None:
     result = load(warehouse, {"manifest": sample_manifest, "window": {"start": "ignored"}})
 
+    assert_is_load_summary(result)
     assert result == {
         "rows": len(SAMPLE_ENTRIES),
         "inserted": len(SAMPLE_ENTRIES),
