@@ -54,7 +54,7 @@ def check_ledger(
     root: ObjectStoragePath,
     report: VerifyReport,
     *,
-    manifests: Collection[str],
+    manifests: Mapping[str, bytes | None],
     present: Collection[str],
     commits: Mapping[str, IntervalCommit],
     descriptor: DestinationDescriptor | None,
@@ -63,8 +63,8 @@ def check_ledger(
 ) -> None:
     """Add what the ledger shows missing or changed to ``report`` (problems, and notes worth knowing).
 
-    ``manifests``: every manifest found (relative paths); ``present``: every file found; ``commits``:
-    the markers read, by data path (those in scope).
+    ``manifests``: every manifest found, its bytes by relative path (None: unreadable); ``present``:
+    every file found; ``commits``: the markers read, by data path (those in scope).
     """
     ledger = Ledger(root)
     entries = _read_entries(ledger, report)
@@ -87,8 +87,11 @@ def check_ledger(
                 "removed with its files cannot be seen; its next ingest run begins the ledger"
             )
     windows = {window.manifest: window for window in report.windows}
-    for relative in sorted(manifests):
-        _check_manifest(root, relative, entries, latest.get(relative), windows.get(relative), scope, report)
+    for relative, payload in sorted(manifests.items()):
+        if payload is not None:  # an unreadable one is reported by the manifest check
+            _check_manifest(
+                relative, payload, entries, latest.get(relative), windows.get(relative), scope, report
+            )
     for path, entry in sorted(latest.items()):
         if path not in manifests and overlaps(entry.window, scope):
             _check_missing_manifest(path, entry, present, commits, report)
@@ -194,8 +197,8 @@ def _check_descriptor(root: ObjectStoragePath, entries: Mapping[int, _Entry], re
 
 
 def _check_manifest(
-    root: ObjectStoragePath,
     relative: str,
+    payload: bytes,
     entries: Mapping[int, _Entry],
     entry: _Entry | None,
     window: WindowReport | None,
@@ -204,10 +207,9 @@ def _check_manifest(
 ) -> None:
     """One manifest present: its latest entry's bytes, and the ledger head it names."""
     try:
-        payload = (root / relative).read_bytes()
         document = json.loads(payload)
-    except (OSError, ValueError):
-        return  # reported unreadable by the manifest check
+    except ValueError:
+        return  # reported damaged by the manifest check
     if not isinstance(document, dict):
         return
     if not overlaps(_window_of(document), scope):

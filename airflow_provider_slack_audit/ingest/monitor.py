@@ -122,13 +122,12 @@ def record_volume(
     Blocking: call in a worker thread. Merge on write, like the schema registry.
     """
     path = registry_path(destination, VOLUME_FILE)
-    history = (read_document(path).get("windows") or {}).values()
-    verdict = judge_silence(window, events, history, fraction, lookback)
-    latest = read_document(path)
-    windows = dict(latest.get("windows") or {})
+    document = read_document(path)
+    windows = dict(document.get("windows") or {})
+    verdict = judge_silence(window, events, windows.values(), fraction, lookback)
     windows[window.key] = {"start": window.start.isoformat(), "end": window.end.isoformat(), "events": events}
-    latest["windows"], latest["version"] = windows, 1
-    write_document(path, latest)
+    document["windows"], document["version"] = windows, 1
+    write_document(path, document)
     return verdict
 
 

@@ -24,6 +24,7 @@ from airflow_provider_slack_audit.ingest.registry import (
 )
 from airflow_provider_slack_audit.ingest.spec import IngestSpec, IngestSummary
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
+from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
 DAY0 = datetime(2026, 1, 4, tzinfo=timezone.utc)
 DAYS = 4
@@ -304,6 +305,26 @@ async def test_a_volume_collapse_is_flagged(server: FakeAuditLogsServer, tmp_pat
     assert (collapsed.silence["flagged"], collapsed.silence["reason"]) == (True, "low_volume")
     assert collapsed.events < 0.5 * collapsed.silence["expected"]
     assert "20260107T000000Z_20260108T000000Z" in registry(tmp_path, "volume.json")["windows"]
+
+
+async def test_a_window_reads_and_writes_the_volume_registry_once(
+    server: FakeAuditLogsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = InjectingClient(server.base_url)
+    await land(client, tmp_path, 0)
+    reads: list[str] = []
+    real_read = ObjectStoragePath.read_bytes
+
+    def read_bytes(path: ObjectStoragePath) -> bytes:
+        reads.append(path.name)
+        return real_read(path)
+
+    monkeypatch.setattr(ObjectStoragePath, "read_bytes", read_bytes)
+
+    await land(client, tmp_path, 1)
+
+    assert reads.count("volume.json") == 1
+    assert len(registry(tmp_path, "volume.json")["windows"]) == 2
 
 
 def test_the_trailing_median_is_a_rate_so_windows_of_other_lengths_compare() -> None:

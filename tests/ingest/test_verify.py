@@ -79,6 +79,22 @@ async def test_a_landed_destination_verifies(landed: Path, capsys: pytest.Captur
     assert f"destination:      file://{landed}" in out
 
 
+async def test_each_manifest_is_read_once(landed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[str] = []
+    real_read = ObjectStoragePath.read_bytes
+
+    def read_bytes(path: ObjectStoragePath) -> bytes:
+        reads.append(path.name)
+        return real_read(path)
+
+    monkeypatch.setattr(ObjectStoragePath, "read_bytes", read_bytes)
+
+    report = await asyncio.to_thread(verify_destination, f"file://{landed}")
+
+    assert report.ok, report.problems
+    assert [name for name in reads if name.endswith(".manifest.json")] == [manifest_of(landed).name]
+
+
 async def test_one_changed_byte_of_one_data_file_fails_naming_it(
     landed: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -135,8 +135,13 @@ def _verify_data_file(entry: ManifestInterval, *, size: int, sha256: str, count:
 def read_manifest(path: ObjectStoragePath | str, conn_id: str | None = None) -> WindowManifest:
     """Read and validate a window manifest; data paths resolve relative to the manifest's location."""
     manifest_path = path if isinstance(path, ObjectStoragePath) else ObjectStoragePath(path, conn_id=conn_id)
+    return parse_manifest(manifest_path.read_bytes(), manifest_path)
+
+
+def parse_manifest(payload: bytes, manifest_path: ObjectStoragePath) -> WindowManifest:
+    """Validate the bytes of the window manifest read from ``manifest_path``."""
     try:
-        data = json.loads(manifest_path.read_bytes())
+        data = json.loads(payload)
     except json.JSONDecodeError as error:
         raise ValueError(f"{manifest_path} is not a window manifest: it is not JSON ({error})") from None
     if not isinstance(data, dict) or data.get("kind") != MANIFEST_KIND:
@@ -332,6 +337,7 @@ __all__ = [
     "iter_commit_lines",
     "iter_data_lines",
     "manifest_document",
+    "parse_manifest",
     "read_manifest",
     "retract_window_manifest",
 ]
