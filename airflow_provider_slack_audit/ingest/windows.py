@@ -18,7 +18,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["EARLIEST", "Interval", "Window", "cell_start", "crosses_cells", "parse_datetime"]
 
@@ -134,11 +137,26 @@ def _format_instant(value: datetime) -> str:
     return f"{whole}{fraction}Z"
 
 
+@dataclass(frozen=True)
 class _Bounds:
-    """What intervals and windows share: API bounds, key and JSON form of ``[start, end)``."""
+    """What intervals and windows share: validated UTC bounds, API bounds, key and JSON form of
+    ``[start, end)``."""
 
     start: datetime
     end: datetime
+    #: The bounds' names in error messages.
+    _names: ClassVar[tuple[str, str]] = ("start", "end")
+
+    def __post_init__(self) -> None:
+        start, end = _validated_bounds(self.start, self.end, *self._names)
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "end", end)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        """Inverse of :meth:`to_json`; ``oldest``/``latest`` are derived, so they are not read."""
+        start_name, end_name = cls._names
+        return cls(parse_datetime(data["start"], start_name), parse_datetime(data["end"], end_name))
 
     @property
     def oldest(self) -> int:
@@ -201,19 +219,6 @@ class Interval(_Bounds):
     Ordering compares ``(start, end)``, so sorted intervals are in time order.
     """
 
-    start: datetime
-    end: datetime
-
-    def __post_init__(self) -> None:
-        start, end = _validated_bounds(self.start, self.end, "start", "end")
-        object.__setattr__(self, "start", start)
-        object.__setattr__(self, "end", end)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Interval:
-        """Inverse of :meth:`to_json`; ``oldest``/``latest`` are derived, so they are not read."""
-        return cls(parse_datetime(data["start"], "start"), parse_datetime(data["end"], "end"))
-
 
 @dataclass(frozen=True)
 class Window(_Bounds):
@@ -223,23 +228,15 @@ class Window(_Bounds):
     Errors name the operator's parameters (``oldest``/``latest``) because that is where users set them.
     """
 
-    start: datetime
-    end: datetime
+    _names = ("oldest", "latest")
 
     def __post_init__(self) -> None:
-        start, end = _validated_bounds(self.start, self.end, "oldest", "latest")
-        if start < EARLIEST:
+        super().__post_init__()
+        if self.start < EARLIEST:
             raise ValueError(
-                f"oldest {start.isoformat()} is before {EARLIEST.isoformat()}, the earliest audit data the "
-                f"Audit Logs API holds; start the window at {EARLIEST.date().isoformat()} or later"
+                f"oldest {self.start.isoformat()} is before {EARLIEST.isoformat()}, the earliest audit data "
+                f"the Audit Logs API holds; start the window at {EARLIEST.date().isoformat()} or later"
             )
-        object.__setattr__(self, "start", start)
-        object.__setattr__(self, "end", end)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Window:
-        """Inverse of :meth:`to_json`; ``oldest``/``latest`` are derived, so they are not read."""
-        return cls(parse_datetime(data["start"], "oldest"), parse_datetime(data["end"], "latest"))
 
     def intervals(self, step: timedelta) -> list[Interval]:
         """
