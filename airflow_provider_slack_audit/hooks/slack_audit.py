@@ -226,21 +226,15 @@ class SlackAuditLogsHook(BaseHook):
         """
         try:
             client = self.get_client()
-            asyncio.run(self._fetch_one_entry(client))
+            asyncio.run(client.logs(limit=1)).validate()
         except SlackAuditLogsApiError as exc:
-            return False, self._redact(f"{exc.error or exc.status_code}: {hint(exc.error) or exc.message}")
+            reason = f"{exc.error or exc.status_code}: {hint(exc.error) or exc.message}"
         except Exception as exc:
-            return False, self._redact(f"{type(exc).__name__}: {exc}")
-        return True, "Authenticated: the token can read the org's audit logs."
-
-    def _redact(self, text: str) -> str:
-        """The result shown in the UI, with the token and a proxy's password taken out."""
-        return redact_text(text, self._secrets)
-
-    @staticmethod
-    async def _fetch_one_entry(client: AsyncAuditLogsClient) -> None:
-        response = await client.logs(limit=1)
-        response.validate()
+            reason = f"{type(exc).__name__}: {exc}"
+        else:
+            return True, "Authenticated: the token can read the org's audit logs."
+        # The result shows in the UI: the token and a proxy's password are taken out.
+        return False, redact_text(reason, self._secrets)
 
     def _token(self, conn: Connection) -> str:
         token = conn.password
