@@ -34,15 +34,14 @@ def get_user_agent(prefix: str | None = None, suffix: str | None = None) -> str:
     )
 
 
-def load_http_proxy_from_env(logger: logging.Logger | None = None) -> str | None:
+def load_http_proxy_from_env(logger: logging.Logger) -> str | None:
     """The proxy from HTTPS_PROXY, https_proxy, HTTP_PROXY or http_proxy; an empty value unsets it."""
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
         value = os.environ.get(name)
         if value is not None:
             if not value.strip():
                 return None
-            if logger is not None:
-                logger.debug("Using the proxy from the %s environment variable", name)
+            logger.debug("Using the proxy from the %s environment variable", name)
             return value
     return None
 

@@ -119,9 +119,8 @@ class _ExtraReader:
             parts.port  # noqa: B018 - a port that is not a number raises here
         except ValueError:
             raise self._invalid(field, value, expected) from None
-        if parts.scheme.lower() not in ("http", "https") or not host or parts.query or parts.fragment:
-            raise self._invalid(field, value, expected)
-        if "?" in value or "#" in value:
+        # "?" and "#" also catch an empty query or fragment, which urlsplit drops.
+        if parts.scheme.lower() not in ("http", "https") or not host or "?" in value or "#" in value:
             raise self._invalid(field, value, expected)
         return value
 
