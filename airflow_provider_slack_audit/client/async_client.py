@@ -6,8 +6,6 @@ failure, one wait budget per request, :meth:`pages`, redirects refused, lazy dec
 checked before any request) is tabled in docs/client.md, "What differs from slack_sdk". No exception
 leaving the client carries the token or a proxy's password (see :mod:`.redaction`), and no secret
 crosses the network in clear (see :mod:`.transport`).
-
-It knows nothing of Airflow.
 """
 
 from __future__ import annotations
@@ -466,11 +464,8 @@ class AsyncAuditLogsClient:
         return False
 
     def _secrets(self) -> list[str]:
-        secrets = [self.token]
         password = url_password(self.proxy) if self.proxy else None
-        if password:
-            secrets.append(password)
-        return secrets
+        return [self.token, password] if password else [self.token]
 
     def _raise_clean(self, error: Exception) -> None:
         """Re-raise ``error`` (already scrubbed); if a secret survived, raise a clean copy instead."""

@@ -236,23 +236,3 @@ class LogsResponse(_Model):
     error: str | None
     needed: str | None
     provided: str | None
-
-
-__all__ = [
-    "Actor",
-    "App",
-    "Channel",
-    "Context",
-    "Details",
-    "Entity",
-    "Entry",
-    "File",
-    "Location",
-    "LogsResponse",
-    "Message",
-    "ResponseMetadata",
-    "Role",
-    "User",
-    "Usergroup",
-    "Workflow",
-]

@@ -46,10 +46,9 @@ def build_logs_params(*, cursor: str | None = None, **query: Unpack[LogsQuery]) 
             raise TypeError(
                 f"{name} must be an int (Unix seconds for oldest/latest), got {type(value).__name__}"
             )
-    if oldest is not None and oldest < 0:
-        raise ValueError(f"oldest must be Unix seconds >= 0, got {oldest}")
-    if latest is not None and latest < 0:
-        raise ValueError(f"latest must be Unix seconds >= 0, got {latest}")
+    for name, bound in (("oldest", oldest), ("latest", latest)):
+        if bound is not None and bound < 0:
+            raise ValueError(f"{name} must be Unix seconds >= 0, got {bound}")
     if oldest is not None and latest is not None and oldest > latest:
         raise ValueError(f"oldest {oldest} is after latest {latest}: both bounds are inclusive Unix seconds")
     if limit is not None and not 1 <= limit <= MAX_LIMIT:

@@ -92,7 +92,6 @@ class RateLimiter:
         burst: int = 1,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        max_pause: float = MAX_SHARED_PAUSE,
         jitter: float = DEFAULT_JITTER,
         rng: random.Random | None = None,
     ) -> None:
@@ -106,7 +105,6 @@ class RateLimiter:
         self._rng = rng or random.Random()
         self.requests_per_minute = float(requests_per_minute)
         self.burst = burst
-        self.max_pause = max_pause
         self._ceiling = self.requests_per_minute * CEILING_SHARE
         self._rate = self._ceiling
         self._clock = clock
@@ -116,7 +114,6 @@ class RateLimiter:
         self._paused_until = 0.0
         self._last_decrease = -math.inf
         self._last_increase = clock()
-        self.waited_seconds = 0.0  # total time callers spent waiting here (for the per-interval log)
 
     @property
     def rate(self) -> float:
@@ -149,7 +146,6 @@ class RateLimiter:
             if delay > max_wait:
                 raise WaitExceedsBudget(delay, max_wait)
             self._next_free = slot + self._spacing()
-            self.waited_seconds += delay
             return delay
 
     def _try_take_now(self, max_wait: float, waited: float) -> float | None:
@@ -180,13 +176,11 @@ class RateLimiter:
             started = self._clock()
             await self._sleep(pending)
             waited += max(pending, self._clock() - started)
-        with self._lock:
-            self.waited_seconds += waited
         return waited
 
     def pause(self, seconds: float) -> float:
-        """Hold every caller for ``seconds`` from now, at most ``max_pause``; return the pause applied."""
-        applied = min(max(0.0, seconds), self.max_pause)
+        """Hold every caller for ``seconds`` from now, at most ``MAX_SHARED_PAUSE``; return the pause."""
+        applied = min(max(0.0, seconds), MAX_SHARED_PAUSE)
         with self._lock:
             self._paused_until = max(self._paused_until, self._clock() + applied)
         return applied

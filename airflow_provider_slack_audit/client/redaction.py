@@ -82,7 +82,7 @@ def _scrub_value(value: Any, secrets: list[str]) -> Any:
         return redact_text(value, secrets)
     if isinstance(value, URL) and (value.user is not None or value.password is not None):
         return value.with_user(None)
-    if _is_connection_key(value):
+    if type(value).__name__ == "ConnectionKey" and hasattr(value, "proxy_auth"):
         return _scrub_connection_key(value)
     if isinstance(value, tuple) and not hasattr(value, "_fields"):
         return tuple(_scrub_value(item, secrets) for item in value)
@@ -94,10 +94,6 @@ def _scrub_request_info(info: RequestInfo, secrets: list[str]) -> RequestInfo:
     for name, value in info.headers.items():
         headers.add(name, REDACTED if name.lower() in _SECRET_HEADERS else redact_text(value, secrets))
     return RequestInfo(info.url, info.method, CIMultiDictProxy(headers), info.real_url)
-
-
-def _is_connection_key(value: Any) -> bool:
-    return type(value).__name__ == "ConnectionKey" and hasattr(value, "proxy_auth")
 
 
 def _scrub_connection_key(key: Any) -> Any:

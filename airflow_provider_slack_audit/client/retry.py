@@ -222,15 +222,13 @@ class AsyncRetryHandler:
 
     async def can_retry_async(self, **call: Unpack[RetryCall]) -> bool:
         state, response = call["state"], call.get("response")
-        retries, _ = self._spent(state)
-        if retries >= self.max_retry_count:
-            return False
-        if not self._can_retry(response=response, error=call.get("error")):
+        retries, waited = self._spent(state)
+        if retries >= self.max_retry_count or not self._can_retry(response=response, error=call.get("error")):
             return False
         wait = self._wait(state, response)
         if state.budget is not None and not state.budget.allows(wait):
             return False
-        return self._spent(state)[1] + wait <= self.max_wait_seconds
+        return waited + wait <= self.max_wait_seconds
 
     async def prepare_for_next_attempt_async(self, **call: Unpack[RetryCall]) -> None:
         state, response = call["state"], call.get("response")

@@ -34,15 +34,14 @@ def get_user_agent(prefix: str | None = None, suffix: str | None = None) -> str:
     )
 
 
-def load_http_proxy_from_env(logger: logging.Logger | None = None) -> str | None:
+def load_http_proxy_from_env(logger: logging.Logger) -> str | None:
     """The proxy from HTTPS_PROXY, https_proxy, HTTP_PROXY or http_proxy; an empty value unsets it."""
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
         value = os.environ.get(name)
         if value is not None:
             if not value.strip():
                 return None
-            if logger is not None:
-                logger.debug("Using the proxy from the %s environment variable", name)
+            logger.debug("Using the proxy from the %s environment variable", name)
             return value
     return None
 
@@ -108,12 +107,14 @@ def check_proxy(proxy: str | None, *, base_url: str, allow_insecure_http: bool) 
 def proxy_for(url: str, proxy: str | None, *, from_env: bool) -> tuple[str | None, BasicAuth | None]:
     """The proxy for ``url`` without its credentials, and those as basic auth.
 
-    NO_PROXY/no_proxy exempts hosts from a proxy taken from the environment (``from_env``).
+    NO_PROXY/no_proxy exempts hosts from a proxy taken from the environment (``from_env``), by
+    urllib's rules, the ones aiohttp's trust_env uses.
     """
     if not proxy:
         return None, None
     target = urlsplit(url)
-    if from_env and target.hostname and _bypassed(target.hostname, target.port):
+    host = target.hostname
+    if from_env and host and proxy_bypass(host if target.port is None else f"{host}:{target.port}"):
         return None, None
     parts = urlsplit(proxy)
     if parts.username is None and parts.password is None:
@@ -130,11 +131,6 @@ def url_password(url: str) -> str | None:
     except ValueError:
         return None
     return unquote(password) if password else None
-
-
-def _bypassed(host: str, port: int | None) -> bool:
-    """Whether NO_PROXY/no_proxy exempts ``host``: urllib's rules, the ones aiohttp's trust_env uses."""
-    return bool(proxy_bypass(host if port is None else f"{host}:{port}"))
 
 
 def redirect_error(response: AuditLogsResponse) -> SlackAuditLogsApiError:

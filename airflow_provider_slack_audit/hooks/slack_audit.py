@@ -119,9 +119,8 @@ class _ExtraReader:
             parts.port  # noqa: B018 - a port that is not a number raises here
         except ValueError:
             raise self._invalid(field, value, expected) from None
-        if parts.scheme.lower() not in ("http", "https") or not host or parts.query or parts.fragment:
-            raise self._invalid(field, value, expected)
-        if "?" in value or "#" in value:
+        # "?" and "#" also catch an empty query or fragment, which urlsplit drops.
+        if parts.scheme.lower() not in ("http", "https") or not host or "?" in value or "#" in value:
             raise self._invalid(field, value, expected)
         return value
 
@@ -226,21 +225,15 @@ class SlackAuditLogsHook(BaseHook):
         """
         try:
             client = self.get_client()
-            asyncio.run(self._fetch_one_entry(client))
+            asyncio.run(client.logs(limit=1)).validate()
         except SlackAuditLogsApiError as exc:
-            return False, self._redact(f"{exc.error or exc.status_code}: {hint(exc.error) or exc.message}")
+            reason = f"{exc.error or exc.status_code}: {hint(exc.error) or exc.message}"
         except Exception as exc:
-            return False, self._redact(f"{type(exc).__name__}: {exc}")
-        return True, "Authenticated: the token can read the org's audit logs."
-
-    def _redact(self, text: str) -> str:
-        """The result shown in the UI, with the token and a proxy's password taken out."""
-        return redact_text(text, self._secrets)
-
-    @staticmethod
-    async def _fetch_one_entry(client: AsyncAuditLogsClient) -> None:
-        response = await client.logs(limit=1)
-        response.validate()
+            reason = f"{type(exc).__name__}: {exc}"
+        else:
+            return True, "Authenticated: the token can read the org's audit logs."
+        # The result shows in the UI: the token and a proxy's password are taken out.
+        return False, redact_text(reason, self._secrets)
 
     def _token(self, conn: Connection) -> str:
         token = conn.password
