@@ -8,9 +8,6 @@ and a menu of transport and payload faults — and it records every request it r
 token) so tests can assert on what a client actually sent.
 
 It knows nothing of Airflow: the client, the pipeline and the benchmarks all talk to it over HTTP.
-The fault plan (and the answers its faults give), the token bucket, the cursor codec, the clock
-and the catalogue of actions live in their own modules (``faults``, ``bucket``, ``cursors``,
-``clock``, ``catalogue``).
 """
 
 from __future__ import annotations
@@ -217,12 +214,10 @@ class FakeAuditLogsServer(LoopbackSite):
                 loop.run_until_complete(self.start(port))
             except BaseException as error:  # handed to the caller below
                 failure.append(error)
-                started.set()
-                loop.close()
-                return
             started.set()
-            loop.run_forever()
-            loop.run_until_complete(self.close())
+            if not failure:
+                loop.run_forever()
+                loop.run_until_complete(self.close())
             loop.close()
 
         thread = threading.Thread(target=serve, name="fake-audit-logs-server", daemon=True)
@@ -337,10 +332,8 @@ class FakeAuditLogsServer(LoopbackSite):
     async def _logs(self, request: web.Request) -> web.StreamResponse:
         fault = self.faults.next_fault()
         request["fault"] = fault
-        if fault is None:
-            return self._answer_logs(request.headers.get("Authorization"), request.query)
-        if fault == "fresh_cursor":
-            return self._answer_logs(request.headers.get("Authorization"), request.query, fresh_cursor=True)
+        if fault in (None, "fresh_cursor"):
+            return self._answer_logs(request, fresh_cursor=fault == "fresh_cursor")
         if fault == "slow":
             await asyncio.sleep(self.faults.slow_seconds)
         if fault in ("http_429", "http_429_date"):
@@ -354,23 +347,21 @@ class FakeAuditLogsServer(LoopbackSite):
             return web.Response(status=200, body=body, content_type="application/json")
         if fault in ("slow", "truncated", "missing_id"):
             # These faults damage the real answer, so compute it (auth and rate limit included).
-            response = self._answer_logs(request.headers.get("Authorization"), request.query)
+            response = self._answer_logs(request)
             if fault == "truncated":
                 return await send_truncated(request, response, self.faults.truncate_at)
             return without_ids(response) if fault == "missing_id" else response
         return replacing_answer(request, fault)
 
-    def _answer_logs(
-        self, authorization: str | None, params: MultiMapping[str], *, fresh_cursor: bool = False
-    ) -> web.Response:
+    def _answer_logs(self, request: web.Request, *, fresh_cursor: bool = False) -> web.Response:
         """Answer a ``logs`` request the way the API does: a page, or an error.
 
         ``fresh_cursor``: the page's next cursor is a new one pointing where the page started.
         """
         try:
-            self._authenticate(authorization)
+            self._authenticate(request.headers.get("Authorization"))
             self._take_rate_limit_token()
-            query = self._parse_query(params)
+            query = self._parse_query(request.query)
             page = self._select_page(query)
         except ApiError as error:
             if error.code == "rate_limited":
@@ -467,15 +458,8 @@ class FakeAuditLogsServer(LoopbackSite):
         else:
             date_create = self.event_set.date_create(page.next_index)
             cursor = self._cursors.encode(date_create, page.next_index, nonce=page.nonce).encode()
-        return b"".join(
-            (
-                b'{"entries":[',
-                self._entries_json(page.indexes),
-                b'],"response_metadata":{"next_cursor":"',
-                cursor,
-                b'"}}',
-            )
-        )
+        entries = self._entries_json(page.indexes)
+        return b"".join((b'{"entries":[', entries, b'],"response_metadata":{"next_cursor":"', cursor, b'"}}'))
 
     def _entries_json(self, indexes: Sequence[int]) -> bytes | memoryview:
         """The page's entries, comma-separated. Pre-rendered contiguous pages are one zero-copy slice."""
