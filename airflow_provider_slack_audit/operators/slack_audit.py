@@ -188,21 +188,15 @@ class SlackAuditLogsOperator(BaseOperator):
 
     def _set_start_from_trigger(self, wanted: bool | None) -> None:
         """Start on the triggerer when the arguments allow it (3.3+), else defer from a worker."""
-        blockers = [
-            reason
-            for reason, applies in (
-                ("deferrable=False runs the ingest in the worker", not self.deferrable),
-                (
-                    "trigger_queue is set, and Airflow creates a trigger that starts a task without a queue",
-                    self.trigger_queue is not None,
-                ),
-                (
-                    "this Airflow does not start tasks on the triggerer (3.3 or later does)",
-                    not start_from_trigger_supported(),
-                ),
+        blockers = []
+        if not self.deferrable:
+            blockers.append("deferrable=False runs the ingest in the worker")
+        if self.trigger_queue is not None:
+            blockers.append(
+                "trigger_queue is set, and Airflow creates a trigger that starts a task without a queue"
             )
-            if applies
-        ]
+        if not start_from_trigger_supported():
+            blockers.append("this Airflow does not start tasks on the triggerer (3.3 or later does)")
         if wanted and blockers:
             raise ValueError(f"start_from_trigger=True cannot apply: {'; '.join(blockers)}")
         if wanted is False or blockers:
@@ -247,7 +241,7 @@ class SlackAuditLogsOperator(BaseOperator):
             "silence_lookback": self.silence_lookback,
             "fail_on_silence": self.fail_on_silence,
             "api_snapshot": self.api_snapshot,
-            "retention": None if self.retention is None else _microseconds(self.retention),
+            "retention": _microseconds(self.retention),
         }
 
     def execute(self, context: Context) -> dict[str, Any]:
