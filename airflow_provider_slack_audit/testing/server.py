@@ -159,13 +159,10 @@ class FakeAuditLogsServer(LoopbackSite):
         self.clock = clock
         self.enabled_at = to_unix_seconds(enabled_at)
         self.faults = faults if faults is not None else FaultPlan(seed=seed)
-        self._bucket = (
-            None
-            if requests_per_minute is None
-            else TokenBucket(
-                requests_per_minute, rate_limit_burst or math.ceil(requests_per_minute), rate_limit_clock
-            )
-        )
+        self._bucket: TokenBucket | None = None
+        if requests_per_minute is not None:
+            burst = rate_limit_burst or math.ceil(requests_per_minute)
+            self._bucket = TokenBucket(requests_per_minute, burst, rate_limit_clock)
         self._expire_cursor_uses = frozenset(expire_cursor_uses)
         self._cursors = CursorCodec(cursor_secret if cursor_secret is not None else os.urandom(32))
         self._nonces = count(1)
@@ -323,11 +320,10 @@ class FakeAuditLogsServer(LoopbackSite):
             return ApiError("bad_endpoint").response()
         if request.method != "GET":
             return ApiError("method_not_allowed").response()
-        if endpoint == "schemas":
-            return web.Response(body=SCHEMAS_BODY, content_type="application/json")
-        if endpoint == "actions":
-            return web.Response(body=ACTIONS_BODY, content_type="application/json")
-        return await self._logs(request)
+        if endpoint == "logs":
+            return await self._logs(request)
+        body = SCHEMAS_BODY if endpoint == "schemas" else ACTIONS_BODY
+        return web.Response(body=body, content_type="application/json")
 
     async def _logs(self, request: web.Request) -> web.StreamResponse:
         fault = self.faults.next_fault()
