@@ -44,7 +44,6 @@ def start_spec(
     triggerer, in the trigger: ``arguments`` is the JSON form both share (durations in microseconds).
     Raises ValueError or TypeError, naming the argument, for anything no retry can fix.
     """
-    retention = arguments.get("retention")
     spec = IngestSpec(
         window=resolve_window(templated.get("oldest"), templated.get("latest"), context, log),
         interval=_duration(arguments["interval"]),
@@ -62,7 +61,7 @@ def start_spec(
         silence_lookback=arguments["silence_lookback"],
         fail_on_silence=bool(arguments.get("fail_on_silence")),
         api_snapshot=bool(arguments.get("api_snapshot", True)),
-        retention=None if retention is None else _duration(retention),
+        retention=_duration(arguments.get("retention")),
     )
     spec.validate()
     return spec

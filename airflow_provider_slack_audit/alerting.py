@@ -80,13 +80,10 @@ def landing_deadline(
 def _failure_callback(callback: MissedLandingCallback | str, kwargs: dict[str, Any]) -> Callable[..., None]:
     """A sync ``on_failure_callback`` running the async ``callback`` (lines without deadline alerts)."""
     import asyncio
-    import importlib
+    import pkgutil
 
     def on_failure(context: Any) -> None:
-        target = callback
-        if isinstance(target, str):
-            module, _, name = target.rpartition(".")
-            target = getattr(importlib.import_module(module), name)
+        target = pkgutil.resolve_name(callback) if isinstance(callback, str) else callback
         asyncio.run(target(context=context, **kwargs))
 
     return on_failure

@@ -184,25 +184,19 @@ class SlackAuditLogsOperator(BaseOperator):
                 "events, carry the day's key"
             )
         self.partitioned = partitioned
-        self._set_start_from_trigger(start_from_trigger, destination)
+        self._set_start_from_trigger(start_from_trigger)
 
-    def _set_start_from_trigger(self, wanted: bool | None, destination: str | ObjectStoragePath) -> None:
+    def _set_start_from_trigger(self, wanted: bool | None) -> None:
         """Start on the triggerer when the arguments allow it (3.3+), else defer from a worker."""
-        blockers = [
-            reason
-            for reason, applies in (
-                ("deferrable=False runs the ingest in the worker", not self.deferrable),
-                (
-                    "trigger_queue is set, and Airflow creates a trigger that starts a task without a queue",
-                    self.trigger_queue is not None,
-                ),
-                (
-                    "this Airflow does not start tasks on the triggerer (3.3 or later does)",
-                    not start_from_trigger_supported(),
-                ),
+        blockers = []
+        if not self.deferrable:
+            blockers.append("deferrable=False runs the ingest in the worker")
+        if self.trigger_queue is not None:
+            blockers.append(
+                "trigger_queue is set, and Airflow creates a trigger that starts a task without a queue"
             )
-            if applies
-        ]
+        if not start_from_trigger_supported():
+            blockers.append("this Airflow does not start tasks on the triggerer (3.3 or later does)")
         if wanted and blockers:
             raise ValueError(f"start_from_trigger=True cannot apply: {'; '.join(blockers)}")
         if wanted is False or blockers:
@@ -218,21 +212,21 @@ class SlackAuditLogsOperator(BaseOperator):
                     field: _start_value(getattr(self, field))
                     for field in SlackAuditLogsTrigger.start_templated_fields
                 },
-                arguments=self._start_arguments(destination),
+                arguments=self._start_arguments(),
             ),
             next_method="execute_complete",
             next_kwargs=None,
             timeout=self.execution_timeout,
         )
 
-    def _start_arguments(self, destination: str | ObjectStoragePath) -> dict[str, Any]:
+    def _start_arguments(self) -> dict[str, Any]:
         """The untemplated arguments the trigger needs to build the spec, as plain JSON.
 
         Durations are whole microseconds, so any ``timedelta`` round-trips exactly.
         """
         conn_id = self.destination_conn_id
-        if isinstance(destination, ObjectStoragePath):
-            conn_id = conn_id or storage_conn_id(destination)
+        if isinstance(self.destination, ObjectStoragePath):  # the argument wins over the path's
+            conn_id = conn_id or storage_conn_id(self.destination)
         return {
             "destination_conn_id": conn_id,
             "interval": _microseconds(self.interval),
@@ -247,7 +241,7 @@ class SlackAuditLogsOperator(BaseOperator):
             "silence_lookback": self.silence_lookback,
             "fail_on_silence": self.fail_on_silence,
             "api_snapshot": self.api_snapshot,
-            "retention": None if self.retention is None else _microseconds(self.retention),
+            "retention": _microseconds(self.retention),
         }
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -351,7 +345,7 @@ class SlackAuditLogsOperator(BaseOperator):
         return operator_lineage(
             summary,
             base_url=ClientOptions.from_extra(conn.extra_dejson, self.slack_audit_conn_id).base_url,
-            destination=self._destination()[0],
+            destination=self._destination_url(),
             filters={"action": normalize_actions(self.action), "actor": self.actor, "entity": self.entity},
         )
 
@@ -363,21 +357,15 @@ class SlackAuditLogsOperator(BaseOperator):
         arguments (:func:`start_spec`).
         """
         try:
-            destination = self._destination()[0]
-            arguments = self._start_arguments(self.destination)  # resolves the same connection id
-            templated: dict[str, Any] = {"oldest": self.oldest, "latest": self.latest}
-            templated.update(destination=destination, overwrite=self.overwrite, reconcile=self.reconcile)
-            return start_spec(templated, arguments, context, self.log)
+            templated = {name: getattr(self, name) for name in SlackAuditLogsTrigger.start_templated_fields}
+            templated["destination"] = self._destination_url()
+            return start_spec(templated, self._start_arguments(), context, self.log)
         except (ValueError, TypeError) as exc:
             raise AirflowFailException(f"Invalid arguments for task {self.task_id!r}: {exc}") from exc
 
-    def _destination(self) -> tuple[str, str | None]:
-        """The destination URL and its storage connection id (the argument wins over the path's)."""
-        destination = self.destination
-        if isinstance(destination, ObjectStoragePath):
-            url = parse_destination_url(storage_path_url(destination))
-            return url, self.destination_conn_id or storage_conn_id(destination)
-        return parse_destination_url(destination), self.destination_conn_id
+    def _destination_url(self) -> str:
+        """The destination as a checked URL, whether given as a string or an ``ObjectStoragePath``."""
+        return parse_destination_url(_start_value(self.destination))
 
     def _record_asset_events(self, context: Context, summary: dict[str, Any]) -> None:
         """Attach the manifest and window to the outlet asset events, for data-aware DAGs downstream.

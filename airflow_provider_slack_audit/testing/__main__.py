@@ -74,7 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_server(args: argparse.Namespace) -> FakeAuditLogsServer:
-    """The server the parsed arguments describe."""
     return FakeAuditLogsServer(
         events=args.events,
         seed=args.seed,
@@ -109,7 +108,6 @@ async def serve(server: FakeAuditLogsServer, port: int, ready_file: Path | None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m airflow_provider_slack_audit.testing``."""
     args = build_parser().parse_args(argv)
     server = build_server(args)
     try:

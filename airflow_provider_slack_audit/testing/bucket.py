@@ -18,20 +18,15 @@ class TokenBucket:
         self._tokens = float(burst)
         self._updated = clock()
 
-    def acquire(self) -> float:
-        """Take a token: return 0 when granted, else the seconds until one is available."""
+    def retry_after(self) -> int | None:
+        """Take a token: ``None`` when granted, else the whole seconds (at least 1) a 429 asks to wait."""
         now = self._clock()
         self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._per_second)
         self._updated = now
         if self._tokens >= 1.0:
             self._tokens -= 1.0
-            return 0.0
-        return (1.0 - self._tokens) / self._per_second
-
-    def retry_after(self) -> int | None:
-        """Take a token: ``None`` when granted, else the whole seconds (at least 1) a 429 asks to wait."""
-        wait = self.acquire()
-        return max(1, math.ceil(wait)) if wait > 0 else None
+            return None
+        return max(1, math.ceil((1.0 - self._tokens) / self._per_second))
 
 
 __all__ = ["TokenBucket"]

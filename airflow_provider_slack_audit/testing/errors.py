@@ -33,9 +33,9 @@ DENIAL_CODES = frozenset(
 
 
 class ApiError(Exception):
-    """An error answer of the API: its code, and for ``rate_limited`` the seconds to wait."""
+    """An error answer of the API: its code, and for ``rate_limited`` the ``Retry-After`` value."""
 
-    def __init__(self, code: str, *, retry_after: int | None = None) -> None:
+    def __init__(self, code: str, *, retry_after: int | str | None = None) -> None:
         super().__init__(code)
         self.code = code
         self.retry_after = retry_after

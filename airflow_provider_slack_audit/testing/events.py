@@ -109,12 +109,10 @@ class EntryFilter:
     @property
     def selects_everything(self) -> bool:
         """True when no filter is set, so every event in the range matches."""
-        return (
-            self.action_codes is None
-            and self.actor is None
-            and self.entity is None
-            and not self.matches_nothing
-        )
+        return self == _NO_FILTER
+
+
+_NO_FILTER = EntryFilter()
 
 
 class UnknownActionError(ValueError):
@@ -268,7 +266,7 @@ class EventSet:
         ``action`` is the comma-separated string the API takes, or a sequence of names.
         """
         if not (action or actor or entity):
-            return EntryFilter()
+            return _NO_FILTER
         codes = self._action_codes(action) if action else None
         actor_ref = self._directory.entity_index.get(actor) if actor else None
         entity_ref = self._directory.entity_index.get(entity) if entity else None

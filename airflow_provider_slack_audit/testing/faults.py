@@ -135,12 +135,13 @@ def _fault_kind(kind: str) -> FaultKind:
     raise ValueError(f"unknown fault {kind!r}: use one of {', '.join(FAULT_KINDS)}")
 
 
-#: The API error code each server-error fault answers with.
-_HTTP_FAULT_CODES: dict[str, str] = {
+#: The API error code each error fault answers with.
+_ERROR_FAULT_CODES: dict[str, str] = {
     "http_500": "internal_error",
     "http_502": "bad_gateway",
     "http_503": "service_unavailable",
     "http_504": "gateway_timeout",
+    "invalid_cursor": "invalid_cursor",
 }
 _HTML_ERROR_PAGE = (
     b"<!DOCTYPE html><html><head><title>Slack is having trouble</title></head>"
@@ -156,20 +157,13 @@ def rate_limited(retry_after: float, *, as_date: bool) -> web.Response:
         value = "inf"
     else:
         value = str(int(retry_after)) if float(retry_after).is_integer() else str(retry_after)
-    return web.Response(
-        status=429,
-        body=msgspec.json.encode({"ok": False, "error": "rate_limited"}),
-        content_type="application/json",
-        headers={"Retry-After": value},
-    )
+    return ApiError("rate_limited", retry_after=value).response()
 
 
 def replacing_answer(request: web.Request, fault: FaultKind) -> web.Response:
     """The answer of a fault that replaces the API's answer entirely."""
-    if fault in _HTTP_FAULT_CODES:
-        return ApiError(_HTTP_FAULT_CODES[fault]).response()
-    if fault == "invalid_cursor":
-        return ApiError("invalid_cursor").response()
+    if fault in _ERROR_FAULT_CODES:
+        return ApiError(_ERROR_FAULT_CODES[fault]).response()
     if fault in ("html_200", "html_502"):
         return web.Response(status=int(fault[-3:]), body=_HTML_ERROR_PAGE, content_type="text/html")
     if fault == "empty_200":

@@ -8,9 +8,6 @@ and a menu of transport and payload faults — and it records every request it r
 token) so tests can assert on what a client actually sent.
 
 It knows nothing of Airflow: the client, the pipeline and the benchmarks all talk to it over HTTP.
-The fault plan (and the answers its faults give), the token bucket, the cursor codec, the clock
-and the catalogue of actions live in their own modules (``faults``, ``bucket``, ``cursors``,
-``clock``, ``catalogue``).
 """
 
 from __future__ import annotations
@@ -162,13 +159,10 @@ class FakeAuditLogsServer(LoopbackSite):
         self.clock = clock
         self.enabled_at = to_unix_seconds(enabled_at)
         self.faults = faults if faults is not None else FaultPlan(seed=seed)
-        self._bucket = (
-            None
-            if requests_per_minute is None
-            else TokenBucket(
-                requests_per_minute, rate_limit_burst or math.ceil(requests_per_minute), rate_limit_clock
-            )
-        )
+        self._bucket: TokenBucket | None = None
+        if requests_per_minute is not None:
+            burst = rate_limit_burst or math.ceil(requests_per_minute)
+            self._bucket = TokenBucket(requests_per_minute, burst, rate_limit_clock)
         self._expire_cursor_uses = frozenset(expire_cursor_uses)
         self._cursors = CursorCodec(cursor_secret if cursor_secret is not None else os.urandom(32))
         self._nonces = count(1)
@@ -217,12 +211,10 @@ class FakeAuditLogsServer(LoopbackSite):
                 loop.run_until_complete(self.start(port))
             except BaseException as error:  # handed to the caller below
                 failure.append(error)
-                started.set()
-                loop.close()
-                return
             started.set()
-            loop.run_forever()
-            loop.run_until_complete(self.close())
+            if not failure:
+                loop.run_forever()
+                loop.run_until_complete(self.close())
             loop.close()
 
         thread = threading.Thread(target=serve, name="fake-audit-logs-server", daemon=True)
@@ -328,19 +320,16 @@ class FakeAuditLogsServer(LoopbackSite):
             return ApiError("bad_endpoint").response()
         if request.method != "GET":
             return ApiError("method_not_allowed").response()
-        if endpoint == "schemas":
-            return web.Response(body=SCHEMAS_BODY, content_type="application/json")
-        if endpoint == "actions":
-            return web.Response(body=ACTIONS_BODY, content_type="application/json")
-        return await self._logs(request)
+        if endpoint == "logs":
+            return await self._logs(request)
+        body = SCHEMAS_BODY if endpoint == "schemas" else ACTIONS_BODY
+        return web.Response(body=body, content_type="application/json")
 
     async def _logs(self, request: web.Request) -> web.StreamResponse:
         fault = self.faults.next_fault()
         request["fault"] = fault
-        if fault is None:
-            return self._answer_logs(request.headers.get("Authorization"), request.query)
-        if fault == "fresh_cursor":
-            return self._answer_logs(request.headers.get("Authorization"), request.query, fresh_cursor=True)
+        if fault in (None, "fresh_cursor"):
+            return self._answer_logs(request, fresh_cursor=fault == "fresh_cursor")
         if fault == "slow":
             await asyncio.sleep(self.faults.slow_seconds)
         if fault in ("http_429", "http_429_date"):
@@ -354,23 +343,21 @@ class FakeAuditLogsServer(LoopbackSite):
             return web.Response(status=200, body=body, content_type="application/json")
         if fault in ("slow", "truncated", "missing_id"):
             # These faults damage the real answer, so compute it (auth and rate limit included).
-            response = self._answer_logs(request.headers.get("Authorization"), request.query)
+            response = self._answer_logs(request)
             if fault == "truncated":
                 return await send_truncated(request, response, self.faults.truncate_at)
             return without_ids(response) if fault == "missing_id" else response
         return replacing_answer(request, fault)
 
-    def _answer_logs(
-        self, authorization: str | None, params: MultiMapping[str], *, fresh_cursor: bool = False
-    ) -> web.Response:
+    def _answer_logs(self, request: web.Request, *, fresh_cursor: bool = False) -> web.Response:
         """Answer a ``logs`` request the way the API does: a page, or an error.
 
         ``fresh_cursor``: the page's next cursor is a new one pointing where the page started.
         """
         try:
-            self._authenticate(authorization)
+            self._authenticate(request.headers.get("Authorization"))
             self._take_rate_limit_token()
-            query = self._parse_query(params)
+            query = self._parse_query(request.query)
             page = self._select_page(query)
         except ApiError as error:
             if error.code == "rate_limited":
@@ -467,15 +454,8 @@ class FakeAuditLogsServer(LoopbackSite):
         else:
             date_create = self.event_set.date_create(page.next_index)
             cursor = self._cursors.encode(date_create, page.next_index, nonce=page.nonce).encode()
-        return b"".join(
-            (
-                b'{"entries":[',
-                self._entries_json(page.indexes),
-                b'],"response_metadata":{"next_cursor":"',
-                cursor,
-                b'"}}',
-            )
-        )
+        entries = self._entries_json(page.indexes)
+        return b"".join((b'{"entries":[', entries, b'],"response_metadata":{"next_cursor":"', cursor, b'"}}'))
 
     def _entries_json(self, indexes: Sequence[int]) -> bytes | memoryview:
         """The page's entries, comma-separated. Pre-rendered contiguous pages are one zero-copy slice."""
