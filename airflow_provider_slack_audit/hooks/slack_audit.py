@@ -10,7 +10,7 @@ import asyncio
 import math
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from airflow_provider_slack_audit import CONNECTION_FIELDS, CONNECTION_UI_FIELD_BEHAVIOUR
 from airflow_provider_slack_audit.client import (
@@ -297,8 +297,7 @@ class SlackAuditLogsHook(BaseHook):
 
 
 def _proxy_secrets(options: ClientOptions) -> list[str]:
-    """The password of the proxy URL, if it has one (masked like the token)."""
-    if not options.proxy:
-        return []
-    password = urlsplit(options.proxy).password
-    return [password] if password else []
+    """The password of the proxy URL, if it has one (masked like the token), as written in the URL
+    and percent-decoded (as it is sent, and as the client scrubs it from errors)."""
+    written = urlsplit(options.proxy).password if options.proxy else None
+    return list(dict.fromkeys([written, unquote(written)])) if written else []

@@ -100,6 +100,22 @@ def test_without_deadline_alerts_the_callback_runs_on_failure(monkeypatch: pytes
     ]
 
 
+def test_without_deadline_alerts_a_dotted_path_callback_is_imported_when_the_run_fails(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(alerting, "DeadlineAlert", None)
+    arguments = landing_deadline(
+        period=DAY,
+        grace=timedelta(hours=6),
+        callback="airflow_provider_slack_audit.alerting.log_missed_landing",
+    )
+
+    with caplog.at_level(logging.WARNING):
+        arguments["on_failure_callback"]({"dag_run": {"dag_id": "audit", "run_id": "r1"}})
+
+    assert any("audit" in record.getMessage() and "r1" in record.getMessage() for record in caplog.records)
+
+
 @pytest.mark.parametrize(
     ("period", "grace"), [(timedelta(0), timedelta(hours=1)), (DAY, timedelta(hours=-1))]
 )

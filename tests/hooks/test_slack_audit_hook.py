@@ -136,6 +136,19 @@ def test_token_is_registered_with_the_secrets_masker(slack_audit_connection: Cal
     assert token not in str(redact(f"Authorization: Bearer {token}"))
 
 
+def test_a_percent_encoded_proxy_password_is_masked_as_written_and_as_sent(
+    slack_audit_connection: Callable[..., None],
+) -> None:
+    slack_audit_connection(
+        BASE_URL, password=TOKEN, proxy="https://loader:s3cr%40t-pr0xy@proxy.internal:3128"
+    )
+
+    SlackAuditLogsHook().get_client()
+
+    for form in ("s3cr%40t-pr0xy", "s3cr@t-pr0xy"):  # in the URL, and what the proxy receives
+        assert form not in str(redact(f"proxy auth {form}"))
+
+
 def test_plain_http_to_a_remote_host_needs_allow_insecure_http(
     slack_audit_connection: Callable[..., None],
 ) -> None:
