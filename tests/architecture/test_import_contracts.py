@@ -25,7 +25,8 @@ TESTING = "No production module imports the test doubles (airflow_provider_slack
 LAYERS = "Each part of the package imports only the parts below it"
 INGEST_LAYERS = "The ingest's modules import only the layers below them"
 LANDING_LAYERS = "The landing's modules import only the layers below them"
-CONTRACTS = (CLIENT, INGEST, TESTING, LAYERS, INGEST_LAYERS, LANDING_LAYERS)
+TRANSFERS_LAYERS = "The transfers' modules import only the layers below them"
+CONTRACTS = (CLIENT, INGEST, TESTING, LAYERS, INGEST_LAYERS, LANDING_LAYERS, TRANSFERS_LAYERS)
 
 # lint-imports runs once per case (a few seconds each); `make lint` runs it on the tree itself.
 pytestmark = pytest.mark.slow
@@ -135,6 +136,13 @@ def test_the_contracts_hold_on_the_package_as_it_is(package_copy: Path) -> None:
             f"if TYPE_CHECKING:\n    from {PACKAGE}.ingest.landing.destination import Landing",
             LANDING_LAYERS,
             id="writer-imports-the-landing-facade-for-typing-only",
+        ),
+        pytest.param(
+            "transfers/_window.py",
+            "from typing import TYPE_CHECKING\n"
+            f"if TYPE_CHECKING:\n    from {PACKAGE}.transfers._bulk import Staging",
+            TRANSFERS_LAYERS,
+            id="window-reading-imports-the-bulk-load-for-typing-only",
         ),
     ],
 )

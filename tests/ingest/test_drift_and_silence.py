@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,6 @@ from airflow_provider_slack_audit.ingest.registry import (
 )
 from airflow_provider_slack_audit.ingest.spec import IngestSpec, IngestSummary
 from airflow_provider_slack_audit.testing import FakeAuditLogsServer
-from airflow_provider_slack_audit.version_compat import ObjectStoragePath
 
 DAY0 = datetime(2026, 1, 4, tzinfo=timezone.utc)
 DAYS = 4
@@ -308,18 +307,11 @@ async def test_a_volume_collapse_is_flagged(server: FakeAuditLogsServer, tmp_pat
 
 
 async def test_a_window_reads_and_writes_the_volume_registry_once(
-    server: FakeAuditLogsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: FakeAuditLogsServer, tmp_path: Path, record_reads: Callable[[], list[str]]
 ) -> None:
     client = InjectingClient(server.base_url)
     await land(client, tmp_path, 0)
-    reads: list[str] = []
-    real_read = ObjectStoragePath.read_bytes
-
-    def read_bytes(path: ObjectStoragePath) -> bytes:
-        reads.append(path.name)
-        return real_read(path)
-
-    monkeypatch.setattr(ObjectStoragePath, "read_bytes", read_bytes)
+    reads = record_reads()
 
     await land(client, tmp_path, 1)
 

@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -79,15 +79,8 @@ async def test_a_landed_destination_verifies(landed: Path, capsys: pytest.Captur
     assert f"destination:      file://{landed}" in out
 
 
-async def test_each_manifest_is_read_once(landed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    reads: list[str] = []
-    real_read = ObjectStoragePath.read_bytes
-
-    def read_bytes(path: ObjectStoragePath) -> bytes:
-        reads.append(path.name)
-        return real_read(path)
-
-    monkeypatch.setattr(ObjectStoragePath, "read_bytes", read_bytes)
+async def test_each_manifest_is_read_once(landed: Path, record_reads: Callable[[], list[str]]) -> None:
+    reads = record_reads()
 
     report = await asyncio.to_thread(verify_destination, f"file://{landed}")
 
