@@ -10,7 +10,7 @@ import asyncio
 import math
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from airflow_provider_slack_audit import CONNECTION_FIELDS, CONNECTION_UI_FIELD_BEHAVIOUR
 from airflow_provider_slack_audit.client import (
@@ -21,6 +21,7 @@ from airflow_provider_slack_audit.client import (
 from airflow_provider_slack_audit.client.errors import SlackAuditLogsConfigError, hint
 from airflow_provider_slack_audit.client.ratelimit import Priority
 from airflow_provider_slack_audit.client.redaction import redact_text, redact_url
+from airflow_provider_slack_audit.client.transport import url_password
 from airflow_provider_slack_audit.version_compat import (
     BaseHook,
     Connection,
@@ -299,5 +300,7 @@ class SlackAuditLogsHook(BaseHook):
 def _proxy_secrets(options: ClientOptions) -> list[str]:
     """The password of the proxy URL, if it has one (masked like the token), as written in the URL
     and percent-decoded (as it is sent, and as the client scrubs it from errors)."""
-    written = urlsplit(options.proxy).password if options.proxy else None
-    return list(dict.fromkeys([written, unquote(written)])) if written else []
+    if not options.proxy:
+        return []
+    forms = (urlsplit(options.proxy).password, url_password(options.proxy))
+    return list(dict.fromkeys(form for form in forms if form))

@@ -233,7 +233,8 @@ class BulkLoadOperator(BaseOperator):
 
     The arguments both take are declared here (each operator documents them), and the load itself:
     the rows file into a staging table, a check that the warehouse loaded every row, one count of
-    distinct ids and one ``MERGE``. A subclass names its ``warehouse`` and ``dialect``, and implements
+    distinct ids and one ``MERGE``. A subclass names its ``warehouse`` and ``dialect``, sets
+    ``hook_params``, and implements
     ``target`` (the table's name, validated; ``InvalidTableNameError`` fails the task), ``_staging``
     and ``_lineage_output``.
     """
@@ -244,6 +245,9 @@ class BulkLoadOperator(BaseOperator):
     hook_class: ClassVar[tuple[str, str, str, str]]
     #: How the warehouse types the columns and spells the MERGE.
     dialect: ClassVar[MergeDialect]
+    #: The hook's keyword arguments, set by each subclass's constructor from its own arguments (as
+    #: common-sql's operators keep theirs).
+    hook_params: dict[str, Any]
     #: The last load's summary in this process, for its lineage.
     _summary: LoadSummary | None = None
 
@@ -261,9 +265,6 @@ class BulkLoadOperator(BaseOperator):
         self.table = table
         self.source_conn_id = source_conn_id
         self.create_table = create_table
-        #: The hook's keyword arguments (a subclass sets them from its own), as common-sql's
-        #: operators keep theirs.
-        self.hook_params: dict[str, Any] = {}
 
     @cached_property
     def hook(self) -> Any:
